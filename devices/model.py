@@ -1,0 +1,133 @@
+"""The canonical event model every device profile decodes into.
+
+Device quirks stop at this boundary: rules, incidents and telemetry only ever see `DeviceEvent`.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+class Lane(enum.StrEnum):
+    """Which ingest lane a message arrived on; the alarm lane never waits behind telemetry."""
+
+    ALARM = "alarm"
+    TELEMETRY = "telemetry"
+
+
+class DeviceType(enum.StrEnum):
+    SOS_BUTTON = "sos_button"
+    FALL_SENSOR = "fall_sensor"
+    DOOR_SENSOR = "door_sensor"
+    SMOKE_DETECTOR = "smoke_detector"
+    PRESENCE_SENSOR = "presence_sensor"
+    MOTION_SENSOR = "motion_sensor"
+    VITALS_MONITOR = "vitals_monitor"
+    BED_SENSOR = "bed_sensor"
+    OTHER = "other"
+
+
+#: Device families whose messages travel on the alarm lane.
+ALARM_DEVICE_TYPES = frozenset(
+    {DeviceType.SOS_BUTTON, DeviceType.FALL_SENSOR, DeviceType.DOOR_SENSOR, DeviceType.SMOKE_DETECTOR}
+)
+
+
+class EventKind(enum.StrEnum):
+    SOS = "sos"
+    FALL = "fall"
+    FALL_CANCEL = "fall_cancel"
+    DOOR_OPEN = "door_open"
+    DOOR_CLOSED = "door_closed"
+    SMOKE = "smoke"
+    SMOKE_CLEAR = "smoke_clear"
+    TAMPER = "tamper"
+    BATTERY = "battery"
+    BATTERY_LOW = "battery_low"
+    PRESENCE = "presence"
+    MOTION = "motion"
+    AVAILABILITY = "availability"
+    HEARTBEAT = "heartbeat"
+    HEART_RATE = "heart_rate"
+    SPO2 = "spo2"
+    BODY_TEMPERATURE = "body_temperature"
+    TEMPERATURE = "temperature"
+    HUMIDITY = "humidity"
+    CHECK_IN = "check_in"
+    BED_OCCUPIED = "bed_occupied"
+    LINK_QUALITY = "link_quality"
+
+
+#: Event kinds the alarm-lane rules act on. Everything else is telemetry.
+ALARM_EVENT_KINDS = frozenset(
+    {
+        EventKind.SOS,
+        EventKind.FALL,
+        EventKind.FALL_CANCEL,
+        EventKind.DOOR_OPEN,
+        EventKind.DOOR_CLOSED,
+        EventKind.SMOKE,
+        EventKind.SMOKE_CLEAR,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """One MQTT message exactly as the broker handed it over."""
+
+    topic: str
+    payload: bytes
+    received_at: datetime
+    lane: Lane
+    qos: int = 0
+    mid: int = 0
+    duplicate: bool = False
+    retained: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """Where a device is installed and whom it watches, from the configuration."""
+
+    device_id: str
+    device_type: DeviceType
+    site: str
+    room: str | None = None
+    resident: str | None = None
+    profile: str = "careline"
+    #: Zigbee2MQTT friendly name (the topic segment), when the device is paired through Zigbee2MQTT.
+    friendly_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceEvent:
+    """A decoded, attributed event: what happened, where, to whom, and when."""
+
+    device_id: str
+    device_type: DeviceType
+    site: str
+    room: str | None
+    resident: str | None
+    kind: EventKind
+    value: float | bool | str | None
+    ts: datetime
+    received_at: datetime
+    #: Stable identity of the source message, used to recognise broker redeliveries.
+    message_key: str
+    extra: dict[str, float | bool | str] = field(default_factory=dict)
+
+    @property
+    def is_alarm_kind(self) -> bool:
+        return self.kind in ALARM_EVENT_KINDS
+
+
+class DecodeError(ValueError):
+    """A payload that no profile could turn into events; it goes to the dead-letter store."""
+
+    def __init__(self, reason: str, *, device_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.device_id = device_id

@@ -1,0 +1,303 @@
+"""Typed configuration, validated once at start-up.
+
+Secrets never live in the file: a setting ending in ``_env`` names the environment variable that holds
+the secret. `load_config` turns pydantic's errors into messages carrying the YAML line numbers.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from devices.model import DeviceType
+from gateway.errors import ConfigError
+
+Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+Language = Literal["en", "zh-CN"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TlsConfig(_Strict):
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    #: Only for lab brokers with self-signed certificates; never in production.
+    insecure: bool = False
+
+
+class BrokerConfig(_Strict):
+    #: ``mqtt://host:port`` or ``mqtts://host:port``. Leave empty to run the embedded amqtt broker.
+    url: str | None = None
+    embedded_port: int = Field(1883, ge=1, le=65535)
+    client_id: Identifier = "careline-gateway"
+    username: str | None = None
+    password_env: str | None = None
+    tls: TlsConfig | None = None
+    protocol: Literal["5", "3.1.1"] = "5"
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    #: How long the broker keeps the alarm lane's session (and its queued alarms) while we are away.
+    session_expiry_s: int = Field(7 * 24 * 3600, ge=60)
+    alarm_topics: tuple[str, ...] = ("careline/+/+/alarm",)
+    telemetry_topics: tuple[str, ...] = ("careline/+/+/telemetry", "zigbee2mqtt/#")
+    reconnect_min_s: float = Field(0.2, gt=0, le=60)
+    reconnect_max_s: float = Field(10.0, gt=0, le=600)
+    #: Telemetry beyond this many queued messages is dropped (and counted); alarms are never dropped.
+    telemetry_queue_max: int = Field(50_000, ge=100)
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str | None) -> str | None:
+        if url is not None and urlsplit(url).scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+            raise ValueError("broker url must start with mqtt:// or mqtts://")
+        return url
+
+    @property
+    def embedded(self) -> bool:
+        return self.url is None
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1" if self.url else "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        if self.url is None:
+            return self.embedded_port
+        parts = urlsplit(self.url)
+        return parts.port or (8883 if parts.scheme in ("mqtts", "ssl") else 1883)
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls is not None or (self.url is not None and urlsplit(self.url).scheme in ("mqtts", "ssl"))
+
+    def password(self) -> str | None:
+        return _secret(self.password_env)
+
+
+class StorageConfig(_Strict):
+    #: SQLAlchemy URL of the incident store: SQLite by default, PostgreSQL for several gateways.
+    url: str = "sqlite:///var/careline.db"
+    #: How long a writer waits for a SQLite lock before failing (another process may hold it).
+    busy_timeout_s: float = Field(30.0, gt=0)
+
+
+class HttpConfig(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    #: Session lifetime for logged-in operators.
+    session_hours: float = Field(12.0, gt=0, le=24 * 30)
+    #: Mark the session cookie Secure; turn on behind HTTPS.
+    secure_cookies: bool = False
+
+
+class NightHours(_Strict):
+    start: time = time(22, 0)
+    end: time = time(6, 0)
+
+    def contains(self, local: time) -> bool:
+        if self.start <= self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end
+
+
+class RulesConfig(_Strict):
+    #: A resident may cancel a fall alarm from their own device within this window (seconds).
+    fall_cancel_window_s: int = Field(60, ge=0, le=3600)
+    door_at_night: bool = True
+    night: NightHours = NightHours()
+    #: Raise an alarm when a door stays open longer than this; 0 turns the rule off.
+    door_left_open_minutes: float = Field(10, ge=0, le=24 * 60)
+
+
+class RoomConfig(_Strict):
+    id: Identifier
+    name: str | None = None
+    wing: str | None = None
+
+
+class SiteConfig(_Strict):
+    id: Identifier
+    name: str
+    kind: Literal["care_home", "home"] = "care_home"
+    timezone: str = "Asia/Shanghai"
+    address: str | None = None
+    rooms: tuple[RoomConfig, ...] = ()
+    rules: RulesConfig = RulesConfig()
+
+    @field_validator("timezone")
+    @classmethod
+    def _real_timezone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {name!r} (use an IANA name such as Asia/Shanghai)") from None
+        return name
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class ResidentConfig(_Strict):
+    id: Identifier
+    name: str
+    site: Identifier
+    room: Identifier | None = None
+    wandering_risk: bool = False
+    language: Language = "zh-CN"
+    notes: str | None = None
+
+
+class DeviceConfig(_Strict):
+    id: Identifier
+    type: DeviceType
+    profile: Literal["careline", "zigbee2mqtt"] = "careline"
+    site: Identifier
+    room: Identifier | None = None
+    resident: Identifier | None = None
+    #: Zigbee2MQTT friendly name; defaults to the device id.
+    friendly_name: str | None = None
+
+    @model_validator(mode="after")
+    def _friendly_name_has_no_wildcards(self) -> DeviceConfig:
+        name = self.friendly_name or ""
+        if any(c in name for c in "+#") or name.startswith("/"):
+            raise ValueError("friendly_name may not contain MQTT wildcards or start with '/'")
+        return self
+
+
+class ResponderConfig(_Strict):
+    id: Identifier
+    name: str
+    phone: str | None = None
+    email: str | None = None
+    language: Language = "zh-CN"
+    roles: tuple[str, ...] = ()
+    sites: tuple[Identifier, ...] = ()
+
+
+class CarelineConfig(_Strict):
+    broker: BrokerConfig = BrokerConfig()
+    storage: StorageConfig = StorageConfig()
+    http: HttpConfig = HttpConfig()
+    sites: tuple[SiteConfig, ...] = ()
+    residents: tuple[ResidentConfig, ...] = ()
+    devices: tuple[DeviceConfig, ...] = ()
+    responders: tuple[ResponderConfig, ...] = ()
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> CarelineConfig:
+        _unique("sites", [s.id for s in self.sites])
+        _unique("residents", [r.id for r in self.residents])
+        _unique("devices", [d.id for d in self.devices])
+        _unique("responders", [r.id for r in self.responders])
+        rooms = {s.id: {r.id for r in s.rooms} for s in self.sites}
+        residents = {r.id: r for r in self.residents}
+        for resident in self.residents:
+            _check_place("resident", resident.id, resident.site, resident.room, rooms)
+        for device in self.devices:
+            _check_place("device", device.id, device.site, device.room, rooms)
+            owner = residents.get(device.resident) if device.resident else None
+            if device.resident and owner is None:
+                raise ValueError(f"device {device.id!r} names unknown resident {device.resident!r}")
+            if owner is not None and owner.site != device.site:
+                raise ValueError(f"device {device.id!r} is at site {device.site!r} but its resident is not")
+        _unique("zigbee2mqtt friendly names", [d.friendly_name or d.id for d in self.devices
+                                                if d.profile == "zigbee2mqtt"])
+        return self
+
+    def site(self, site_id: str) -> SiteConfig:
+        for site in self.sites:
+            if site.id == site_id:
+                return site
+        raise KeyError(site_id)
+
+
+def _unique(what: str, ids: list[str]) -> None:
+    seen: set[str] = set()
+    for item in ids:
+        if item in seen:
+            raise ValueError(f"duplicate id {item!r} in {what}")
+        seen.add(item)
+
+
+def _check_place(what: str, ident: str, site: str, room: str | None, rooms: dict[str, set[str]]) -> None:
+    if site not in rooms:
+        raise ValueError(f"{what} {ident!r} names unknown site {site!r}")
+    if room is not None and room not in rooms[site]:
+        raise ValueError(f"{what} {ident!r} names unknown room {room!r} of site {site!r}")
+
+
+def _secret(env_name: str | None) -> str | None:
+    if env_name is None:
+        return None
+    value = os.environ.get(env_name)
+    if value is None:
+        raise ConfigError(f"environment variable {env_name} is not set (it holds a secret)")
+    return value
+
+
+def load_config(path: Path) -> CarelineConfig:
+    """Read and validate a YAML config; errors name the file, line and setting at fault."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse_config(text, source=str(path))
+
+
+def parse_config(text: str, *, source: str = "<config>") -> CarelineConfig:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}:1: the top level must be a mapping of settings")
+    try:
+        return CarelineConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = [_describe(error, root, source) for error in exc.errors()]
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
+
+
+def _describe(error: Any, root: yaml.Node | None, source: str) -> str:
+    loc = tuple(error["loc"])
+    line = _line_of(root, loc)
+    where = ".".join(str(part) for part in loc) or "(top level)"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"  {source}:{line}: {where}: {message}"
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int:
+    """Line (1-based) of the deepest YAML node the error location reaches."""
+    if node is None:
+        return 1
+    line = node.start_mark.line + 1
+    for part in loc:
+        child: yaml.Node | None = None
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if key.value == part:
+                    child = value
+                    line = key.start_mark.line + 1
+                    break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            child = node.value[part]
+            line = child.start_mark.line + 1
+        if child is None:
+            break
+        node = child
+    return line
