@@ -78,7 +78,9 @@ class BrokerConfig(_Strict):
 
     @property
     def uses_tls(self) -> bool:
-        return self.tls is not None or (self.url is not None and urlsplit(self.url).scheme in ("mqtts", "ssl"))
+        return self.tls is not None or (
+            self.url is not None and urlsplit(self.url).scheme in ("mqtts", "ssl")
+        )
 
     def password(self) -> str | None:
         return _secret(self.password_env)
@@ -212,8 +214,10 @@ class CarelineConfig(_Strict):
                 raise ValueError(f"device {device.id!r} names unknown resident {device.resident!r}")
             if owner is not None and owner.site != device.site:
                 raise ValueError(f"device {device.id!r} is at site {device.site!r} but its resident is not")
-        _unique("zigbee2mqtt friendly names", [d.friendly_name or d.id for d in self.devices
-                                                if d.profile == "zigbee2mqtt"])
+        _unique(
+            "zigbee2mqtt friendly names",
+            [d.friendly_name or d.id for d in self.devices if d.profile == "zigbee2mqtt"],
+        )
         return self
 
     def site(self, site_id: str) -> SiteConfig:

@@ -1,9 +1,9 @@
 """Careline's exceptions, translated once at the edge.
 
-    CarelineError
-     ├── ConfigError        the configuration is invalid or a secret is missing
-     ├── StoreError         the incident store refused or lost a write
-     └── BrokerError        the MQTT broker cannot be reached or refused us
+CarelineError
+ ├── ConfigError        the configuration is invalid or a secret is missing
+ ├── StoreError         the incident store refused or lost a write
+ └── BrokerError        the MQTT broker cannot be reached or refused us
 """
 
 

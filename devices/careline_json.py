@@ -1,0 +1,233 @@
+"""The native Careline JSON profile: `careline/<site>/<device_id>/<channel>` carrying one event.
+
+The payload says *what* happened and *when*; *where* and *to whom* always come from the configured
+`Binding`, so a device that is moved or mis-flashed can never attribute an alarm to another room.
+
+Run `python -m devices.careline_json` to regenerate the published JSON Schema files.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    ValidationError,
+    WithJsonSchema,
+)
+
+from devices.model import Binding, DecodeError, DeviceEvent, EventKind, RawMessage
+from devices.registry import DeviceRegistry
+
+PROFILE = "careline"
+TOPIC_ROOT = "careline"
+CHANNELS = frozenset({"alarm", "telemetry", "status"})
+SCHEMA_VERSION = 1
+#: Real events are a few hundred bytes; anything this large is a broken or hostile publisher.
+MAX_PAYLOAD_BYTES = 64 * 1024
+#: Epoch milliseconds below this are almost certainly epoch *seconds* sent by mistake.
+_EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+_MAX_REASON_CHARS = 300
+
+SCHEMA_ID = "urn:careline:schema:careline-event:1"
+SCHEMA_FILE_NAME = "careline-event.schema.json"
+_PACKAGE_DIR = Path(__file__).resolve().parent
+SCHEMA_PATHS = (_PACKAGE_DIR / "schemas" / SCHEMA_FILE_NAME, _PACKAGE_DIR.parent / "docs" / SCHEMA_FILE_NAME)
+
+
+def _event_time(raw: object) -> datetime:
+    """Accept an ISO-8601 string with an offset or epoch milliseconds; return an aware datetime."""
+    if isinstance(raw, bool) or not isinstance(raw, str | int | float):
+        raise ValueError("must be an ISO-8601 string or epoch milliseconds")
+    if isinstance(raw, str):
+        try:
+            parsed = datetime.fromisoformat(raw)
+        except ValueError:
+            raise ValueError("is not an ISO-8601 date-time") from None
+        if parsed.tzinfo is None:
+            # A naive time is ambiguous across sites in different zones; refuse to guess.
+            raise ValueError("ISO-8601 date-time needs a time zone offset")
+    else:
+        try:
+            parsed = datetime.fromtimestamp(raw / 1000, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ValueError("epoch milliseconds out of range") from None
+    if parsed < _EARLIEST_EVENT_TIME:
+        raise ValueError("is before 2000-01-01 (epoch seconds sent instead of milliseconds?)")
+    return parsed
+
+
+def _supported_version(version: int) -> int:
+    if version != SCHEMA_VERSION:
+        raise ValueError(f"unsupported schema version {version} (expected {SCHEMA_VERSION})")
+    return version
+
+
+Scalar = StrictInt | StrictFloat | StrictBool | Annotated[StrictStr, StringConstraints(max_length=256)]
+ExtraKey = Annotated[StrictStr, StringConstraints(min_length=1, max_length=64)]
+
+
+class CarelineEventPayload(BaseModel):
+    """One event reported by a Careline-native device."""
+
+    # strict: JSON `true` must not pass as version 1 nor `"72"` as a number; allow_inf_nan: 1e400
+    # parses to inf and would poison every average downstream.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+
+    v: Annotated[
+        StrictInt,
+        AfterValidator(_supported_version),
+        WithJsonSchema({"type": "integer", "const": SCHEMA_VERSION}),
+    ] = Field(description="Payload schema version; always 1.")
+    event_id: Annotated[StrictStr, StringConstraints(min_length=8, max_length=64, pattern=r"^[!-~]+$")] = Field(
+        description="Device-generated unique id of this event (printable ASCII, no spaces); "
+        "a repeat of the same id is treated as a redelivery."
+    )
+    ts: Annotated[
+        datetime,
+        BeforeValidator(_event_time),
+        WithJsonSchema(
+            {
+                "anyOf": [
+                    {"type": "string", "format": "date-time"},
+                    {"type": "number", "minimum": int(_EARLIEST_EVENT_TIME.timestamp() * 1000)},
+                ]
+            }
+        ),
+    ] = Field(description="When the event happened: ISO-8601 with a time zone offset, or epoch milliseconds.")
+    kind: Annotated[EventKind, Field(strict=False)] = Field(description="What happened.")
+    value: Scalar | None = Field(
+        default=None, description="Reading or state for the kind, e.g. 72 for heart_rate, 87 for battery."
+    )
+    extra: dict[ExtraKey, Scalar] = Field(
+        default_factory=dict, max_length=32, description="Further device-specific readings (at most 32)."
+    )
+
+
+def careline_payload_json_schema() -> dict[str, Any]:
+    """The published JSON Schema of a Careline event payload."""
+    schema = CarelineEventPayload.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = SCHEMA_ID
+    schema["title"] = "Careline device event"
+    schema["description"] = (
+        "Payload of an MQTT message on careline/<site>/<device_id>/<alarm|telemetry|status>. "
+        "Site, room and resident come from the gateway configuration, never from the payload."
+    )
+    return schema
+
+
+def render_schema() -> str:
+    """The schema exactly as stored in the repository: sorted keys, two-space indent, final newline."""
+    return json.dumps(careline_payload_json_schema(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
+def write_schema_files() -> list[Path]:
+    text = render_schema()
+    for path in SCHEMA_PATHS:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return list(SCHEMA_PATHS)
+
+
+def decode(message: RawMessage, registry: DeviceRegistry) -> list[DeviceEvent]:
+    """Decode one Careline message into exactly one attributed event, or raise `DecodeError`."""
+    site, device_id = _parse_topic(message.topic)
+    binding = _binding_for(registry, site, device_id)
+    payload = _parse_payload(message.payload, device_id)
+    event = DeviceEvent(
+        device_id=binding.device_id,
+        device_type=binding.device_type,
+        site=binding.site,
+        room=binding.room,
+        resident=binding.resident,
+        kind=payload.kind,
+        value=payload.value,
+        ts=payload.ts,
+        received_at=message.received_at,
+        message_key=f"careline:{device_id}:{payload.event_id}",
+        extra=dict(payload.extra),
+    )
+    return [event]
+
+
+def _parse_topic(topic: str) -> tuple[str, str]:
+    parts = topic.split("/")
+    if len(parts) != 4 or parts[0] != TOPIC_ROOT or not all(parts):
+        raise DecodeError(f"careline topic must be careline/<site>/<device_id>/<channel>, got {topic!r}")
+    _, site, device_id, channel = parts
+    if channel not in CHANNELS:
+        raise DecodeError(f"unknown careline channel {channel!r}", device_id=device_id)
+    return site, device_id
+
+
+def _binding_for(registry: DeviceRegistry, site: str, device_id: str) -> Binding:
+    binding = registry.by_id(device_id)
+    if binding is None:
+        raise DecodeError(f"unknown device {device_id!r}", device_id=device_id)
+    if binding.profile != PROFILE:
+        # A Zigbee device cannot speak this profile; such a message is a misconfiguration or a spoof.
+        raise DecodeError(
+            f"device {device_id!r} is bound to profile {binding.profile!r}, not {PROFILE!r}", device_id=device_id
+        )
+    if binding.site != site:
+        raise DecodeError(
+            f"device {device_id!r} is bound to site {binding.site!r}, not {site!r}", device_id=device_id
+        )
+    return binding
+
+
+def _parse_payload(payload: bytes, device_id: str) -> CarelineEventPayload:
+    if len(payload) > MAX_PAYLOAD_BYTES:
+        raise DecodeError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}", device_id=device_id)
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DecodeError("payload is not UTF-8", device_id=device_id) from None
+    try:
+        document = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise DecodeError("payload is not valid JSON", device_id=device_id) from None
+    if not isinstance(document, dict):
+        raise DecodeError(f"payload must be a JSON object, got {_json_type(document)}", device_id=device_id)
+    try:
+        return CarelineEventPayload.model_validate(document)
+    except ValidationError as exc:
+        raise DecodeError(_first_error(exc), device_id=device_id) from None
+
+
+def _reject_constant(name: str) -> float:
+    # Python's json accepts NaN and Infinity, which are not JSON and break every comparison.
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+_JSON_TYPE_NAMES = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+
+
+def _json_type(document: object) -> str:
+    return "null" if document is None else _JSON_TYPE_NAMES.get(type(document), "a value")
+
+
+def _first_error(exc: ValidationError) -> str:
+    """The first validation problem as `field: message`; one clear reason beats a wall of them."""
+    error = exc.errors(include_url=False, include_input=False)[0]
+    field = ".".join(str(part) for part in error["loc"]) or "payload"
+    reason = f"invalid payload: {field}: {error['msg']}"
+    return reason if len(reason) <= _MAX_REASON_CHARS else reason[: _MAX_REASON_CHARS - 1] + "…"
+
+
+if __name__ == "__main__":
+    for written in write_schema_files():
+        print(f"wrote {written}")

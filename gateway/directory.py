@@ -1,0 +1,19 @@
+"""Display names for the ids the store keeps: the config is the directory of sites and residents."""
+
+from __future__ import annotations
+
+from gateway.config import CarelineConfig
+
+
+class Directory:
+    def __init__(self, config: CarelineConfig) -> None:
+        self._sites = {site.id: site.name for site in config.sites}
+        self._residents = {resident.id: resident.name for resident in config.residents}
+
+    def site_name(self, site_id: str) -> str:
+        return self._sites.get(site_id, site_id)
+
+    def resident_name(self, resident_id: str | None) -> str | None:
+        if resident_id is None:
+            return None
+        return self._residents.get(resident_id, resident_id)

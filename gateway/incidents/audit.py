@@ -1,0 +1,93 @@
+"""The tamper-evident audit trail: rows are only ever appended, each hash covering the one before.
+
+Changing or deleting a row breaks every later hash, which `verify_chain` reports. The database refuses
+UPDATE and DELETE on the table as well (triggers created by the migration).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway.incidents.schema import AuditEntry
+
+GENESIS = "0" * 64
+
+
+def entry_hash(
+    prev_hash: str, at: datetime, actor: str, action: str, incident_id: int | None, details: dict[str, Any]
+) -> str:
+    canonical = json.dumps(
+        {
+            "prev": prev_hash,
+            "at": at.isoformat(),
+            "actor": actor,
+            "action": action,
+            "incident": incident_id,
+            "details": details,
+        },
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+        default=str,
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+class AuditTrail:
+    """Appends within the caller's transaction; one writer at a time (the store's single thread)."""
+
+    def __init__(self) -> None:
+        self._last_hash: str | None = None
+
+    def append(
+        self,
+        session: Session,
+        *,
+        at: datetime,
+        actor: str,
+        action: str,
+        incident_id: int | None = None,
+        details: dict[str, Any] | None = None,
+    ) -> AuditEntry:
+        prev = self._previous_hash(session)
+        body = details or {}
+        entry = AuditEntry(
+            at=at,
+            actor=actor,
+            action=action,
+            incident_id=incident_id,
+            details=body,
+            prev_hash=prev,
+            hash=entry_hash(prev, at, actor, action, incident_id, body),
+        )
+        session.add(entry)
+        self._last_hash = entry.hash
+        return entry
+
+    def forget_cache(self) -> None:
+        """Call after a rollback: the cached tail hash may belong to a row that was never written."""
+        self._last_hash = None
+
+    def _previous_hash(self, session: Session) -> str:
+        if self._last_hash is None:
+            last = session.scalar(select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1))
+            self._last_hash = last or GENESIS
+        return self._last_hash
+
+
+def verify_chain(entries: Iterable[AuditEntry]) -> int | None:
+    """The id of the first entry whose hash does not match, or None when the chain is intact."""
+    prev = GENESIS
+    for entry in entries:
+        expected = entry_hash(prev, entry.at, entry.actor, entry.action, entry.incident_id, entry.details)
+        if entry.prev_hash != prev or entry.hash != expected:
+            return entry.id
+        prev = entry.hash
+    return None

@@ -1,0 +1,311 @@
+"""The incident store: one transaction per alarm batch, audited, durable before anyone is told.
+
+Synchronous on purpose: the async `IncidentService` runs it on a single dedicated thread, which also
+serialises writers (SQLite has one writer; the audit chain needs one tail).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from devices.model import DeviceEvent, RawMessage
+from gateway.directory import Directory
+from gateway.incidents.audit import AuditTrail, verify_chain
+from gateway.incidents.schema import AlarmEvent, AuditEntry, DeadLetter, Incident, IncidentStatus, Outcome
+from gateway.incidents.views import AuditView, IncidentView
+from rules.model import AlarmDecision, CancelDecision, Decision, Severity
+
+ACTIVE = (IncidentStatus.OPEN.value, IncidentStatus.ACKNOWLEDGED.value)
+
+
+class IncidentNotFoundError(LookupError):
+    pass
+
+
+class IncidentConflictError(RuntimeError):
+    """The transition is not allowed from the incident's current state."""
+
+
+@dataclass(frozen=True, slots=True)
+class RuledDecision:
+    decision: Decision
+    #: True when the message may be a redelivery we already recorded (device-given id or MQTT DUP flag).
+    check_duplicate: bool
+
+
+@dataclass(slots=True)
+class AlarmBatch:
+    decisions: list[RuledDecision] = field(default_factory=list)
+    dead_letters: list[tuple[RawMessage, str, str | None]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return bool(self.decisions or self.dead_letters)
+
+
+@dataclass(slots=True)
+class BatchResult:
+    changed: list[IncidentView] = field(default_factory=list)
+    duplicates: int = 0
+    opened: int = 0
+
+
+class IncidentStore:
+    def __init__(self, engine: Engine, directory: Directory, clock: Callable[[], datetime]) -> None:
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._directory = directory
+        self._now = clock
+        self._audit = AuditTrail()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        with self._sessions() as session:
+            try:
+                with session.begin():
+                    yield session
+            except BaseException:
+                self._audit.forget_cache()
+                raise
+
+    # -- the alarm path -------------------------------------------------------------------------------
+
+    def apply(self, batch: AlarmBatch) -> BatchResult:
+        result = BatchResult()
+        changed: dict[int, Incident] = {}
+        with self._transaction() as session:
+            for raw, reason, device_id in batch.dead_letters:
+                session.add(
+                    DeadLetter(
+                        received_at=raw.received_at,
+                        lane=raw.lane.value,
+                        topic=raw.topic,
+                        payload=raw.payload,
+                        reason=reason,
+                        device_id=device_id,
+                    )
+                )
+            for ruled in batch.decisions:
+                if ruled.check_duplicate and self._already_recorded(session, ruled.decision.event):
+                    result.duplicates += 1
+                    continue
+                incident = self._decide(session, ruled.decision, result)
+                if incident is not None:
+                    changed[incident.id] = incident
+        result.changed = [IncidentView.of(incident, self._directory) for incident in changed.values()]
+        return result
+
+    def _already_recorded(self, session: Session, event: DeviceEvent) -> bool:
+        found = session.scalar(
+            select(AlarmEvent.id).where(AlarmEvent.message_key == event.message_key).limit(1)
+        )
+        return found is not None
+
+    def _decide(self, session: Session, decision: Decision, result: BatchResult) -> Incident | None:
+        if isinstance(decision, AlarmDecision):
+            return self._raise_alarm(session, decision, result)
+        return self._cancel(session, decision)
+
+    def _raise_alarm(self, session: Session, decision: AlarmDecision, result: BatchResult) -> Incident:
+        event = decision.event
+        incident = self._active(session, decision.incident_key)
+        if incident is None:
+            incident = Incident(
+                key=decision.incident_key,
+                rule=decision.rule,
+                severity=decision.severity.value,
+                status=IncidentStatus.OPEN.value,
+                site=event.site,
+                room=event.room,
+                resident=event.resident,
+                device_id=event.device_id,
+                opened_at=event.received_at,
+                last_triggered_at=event.received_at,
+                trigger_count=1,
+                evidence=dict(decision.evidence),
+            )
+            session.add(incident)
+            session.flush()
+            result.opened += 1
+            effect = "opened"
+        else:
+            incident.trigger_count += 1
+            incident.last_triggered_at = max(incident.last_triggered_at, event.received_at)
+            if decision.severity.rank < Severity(incident.severity).rank:
+                incident.severity = decision.severity.value
+            effect = "joined"
+        self._record_event(session, incident, event, effect)
+        self._audit.append(
+            session,
+            at=self._now(),
+            actor=f"device:{event.device_id}",
+            action=f"incident.{effect}",
+            incident_id=incident.id,
+            details={
+                "rule": decision.rule,
+                "severity": decision.severity.value,
+                "event": event.kind.value,
+                "message_key": event.message_key,
+                "evidence": dict(decision.evidence),
+            },
+        )
+        return incident
+
+    def _cancel(self, session: Session, decision: CancelDecision) -> Incident | None:
+        event = decision.event
+        incident = self._active(session, decision.incident_key)
+        actor = f"resident:{event.resident}" if event.resident else f"device:{event.device_id}"
+        if incident is None or incident.last_triggered_at < decision.triggered_after:
+            # Too late (or nothing to cancel): a human must still attend; keep the attempt on record.
+            self._audit.append(
+                session,
+                at=self._now(),
+                actor=actor,
+                action="incident.cancel_ignored",
+                incident_id=incident.id if incident else None,
+                details={
+                    "rule": decision.rule,
+                    "message_key": event.message_key,
+                    "why": "outside the cancel window" if incident else "no open incident",
+                },
+            )
+            if incident is not None:
+                self._record_event(session, incident, event, "cancel_too_late")
+            return incident
+        now = self._now()
+        incident.status = IncidentStatus.RESOLVED.value
+        incident.resolved_at = now
+        incident.resolved_by = actor
+        incident.outcome = Outcome.CANCELLED_BY_RESIDENT.value
+        self._record_event(session, incident, event, "cancelled")
+        self._audit.append(
+            session,
+            at=now,
+            actor=actor,
+            action="incident.cancelled",
+            incident_id=incident.id,
+            details={"rule": decision.rule, "message_key": event.message_key, "outcome": incident.outcome},
+        )
+        return incident
+
+    def _record_event(self, session: Session, incident: Incident, event: DeviceEvent, effect: str) -> None:
+        value = None if event.value is None else str(event.value)[:200]
+        session.add(
+            AlarmEvent(
+                incident_id=incident.id,
+                message_key=event.message_key,
+                kind=event.kind.value,
+                device_id=event.device_id,
+                value=value,
+                event_ts=event.ts,
+                received_at=event.received_at,
+                recorded_at=self._now(),
+                effect=effect,
+            )
+        )
+
+    @staticmethod
+    def _active(session: Session, key: str) -> Incident | None:
+        return session.scalar(select(Incident).where(Incident.key == key, Incident.status.in_(ACTIVE)))
+
+    # -- operators ------------------------------------------------------------------------------------
+
+    def acknowledge(self, incident_id: int, actor: str) -> IncidentView:
+        with self._transaction() as session:
+            incident = self._get(session, incident_id)
+            if incident.status == IncidentStatus.RESOLVED.value:
+                self._audit.append(
+                    session, at=self._now(), actor=actor, action="incident.late_ack", incident_id=incident.id
+                )
+                raise IncidentConflictError(f"incident {incident_id} is already resolved")
+            if incident.status == IncidentStatus.OPEN.value:
+                incident.status = IncidentStatus.ACKNOWLEDGED.value
+                incident.acknowledged_at = self._now()
+                incident.acknowledged_by = actor
+                self._audit.append(
+                    session,
+                    at=incident.acknowledged_at,
+                    actor=actor,
+                    action="incident.acknowledged",
+                    incident_id=incident.id,
+                )
+            return IncidentView.of(incident, self._directory)
+
+    def resolve(self, incident_id: int, actor: str, outcome: Outcome, note: str) -> IncidentView:
+        with self._transaction() as session:
+            incident = self._get(session, incident_id)
+            if incident.status == IncidentStatus.RESOLVED.value:
+                raise IncidentConflictError(f"incident {incident_id} is already resolved")
+            now = self._now()
+            if incident.acknowledged_at is None:
+                # Resolving implies somebody attended: it counts as the acknowledgement too.
+                incident.acknowledged_at, incident.acknowledged_by = now, actor
+            incident.status = IncidentStatus.RESOLVED.value
+            incident.resolved_at, incident.resolved_by = now, actor
+            incident.outcome, incident.note = outcome.value, note
+            self._audit.append(
+                session,
+                at=now,
+                actor=actor,
+                action="incident.resolved",
+                incident_id=incident.id,
+                details={"outcome": outcome.value, "note": note},
+            )
+            return IncidentView.of(incident, self._directory)
+
+    @staticmethod
+    def _get(session: Session, incident_id: int) -> Incident:
+        incident = session.get(Incident, incident_id)
+        if incident is None:
+            raise IncidentNotFoundError(f"no incident {incident_id}")
+        return incident
+
+    # -- reads ----------------------------------------------------------------------------------------
+
+    def incidents(self, statuses: Sequence[str], limit: int = 500) -> list[IncidentView]:
+        with self._sessions() as session:
+            rows = session.scalars(
+                select(Incident)
+                .where(Incident.status.in_(statuses))
+                .order_by(Incident.opened_at.desc())
+                .limit(limit)
+            )
+            return [IncidentView.of(row, self._directory) for row in rows]
+
+    def incident(self, incident_id: int) -> IncidentView:
+        with self._sessions() as session:
+            return IncidentView.of(self._get(session, incident_id), self._directory)
+
+    def audit_trail(self, incident_id: int | None = None) -> list[AuditView]:
+        with self._sessions() as session:
+            query = select(AuditEntry).order_by(AuditEntry.id)
+            if incident_id is not None:
+                query = query.where(AuditEntry.incident_id == incident_id)
+            return [
+                AuditView(
+                    id=e.id,
+                    at=e.at,
+                    actor=e.actor,
+                    action=e.action,
+                    incident_id=e.incident_id,
+                    details=e.details,
+                    hash=e.hash,
+                )
+                for e in session.scalars(query)
+            ]
+
+    def verify_audit_chain(self) -> int | None:
+        with self._sessions() as session:
+            return verify_chain(session.scalars(select(AuditEntry).order_by(AuditEntry.id)))
+
+    def dead_letter_count(self) -> int:
+        with self._sessions() as session:
+            return session.scalar(select(func.count(DeadLetter.id))) or 0
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        with self._sessions() as session:
+            return list(session.scalars(select(DeadLetter).order_by(DeadLetter.id.desc()).limit(limit)))

@@ -1,0 +1,68 @@
+"""What the API and the WebSocket show of an incident."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel
+
+from gateway.directory import Directory
+from gateway.incidents.schema import Incident
+
+
+class IncidentView(BaseModel):
+    id: int
+    key: str
+    rule: str
+    severity: str
+    status: str
+    site: str
+    site_name: str
+    room: str | None
+    resident: str | None
+    resident_name: str | None
+    device_id: str
+    opened_at: datetime
+    last_triggered_at: datetime
+    trigger_count: int
+    acknowledged_at: datetime | None
+    acknowledged_by: str | None
+    resolved_at: datetime | None
+    resolved_by: str | None
+    outcome: str | None
+    note: str | None
+
+    @classmethod
+    def of(cls, incident: Incident, directory: Directory) -> IncidentView:
+        return cls(
+            id=incident.id,
+            key=incident.key,
+            rule=incident.rule,
+            severity=incident.severity,
+            status=incident.status,
+            site=incident.site,
+            site_name=directory.site_name(incident.site),
+            room=incident.room,
+            resident=incident.resident,
+            resident_name=directory.resident_name(incident.resident),
+            device_id=incident.device_id,
+            opened_at=incident.opened_at,
+            last_triggered_at=incident.last_triggered_at,
+            trigger_count=incident.trigger_count,
+            acknowledged_at=incident.acknowledged_at,
+            acknowledged_by=incident.acknowledged_by,
+            resolved_at=incident.resolved_at,
+            resolved_by=incident.resolved_by,
+            outcome=incident.outcome,
+            note=incident.note,
+        )
+
+
+class AuditView(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    incident_id: int | None
+    details: dict[str, object]
+    hash: str

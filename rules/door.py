@@ -1,0 +1,87 @@
+"""Doors: opened at night for a resident at risk of wandering, and doors left open too long."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from devices.model import DeviceEvent, EventKind
+from rules.context import RuleContext
+from rules.model import AlarmDecision, Decision, Severity
+
+
+class DoorAtNightRule:
+    name = "door_night"
+
+    def __init__(self, context: RuleContext) -> None:
+        self._context = context
+
+    def on_event(self, event: DeviceEvent, now: datetime) -> Sequence[Decision]:
+        if event.kind is not EventKind.DOOR_OPEN:
+            return ()
+        site = self._context.site(event.site)
+        if not site.rules.door_at_night:
+            return ()
+        # Night is judged on the gateway's clock in the site's zone: device clocks drift.
+        local = event.received_at.astimezone(site.zone)
+        if not site.rules.night.contains(local.time()):
+            return ()
+        at_risk = [
+            r
+            for r in self._context.residents_watched_by(event.site, event.room, event.resident)
+            if r.wandering_risk
+        ]
+        if not at_risk:
+            return ()
+        evidence: dict[str, str | float | bool] = {
+            "local_time": local.strftime("%H:%M"),
+            "residents_at_risk": ",".join(r.id for r in at_risk),
+        }
+        return (
+            AlarmDecision(
+                self.name, Severity.HIGH, f"door_night:{event.site}:{event.device_id}", event, evidence
+            ),
+        )
+
+    def on_tick(self, now: datetime) -> Sequence[Decision]:
+        return ()
+
+
+class DoorLeftOpenRule:
+    """Raises when a door stays open past the site's limit. Timers are kept in memory: after a gateway
+    restart a door that is still open is timed again from its next report."""
+
+    name = "door_left_open"
+
+    def __init__(self, context: RuleContext) -> None:
+        self._context = context
+        self._open_since: dict[str, DeviceEvent] = {}
+
+    def on_event(self, event: DeviceEvent, now: datetime) -> Sequence[Decision]:
+        if event.kind is EventKind.DOOR_CLOSED:
+            self._open_since.pop(event.device_id, None)
+        elif event.kind is EventKind.DOOR_OPEN and self._limit(event.site) > timedelta(0):
+            self._open_since.setdefault(event.device_id, event)
+        return ()
+
+    def on_tick(self, now: datetime) -> Sequence[Decision]:
+        due = [
+            event for event in self._open_since.values() if now - event.received_at >= self._limit(event.site)
+        ]
+        decisions: list[Decision] = []
+        for event in due:
+            del self._open_since[event.device_id]
+            minutes = round((now - event.received_at).total_seconds() / 60, 1)
+            decisions.append(
+                AlarmDecision(
+                    self.name,
+                    Severity.MEDIUM,
+                    f"door_left_open:{event.site}:{event.device_id}",
+                    event,
+                    {"open_minutes": minutes},
+                )
+            )
+        return decisions
+
+    def _limit(self, site: str) -> timedelta:
+        return timedelta(minutes=self._context.rules_for(site).door_left_open_minutes)

@@ -1,0 +1,49 @@
+"""What the rules decide: open (or join) an incident, or cancel one."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from devices.model import DeviceEvent
+
+
+class Severity(enum.StrEnum):
+    CRITICAL = "critical"
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+
+_RANK = {Severity.CRITICAL: 0, Severity.HIGH: 1, Severity.MEDIUM: 2, Severity.LOW: 3}
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmDecision:
+    """Raise an alarm. Decisions sharing an `incident_key` join the incident that is still open."""
+
+    rule: str
+    severity: Severity
+    incident_key: str
+    event: DeviceEvent
+    evidence: dict[str, str | float | bool] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class CancelDecision:
+    """Resolve the open incident under `incident_key` on the resident's own word (e.g. a fall cancel)."""
+
+    rule: str
+    incident_key: str
+    event: DeviceEvent
+    reason: str
+    #: Only an incident triggered at or after this moment may be cancelled (the cancel window).
+    triggered_after: datetime
+
+
+Decision = AlarmDecision | CancelDecision
