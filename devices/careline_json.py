@@ -91,9 +91,11 @@ class CarelineEventPayload(BaseModel):
         AfterValidator(_supported_version),
         WithJsonSchema({"type": "integer", "const": SCHEMA_VERSION}),
     ] = Field(description="Payload schema version; always 1.")
-    event_id: Annotated[StrictStr, StringConstraints(min_length=8, max_length=64, pattern=r"^[!-~]+$")] = Field(
-        description="Device-generated unique id of this event (printable ASCII, no spaces); "
-        "a repeat of the same id is treated as a redelivery."
+    event_id: Annotated[StrictStr, StringConstraints(min_length=8, max_length=64, pattern=r"^[!-~]+$")] = (
+        Field(
+            description="Device-generated unique id of this event (printable ASCII, no spaces); "
+            "a repeat of the same id is treated as a redelivery."
+        )
     )
     ts: Annotated[
         datetime,
@@ -180,7 +182,8 @@ def _binding_for(registry: DeviceRegistry, site: str, device_id: str) -> Binding
     if binding.profile != PROFILE:
         # A Zigbee device cannot speak this profile; such a message is a misconfiguration or a spoof.
         raise DecodeError(
-            f"device {device_id!r} is bound to profile {binding.profile!r}, not {PROFILE!r}", device_id=device_id
+            f"device {device_id!r} is bound to profile {binding.profile!r}, not {PROFILE!r}",
+            device_id=device_id,
         )
     if binding.site != site:
         raise DecodeError(

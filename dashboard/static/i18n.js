@@ -248,9 +248,16 @@ function locale() {
   return nav.toLowerCase().startsWith("en") ? nav : "en-GB";
 }
 
+// The API sends UTC; a timestamp without a zone designator is read as UTC, not as local time.
+export function parseUtc(iso) {
+  const text = String(iso ?? "");
+  const zoned = /(?:Z|[+-]\d\d:?\d\d)$/i.test(text) || !text.includes("T");
+  return Date.parse(zoned ? text : `${text}Z`);
+}
+
 // Browser-local time, 24-hour clock; the date is added when it is not today.
 export function formatTime(iso, { full = false } = {}) {
-  const date = new Date(iso);
+  const date = new Date(parseUtc(iso));
   if (Number.isNaN(date.getTime())) return "";
   const today = date.toDateString() === new Date().toDateString();
   const options = { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" };

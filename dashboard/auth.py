@@ -1,0 +1,114 @@
+"""Operators, managers and admins: argon2-hashed passwords, server-side sessions behind a cookie."""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import Engine, delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import sessionmaker
+
+from gateway.incidents.schema import User, UserSession
+
+SESSION_COOKIE = "careline_session"
+
+
+class Role(enum.StrEnum):
+    OPERATOR = "operator"
+    MANAGER = "manager"
+    ADMIN = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: int
+    username: str
+    role: Role
+    language: str
+
+
+class UserExistsError(ValueError):
+    pass
+
+
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class UserStore:
+    def __init__(self, engine: Engine, clock: Callable[[], datetime], session_hours: float) -> None:
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._now = clock
+        self._lifetime = timedelta(hours=session_hours)
+        self._hasher = PasswordHasher()
+
+    def create(self, username: str, password: str, role: Role, language: str = "zh-CN") -> Account:
+        if len(password) < 10:
+            raise ValueError("a password needs at least 10 characters")
+        user = User(
+            username=username,
+            password_hash=self._hasher.hash(password),
+            role=role.value,
+            language=language,
+            created_at=self._now(),
+            disabled=False,
+        )
+        try:
+            with self._sessions.begin() as session:
+                session.add(user)
+        except IntegrityError:
+            raise UserExistsError(f"user {username!r} already exists") from None
+        return _account(user)
+
+    def count(self) -> int:
+        with self._sessions() as session:
+            return len(session.scalars(select(User.id)).all())
+
+    def login(self, username: str, password: str) -> tuple[Account, str] | None:
+        """The account and a new session token, or None for wrong credentials."""
+        with self._sessions.begin() as session:
+            user = session.scalar(select(User).where(User.username == username))
+            if user is None or user.disabled or not self._verify(user.password_hash, password):
+                return None
+            token = secrets.token_urlsafe(32)
+            now = self._now()
+            session.add(
+                UserSession(
+                    token_hash=_token_hash(token),
+                    user_id=user.id,
+                    created_at=now,
+                    expires_at=now + self._lifetime,
+                )
+            )
+            return _account(user), token
+
+    def _verify(self, stored: str, password: str) -> bool:
+        try:
+            return self._hasher.verify(stored, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def account_for(self, token: str | None) -> Account | None:
+        if not token:
+            return None
+        with self._sessions() as session:
+            row = session.get(UserSession, _token_hash(token))
+            if row is None or row.expires_at <= self._now():
+                return None
+            user = session.get(User, row.user_id)
+            return None if user is None or user.disabled else _account(user)
+
+    def logout(self, token: str) -> None:
+        with self._sessions.begin() as session:
+            session.execute(delete(UserSession).where(UserSession.token_hash == _token_hash(token)))
+
+
+def _account(user: User) -> Account:
+    return Account(id=user.id, username=user.username, role=Role(user.role), language=user.language)

@@ -1,0 +1,45 @@
+"""Route a raw MQTT message to the device profile that owns its topic.
+
+This is the one entry point ingest calls, so it promises a narrow contract: for any topic and any
+bytes it returns events or raises `DecodeError` (which dead-letters the message). A decoder bug
+therefore costs one message, never the ingest loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from devices import careline_json, zigbee2mqtt
+from devices.model import DecodeError, DeviceEvent, RawMessage
+from devices.registry import DeviceRegistry
+
+_Decoder = Callable[[RawMessage, DeviceRegistry], list[DeviceEvent]]
+
+#: Topic prefix -> profile name and decoder; the names match `Binding.profile`.
+_ROUTES: tuple[tuple[str, str, _Decoder], ...] = (
+    (careline_json.TOPIC_ROOT + "/", careline_json.PROFILE, careline_json.decode),
+    (zigbee2mqtt.TOPIC_ROOT + "/", zigbee2mqtt.PROFILE, zigbee2mqtt.decode),
+)
+
+PROFILES: tuple[str, ...] = tuple(name for _, name, _ in _ROUTES)
+
+_MAX_DETAIL_CHARS = 200
+
+
+def decode(message: RawMessage, registry: DeviceRegistry) -> list[DeviceEvent]:
+    """Decode `message` with the profile its topic names; only ever raises `DecodeError`."""
+    decoder = _decoder_for(message.topic)
+    try:
+        return decoder(message, registry)
+    except DecodeError:
+        raise
+    except Exception as exc:  # the contract above: a decoder bug must not escape as anything else
+        detail = f"{type(exc).__name__}: {exc}"[:_MAX_DETAIL_CHARS]
+        raise DecodeError(f"decoder failed: {detail}") from exc
+
+
+def _decoder_for(topic: str) -> _Decoder:
+    for prefix, _, decoder in _ROUTES:
+        if topic.startswith(prefix):
+            return decoder
+    raise DecodeError(f"no device profile for topic {topic[:_MAX_DETAIL_CHARS]!r}")

@@ -1,0 +1,305 @@
+"""The Zigbee2MQTT profile: device state on `zigbee2mqtt/<friendly_name>` and its `/availability`.
+
+Zigbee2MQTT publishes the device's whole exposed state as one flat JSON object, so a single message
+can carry an alarm, a battery reading and the link quality at once; each becomes its own event.
+Key names follow the Zigbee2MQTT converters (zigbee-herdsman-converters, src/converters/fromZigbee.ts,
+src/lib/exposes.ts, src/lib/tuya.ts) and https://www.zigbee2mqtt.io/guide/usage/mqtt_topics_and_messages.html.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import NamedTuple
+
+from devices.model import Binding, DecodeError, DeviceEvent, DeviceType, EventKind, RawMessage
+from devices.registry import ZIGBEE2MQTT_BASE, DeviceRegistry
+
+PROFILE = "zigbee2mqtt"
+TOPIC_ROOT = ZIGBEE2MQTT_BASE
+#: Zigbee2MQTT state objects are well under a kilobyte; same ceiling as the native profile.
+MAX_PAYLOAD_BYTES = 64 * 1024
+_PREFIX = TOPIC_ROOT + "/"
+_AVAILABILITY_SUFFIX = "/availability"
+#: `<name>/set`, `<name>/get` and their `/set/<attribute>` forms are commands *to* devices, not reports.
+_COMMAND_SEGMENTS = frozenset({"set", "get"})
+
+#: Actions that mean "help" whatever the device; `emergency` is what Tuya/Heiman SOS buttons send
+#: (fromZigbee.ts `command_emergency`).
+_SOS_ACTIONS = frozenset({"sos", "emergency", "panic", "alarm"})
+#: The end of a long press is not a second call for help; the press already raised one.
+_RELEASE_ACTIONS = frozenset({"release", "hold_release"})
+#: Enum states of mmWave fall radars; Tuya's `fall_down_status` is none | maybe_fall | fall (tuya.ts
+#: `tuyaRadar.fallDown`). `maybe_fall` is deliberately not a fall: the radar confirms with `fall`
+#: once the person stays down for `tumble_alarm_time`, and alarming earlier flags every stumble.
+_FALL_STATE_KEYS = ("fall_down_status", "fall_state", "fall_detection")
+_FALL_STATES = frozenset({"fall", "fall_detected", "fallen"})
+
+
+class _Reading(NamedTuple):
+    kind: EventKind
+    value: float | bool | str | None
+    extra: dict[str, float | bool | str]
+
+
+#: Turns the value of one state key into at most one reading; raises DecodeError on a wrong type.
+_Extractor = Callable[[str, object, Binding], _Reading | None]
+
+
+def decode(message: RawMessage, registry: DeviceRegistry) -> list[DeviceEvent]:
+    """Decode one Zigbee2MQTT message into zero or more attributed events, or raise `DecodeError`.
+
+    Bridge and command topics return [] because they describe Zigbee2MQTT itself, not a resident.
+    """
+    route = _route(message.topic, registry)
+    if route is None:
+        return []
+    binding, is_availability = route
+    if len(message.payload) > MAX_PAYLOAD_BYTES:
+        raise DecodeError(
+            f"payload of {len(message.payload)} bytes exceeds {MAX_PAYLOAD_BYTES}",
+            device_id=binding.device_id,
+        )
+    if is_availability:
+        readings, ts = [_availability(message.payload, binding)], message.received_at
+    else:
+        state = _load_state(message.payload, binding)
+        readings, ts = _readings(state, binding), _last_seen(state) or message.received_at
+    digest = hashlib.sha256(message.topic.encode("utf-8") + b"\0" + message.payload).hexdigest()[:32]
+    return [
+        _event(binding, reading, ts, message.received_at, f"z2m:{digest}:{reading.kind}")
+        for reading in readings
+    ]
+
+
+def _route(topic: str, registry: DeviceRegistry) -> tuple[Binding, bool] | None:
+    """Resolve the friendly name (which may itself contain `/`); None for topics we deliberately skip."""
+    if not topic.startswith(_PREFIX):
+        raise DecodeError(f"not a {ZIGBEE2MQTT_BASE} topic: {topic!r}")
+    name = topic.removeprefix(_PREFIX)
+    if name == "bridge" or name.startswith("bridge/"):
+        return None
+    binding = registry.by_friendly_name(name)
+    if binding is not None:
+        return binding, False
+    if name.endswith(_AVAILABILITY_SUFFIX):
+        binding = registry.by_friendly_name(name.removesuffix(_AVAILABILITY_SUFFIX))
+        if binding is not None:
+            return binding, True
+    if _is_command(name):
+        return None
+    # No device_id: a friendly name is not a device id, and dead letters are grouped by device id.
+    raise DecodeError(f"unknown device {name.removesuffix(_AVAILABILITY_SUFFIX)!r}")
+
+
+def _is_command(name: str) -> bool:
+    segments = name.split("/")
+    return segments[-1] in _COMMAND_SEGMENTS or (len(segments) > 2 and segments[-2] in _COMMAND_SEGMENTS)
+
+
+def _availability(payload: bytes, binding: Binding) -> _Reading:
+    """`{"state":"online"}` since Zigbee2MQTT 1.21, bare `online` with legacy_availability_payload."""
+    text = _text(payload, binding).strip()
+    state: object = text
+    if text.startswith("{"):
+        document = _load_json(text, binding)
+        state = document.get("state") if isinstance(document, dict) else None
+    if state not in ("online", "offline"):
+        raise DecodeError("availability must be online or offline", device_id=binding.device_id)
+    return _Reading(EventKind.AVAILABILITY, state == "online", {"state": str(state)})
+
+
+def _load_state(payload: bytes, binding: Binding) -> dict[str, object]:
+    document = _load_json(_text(payload, binding), binding)
+    if not isinstance(document, dict):
+        raise DecodeError("device state must be a JSON object", device_id=binding.device_id)
+    return document
+
+
+def _text(payload: bytes, binding: Binding) -> str:
+    try:
+        return payload.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DecodeError("payload is not UTF-8", device_id=binding.device_id) from None
+
+
+def _load_json(text: str, binding: Binding) -> object:
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise DecodeError("payload is not valid JSON", device_id=binding.device_id) from None
+
+
+def _reject_constant(name: str) -> float:
+    # Python's json accepts NaN and Infinity, which are not JSON and break every comparison.
+    raise ValueError(f"non-standard JSON constant {name}")
+
+
+def _last_seen(state: dict[str, object]) -> datetime | None:
+    """The device time Zigbee2MQTT adds when `advanced.last_seen` is enabled; None if absent or odd.
+
+    A bad `last_seen` only costs us the better timestamp, so it never rejects the message.
+    """
+    raw = state.get("last_seen")
+    try:
+        if isinstance(raw, str):
+            seen = datetime.fromisoformat(raw)
+            return seen if seen.tzinfo is not None else None
+        if isinstance(raw, int | float) and not isinstance(raw, bool):
+            return datetime.fromtimestamp(raw / 1000, tz=UTC)  # last_seen: epoch is milliseconds
+    except (ValueError, OverflowError, OSError):
+        return None
+    return None
+
+
+def _readings(state: dict[str, object], binding: Binding) -> list[_Reading]:
+    """One reading per event kind; when two keys say the same thing the first in `_EXTRACTORS` wins,
+    which keeps every message key of the payload distinct."""
+    readings: dict[EventKind, _Reading] = {}
+    for key, extract in _EXTRACTORS:
+        raw = state.get(key)
+        # Zigbee2MQTT publishes null for attributes it has not heard yet; that is "no news", not an error.
+        if raw is None:
+            continue
+        reading = extract(key, raw, binding)
+        if reading is not None and reading.kind not in readings:
+            readings[reading.kind] = reading
+    return list(readings.values())
+
+
+def _event(binding: Binding, reading: _Reading, ts: datetime, received_at: datetime, key: str) -> DeviceEvent:
+    return DeviceEvent(
+        device_id=binding.device_id,
+        device_type=binding.device_type,
+        site=binding.site,
+        room=binding.room,
+        resident=binding.resident,
+        kind=reading.kind,
+        value=reading.value,
+        ts=ts,
+        received_at=received_at,
+        message_key=key,
+        extra=reading.extra,
+    )
+
+
+# --- value checks -------------------------------------------------------------------------------
+
+
+def _bad_type(key: str, expected: str, binding: Binding) -> DecodeError:
+    return DecodeError(f"{key} must be {expected}", device_id=binding.device_id)
+
+
+def _require_bool(key: str, raw: object, binding: Binding) -> bool:
+    if not isinstance(raw, bool):
+        raise _bad_type(key, "a boolean", binding)
+    return raw
+
+
+def _require_str(key: str, raw: object, binding: Binding) -> str:
+    if not isinstance(raw, str):
+        raise _bad_type(key, "a string", binding)
+    return raw
+
+
+def _require_number(key: str, raw: object, binding: Binding) -> float:
+    # bool is an int in Python, but `true` is never a reading.
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
+        raise _bad_type(key, "a number", binding)
+    return raw
+
+
+# --- extractors ---------------------------------------------------------------------------------
+
+
+def _action(key: str, raw: object, binding: Binding) -> _Reading | None:
+    action = _require_str(key, raw, binding)
+    extra: dict[str, float | bool | str] = {key: action}
+    if action in _SOS_ACTIONS:
+        return _Reading(EventKind.SOS, None, extra)
+    if action == "fall_cancel" or (action == "cancel" and binding.device_type is DeviceType.FALL_SENSOR):
+        return _Reading(EventKind.FALL_CANCEL, None, extra)
+    # A pendant's only button is the SOS button, so any press ("single", "double", "hold") is a call
+    # for help. On other devices an unknown action is a remote or a scene switch: not ours to guess.
+    # An empty action is the reset Zigbee2MQTT sends after each press for Home Assistant.
+    if binding.device_type is DeviceType.SOS_BUTTON and action and action not in _RELEASE_ACTIONS:
+        return _Reading(EventKind.SOS, None, extra)
+    return None
+
+
+def _sos_button_alarm(key: str, raw: object, binding: Binding) -> _Reading | None:
+    # `alarm` is a setting on sirens and thermostats; only on a pendant does it mean "help".
+    if binding.device_type is not DeviceType.SOS_BUTTON:
+        return None
+    return _Reading(EventKind.SOS, None, {key: True}) if _require_bool(key, raw, binding) else None
+
+
+def _when_true(kind: EventKind) -> _Extractor:
+    """Flags such as `sos`, `tamper` and `battery_low` only report news when they are true."""
+
+    def extract(key: str, raw: object, binding: Binding) -> _Reading | None:
+        return _Reading(kind, None, {key: True}) if _require_bool(key, raw, binding) else None
+
+    return extract
+
+
+def _either(when_true: EventKind, when_false: EventKind) -> _Extractor:
+    def extract(key: str, raw: object, binding: Binding) -> _Reading:
+        flag = _require_bool(key, raw, binding)
+        return _Reading(when_true if flag else when_false, None, {key: flag})
+
+    return extract
+
+
+def _boolean(kind: EventKind) -> _Extractor:
+    def extract(key: str, raw: object, binding: Binding) -> _Reading:
+        return _Reading(kind, _require_bool(key, raw, binding), {})
+
+    return extract
+
+
+def _number(kind: EventKind, low: float = -math.inf, high: float = math.inf) -> _Extractor:
+    def extract(key: str, raw: object, binding: Binding) -> _Reading:
+        number = _require_number(key, raw, binding)
+        if not low <= number <= high:
+            raise DecodeError(f"{key} {number} is outside {low:g}..{high:g}", device_id=binding.device_id)
+        return _Reading(kind, number, {})
+
+    return extract
+
+
+def _fall_state(key: str, raw: object, binding: Binding) -> _Reading | None:
+    # "normal", "none", "cancel", "maybe_fall" and vendor states we do not know are not falls. A
+    # "cancel" here is only the radar returning to idle, and a false FALL_CANCEL could close a real
+    # fall alarm, so cancellation comes solely from explicit `fall_cancel` / cancel actions.
+    state = _require_str(key, raw, binding)
+    return _Reading(EventKind.FALL, None, {key: state}) if state.lower() in _FALL_STATES else None
+
+
+#: Evaluated in order; for a kind reported by several keys the first one wins (see `_readings`).
+_EXTRACTORS: tuple[tuple[str, _Extractor], ...] = (
+    ("action", _action),
+    ("sos", _when_true(EventKind.SOS)),  # fromZigbee.ts ias_sos_alarm_2
+    ("alarm", _sos_button_alarm),
+    ("fall", _when_true(EventKind.FALL)),
+    *((key, _fall_state) for key in _FALL_STATE_KEYS),
+    ("fall_cancel", _when_true(EventKind.FALL_CANCEL)),
+    # Zigbee2MQTT: contact=true means the magnet is near, i.e. the door is closed.
+    ("contact", _either(EventKind.DOOR_CLOSED, EventKind.DOOR_OPEN)),
+    ("smoke", _either(EventKind.SMOKE, EventKind.SMOKE_CLEAR)),  # fromZigbee.ts ias_smoke_alarm_1
+    ("tamper", _when_true(EventKind.TAMPER)),
+    ("battery_low", _when_true(EventKind.BATTERY_LOW)),
+    ("battery", _number(EventKind.BATTERY, 0, 100)),
+    # mmWave radars report `presence`; PIR sensors `occupancy`. Prefer the radar's when both appear.
+    ("presence", _boolean(EventKind.PRESENCE)),
+    ("occupancy", _boolean(EventKind.PRESENCE)),
+    ("motion", _boolean(EventKind.MOTION)),
+    ("heart_rate", _number(EventKind.HEART_RATE)),
+    # Not `device_temperature`: that is the chip's own temperature, not the room's.
+    ("temperature", _number(EventKind.TEMPERATURE)),
+    ("humidity", _number(EventKind.HUMIDITY)),
+    ("linkquality", _number(EventKind.LINK_QUALITY)),
+)

@@ -1,0 +1,164 @@
+"""The alarm lane: broker → decode → rules → durable incident → broker ack → dashboard push.
+
+Messages are taken in small batches (whatever arrived while the last commit ran) so one fsync covers
+many alarms under load, while a lone SOS is committed the moment it arrives. Acknowledgement to the
+broker happens only after the commit: a crash before that makes the broker redeliver.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy.exc import OperationalError
+
+from devices.decode import decode
+from devices.model import DecodeError, DeviceEvent, Lane, RawMessage
+from devices.registry import DeviceRegistry
+from gateway.clock import Clock
+from gateway.incidents.service import IncidentService
+from gateway.incidents.store import AlarmBatch, BatchResult, RuledDecision
+from gateway.metrics import Metrics
+from rules.engine import RuleEngine
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 200
+TIMER_PERIOD_S = 1.0
+_RETRY_MAX_S = 5.0
+
+
+def may_be_redelivery(raw: RawMessage, event: DeviceEvent) -> bool:
+    """Whether to look for an earlier copy before counting this event. Native Careline events carry a
+    device-made id, so a copy is always recognisable; content-keyed events (Zigbee2MQTT has no id) are
+    only compared when the broker marks the delivery as a resend, or a second identical press would
+    be swallowed."""
+    return raw.duplicate or event.message_key.startswith("careline:")
+
+
+class AlarmLane:
+    def __init__(
+        self,
+        registry: DeviceRegistry,
+        engine: RuleEngine,
+        service: IncidentService,
+        metrics: Metrics,
+        clock: Clock,
+    ) -> None:
+        self._registry = registry
+        self._engine = engine
+        self._service = service
+        self._metrics = metrics
+        self._clock = clock
+        self.queue: asyncio.Queue[RawMessage] = asyncio.Queue()  # unbounded: alarms are never dropped
+        self.ack: Callable[[RawMessage], None] = lambda _raw: None
+
+    def submit(self, raw: RawMessage) -> None:
+        self._metrics.messages_received.labels("alarm").inc()
+        self.queue.put_nowait(raw)
+
+    async def run(self) -> None:
+        while True:
+            messages = [await self.queue.get()]
+            while len(messages) < MAX_BATCH and not self.queue.empty():
+                messages.append(self.queue.get_nowait())
+            self._metrics.queue_depth.labels("alarm").set(self.queue.qsize())
+            await self.handle(messages)
+
+    async def run_timers(self) -> None:
+        while True:
+            await asyncio.sleep(TIMER_PERIOD_S)
+            await self.tick()
+
+    async def tick(self) -> None:
+        decisions = self._engine.tick(self._clock.now())
+        if decisions:
+            await self._commit(AlarmBatch([RuledDecision(d, check_duplicate=False) for d in decisions]))
+
+    async def handle(self, messages: list[RawMessage]) -> BatchResult:
+        batch = self._rule(messages)
+        result = await self._commit(batch) if batch else BatchResult()
+        committed = datetime.now(UTC)
+        for raw in messages:
+            self.ack(raw)
+            self._metrics.alarm_latency.observe((committed - raw.received_at).total_seconds())
+        self._metrics.alarm_batch_size.observe(len(messages))
+        return result
+
+    def _rule(self, messages: list[RawMessage]) -> AlarmBatch:
+        batch = AlarmBatch()
+        now = self._clock.now()
+        for raw in messages:
+            if raw.retained:
+                # A retained message is a device's last state replayed on subscribe, not a new alarm.
+                self._metrics.alarm_retained_ignored.inc()
+                continue
+            try:
+                events = decode(raw, self._registry)
+            except DecodeError as exc:
+                batch.dead_letters.append((raw, exc.reason, exc.device_id))
+                self._metrics.dead_letters.labels("alarm").inc()
+                continue
+            for event in events:
+                if event.is_alarm_kind:
+                    check = may_be_redelivery(raw, event)
+                    batch.decisions.extend(RuledDecision(d, check) for d in self._engine.handle(event, now))
+        return batch
+
+    async def _commit(self, batch: AlarmBatch) -> BatchResult:
+        delay = 0.05
+        while True:
+            try:
+                result = await self._service.apply(batch)
+            except OperationalError as exc:
+                # The store is locked or unreachable: wait and retry; the broker keeps the messages.
+                self._metrics.store_failures.inc()
+                log.error("incident store unavailable, retrying in %.2fs: %s", delay, exc.orig)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _RETRY_MAX_S)
+                continue
+            except Exception:
+                log.exception(
+                    "incident store rejected a batch of %d; committing one by one",
+                    len(batch.decisions) + len(batch.dead_letters),
+                )
+                self._metrics.store_failures.inc()
+                return await self._commit_one_by_one(batch)
+            self._metrics.duplicates.inc(result.duplicates)
+            for view in result.changed:
+                if view.trigger_count == 1 and view.status == "open":
+                    self._metrics.incidents_opened.labels(view.rule).inc()
+            return result
+
+    async def _commit_one_by_one(self, batch: AlarmBatch) -> BatchResult:
+        """Isolate what the store refuses (a bug, not an outage) so it cannot block every later alarm;
+        what is refused is kept as a dead letter for inspection."""
+        total = BatchResult()
+        singles = [AlarmBatch(decisions=[d]) for d in batch.decisions]
+        singles += [AlarmBatch(dead_letters=[letter]) for letter in batch.dead_letters]
+        for single in singles:
+            try:
+                result = await self._service.apply(single)
+            except Exception as exc:
+                log.critical("incident store refused %s", single, exc_info=True)
+                await self._service.apply(AlarmBatch(dead_letters=[_refused(single, exc)]))
+                continue
+            total.changed += result.changed
+            total.duplicates += result.duplicates
+        return total
+
+
+def _refused(single: AlarmBatch, exc: Exception) -> tuple[RawMessage, str, str | None]:
+    if single.dead_letters:
+        raw, reason, device_id = single.dead_letters[0]
+        return raw, f"{reason}; store refused: {exc}", device_id
+    event = single.decisions[0].decision.event
+    raw = RawMessage(
+        topic=f"(decision {single.decisions[0].decision.rule})",
+        payload=repr(event).encode(),
+        received_at=event.received_at,
+        lane=Lane.ALARM,
+    )
+    return raw, f"store refused the decision: {exc}", event.device_id

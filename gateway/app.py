@@ -1,0 +1,182 @@
+"""The composition root: every part of the gateway is built and wired here, top to bottom.
+
+Tests call `Gateway(config, clock=...)` with their own clock and database and run it in their loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from dashboard.api import DashboardContext, create_app
+from dashboard.auth import UserStore
+from dashboard.hub import IncidentHub
+from devices.model import Binding, Lane
+from devices.registry import DeviceRegistry
+from gateway.alarm_lane import AlarmLane
+from gateway.broker import EmbeddedBroker
+from gateway.clock import Clock, SystemClock
+from gateway.config import CarelineConfig
+from gateway.directory import Directory
+from gateway.incidents.db import make_engine
+from gateway.incidents.migrate import upgrade
+from gateway.incidents.service import IncidentService
+from gateway.incidents.store import IncidentStore
+from gateway.ingest import MqttLane
+from gateway.metrics import Metrics
+from gateway.telemetry_lane import DeviceHealth, TelemetryLane
+from rules import RuleContext, RuleEngine, default_rules
+
+log = logging.getLogger(__name__)
+
+
+def device_registry(config: CarelineConfig) -> DeviceRegistry:
+    return DeviceRegistry(
+        Binding(
+            device_id=d.id,
+            device_type=d.type,
+            site=d.site,
+            room=d.room,
+            resident=d.resident,
+            profile=d.profile,
+            friendly_name=d.friendly_name,
+        )
+        for d in config.devices
+    )
+
+
+class Gateway:
+    def __init__(self, config: CarelineConfig, *, clock: Clock | None = None) -> None:
+        if config.broker.embedded and config.broker.protocol == "5":
+            # amqtt speaks MQTT 3.1.1 only.
+            config = config.model_copy(
+                update={"broker": config.broker.model_copy(update={"protocol": "3.1.1"})}
+            )
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.metrics = Metrics()
+        self.registry = device_registry(config)
+        self.rules = RuleEngine(default_rules(RuleContext(config)))
+        self.engine = make_engine(config.storage.url, busy_timeout_s=config.storage.busy_timeout_s)
+        upgrade(self.engine)
+        self.store = IncidentStore(self.engine, Directory(config), self.clock.now)
+        self.service = IncidentService(self.store)
+        self.users = UserStore(self.engine, self.clock.now, config.http.session_hours)
+        self.hub = IncidentHub()
+        self.service.subscribe(self.hub.publish)
+        self.device_health = DeviceHealth()
+        self.alarm_lane = AlarmLane(self.registry, self.rules, self.service, self.metrics, self.clock)
+        self.telemetry_lane = TelemetryLane(
+            self.registry, self.service, self.metrics, config.broker.telemetry_queue_max, [self.device_health]
+        )
+        self._mqtt: dict[Lane, MqttLane] = {}
+        self.started_at = datetime.now(UTC)
+        self.http: FastAPI = create_app(
+            DashboardContext(
+                service=self.service,
+                users=self.users,
+                hub=self.hub,
+                metrics=self.metrics,
+                devices=self.device_health,
+                health=self.health,
+                secure_cookies=config.http.secure_cookies,
+                session_hours=config.http.session_hours,
+            )
+        )
+
+    def alarm_topics(self) -> list[str]:
+        return [*self.config.broker.alarm_topics, *self.registry.zigbee2mqtt_alarm_topics()]
+
+    def health(self) -> dict[str, Any]:
+        lanes = {
+            lane.value: ("connected" if mqtt.connected.is_set() else "disconnected")
+            for lane, mqtt in self._mqtt.items()
+        }
+        ok = bool(lanes) and all(state == "connected" for state in lanes.values())
+        return {
+            "status": "ok" if ok else "degraded",
+            "broker": lanes,
+            "alarm_queue": self.alarm_lane.queue.qsize(),
+            "started_at": self.started_at.isoformat(),
+        }
+
+    @contextlib.asynccontextmanager
+    async def running(self) -> AsyncIterator[Gateway]:
+        """Broker (if embedded), both MQTT lanes and the lane workers; the HTTP server is separate."""
+        async with contextlib.AsyncExitStack() as stack:
+            if self.config.broker.embedded:
+                await stack.enter_async_context(EmbeddedBroker(self.config.broker.embedded_port))
+            tasks = [
+                asyncio.create_task(coro, name=name)
+                for name, coro in (
+                    ("alarm-lane", self.alarm_lane.run()),
+                    ("alarm-timers", self.alarm_lane.run_timers()),
+                    ("telemetry-lane", self.telemetry_lane.run()),
+                    ("dead-letters", self.telemetry_lane.flush_dead_letters_forever()),
+                )
+            ]
+            stack.callback(self._stop_tasks, tasks)
+            self._start_lanes()
+            stack.callback(self._stop_lanes)
+            yield self
+
+    def _start_lanes(self) -> None:
+        loop = asyncio.get_running_loop()
+        broker = self.config.broker
+        alarm = MqttLane(broker, Lane.ALARM, self.alarm_topics(), self.alarm_lane.submit, loop, self.metrics)
+        self.alarm_lane.ack = alarm.ack
+        telemetry = MqttLane(
+            broker,
+            Lane.TELEMETRY,
+            list(broker.telemetry_topics),
+            self.telemetry_lane.submit,
+            loop,
+            self.metrics,
+        )
+        self._mqtt = {Lane.ALARM: alarm, Lane.TELEMETRY: telemetry}
+        for lane in self._mqtt.values():
+            lane.start()
+
+    def _stop_lanes(self) -> None:
+        for lane in self._mqtt.values():
+            lane.stop()
+
+    @staticmethod
+    def _stop_tasks(tasks: list[asyncio.Task[None]]) -> None:
+        for task in tasks:
+            task.cancel()
+
+    async def wait_connected(self, limit_s: float = 10.0) -> None:
+        async with asyncio.timeout(limit_s):
+            for lane in self._mqtt.values():
+                await lane.connected.wait()
+
+    async def serve(self, stop: asyncio.Event | None = None) -> None:
+        """Run everything until `stop` is set (or the HTTP server exits, e.g. on SIGTERM)."""
+        server = uvicorn.Server(
+            uvicorn.Config(
+                self.http,
+                host=self.config.http.host,
+                port=self.config.http.port,
+                log_level="warning",
+                lifespan="off",
+            )
+        )
+        async with self.running():
+            serving = asyncio.create_task(server.serve())
+            waiters = [serving] + ([asyncio.create_task(stop.wait())] if stop else [])
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            server.should_exit = True
+            await serving
+        self.close()
+
+    def close(self) -> None:
+        self.service.close()
+        self.engine.dispose()

@@ -1,0 +1,67 @@
+"""The async face of the incident store: every write on one dedicated thread, listeners told after
+the commit, never before."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import ParamSpec, TypeVar
+
+from gateway.incidents.schema import Outcome
+from gateway.incidents.store import AlarmBatch, BatchResult, IncidentStore
+from gateway.incidents.views import IncidentView
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+IncidentListener = Callable[[Sequence[IncidentView]], None]
+
+
+class IncidentService:
+    def __init__(self, store: IncidentStore) -> None:
+        self.store = store
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="incident-store")
+        self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="incident-reads")
+        self._listeners: list[IncidentListener] = []
+
+    def subscribe(self, listener: IncidentListener) -> None:
+        self._listeners.append(listener)
+
+    async def _write(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._writer, lambda: fn(*args, **kwargs))
+
+    async def read(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Reads run beside the writer (SQLite WAL lets them), so a slow report never delays an alarm."""
+        return await asyncio.get_running_loop().run_in_executor(self._readers, lambda: fn(*args, **kwargs))
+
+    async def apply(self, batch: AlarmBatch) -> BatchResult:
+        result = await self._write(self.store.apply, batch)
+        self._announce(result.changed)
+        return result
+
+    async def acknowledge(self, incident_id: int, actor: str) -> IncidentView:
+        view = await self._write(self.store.acknowledge, incident_id, actor)
+        self._announce([view])
+        return view
+
+    async def resolve(self, incident_id: int, actor: str, outcome: Outcome, note: str) -> IncidentView:
+        view = await self._write(self.store.resolve, incident_id, actor, outcome, note)
+        self._announce([view])
+        return view
+
+    def _announce(self, changed: Sequence[IncidentView]) -> None:
+        if not changed:
+            return
+        for listener in self._listeners:
+            try:
+                listener(changed)
+            except Exception:
+                # One broken listener must never stop the others from hearing about an alarm.
+                log.exception("incident listener failed")
+
+    def close(self) -> None:
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)

@@ -1,0 +1,150 @@
+"""MQTT ingest: one paho client per lane, each on its own network thread and its own queue.
+
+Why paho, not aiomqtt, here (see ../shared/FACTS.md): paho 2.2 can hold back the QoS 1 acknowledgement
+until the incident is committed (`manual_ack`), which is what makes the alarm path at-least-once end to
+end, and its receive ceiling is higher. Messages cross into asyncio with `call_soon_threadsafe`; nothing
+else happens on the network thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from devices.model import Lane, RawMessage
+from gateway.config import BrokerConfig
+from gateway.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+MessageSink = Callable[[RawMessage], None]
+
+
+class MqttLane:
+    """A broker connection for one lane. The alarm lane keeps a persistent session and acknowledges
+    each QoS 1 message only when told to (`ack`), so the broker redelivers what we never committed."""
+
+    def __init__(
+        self,
+        config: BrokerConfig,
+        lane: Lane,
+        topics: list[str],
+        sink: MessageSink,
+        loop: asyncio.AbstractEventLoop,
+        metrics: Metrics,
+    ) -> None:
+        self._config = config
+        self._lane = lane
+        self._topics = topics
+        self._sink = sink
+        self._loop = loop
+        self._metrics = metrics
+        self._alarm = lane is Lane.ALARM
+        self.connected = asyncio.Event()
+        self._client = self._make_client()
+
+    def _make_client(self) -> mqtt.Client:
+        config = self._config
+        v5 = config.protocol == "5"
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"{config.client_id}-{self._lane.value}",
+            clean_session=None if v5 else not self._alarm,
+            protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
+            manual_ack=self._alarm,
+        )
+        if config.username:
+            client.username_pw_set(config.username, config.password())
+        if config.uses_tls:
+            self._configure_tls(client)
+        client.reconnect_delay_set(
+            min_delay=max(1, round(config.reconnect_min_s)), max_delay=max(1, round(config.reconnect_max_s))
+        )
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        # Our own QoS 1 publications (none on the alarm lane today) may queue while disconnected.
+        client.max_queued_messages_set(0)
+        return client
+
+    def _configure_tls(self, client: mqtt.Client) -> None:
+        tls = self._config.tls
+        client.tls_set(
+            ca_certs=str(tls.ca_file) if tls and tls.ca_file else None,
+            certfile=str(tls.cert_file) if tls and tls.cert_file else None,
+            keyfile=str(tls.key_file) if tls and tls.key_file else None,
+            cert_reqs=ssl.CERT_REQUIRED,
+        )
+        if tls is not None and tls.insecure:
+            client.tls_insecure_set(True)
+
+    def start(self) -> None:
+        config = self._config
+        kwargs: dict[str, Any] = {}
+        if config.protocol == "5":
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = config.session_expiry_s if self._alarm else 0
+            kwargs = {"clean_start": not self._alarm, "properties": properties}
+        self._client.connect_async(config.host, config.port, keepalive=config.keepalive_s, **kwargs)
+        self._client.loop_start()
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def ack(self, message: RawMessage) -> None:
+        if self._alarm and message.qos > 0:
+            self._client.ack(message.mid, message.qos)
+
+    # -- paho callbacks, on paho's network thread ----------------------------------------------------
+
+    def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
+        if reason.is_failure:
+            log.error("%s lane: broker refused the connection: %s", self._lane.value, reason)
+            return
+        sock = client.socket()
+        if isinstance(sock, socket.socket):
+            # Without it a ~40 ms delayed-ACK stall shows up in the latency tail (FACTS.md).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        qos = 1 if self._alarm else 0
+        if self._topics:
+            client.subscribe([(topic, qos) for topic in self._topics])
+        log.info(
+            "%s lane connected to %s:%s, %d topics",
+            self._lane.value,
+            self._config.host,
+            self._config.port,
+            len(self._topics),
+        )
+        self._metrics.broker_connected.labels(self._lane.value).set(1)
+        self._loop.call_soon_threadsafe(self.connected.set)
+
+    def _on_disconnect(
+        self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
+    ) -> None:
+        log.warning("%s lane disconnected (%s); paho reconnects with backoff", self._lane.value, reason)
+        self._metrics.broker_connected.labels(self._lane.value).set(0)
+        self._loop.call_soon_threadsafe(self.connected.clear)
+
+    def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
+        raw = RawMessage(
+            topic=message.topic,
+            payload=bytes(message.payload),
+            received_at=datetime.now(UTC),
+            lane=self._lane,
+            qos=message.qos,
+            mid=message.mid,
+            duplicate=bool(message.dup),
+            retained=bool(message.retain),
+        )
+        self._loop.call_soon_threadsafe(self._sink, raw)

@@ -1,0 +1,110 @@
+"""The telemetry lane: decode, keep what is undecodable, hand events to telemetry sinks.
+
+Bounded: when telemetry floods faster than we keep up, the newest surplus is dropped and counted
+rather than growing memory without limit. Nothing here is awaited by the alarm lane.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from devices.decode import decode
+from devices.model import DecodeError, DeviceEvent, EventKind, RawMessage
+from devices.registry import DeviceRegistry
+from gateway.incidents.service import IncidentService
+from gateway.incidents.store import AlarmBatch
+from gateway.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+TelemetrySink = Callable[[Sequence[DeviceEvent]], None]
+DEAD_LETTER_FLUSH_S = 1.0
+
+
+@dataclass(slots=True)
+class DeviceState:
+    device_id: str
+    last_seen: datetime
+    battery: float | None = None
+    online: bool = True
+
+
+class DeviceHealth:
+    """Last sign of life per device, for the operators' device list."""
+
+    def __init__(self) -> None:
+        self.devices: dict[str, DeviceState] = {}
+
+    def __call__(self, events: Sequence[DeviceEvent]) -> None:
+        for event in events:
+            state = self.devices.get(event.device_id)
+            if state is None:
+                state = self.devices[event.device_id] = DeviceState(event.device_id, event.received_at)
+            state.last_seen = max(state.last_seen, event.received_at)
+            if event.kind is EventKind.BATTERY and isinstance(event.value, int | float):
+                state.battery = float(event.value)
+            elif event.kind is EventKind.AVAILABILITY:
+                state.online = bool(event.value)
+
+
+class TelemetryLane:
+    def __init__(
+        self,
+        registry: DeviceRegistry,
+        service: IncidentService,
+        metrics: Metrics,
+        queue_max: int,
+        sinks: Sequence[TelemetrySink] = (),
+    ) -> None:
+        self._registry = registry
+        self._service = service
+        self._metrics = metrics
+        self._sinks = list(sinks)
+        self.queue: asyncio.Queue[RawMessage] = asyncio.Queue(maxsize=queue_max)
+        self._dead: list[tuple[RawMessage, str, str | None]] = []
+
+    def add_sink(self, sink: TelemetrySink) -> None:
+        self._sinks.append(sink)
+
+    def submit(self, raw: RawMessage) -> None:
+        self._metrics.messages_received.labels("telemetry").inc()
+        try:
+            self.queue.put_nowait(raw)
+        except asyncio.QueueFull:
+            self._metrics.telemetry_dropped.inc()
+
+    async def run(self) -> None:
+        while True:
+            raw = await self.queue.get()
+            events = self._decode(raw)
+            while not self.queue.empty() and len(events) < 1000:
+                events += self._decode(self.queue.get_nowait())
+            self._metrics.queue_depth.labels("telemetry").set(self.queue.qsize())
+            for sink in self._sinks:
+                try:
+                    sink(events)
+                except Exception:
+                    log.exception("telemetry sink %r failed", sink)
+
+    def _decode(self, raw: RawMessage) -> list[DeviceEvent]:
+        try:
+            return decode(raw, self._registry)
+        except DecodeError as exc:
+            self._metrics.dead_letters.labels("telemetry").inc()
+            self._dead.append((raw, exc.reason, exc.device_id))
+            return []
+
+    async def flush_dead_letters_forever(self) -> None:
+        # Batched once a second: a storm of bad telemetry costs the shared store one commit per second.
+        while True:
+            await asyncio.sleep(DEAD_LETTER_FLUSH_S)
+            await self.flush_dead_letters()
+
+    async def flush_dead_letters(self) -> None:
+        if self._dead:
+            letters, self._dead = self._dead, []
+            await self._service.apply(AlarmBatch(dead_letters=letters))

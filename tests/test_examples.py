@@ -1,0 +1,69 @@
+"""The shipped example and deployment configurations are valid and describe what they promise."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from devices.model import DeviceType
+from gateway.config import CarelineConfig, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIGS = [
+    ROOT / "examples" / "care-home.yaml",
+    ROOT / "examples" / "home.yaml",
+    ROOT / "deploy" / "careline.yaml",
+]
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_the_shipped_configuration_is_valid(path: Path) -> None:
+    assert load_config(path).sites
+
+
+@pytest.fixture(scope="module")
+def care_home() -> CarelineConfig:
+    return load_config(ROOT / "examples" / "care-home.yaml")
+
+
+@pytest.fixture(scope="module")
+def homes() -> CarelineConfig:
+    return load_config(ROOT / "examples" / "home.yaml")
+
+
+def test_the_care_home_has_over_thirty_residents_each_with_a_pendant(care_home: CarelineConfig) -> None:
+    assert len(care_home.residents) >= 30
+    pendants = [d for d in care_home.devices if d.type == DeviceType.SOS_BUTTON]
+    assert {d.resident for d in pendants} == {r.id for r in care_home.residents}
+    assert {d.profile for d in pendants} == {"careline", "zigbee2mqtt"}
+
+
+def test_residents_at_risk_of_wandering_have_a_door_sensor_on_their_room(care_home: CarelineConfig) -> None:
+    at_risk = [r for r in care_home.residents if r.wandering_risk]
+    assert at_risk
+    watched = {(d.site, d.room) for d in care_home.devices if d.type == DeviceType.DOOR_SENSOR}
+    for resident in at_risk:
+        assert resident.room is not None
+        assert (resident.site, resident.room) in watched, resident.id
+
+
+def test_the_care_home_watches_its_exits_and_has_a_smoke_detector_per_wing(care_home: CarelineConfig) -> None:
+    site = care_home.site("sunrise")
+    exits = {"main-entrance", "a-garden-door", "b-fire-exit"}
+    assert exits <= {d.room for d in care_home.devices if d.type == DeviceType.DOOR_SENSOR}
+    wing_of = {room.id: room.wing for room in site.rooms}
+    smoke = [d for d in care_home.devices if d.type == DeviceType.SMOKE_DETECTOR]
+    smoke_wings = {wing_of[d.room] for d in smoke if d.room}
+    assert smoke_wings == {room.wing for room in site.rooms if room.wing}
+
+
+def test_each_home_has_one_resident_with_a_pendant_and_a_door_sensor(homes: CarelineConfig) -> None:
+    assert len(homes.sites) >= 3
+    for site in homes.sites:
+        assert site.kind == "home"
+        assert len([r for r in homes.residents if r.site == site.id]) == 1
+        types = {d.type for d in homes.devices if d.site == site.id}
+        assert {DeviceType.SOS_BUTTON, DeviceType.DOOR_SENSOR, DeviceType.PRESENCE_SENSOR} <= types
+    assert len({site.rules.night for site in homes.sites}) == len(homes.sites)
+    assert any(r.language == "en" for r in homes.responders)
