@@ -78,18 +78,22 @@ def _me(account: Account) -> Me:
     return Me(username=account.username, role=account.role, language=account.language)
 
 
+async def current_account(request: Request) -> Account:
+    ctx: DashboardContext = request.app.state.careline
+    account = await ctx.service.read(ctx.users.account_for, request.cookies.get(SESSION_COOKIE))
+    if account is None:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "log in first")
+    return account
+
+
+Operator = Annotated[Account, Depends(current_account)]
+
+
 def create_app(ctx: DashboardContext) -> FastAPI:
     app = FastAPI(
         title="Careline", version="0.1.0", summary="Alarm queue and incident workflow for operators"
     )
-
-    async def current_account(request: Request) -> Account:
-        account = await ctx.service.read(ctx.users.account_for, request.cookies.get(SESSION_COOKIE))
-        if account is None:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "log in first")
-        return account
-
-    Operator = Annotated[Account, Depends(current_account)]  # noqa: N806
+    app.state.careline = ctx
 
     @app.post("/api/login", tags=["session"])
     async def login(credentials: Credentials, response: Response) -> Me:

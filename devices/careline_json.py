@@ -9,6 +9,7 @@ Run `python -m devices.careline_json` to regenerate the published JSON Schema fi
 from __future__ import annotations
 
 import json
+import math
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,10 +20,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    StrictBool,
-    StrictFloat,
-    StrictInt,
-    StrictStr,
+    PlainValidator,
     StringConstraints,
     ValidationError,
     WithJsonSchema,
@@ -37,9 +35,10 @@ CHANNELS = frozenset({"alarm", "telemetry", "status"})
 SCHEMA_VERSION = 1
 #: Real events are a few hundred bytes; anything this large is a broken or hostile publisher.
 MAX_PAYLOAD_BYTES = 64 * 1024
-#: Epoch milliseconds below this are almost certainly epoch *seconds* sent by mistake.
+#: No real event is this old; epoch milliseconds below it are almost always seconds sent by mistake.
 _EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 _MAX_REASON_CHARS = 300
+_MAX_TEXT_CHARS = 256
 
 SCHEMA_ID = "urn:careline:schema:careline-event:1"
 SCHEMA_FILE_NAME = "careline-event.schema.json"
@@ -75,27 +74,52 @@ def _supported_version(version: int) -> int:
     return version
 
 
-Scalar = StrictInt | StrictFloat | StrictBool | Annotated[StrictStr, StringConstraints(max_length=256)]
-ExtraKey = Annotated[StrictStr, StringConstraints(min_length=1, max_length=64)]
+def _scalar(raw: object) -> int | float | bool | str:
+    # One hand-written check instead of a pydantic union: a union reports one error per member
+    # ("value.int: ...", "value.float: ..."), which is no reason a device maker can act on.
+    if isinstance(raw, str):
+        if len(raw) > _MAX_TEXT_CHARS:
+            raise ValueError(f"string longer than {_MAX_TEXT_CHARS} characters")
+        return raw
+    if isinstance(raw, bool | int) or (isinstance(raw, float) and math.isfinite(raw)):
+        return raw
+    raise ValueError("must be a finite number, a boolean or a string")
+
+
+def _optional_scalar(raw: object) -> int | float | bool | str | None:
+    return None if raw is None else _scalar(raw)
+
+
+_SCALAR_SCHEMAS: list[dict[str, Any]] = [
+    {"type": "number"},
+    {"type": "boolean"},
+    {"type": "string", "maxLength": _MAX_TEXT_CHARS},
+]
+Scalar = Annotated[
+    int | float | bool | str, PlainValidator(_scalar), WithJsonSchema({"anyOf": _SCALAR_SCHEMAS})
+]
+OptionalScalar = Annotated[
+    int | float | bool | str | None,
+    PlainValidator(_optional_scalar),
+    WithJsonSchema({"anyOf": [*_SCALAR_SCHEMAS, {"type": "null"}]}),
+]
+ExtraKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 
 
 class CarelineEventPayload(BaseModel):
     """One event reported by a Careline-native device."""
 
-    # strict: JSON `true` must not pass as version 1 nor `"72"` as a number; allow_inf_nan: 1e400
-    # parses to inf and would poison every average downstream.
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+    # strict: JSON `true` must not pass as version 1, nor `12345678` as an event id.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
     v: Annotated[
-        StrictInt,
+        int,
         AfterValidator(_supported_version),
         WithJsonSchema({"type": "integer", "const": SCHEMA_VERSION}),
     ] = Field(description="Payload schema version; always 1.")
-    event_id: Annotated[StrictStr, StringConstraints(min_length=8, max_length=64, pattern=r"^[!-~]+$")] = (
-        Field(
-            description="Device-generated unique id of this event (printable ASCII, no spaces); "
-            "a repeat of the same id is treated as a redelivery."
-        )
+    event_id: Annotated[str, StringConstraints(min_length=8, max_length=64, pattern=r"^[!-~]+$")] = Field(
+        description="Device-generated unique id of this event (printable ASCII, no spaces); "
+        "a repeat of the same id is treated as a redelivery."
     )
     ts: Annotated[
         datetime,
@@ -109,8 +133,9 @@ class CarelineEventPayload(BaseModel):
             }
         ),
     ] = Field(description="When the event happened: ISO-8601 with a time zone offset, or epoch milliseconds.")
+    # Lax for this one field only: strict mode wants an EventKind instance, not its JSON string.
     kind: Annotated[EventKind, Field(strict=False)] = Field(description="What happened.")
-    value: Scalar | None = Field(
+    value: OptionalScalar = Field(
         default=None, description="Reading or state for the kind, e.g. 72 for heart_rate, 87 for battery."
     )
     extra: dict[ExtraKey, Scalar] = Field(

@@ -21,6 +21,9 @@ class DeviceRegistry:
     def __len__(self) -> int:
         return len(self._by_id)
 
+    def bindings(self) -> list[Binding]:
+        return list(self._by_id.values())
+
     def by_id(self, device_id: str) -> Binding | None:
         return self._by_id.get(device_id)
 

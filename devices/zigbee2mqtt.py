@@ -27,11 +27,10 @@ _AVAILABILITY_SUFFIX = "/availability"
 #: `<name>/set`, `<name>/get` and their `/set/<attribute>` forms are commands *to* devices, not reports.
 _COMMAND_SEGMENTS = frozenset({"set", "get"})
 
-#: Actions that mean "help" whatever the device; `emergency` is what Tuya/Heiman SOS buttons send
-#: (fromZigbee.ts `command_emergency`).
+#: Actions that mean "help" whatever the device; `emergency` is what Heiman SOS buttons send
+#: (fromZigbee.ts `heiman_smart_controller_emergency`, an IAS ACE emergency command). Tuya's TS0218
+#: sends that same command as action `click` (`TS0218_click`), which the pendant rule in `_action` covers.
 _SOS_ACTIONS = frozenset({"sos", "emergency", "panic", "alarm"})
-#: The end of a long press is not a second call for help; the press already raised one.
-_RELEASE_ACTIONS = frozenset({"release", "hold_release"})
 #: Enum states of mmWave fall radars; Tuya's `fall_down_status` is none | maybe_fall | fall (tuya.ts
 #: `tuyaRadar.fallDown`). `maybe_fall` is deliberately not a fall: the radar confirms with `fall`
 #: once the person stays down for `tumble_alarm_time`, and alarming earlier flags every stumble.
@@ -68,7 +67,9 @@ def decode(message: RawMessage, registry: DeviceRegistry) -> list[DeviceEvent]:
     else:
         state = _load_state(message.payload, binding)
         readings, ts = _readings(state, binding), _last_seen(state) or message.received_at
-    digest = hashlib.sha256(message.topic.encode("utf-8") + b"\0" + message.payload).hexdigest()[:32]
+    digest = hashlib.sha256(
+        message.topic.encode("utf-8", "surrogatepass") + b"\0" + message.payload
+    ).hexdigest()[:32]
     return [
         _event(binding, reading, ts, message.received_at, f"z2m:{digest}:{reading.kind}")
         for reading in readings
@@ -225,7 +226,9 @@ def _action(key: str, raw: object, binding: Binding) -> _Reading | None:
     # A pendant's only button is the SOS button, so any press ("single", "double", "hold") is a call
     # for help. On other devices an unknown action is a remote or a scene switch: not ours to guess.
     # An empty action is the reset Zigbee2MQTT sends after each press for Home Assistant.
-    if binding.device_type is DeviceType.SOS_BUTTON and action and action not in _RELEASE_ACTIONS:
+    # Letting go after a long press (Aqara "release", Hue "on_hold_release") is the end of the press
+    # that already raised the SOS, not a second call for help.
+    if binding.device_type is DeviceType.SOS_BUTTON and action and not action.endswith("release"):
         return _Reading(EventKind.SOS, None, extra)
     return None
 

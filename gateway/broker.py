@@ -7,6 +7,9 @@ import logging
 from types import TracebackType
 
 from amqtt.broker import Broker
+from amqtt.errors import BrokerError as AmqttBrokerError
+
+from gateway.errors import BrokerError
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +25,12 @@ class EmbeddedBroker:
         )
 
     async def __aenter__(self) -> EmbeddedBroker:
-        await self._broker.start()
+        try:
+            await self._broker.start()
+        except AmqttBrokerError as exc:
+            raise BrokerError(
+                f"embedded MQTT broker cannot start on {self.host}:{self.port}: {exc}"
+            ) from None
         log.info("embedded MQTT broker (amqtt) listening on %s:%d", self.host, self.port)
         return self
 

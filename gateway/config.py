@@ -106,6 +106,14 @@ class NightHours(_Strict):
     start: time = time(22, 0)
     end: time = time(6, 0)
 
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _quoted_clock_time(cls, value: object) -> object:
+        # YAML reads an unquoted 21:00 as the base-60 number 1260; refuse it instead of guessing.
+        if not isinstance(value, str | time):
+            raise ValueError('give local times as quoted "HH:MM" strings, e.g. "22:00"')
+        return value
+
     def contains(self, local: time) -> bool:
         if self.start <= self.end:
             return self.start <= local < self.end

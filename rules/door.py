@@ -15,10 +15,16 @@ class DoorAtNightRule:
 
     def __init__(self, context: RuleContext) -> None:
         self._context = context
+        #: Doors last reported open. Zigbee2MQTT repeats `contact` in every periodic report, so only
+        #: the change from closed (or unknown) to open is an opening.
+        self._open: set[str] = set()
 
     def on_event(self, event: DeviceEvent, now: datetime) -> Sequence[Decision]:
-        if event.kind is not EventKind.DOOR_OPEN:
+        if event.kind is EventKind.DOOR_CLOSED:
+            self._open.discard(event.device_id)
+        if event.kind is not EventKind.DOOR_OPEN or event.device_id in self._open:
             return ()
+        self._open.add(event.device_id)
         site = self._context.site(event.site)
         if not site.rules.door_at_night:
             return ()

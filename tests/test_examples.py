@@ -8,6 +8,7 @@ import pytest
 
 from devices.model import DeviceType
 from gateway.config import CarelineConfig, load_config
+from rules.context import RuleContext
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = [
@@ -39,19 +40,27 @@ def test_the_care_home_has_over_thirty_residents_each_with_a_pendant(care_home: 
     assert {d.profile for d in pendants} == {"careline", "zigbee2mqtt"}
 
 
-def test_residents_at_risk_of_wandering_have_a_door_sensor_on_their_room(care_home: CarelineConfig) -> None:
+def test_residents_at_risk_of_wandering_are_watched_by_a_door_sensor(care_home: CarelineConfig) -> None:
+    watchers = RuleContext(care_home)
+    watched: set[str] = set()
+    for door in (d for d in care_home.devices if d.type == DeviceType.DOOR_SENSOR):
+        watched.update(r.id for r in watchers.residents_watched_by(door.site, door.room, door.resident))
     at_risk = [r for r in care_home.residents if r.wandering_risk]
-    assert at_risk
-    watched = {(d.site, d.room) for d in care_home.devices if d.type == DeviceType.DOOR_SENSOR}
+    assert len(at_risk) >= 5
     for resident in at_risk:
-        assert resident.room is not None
-        assert (resident.site, resident.room) in watched, resident.id
+        assert resident.id in watched
+        doors_of_room = [
+            d for d in care_home.devices if d.type == DeviceType.DOOR_SENSOR and d.room == resident.room
+        ]
+        assert doors_of_room, f"{resident.id}'s room {resident.room} has no door sensor"
 
 
 def test_the_care_home_watches_its_exits_and_has_a_smoke_detector_per_wing(care_home: CarelineConfig) -> None:
     site = care_home.site("sunrise")
-    exits = {"main-entrance", "a-garden-door", "b-fire-exit"}
-    assert exits <= {d.room for d in care_home.devices if d.type == DeviceType.DOOR_SENSOR}
+    doors = [d for d in care_home.devices if d.type == DeviceType.DOOR_SENSOR]
+    # A device with neither room nor resident watches the whole site: that is how exits are configured.
+    exits = [d for d in doors if d.room is None and d.resident is None]
+    assert len(exits) >= 2
     wing_of = {room.id: room.wing for room in site.rooms}
     smoke = [d for d in care_home.devices if d.type == DeviceType.SMOKE_DETECTOR]
     smoke_wings = {wing_of[d.room] for d in smoke if d.room}
@@ -66,4 +75,8 @@ def test_each_home_has_one_resident_with_a_pendant_and_a_door_sensor(homes: Care
         types = {d.type for d in homes.devices if d.site == site.id}
         assert {DeviceType.SOS_BUTTON, DeviceType.DOOR_SENSOR, DeviceType.PRESENCE_SENSOR} <= types
     assert len({site.rules.night for site in homes.sites}) == len(homes.sites)
+    watchers = RuleContext(homes)
+    for resident in (r for r in homes.residents if r.wandering_risk):
+        doors = [d for d in homes.devices if d.type == DeviceType.DOOR_SENSOR and d.site == resident.site]
+        assert any(resident in watchers.residents_watched_by(d.site, d.room, d.resident) for d in doors)
     assert any(r.language == "en" for r in homes.responders)

@@ -65,7 +65,7 @@ function showError(err) {
   $("#error-banner").hidden = false;
 }
 
-const progress = (inc) => inc.trigger_count * 10 + (STATUS_RANK[inc.status] ?? 0);
+const progress = (inc) => (inc.trigger_count || 0) * 10 + (STATUS_RANK[inc.status] ?? 0);
 
 function merge(inc) {
   if (!inc || state.gone.has(inc.id)) return;
