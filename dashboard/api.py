@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -213,16 +214,31 @@ def create_app(ctx: DashboardContext) -> FastAPI:
 async def _stream(websocket: WebSocket, ctx: DashboardContext) -> None:
     queue = ctx.hub.connect()
     ctx.metrics.websocket_clients.set(len(ctx.hub))
+    watcher = asyncio.create_task(_until_client_leaves(websocket, queue))
     try:
         await websocket.send_json({"type": "hello"})
         while (frame := await queue.get()) is not None:
             await websocket.send_json(frame)
-        await websocket.close(code=4408, reason="too slow; reconnect to resync")
-    except WebSocketDisconnect:
+        if not watcher.done():
+            await websocket.close(code=4408, reason="too slow; reconnect to resync")
+    except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
+        watcher.cancel()
         ctx.hub.disconnect(queue)
         ctx.metrics.websocket_clients.set(len(ctx.hub))
+
+
+async def _until_client_leaves(websocket: WebSocket, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
+    """Operators only listen; this reads their side so a closed screen ends the stream at once."""
+    try:
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    while queue.full():
+        queue.get_nowait()
+    queue.put_nowait(None)
 
 
 async def _guard(pending: Awaitable[T]) -> T:

@@ -18,6 +18,7 @@ import typer
 from dashboard.auth import Role, UserExistsError, UserStore
 from devices.model import EventKind
 from gateway.app import Gateway, device_registry
+from gateway.clock import zone_where_local_hour_is
 from gateway.config import CarelineConfig, load_config
 from gateway.errors import CarelineError
 from gateway.incidents.db import make_engine
@@ -96,7 +97,9 @@ def demo(
 
 
 def _demo_config(config: CarelineConfig, data_dir: Path, http_port: int, mqtt_port: int) -> CarelineConfig:
-    zone = _zone_where_it_is_night()
+    # Put the sites where it is about 02:00 now, so the night-door rule shows whatever the hour.
+    # Only the demo does this; timestamps stay true UTC.
+    zone = zone_where_local_hour_is(2)
     sites = tuple(site.model_copy(update={"timezone": zone}) for site in config.sites)
     return config.model_copy(
         update={
@@ -108,13 +111,6 @@ def _demo_config(config: CarelineConfig, data_dir: Path, http_port: int, mqtt_po
             "sites": sites,
         }
     )
-
-
-def _zone_where_it_is_night() -> str:
-    """A fixed-offset zone where it is about 02:00 now, so the night-door rule shows whatever the hour.
-    Only the demo does this; timestamps stay true UTC."""
-    offset = (2 - datetime.now(UTC).hour + 12) % 24 - 12
-    return "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"
 
 
 async def _demo(gateway: Gateway, password: str) -> None:

@@ -32,3 +32,12 @@ class FakeClock:
 
     def set(self, moment: datetime) -> None:
         self._now = moment
+
+
+def zone_where_local_hour_is(hour: int, now: datetime | None = None) -> str:
+    """A fixed-offset IANA zone in which the local hour is `hour` right now. The demo and the tests use it
+    to put a site at night (or by day) without faking the clock."""
+    utc_hour = (now or datetime.now(UTC)).hour
+    offset = (hour - utc_hour + 12) % 24 - 12
+    # Etc/GMT zones count the other way round: Etc/GMT-8 is UTC+8.
+    return "UTC" if offset == 0 else f"Etc/GMT{-offset:+d}"

@@ -1,0 +1,193 @@
+"""The alarm path end to end: real Mosquitto, real gateway, real SQLite, real HTTP and WebSocket."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from harness import Publisher, live_gateway, new_config, next_incident_frame
+from services import Mosquitto
+
+from devices.model import EventKind
+
+pytestmark = pytest.mark.asyncio
+
+
+async def test_native_sos_becomes_one_incident_in_the_api_and_on_the_websocket(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    async with live_gateway(new_config(mosquitto.url, tmp_path)) as live, live.websocket() as ws:
+        device = Publisher(mosquitto.port)
+        device.sos("night", "night-pendant-wang")
+        pushed = await next_incident_frame(ws)
+        assert (pushed["rule"], pushed["severity"], pushed["status"]) == ("sos", "critical", "open")
+        assert pushed["resident_name"] == "王秀英"
+        listed = await live.incidents()
+        assert [i["id"] for i in listed] == [pushed["id"]]
+        device.close()
+
+
+async def test_zigbee2mqtt_sos_button_becomes_an_incident(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    async with live_gateway(new_config(mosquitto.url, tmp_path)) as live, live.websocket() as ws:
+        device = Publisher(mosquitto.port)
+        device.zigbee("day/102/pendant", action="emergency", battery=100, linkquality=120)
+        pushed = await next_incident_frame(ws)
+        assert (pushed["rule"], pushed["resident"], pushed["device_id"]) == ("sos", "day-li", "day-pendant-li")
+        device.close()
+
+
+async def test_a_second_press_joins_the_open_incident(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    async with live_gateway(new_config(mosquitto.url, tmp_path)) as live, live.websocket() as ws:
+        device = Publisher(mosquitto.port)
+        device.sos("night", "night-pendant-wang")
+        first = await next_incident_frame(ws)
+        device.sos("night", "night-pendant-wang")
+        second = await next_incident_frame(ws)
+        assert second["id"] == first["id"]
+        assert second["trigger_count"] == 2
+        assert len(await live.incidents()) == 1
+        device.close()
+
+
+async def test_the_same_event_delivered_twice_is_counted_once(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    async with live_gateway(new_config(mosquitto.url, tmp_path)) as live:
+        device = Publisher(mosquitto.port)
+        device.sos("night", "night-pendant-wang", event_id="press-0001-abcdef")
+        device.sos("night", "night-pendant-wang", event_id="press-0001-abcdef")
+        device.sos("night", "night-pendant-wang", event_id="press-0002-abcdef")
+        incidents = await live.wait_for(lambda i: i and i[0]["trigger_count"] == 2, "two distinct presses")
+        await asyncio.sleep(0.3)
+        assert [i["trigger_count"] for i in await live.incidents()] == [2]
+        assert live.gateway.metrics.duplicates._value.get() == 1
+        assert len(incidents) == 1
+        device.close()
+
+
+async def test_acknowledge_and_resolve_are_pushed_and_audited(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    async with live_gateway(new_config(mosquitto.url, tmp_path)) as live, live.websocket() as ws:
+        device = Publisher(mosquitto.port)
+        device.sos("night", "night-pendant-wang")
+        incident = await next_incident_frame(ws)
+        acked = (await live.http.post(f"/api/incidents/{incident['id']}/ack")).json()
+        assert (acked["status"], acked["acknowledged_by"]) == ("acknowledged", "user:operator")
+        assert (await next_incident_frame(ws))["status"] == "acknowledged"
+        resolved = await live.http.post(f"/api/incidents/{incident['id']}/resolve",
+                                        json={"outcome": "assisted_on_site", "note": "helped back to bed"})
+        assert resolved.json()["status"] == "resolved"
+        pushed = await next_incident_frame(ws)
+        assert (pushed["status"], pushed["outcome"]) == ("resolved", "assisted_on_site")
+        again = await live.http.post(f"/api/incidents/{incident['id']}/resolve", json={"outcome": "other"})
+        assert again.status_code == 409
+        audit = (await live.http.get(f"/api/incidents/{incident['id']}/audit")).json()
+        assert [e["action"] for e in audit] == ["incident.opened", "incident.acknowledged", "incident.resolved"]
+        assert audit[2]["actor"] == "user:operator"
+        assert audit[2]["details"] == {"outcome": "assisted_on_site", "note": "helped back to bed"}
+        assert live.gateway.store.verify_audit_chain() is None
+        assert await live.incidents("active") == []
+        device.close()
+
+
+async def test_a_door_opened_at_night_for_a_resident_at_risk_opens_an_incident_but_not_by_day(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    async with live_gateway(new_config(mosquitto.url, tmp_path)) as live:
+        device = Publisher(mosquitto.port)
+        device.event("day", "day-door-101", EventKind.DOOR_OPEN)  # at-risk resident, but daytime
+        device.event("night", "night-door-102", EventKind.DOOR_OPEN)  # night, resident not at risk
+        device.event("night", "night-door-101", EventKind.DOOR_OPEN)  # night and at risk: alarm
+        incidents = await live.wait_for(lambda i: len(i) >= 1, "the night-door incident")
+        await asyncio.sleep(0.5)
+        incidents = await live.incidents()
+        assert [(i["rule"], i["device_id"], i["severity"]) for i in incidents] == [
+            ("door_night", "night-door-101", "high")]
+        device.close()
+
+
+async def test_a_fall_cancelled_by_the_resident_within_the_window_is_resolved_as_cancelled(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    async with live_gateway(new_config(mosquitto.url, tmp_path)) as live, live.websocket() as ws:
+        device = Publisher(mosquitto.port)
+        device.event("night", "night-fall-101", EventKind.FALL, True)
+        opened = await next_incident_frame(ws)
+        # The alarm is raised at once, not held back waiting to see whether a cancel follows.
+        assert (opened["rule"], opened["status"]) == ("fall", "open")
+        device.event("night", "night-fall-101", EventKind.FALL_CANCEL)
+        cancelled = await next_incident_frame(ws)
+        assert (cancelled["id"], cancelled["status"], cancelled["outcome"]) == (
+            opened["id"], "resolved", "cancelled_by_resident")
+        audit = (await live.http.get(f"/api/incidents/{opened['id']}/audit")).json()
+        assert audit[-1]["action"] == "incident.cancelled"
+        assert audit[-1]["actor"] == "resident:night-wang"
+        device.close()
+
+
+async def test_a_thousand_malformed_payloads_are_dead_lettered_and_an_sos_amid_them_still_alarms(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    async with live_gateway(new_config(mosquitto.url, tmp_path)) as live:
+        device = Publisher(mosquitto.port)
+        for n in range(1000):
+            device.send("careline/night/night-pendant-wang/alarm", b"{not json" + str(n).encode())
+            if n == 500:
+                device.sos("night", "night-pendant-wang")
+        await live.wait_for(lambda i: len(i) == 1, "the SOS sent amid garbage")
+        for _ in range(200):
+            stats = (await live.http.get("/api/stats")).json()
+            if stats["dead_letters"] == 1000:
+                break
+            await asyncio.sleep(0.05)
+        assert stats == {"dead_letters": 1000, "open_incidents": 1}
+        letters = (await live.http.get("/api/dead-letters", params={"limit": 1})).json()
+        assert letters[0]["topic"] == "careline/night/night-pendant-wang/alarm"
+        assert "JSON" in letters[0]["reason"] or "json" in letters[0]["reason"]
+        assert live.gateway.metrics.dead_letters.labels("alarm")._value.get() == 1000
+        device.close()
+
+
+async def test_an_unknown_device_is_dead_lettered_with_the_reason(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    async with live_gateway(new_config(mosquitto.url, tmp_path)) as live:
+        device = Publisher(mosquitto.port)
+        device.sos("night", "stranger-pendant")
+        for _ in range(100):
+            letters = (await live.http.get("/api/dead-letters")).json()
+            if letters:
+                break
+            await asyncio.sleep(0.05)
+        assert "unknown device" in letters[0]["reason"]
+        assert letters[0]["device_id"] == "stranger-pendant"
+        device.close()
+
+
+async def test_a_broker_restart_loses_no_alarm(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    async with live_gateway(new_config(mosquitto.url, tmp_path)) as live:
+        device = Publisher(mosquitto.port)
+        device.sos("night", "night-pendant-wang")
+        await live.wait_for(lambda i: len(i) == 1, "the first SOS")
+        mosquitto.stop()
+        # Published while the broker is down: the device's client queues it and sends on reconnect.
+        device.sos("day", "day-pendant-wang")
+        mosquitto.start()
+        await live.wait_for(lambda i: len(i) == 2, "the SOS sent while the broker was down", limit_s=30)
+        await live.gateway.wait_connected(limit_s=15)
+        device.zigbee("night/102/pendant", action="sos")
+        incidents = await live.wait_for(lambda i: len(i) == 3, "an SOS after the restart", limit_s=30)
+        assert sorted(i["device_id"] for i in incidents) == [
+            "day-pendant-wang", "night-pendant-li", "night-pendant-wang"]
+        device.close()
+
+
+async def test_the_api_refuses_anyone_not_logged_in(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    import httpx
+    import websockets
+
+    async with live_gateway(new_config(mosquitto.url, tmp_path)) as live:
+        async with httpx.AsyncClient(base_url=live.base_url) as anonymous:
+            assert (await anonymous.get("/api/incidents")).status_code == 401
+            assert (await anonymous.post("/api/incidents/1/ack")).status_code == 401
+            wrong = await anonymous.post("/api/login", json={"username": "operator", "password": "guess"})
+            assert wrong.status_code == 401
+            assert (await anonymous.get("/api/healthz")).json()["status"] == "ok"
+        with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+            async with websockets.connect(live.ws_url):
+                pass
+        assert refused.value.response.status_code == 403
+        metrics = (await live.http.get("/metrics")).text
+        assert "careline_messages_received_total" in metrics
