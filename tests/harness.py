@@ -33,29 +33,59 @@ def site_config(broker_url: str, db_path: Path, http_port: int, **broker: Any) -
     """Two sites: one where it is night now and one where it is day, same devices in each."""
     sites, residents, devices = [], [], []
     for site, hour in (("night", 2), ("day", 14)):
-        sites.append({"id": site, "name": f"{site.title()} House", "timezone": zone_where_local_hour_is(hour),
-                      "rooms": [{"id": "101"}, {"id": "102"}],
-                      "rules": {"fall_cancel_window_s": 60, "door_left_open_minutes": 10}})
+        sites.append(
+            {
+                "id": site,
+                "name": f"{site.title()} House",
+                "timezone": zone_where_local_hour_is(hour),
+                "rooms": [{"id": "101"}, {"id": "102"}],
+                "rules": {"fall_cancel_window_s": 60, "door_left_open_minutes": 10},
+            }
+        )
         residents += [
             {"id": f"{site}-wang", "name": "王秀英", "site": site, "room": "101", "wandering_risk": True},
             {"id": f"{site}-li", "name": "李建国", "site": site, "room": "102"},
         ]
         devices += [
-            {"id": f"{site}-pendant-wang", "type": "sos_button", "site": site, "resident": f"{site}-wang",
-             "room": "101"},
-            {"id": f"{site}-pendant-li", "type": "sos_button", "profile": "zigbee2mqtt", "site": site,
-             "resident": f"{site}-li", "room": "102", "friendly_name": f"{site}/102/pendant"},
-            {"id": f"{site}-fall-101", "type": "fall_sensor", "site": site, "room": "101",
-             "resident": f"{site}-wang"},
+            {
+                "id": f"{site}-pendant-wang",
+                "type": "sos_button",
+                "site": site,
+                "resident": f"{site}-wang",
+                "room": "101",
+            },
+            {
+                "id": f"{site}-pendant-li",
+                "type": "sos_button",
+                "profile": "zigbee2mqtt",
+                "site": site,
+                "resident": f"{site}-li",
+                "room": "102",
+                "friendly_name": f"{site}/102/pendant",
+            },
+            {
+                "id": f"{site}-fall-101",
+                "type": "fall_sensor",
+                "site": site,
+                "room": "101",
+                "resident": f"{site}-wang",
+            },
             {"id": f"{site}-door-101", "type": "door_sensor", "site": site, "room": "101"},
             {"id": f"{site}-door-102", "type": "door_sensor", "site": site, "room": "102"},
         ]
     return {
-        "broker": {"url": broker_url, "client_id": f"gw-{uuid.uuid4().hex[:8]}", "reconnect_min_s": 0.2,
-                   "reconnect_max_s": 1, **broker},
+        "broker": {
+            "url": broker_url,
+            "client_id": f"gw-{uuid.uuid4().hex[:8]}",
+            "reconnect_min_s": 0.2,
+            "reconnect_max_s": 1,
+            **broker,
+        },
         "storage": {"url": f"sqlite:///{db_path}"},
         "http": {"host": "127.0.0.1", "port": http_port},
-        "sites": sites, "residents": residents, "devices": devices,
+        "sites": sites,
+        "residents": residents,
+        "devices": devices,
     }
 
 
@@ -63,8 +93,9 @@ class Publisher:
     """A device-side paho client publishing QoS 1, queueing while the broker is away."""
 
     def __init__(self, port: int) -> None:
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"dev-{uuid.uuid4().hex[:8]}",
-                                  clean_session=False)
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"dev-{uuid.uuid4().hex[:8]}", clean_session=False
+        )
         self.client.reconnect_delay_set(1, 1)
         self._connected = threading.Event()
         self.client.on_connect = lambda c, *_: (self._nodelay(c), self._connected.set())

@@ -15,7 +15,8 @@ pytestmark = pytest.mark.asyncio
 
 
 async def test_native_sos_becomes_one_incident_in_the_api_and_on_the_websocket(
-        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
     async with live_gateway(new_config(mosquitto.url, tmp_path)) as live, live.websocket() as ws:
         device = Publisher(mosquitto.port)
         device.sos("night", "night-pendant-wang")
@@ -32,7 +33,11 @@ async def test_zigbee2mqtt_sos_button_becomes_an_incident(mosquitto: Mosquitto, 
         device = Publisher(mosquitto.port)
         device.zigbee("day/102/pendant", action="emergency", battery=100, linkquality=120)
         pushed = await next_incident_frame(ws)
-        assert (pushed["rule"], pushed["resident"], pushed["device_id"]) == ("sos", "day-li", "day-pendant-li")
+        assert (pushed["rule"], pushed["resident"], pushed["device_id"]) == (
+            "sos",
+            "day-li",
+            "day-pendant-li",
+        )
         device.close()
 
 
@@ -71,15 +76,21 @@ async def test_acknowledge_and_resolve_are_pushed_and_audited(mosquitto: Mosquit
         acked = (await live.http.post(f"/api/incidents/{incident['id']}/ack")).json()
         assert (acked["status"], acked["acknowledged_by"]) == ("acknowledged", "user:operator")
         assert (await next_incident_frame(ws))["status"] == "acknowledged"
-        resolved = await live.http.post(f"/api/incidents/{incident['id']}/resolve",
-                                        json={"outcome": "assisted_on_site", "note": "helped back to bed"})
+        resolved = await live.http.post(
+            f"/api/incidents/{incident['id']}/resolve",
+            json={"outcome": "assisted_on_site", "note": "helped back to bed"},
+        )
         assert resolved.json()["status"] == "resolved"
         pushed = await next_incident_frame(ws)
         assert (pushed["status"], pushed["outcome"]) == ("resolved", "assisted_on_site")
         again = await live.http.post(f"/api/incidents/{incident['id']}/resolve", json={"outcome": "other"})
         assert again.status_code == 409
         audit = (await live.http.get(f"/api/incidents/{incident['id']}/audit")).json()
-        assert [e["action"] for e in audit] == ["incident.opened", "incident.acknowledged", "incident.resolved"]
+        assert [e["action"] for e in audit] == [
+            "incident.opened",
+            "incident.acknowledged",
+            "incident.resolved",
+        ]
         assert audit[2]["actor"] == "user:operator"
         assert audit[2]["details"] == {"outcome": "assisted_on_site", "note": "helped back to bed"}
         assert live.gateway.store.verify_audit_chain() is None
@@ -88,7 +99,8 @@ async def test_acknowledge_and_resolve_are_pushed_and_audited(mosquitto: Mosquit
 
 
 async def test_a_door_opened_at_night_for_a_resident_at_risk_opens_an_incident_but_not_by_day(
-        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
     async with live_gateway(new_config(mosquitto.url, tmp_path)) as live:
         device = Publisher(mosquitto.port)
         device.event("day", "day-door-101", EventKind.DOOR_OPEN)  # at-risk resident, but daytime
@@ -98,12 +110,14 @@ async def test_a_door_opened_at_night_for_a_resident_at_risk_opens_an_incident_b
         await asyncio.sleep(0.5)
         incidents = await live.incidents()
         assert [(i["rule"], i["device_id"], i["severity"]) for i in incidents] == [
-            ("door_night", "night-door-101", "high")]
+            ("door_night", "night-door-101", "high")
+        ]
         device.close()
 
 
 async def test_a_fall_cancelled_by_the_resident_within_the_window_is_resolved_as_cancelled(
-        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
     async with live_gateway(new_config(mosquitto.url, tmp_path)) as live, live.websocket() as ws:
         device = Publisher(mosquitto.port)
         device.event("night", "night-fall-101", EventKind.FALL, True)
@@ -113,7 +127,10 @@ async def test_a_fall_cancelled_by_the_resident_within_the_window_is_resolved_as
         device.event("night", "night-fall-101", EventKind.FALL_CANCEL)
         cancelled = await next_incident_frame(ws)
         assert (cancelled["id"], cancelled["status"], cancelled["outcome"]) == (
-            opened["id"], "resolved", "cancelled_by_resident")
+            opened["id"],
+            "resolved",
+            "cancelled_by_resident",
+        )
         audit = (await live.http.get(f"/api/incidents/{opened['id']}/audit")).json()
         assert audit[-1]["action"] == "incident.cancelled"
         assert audit[-1]["actor"] == "resident:night-wang"
@@ -121,7 +138,8 @@ async def test_a_fall_cancelled_by_the_resident_within_the_window_is_resolved_as
 
 
 async def test_a_thousand_malformed_payloads_are_dead_lettered_and_an_sos_amid_them_still_alarms(
-        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
     async with live_gateway(new_config(mosquitto.url, tmp_path)) as live:
         device = Publisher(mosquitto.port)
         for n in range(1000):
@@ -142,7 +160,9 @@ async def test_a_thousand_malformed_payloads_are_dead_lettered_and_an_sos_amid_t
         device.close()
 
 
-async def test_an_unknown_device_is_dead_lettered_with_the_reason(mosquitto: Mosquitto, tmp_path: Path) -> None:
+async def test_an_unknown_device_is_dead_lettered_with_the_reason(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
     async with live_gateway(new_config(mosquitto.url, tmp_path)) as live:
         device = Publisher(mosquitto.port)
         device.sos("night", "stranger-pendant")
@@ -170,7 +190,10 @@ async def test_a_broker_restart_loses_no_alarm(mosquitto: Mosquitto, tmp_path: P
         device.zigbee("night/102/pendant", action="sos")
         incidents = await live.wait_for(lambda i: len(i) == 3, "an SOS after the restart", limit_s=30)
         assert sorted(i["device_id"] for i in incidents) == [
-            "day-pendant-wang", "night-pendant-li", "night-pendant-wang"]
+            "day-pendant-wang",
+            "night-pendant-li",
+            "night-pendant-wang",
+        ]
         device.close()
 
 

@@ -1,0 +1,37 @@
+# One command to see it work (make demo), one to prove it (make test).
+PYTHON ?= python3
+VENV ?= .venv
+BIN = $(VENV)/bin
+
+.PHONY: demo test lint typecheck unit bench system-deps clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+## Run the whole product on embedded defaults: amqtt broker, SQLite, simulated care home, dashboard on :8080.
+demo: $(BIN)/.installed
+	$(BIN)/careline demo
+
+system-deps:
+	./scripts/install-system-deps.sh
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(BIN)/.installed
+	$(BIN)/mypy
+
+## Install what the tests need (pip and apt: mosquitto, chromium), lint, type-check, run every test.
+test: $(BIN)/.installed system-deps lint typecheck
+	$(BIN)/pytest -q
+
+## Alarm latency benchmark: SOS publish -> committed incident -> WebSocket frame (writes docs/benchmarks.md).
+bench: $(BIN)/.installed system-deps
+	$(BIN)/python benchmarks/alarm_latency.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

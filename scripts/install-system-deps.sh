@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the tests and benchmarks run for real: Mosquitto (MQTT broker) and
+# Chromium (the dashboard's browser tests, driven by Playwright with executable_path; never
+# `playwright install`). Idempotent: installs only what is missing.
+set -euo pipefail
+
+need=()
+command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
+[ -x /usr/bin/chromium ] || need+=(chromium)
+[ ${#need[@]} -eq 0 ] && exit 0
+
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+echo "installing: ${need[*]}"
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+# Debian starts a system-wide Mosquitto on 1883 where systemd runs; the tests never use it (they start
+# their own on free ports), and the demo embeds its own broker on 1883, so stop it if it started.
+if [[ " ${need[*]} " == *" mosquitto "* ]] && command -v systemctl >/dev/null 2>&1; then
+  $sudo systemctl disable --now mosquitto >/dev/null 2>&1 || true
+fi
