@@ -10,13 +10,24 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import NamedTuple
 
-from devices.model import Binding, DecodeError, DeviceEvent, DeviceType, EventKind, RawMessage
+from devices.model import (
+    ALARM_EVENT_KINDS,
+    Binding,
+    DecodeError,
+    DeviceEvent,
+    DeviceType,
+    EventKind,
+    RawMessage,
+)
 from devices.registry import ZIGBEE2MQTT_BASE, DeviceRegistry
+
+log = logging.getLogger(__name__)
 
 PROFILE = "zigbee2mqtt"
 TOPIC_ROOT = ZIGBEE2MQTT_BASE
@@ -158,16 +169,28 @@ def _last_seen(state: dict[str, object]) -> datetime | None:
 
 def _readings(state: dict[str, object], binding: Binding) -> list[_Reading]:
     """One reading per event kind; when two keys say the same thing the first in `_EXTRACTORS` wins,
-    which keeps every message key of the payload distinct."""
+    which keeps every message key of the payload distinct.
+
+    A malformed key never costs an alarm: if the payload also carries an alarm reading, the bad key is
+    skipped (and logged); only a payload with no alarm in it is rejected as a whole."""
     readings: dict[EventKind, _Reading] = {}
+    errors: list[DecodeError] = []
     for key, extract in _EXTRACTORS:
         raw = state.get(key)
         # Zigbee2MQTT publishes null for attributes it has not heard yet; that is "no news", not an error.
         if raw is None:
             continue
-        reading = extract(key, raw, binding)
+        try:
+            reading = extract(key, raw, binding)
+        except DecodeError as exc:
+            errors.append(exc)
+            continue
         if reading is not None and reading.kind not in readings:
             readings[reading.kind] = reading
+    if errors and not any(kind in ALARM_EVENT_KINDS for kind in readings):
+        raise errors[0]
+    for error in errors:
+        log.warning("device %s: ignored %s (the payload's alarm was kept)", binding.device_id, error.reason)
     return list(readings.values())
 
 

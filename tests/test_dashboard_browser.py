@@ -11,12 +11,13 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 from services import Mosquitto
 
 CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_PRESENT = Path(CHROMIUM).exists()
 pytestmark = [pytest.mark.asyncio, pytest.mark.browser]
 
 
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    if not Path(CHROMIUM).exists():
+    if not CHROMIUM_PRESENT:
         pytest.fail("Chromium is missing: `make test` installs it (apt-get install chromium)")
     async with async_playwright() as playwright:
         chromium = await playwright.chromium.launch(

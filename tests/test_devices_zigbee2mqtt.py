@@ -417,3 +417,18 @@ def test_random_payloads_only_ever_produce_events_or_decode_errors(topic: str) -
             continue
         assert isinstance(events, list)
         assert all(isinstance(event, DeviceEvent) for event in events)
+
+
+def test_a_malformed_side_reading_never_costs_the_alarm_in_the_same_payload() -> None:
+    binding = Binding(
+        "door-x", DeviceType.DOOR_SENSOR, "site-a", room="101", profile="zigbee2mqtt", friendly_name="door-x"
+    )
+    registry = DeviceRegistry([binding])
+    message = RawMessage(
+        "zigbee2mqtt/door-x",
+        b'{"contact": false, "battery": "lots"}',
+        datetime(2026, 1, 5, tzinfo=UTC),
+        Lane.ALARM,
+    )
+    events = zigbee2mqtt.decode(message, registry)
+    assert [e.kind for e in events] == [EventKind.DOOR_OPEN]
