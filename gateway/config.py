@@ -222,6 +222,10 @@ class CarelineConfig(_Strict):
                 raise ValueError(f"device {device.id!r} names unknown resident {device.resident!r}")
             if owner is not None and owner.site != device.site:
                 raise ValueError(f"device {device.id!r} is at site {device.site!r} but its resident is not")
+        for responder in self.responders:
+            unknown = [site for site in responder.sites if site not in rooms]
+            if unknown:
+                raise ValueError(f"responder {responder.id!r} names unknown site {unknown[0]!r}")
         _unique(
             "zigbee2mqtt friendly names",
             [d.friendly_name or d.id for d in self.devices if d.profile == "zigbee2mqtt"],

@@ -198,11 +198,6 @@ def test_references_that_do_not_resolve_are_refused(text: str, expected: str) ->
     assert expected in config_error(text)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CarelineConfig._references_resolve never checks ResponderConfig.sites, so a responder "
-    "covering an unknown site is accepted",
-)
 def test_a_responder_naming_an_unknown_site_is_refused() -> None:
     message = config_error(
         """\

@@ -280,11 +280,6 @@ def test_acknowledging_a_resolved_incident_is_a_conflict(store: IncidentStore) -
     assert store.incident(opened.id).status == IncidentStatus.RESOLVED
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="IncidentStore.acknowledge appends the incident.late_ack audit row and then raises "
-    "IncidentConflictError inside the same transaction, so the rollback discards the audit row",
-)
 def test_a_late_acknowledgement_is_kept_in_the_audit_trail(store: IncidentStore) -> None:
     opened = one(apply(store, alarm()))
     store.resolve(opened.id, "user:alice", Outcome.FALSE_ALARM, "pressed by mistake")

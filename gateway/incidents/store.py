@@ -218,22 +218,28 @@ class IncidentStore:
         with self._transaction() as session:
             incident = self._get(session, incident_id)
             if incident.status == IncidentStatus.RESOLVED.value:
+                # Kept on record (committed), then refused: a late answer is evidence of response time.
                 self._audit.append(
                     session, at=self._now(), actor=actor, action="incident.late_ack", incident_id=incident.id
                 )
-                raise IncidentConflictError(f"incident {incident_id} is already resolved")
-            if incident.status == IncidentStatus.OPEN.value:
-                incident.status = IncidentStatus.ACKNOWLEDGED.value
-                incident.acknowledged_at = self._now()
-                incident.acknowledged_by = actor
-                self._audit.append(
-                    session,
-                    at=incident.acknowledged_at,
-                    actor=actor,
-                    action="incident.acknowledged",
-                    incident_id=incident.id,
-                )
-            return IncidentView.of(incident, self._directory)
+                late = True
+            else:
+                late = False
+                if incident.status == IncidentStatus.OPEN.value:
+                    incident.status = IncidentStatus.ACKNOWLEDGED.value
+                    incident.acknowledged_at = self._now()
+                    incident.acknowledged_by = actor
+                    self._audit.append(
+                        session,
+                        at=incident.acknowledged_at,
+                        actor=actor,
+                        action="incident.acknowledged",
+                        incident_id=incident.id,
+                    )
+            view = IncidentView.of(incident, self._directory)
+        if late:
+            raise IncidentConflictError(f"incident {incident_id} is already resolved")
+        return view
 
     def resolve(self, incident_id: int, actor: str, outcome: Outcome, note: str) -> IncidentView:
         with self._transaction() as session:
