@@ -143,11 +143,18 @@ class AlarmLane:
                 result = await self._service.apply(single)
             except Exception as exc:
                 log.critical("incident store refused %s", single, exc_info=True)
-                await self._service.apply(AlarmBatch(dead_letters=[_refused(single, exc)]))
+                await self._keep_refused(single, exc)
                 continue
             total.changed += result.changed
             total.duplicates += result.duplicates
         return total
+
+    async def _keep_refused(self, single: AlarmBatch, exc: Exception) -> None:
+        try:
+            await self._service.apply(AlarmBatch(dead_letters=[_refused(single, exc)]))
+        except Exception:
+            # Nothing left to write it to: the log line above is the record.
+            log.critical("could not keep the refused item as a dead letter either", exc_info=True)
 
 
 def _refused(single: AlarmBatch, exc: Exception) -> tuple[RawMessage, str, str | None]:

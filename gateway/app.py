@@ -25,6 +25,7 @@ from gateway.broker import EmbeddedBroker
 from gateway.clock import Clock, SystemClock
 from gateway.config import CarelineConfig
 from gateway.directory import Directory
+from gateway.errors import CarelineError
 from gateway.incidents.db import make_engine
 from gateway.incidents.migrate import upgrade
 from gateway.incidents.service import IncidentService
@@ -77,6 +78,7 @@ class Gateway:
             self.registry, self.service, self.metrics, config.broker.telemetry_queue_max, [self.device_health]
         )
         self._mqtt: dict[Lane, MqttLane] = {}
+        self._workers: list[asyncio.Task[None]] = []
         self.started_at = datetime.now(UTC)
         self.http: FastAPI = create_app(
             DashboardContext(
@@ -122,6 +124,7 @@ class Gateway:
                     ("dead-letters", self.telemetry_lane.flush_dead_letters_forever()),
                 )
             ]
+            self._workers = tasks
             stack.callback(self._stop_tasks, tasks)
             self._start_lanes()
             stack.callback(self._stop_lanes)
@@ -167,15 +170,25 @@ class Gateway:
                 port=self.config.http.port,
                 log_level="warning",
                 lifespan="off",
+                timeout_graceful_shutdown=5,
             )
         )
         async with self.running():
             serving = asyncio.create_task(server.serve())
-            waiters = [serving] + ([asyncio.create_task(stop.wait())] if stop else [])
-            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            stopping = asyncio.create_task(stop.wait()) if stop else None
+            waiters = [serving, *self._workers] + ([stopping] if stopping else [])
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
             server.should_exit = True
             await serving
+            if stopping is not None:
+                stopping.cancel()
         self.close()
+        for worker in done & set(self._workers):
+            # A lane worker never ends on its own: stop the process loudly so a supervisor restarts it
+            # (the broker redelivers whatever was not committed) instead of running without a lane.
+            exc = worker.exception()
+            log.critical("%s stopped: %r", worker.get_name(), exc)
+            raise CarelineError(f"{worker.get_name()} stopped: {exc!r}")
 
     def close(self) -> None:
         self.service.close()

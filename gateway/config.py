@@ -14,7 +14,15 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from devices.model import DeviceType
 from gateway.errors import ConfigError
@@ -206,30 +214,11 @@ class CarelineConfig(_Strict):
     responders: tuple[ResponderConfig, ...] = ()
 
     @model_validator(mode="after")
-    def _references_resolve(self) -> CarelineConfig:
-        _unique("sites", [s.id for s in self.sites])
-        _unique("residents", [r.id for r in self.residents])
-        _unique("devices", [d.id for d in self.devices])
-        _unique("responders", [r.id for r in self.responders])
-        rooms = {s.id: {r.id for r in s.rooms} for s in self.sites}
-        residents = {r.id: r for r in self.residents}
-        for resident in self.residents:
-            _check_place("resident", resident.id, resident.site, resident.room, rooms)
-        for device in self.devices:
-            _check_place("device", device.id, device.site, device.room, rooms)
-            owner = residents.get(device.resident) if device.resident else None
-            if device.resident and owner is None:
-                raise ValueError(f"device {device.id!r} names unknown resident {device.resident!r}")
-            if owner is not None and owner.site != device.site:
-                raise ValueError(f"device {device.id!r} is at site {device.site!r} but its resident is not")
-        for responder in self.responders:
-            unknown = [site for site in responder.sites if site not in rooms]
-            if unknown:
-                raise ValueError(f"responder {responder.id!r} names unknown site {unknown[0]!r}")
-        _unique(
-            "zigbee2mqtt friendly names",
-            [d.friendly_name or d.id for d in self.devices if d.profile == "zigbee2mqtt"],
-        )
+    def _references_resolve(self, info: ValidationInfo) -> CarelineConfig:
+        # parse_config asks for every problem at once, with line numbers; direct callers get the first.
+        problems = reference_problems(self)
+        if problems and not (info.context or {}).get("collect_references"):
+            raise ValueError(problems[0][1])
         return self
 
     def site(self, site_id: str) -> SiteConfig:
@@ -239,19 +228,73 @@ class CarelineConfig(_Strict):
         raise KeyError(site_id)
 
 
-def _unique(what: str, ids: list[str]) -> None:
+Problem = tuple[tuple[str | int, ...], str]
+
+
+def reference_problems(config: CarelineConfig) -> list[Problem]:
+    """Ids that repeat and references (site, room, resident) that lead nowhere, each with its location."""
+    problems: list[Problem] = []
+    for section in ("sites", "residents", "devices", "responders"):
+        problems += _duplicates(section, [item.id for item in getattr(config, section)])
+    rooms = {s.id: {r.id for r in s.rooms} for s in config.sites}
+    residents = {r.id: r for r in config.residents}
+    for n, resident in enumerate(config.residents):
+        problems += _place_problems(
+            ("residents", n), f"resident {resident.id!r}", resident.site, resident.room, rooms
+        )
+    for n, device in enumerate(config.devices):
+        problems += _place_problems(("devices", n), f"device {device.id!r}", device.site, device.room, rooms)
+        owner = residents.get(device.resident) if device.resident else None
+        if device.resident and owner is None:
+            problems.append(
+                (
+                    ("devices", n, "resident"),
+                    f"device {device.id!r} names unknown resident {device.resident!r}",
+                )
+            )
+        elif owner is not None and owner.site != device.site:
+            problems.append(
+                (
+                    ("devices", n, "site"),
+                    f"device {device.id!r} is at site {device.site!r} but its resident lives at "
+                    f"{owner.site!r}",
+                )
+            )
+    for n, responder in enumerate(config.responders):
+        for k, site in enumerate(responder.sites):
+            if site not in rooms:
+                problems.append(
+                    (("responders", n, "sites", k), f"responder {responder.id!r} names unknown site {site!r}")
+                )
+    names = [(n, d.friendly_name or d.id) for n, d in enumerate(config.devices) if d.profile == "zigbee2mqtt"]
     seen: set[str] = set()
-    for item in ids:
+    for n, name in names:
+        if name in seen:
+            problems.append(
+                (("devices", n, "friendly_name"), f"duplicate zigbee2mqtt friendly name {name!r}")
+            )
+        seen.add(name)
+    return problems
+
+
+def _duplicates(section: str, ids: list[str]) -> list[Problem]:
+    seen: set[str] = set()
+    problems: list[Problem] = []
+    for n, item in enumerate(ids):
         if item in seen:
-            raise ValueError(f"duplicate id {item!r} in {what}")
+            problems.append(((section, n, "id"), f"duplicate id {item!r} in {section}"))
         seen.add(item)
+    return problems
 
 
-def _check_place(what: str, ident: str, site: str, room: str | None, rooms: dict[str, set[str]]) -> None:
+def _place_problems(
+    loc: tuple[str | int, ...], what: str, site: str, room: str | None, rooms: dict[str, set[str]]
+) -> list[Problem]:
     if site not in rooms:
-        raise ValueError(f"{what} {ident!r} names unknown site {site!r}")
+        return [((*loc, "site"), f"{what} names unknown site {site!r}")]
     if room is not None and room not in rooms[site]:
-        raise ValueError(f"{what} {ident!r} names unknown room {room!r} of site {site!r}")
+        return [((*loc, "room"), f"{what} names unknown room {room!r} of site {site!r}")]
+    return []
 
 
 def _secret(env_name: str | None) -> str | None:
@@ -283,10 +326,15 @@ def parse_config(text: str, *, source: str = "<config>") -> CarelineConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}:1: the top level must be a mapping of settings")
     try:
-        return CarelineConfig.model_validate(data)
+        config = CarelineConfig.model_validate(data, context={"collect_references": True})
     except ValidationError as exc:
         lines = [_describe(error, root, source) for error in exc.errors()]
         raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
+    problems = reference_problems(config)
+    if problems:
+        lines = [_describe({"loc": loc, "msg": message}, root, source) for loc, message in problems]
+        raise ConfigError("invalid configuration:\n" + "\n".join(lines))
+    return config
 
 
 def _describe(error: Any, root: yaml.Node | None, source: str) -> str:

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 TelemetrySink = Callable[[Sequence[DeviceEvent]], None]
 DEAD_LETTER_FLUSH_S = 1.0
+DEAD_LETTER_BACKLOG_MAX = 10_000
 
 
 @dataclass(slots=True)
@@ -105,6 +106,12 @@ class TelemetryLane:
             await self.flush_dead_letters()
 
     async def flush_dead_letters(self) -> None:
-        if self._dead:
-            letters, self._dead = self._dead, []
+        if not self._dead:
+            return
+        letters, self._dead = self._dead, []
+        try:
             await self._service.apply(AlarmBatch(dead_letters=letters))
+        except Exception:
+            # Keep them for the next round, within bounds: bad telemetry must not grow memory forever.
+            log.exception("could not store %d telemetry dead letters; retrying", len(letters))
+            self._dead = (letters + self._dead)[-DEAD_LETTER_BACKLOG_MAX:]

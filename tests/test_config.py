@@ -256,3 +256,24 @@ def test_text_that_is_not_yaml_is_a_config_error() -> None:
 def test_a_top_level_that_is_not_a_mapping_is_refused() -> None:
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         parse_config("- just\n- a list\n")
+
+
+def test_every_broken_reference_is_reported_at_its_own_line() -> None:
+    text = (
+        "sites:\n"
+        "  - id: s\n"
+        "    name: S\n"
+        "    rooms: [{id: r1}]\n"
+        "residents:\n"
+        "  - id: a\n"
+        "    name: A\n"
+        "    site: s\n"
+        "    room: r9\n"
+        "devices:\n"
+        "  - {id: p1, type: sos_button, site: s, resident: ghost}\n"
+    )
+    with pytest.raises(ConfigError) as error:
+        parse_config(text)
+    message = str(error.value)
+    assert "<config>:9: residents.0.room: resident 'a' names unknown room 'r9'" in message
+    assert "<config>:11: devices.0.resident: device 'p1' names unknown resident 'ghost'" in message
