@@ -26,6 +26,7 @@ from pydantic import (
 
 from devices.model import DeviceType
 from gateway.errors import ConfigError
+from gateway.escalation.config import EscalationConfig, Shift
 
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 Language = Literal["en", "zh-CN"]
@@ -200,8 +201,12 @@ class ResponderConfig(_Strict):
     phone: str | None = None
     email: str | None = None
     language: Language = "zh-CN"
+    #: e.g. carer, nurse, supervisor, family: escalation tiers target roles.
     roles: tuple[str, ...] = ()
+    #: Sites this responder covers; empty means every site.
     sites: tuple[Identifier, ...] = ()
+    #: When this responder is on duty; none means always reachable (family, supervisors on call).
+    shifts: tuple[Shift, ...] = ()
 
 
 class CarelineConfig(_Strict):
@@ -212,6 +217,7 @@ class CarelineConfig(_Strict):
     residents: tuple[ResidentConfig, ...] = ()
     devices: tuple[DeviceConfig, ...] = ()
     responders: tuple[ResponderConfig, ...] = ()
+    escalation: EscalationConfig = EscalationConfig()
 
     @model_validator(mode="after")
     def _references_resolve(self, info: ValidationInfo) -> CarelineConfig:
@@ -266,6 +272,7 @@ def reference_problems(config: CarelineConfig) -> list[Problem]:
                 problems.append(
                     (("responders", n, "sites", k), f"responder {responder.id!r} names unknown site {site!r}")
                 )
+    problems += _escalation_problems(config)
     names = [(n, d.friendly_name or d.id) for n, d in enumerate(config.devices) if d.profile == "zigbee2mqtt"]
     seen: set[str] = set()
     for n, name in names:
@@ -274,6 +281,27 @@ def reference_problems(config: CarelineConfig) -> list[Problem]:
                 (("devices", n, "friendly_name"), f"duplicate zigbee2mqtt friendly name {name!r}")
             )
         seen.add(name)
+    return problems
+
+
+def _escalation_problems(config: CarelineConfig) -> list[Problem]:
+    responders = {r.id for r in config.responders}
+    problems: list[Problem] = []
+    for p, policy in enumerate(config.escalation.policies):
+        for t, tier in enumerate(policy.tiers):
+            for g, target in enumerate(tier.targets):
+                loc: tuple[str | int, ...] = ("escalation", "policies", p, "tiers", t, "targets", g)
+                if target.responder is not None and target.responder not in responders:
+                    problems.append(
+                        (
+                            (*loc, "responder"),
+                            f"policy {policy.id!r} names unknown responder {target.responder!r}",
+                        )
+                    )
+                if target.webhook is not None and target.webhook not in config.escalation.webhooks:
+                    problems.append(
+                        ((*loc, "webhook"), f"policy {policy.id!r} names unknown webhook {target.webhook!r}")
+                    )
     return problems
 
 

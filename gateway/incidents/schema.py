@@ -146,3 +146,41 @@ class UserSession(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     created_at: Mapped[datetime]
     expires_at: Mapped[datetime]
+
+
+class Escalation(Base):
+    """Where an incident's escalation stands. Written in the transaction that opens the incident, so an
+    alarm can never be durable without its escalation; timers are rows, so they survive restarts."""
+
+    __tablename__ = "escalations"
+
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), primary_key=True)
+    policy_id: Mapped[str | None] = mapped_column(String(64))
+    #: The tier to run when `next_step_at` comes (0-based); `round` counts passes through the policy.
+    next_tier: Mapped[int] = mapped_column(Integer, default=0)
+    round: Mapped[int] = mapped_column(Integer, default=1)
+    next_step_at: Mapped[datetime | None] = mapped_column(index=True)
+    state: Mapped[str] = mapped_column(String(16), default="active")
+    stop_reason: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime]
+
+
+class Notification(Base):
+    """One attempt to reach one responder through one channel, and what became of it."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
+    tier: Mapped[int] = mapped_column(Integer)
+    round: Mapped[int] = mapped_column(Integer)
+    responder_id: Mapped[str] = mapped_column(String(64))
+    channel: Mapped[str] = mapped_column(String(16))
+    address: Mapped[str | None] = mapped_column(String(320))
+    status: Mapped[str] = mapped_column(String(24))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    provider_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    ack_token: Mapped[str] = mapped_column(String(64), unique=True)
+    detail: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]

@@ -30,7 +30,8 @@ class IncidentService:
     def subscribe(self, listener: IncidentListener) -> None:
         self._listeners.append(listener)
 
-    async def _write(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+    async def write(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run a store function on the single writer thread (every write goes through here)."""
         return await asyncio.get_running_loop().run_in_executor(self._writer, lambda: fn(*args, **kwargs))
 
     async def read(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
@@ -38,21 +39,21 @@ class IncidentService:
         return await asyncio.get_running_loop().run_in_executor(self._readers, lambda: fn(*args, **kwargs))
 
     async def apply(self, batch: AlarmBatch) -> BatchResult:
-        result = await self._write(self.store.apply, batch)
-        self._announce(result.changed)
+        result = await self.write(self.store.apply, batch)
+        self.announce(result.changed)
         return result
 
     async def acknowledge(self, incident_id: int, actor: str) -> IncidentView:
-        view = await self._write(self.store.acknowledge, incident_id, actor)
-        self._announce([view])
+        view = await self.write(self.store.acknowledge, incident_id, actor)
+        self.announce([view])
         return view
 
     async def resolve(self, incident_id: int, actor: str, outcome: Outcome, note: str) -> IncidentView:
-        view = await self._write(self.store.resolve, incident_id, actor, outcome, note)
-        self._announce([view])
+        view = await self.write(self.store.resolve, incident_id, actor, outcome, note)
+        self.announce([view])
         return view
 
-    def _announce(self, changed: Sequence[IncidentView]) -> None:
+    def announce(self, changed: Sequence[IncidentView]) -> None:
         if not changed:
             return
         for listener in self._listeners:

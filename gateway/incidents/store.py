@@ -17,11 +17,27 @@ from sqlalchemy.orm import Session, sessionmaker
 from devices.model import DeviceEvent, RawMessage
 from gateway.directory import Directory
 from gateway.incidents.audit import AuditTrail, verify_chain
-from gateway.incidents.schema import AlarmEvent, AuditEntry, DeadLetter, Incident, IncidentStatus, Outcome
+from gateway.incidents.schema import (
+    AlarmEvent,
+    AuditEntry,
+    DeadLetter,
+    Escalation,
+    Incident,
+    IncidentStatus,
+    Outcome,
+)
 from gateway.incidents.views import AuditView, IncidentView
 from rules.model import AlarmDecision, CancelDecision, Decision, Severity
 
 ACTIVE = (IncidentStatus.OPEN.value, IncidentStatus.ACKNOWLEDGED.value)
+
+
+def _stop_escalation(session: Session, incident_id: int, reason: str, now: datetime) -> None:
+    """A human has it (or it is over): every pending escalation step is cancelled."""
+    escalation = session.get(Escalation, incident_id)
+    if escalation is not None and escalation.state == "active":
+        escalation.state, escalation.stop_reason = "stopped", reason
+        escalation.next_step_at, escalation.updated_at = None, now
 
 
 class IncidentNotFoundError(LookupError):
@@ -58,18 +74,22 @@ class BatchResult:
 class IncidentStore:
     def __init__(self, engine: Engine, directory: Directory, clock: Callable[[], datetime]) -> None:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
-        self._directory = directory
+        self.directory = directory
         self._now = clock
-        self._audit = AuditTrail()
+        self.audit = AuditTrail()
+
+    def now(self) -> datetime:
+        return self._now()
 
     @contextmanager
-    def _transaction(self) -> Iterator[Session]:
+    def transaction(self) -> Iterator[Session]:
+        """One unit of work; call only from the service's writer thread."""
         with self._sessions() as session:
             try:
                 with session.begin():
                     yield session
             except BaseException:
-                self._audit.forget_cache()
+                self.audit.forget_cache()
                 raise
 
     # -- the alarm path -------------------------------------------------------------------------------
@@ -77,7 +97,7 @@ class IncidentStore:
     def apply(self, batch: AlarmBatch) -> BatchResult:
         result = BatchResult()
         changed: dict[int, Incident] = {}
-        with self._transaction() as session:
+        with self.transaction() as session:
             for raw, reason, device_id in batch.dead_letters:
                 session.add(
                     DeadLetter(
@@ -96,7 +116,7 @@ class IncidentStore:
                 incident = self._decide(session, ruled.decision, result)
                 if incident is not None:
                     changed[incident.id] = incident
-        result.changed = [IncidentView.of(incident, self._directory) for incident in changed.values()]
+        result.changed = [IncidentView.of(incident, self.directory) for incident in changed.values()]
         return result
 
     def _already_recorded(self, session: Session, event: DeviceEvent) -> bool:
@@ -130,6 +150,17 @@ class IncidentStore:
             )
             session.add(incident)
             session.flush()
+            # Same transaction: an alarm is never durable without its escalation.
+            session.add(
+                Escalation(
+                    incident_id=incident.id,
+                    next_tier=0,
+                    round=1,
+                    next_step_at=self._now(),
+                    state="active",
+                    updated_at=self._now(),
+                )
+            )
             result.opened += 1
             effect = "opened"
         else:
@@ -139,7 +170,7 @@ class IncidentStore:
                 incident.severity = decision.severity.value
             effect = "joined"
         self._record_event(session, incident, event, effect)
-        self._audit.append(
+        self.audit.append(
             session,
             at=self._now(),
             actor=f"device:{event.device_id}",
@@ -161,7 +192,7 @@ class IncidentStore:
         actor = f"resident:{event.resident}" if event.resident else f"device:{event.device_id}"
         if incident is None or incident.last_triggered_at < decision.triggered_after:
             # Too late (or nothing to cancel): a human must still attend; keep the attempt on record.
-            self._audit.append(
+            self.audit.append(
                 session,
                 at=self._now(),
                 actor=actor,
@@ -178,11 +209,12 @@ class IncidentStore:
             return incident
         now = self._now()
         incident.status = IncidentStatus.RESOLVED.value
+        _stop_escalation(session, incident.id, "resolved", self._now())
         incident.resolved_at = now
         incident.resolved_by = actor
         incident.outcome = Outcome.CANCELLED_BY_RESIDENT.value
         self._record_event(session, incident, event, "cancelled")
-        self._audit.append(
+        self.audit.append(
             session,
             at=now,
             actor=actor,
@@ -215,11 +247,11 @@ class IncidentStore:
     # -- operators ------------------------------------------------------------------------------------
 
     def acknowledge(self, incident_id: int, actor: str) -> IncidentView:
-        with self._transaction() as session:
+        with self.transaction() as session:
             incident = self._get(session, incident_id)
             if incident.status == IncidentStatus.RESOLVED.value:
                 # Kept on record (committed), then refused: a late answer is evidence of response time.
-                self._audit.append(
+                self.audit.append(
                     session, at=self._now(), actor=actor, action="incident.late_ack", incident_id=incident.id
                 )
                 late = True
@@ -227,22 +259,23 @@ class IncidentStore:
                 late = False
                 if incident.status == IncidentStatus.OPEN.value:
                     incident.status = IncidentStatus.ACKNOWLEDGED.value
+                    _stop_escalation(session, incident.id, "acknowledged", self._now())
                     incident.acknowledged_at = self._now()
                     incident.acknowledged_by = actor
-                    self._audit.append(
+                    self.audit.append(
                         session,
                         at=incident.acknowledged_at,
                         actor=actor,
                         action="incident.acknowledged",
                         incident_id=incident.id,
                     )
-            view = IncidentView.of(incident, self._directory)
+            view = IncidentView.of(incident, self.directory)
         if late:
             raise IncidentConflictError(f"incident {incident_id} is already resolved")
         return view
 
     def resolve(self, incident_id: int, actor: str, outcome: Outcome, note: str) -> IncidentView:
-        with self._transaction() as session:
+        with self.transaction() as session:
             incident = self._get(session, incident_id)
             if incident.status == IncidentStatus.RESOLVED.value:
                 raise IncidentConflictError(f"incident {incident_id} is already resolved")
@@ -251,9 +284,10 @@ class IncidentStore:
                 # Resolving implies somebody attended: it counts as the acknowledgement too.
                 incident.acknowledged_at, incident.acknowledged_by = now, actor
             incident.status = IncidentStatus.RESOLVED.value
+            _stop_escalation(session, incident.id, "resolved", self._now())
             incident.resolved_at, incident.resolved_by = now, actor
             incident.outcome, incident.note = outcome.value, note
-            self._audit.append(
+            self.audit.append(
                 session,
                 at=now,
                 actor=actor,
@@ -261,7 +295,7 @@ class IncidentStore:
                 incident_id=incident.id,
                 details={"outcome": outcome.value, "note": note},
             )
-            return IncidentView.of(incident, self._directory)
+            return IncidentView.of(incident, self.directory)
 
     @staticmethod
     def _get(session: Session, incident_id: int) -> Incident:
@@ -280,11 +314,11 @@ class IncidentStore:
                 .order_by(Incident.opened_at.desc())
                 .limit(limit)
             )
-            return [IncidentView.of(row, self._directory) for row in rows]
+            return [IncidentView.of(row, self.directory) for row in rows]
 
     def incident(self, incident_id: int) -> IncidentView:
         with self._sessions() as session:
-            return IncidentView.of(self._get(session, incident_id), self._directory)
+            return IncidentView.of(self._get(session, incident_id), self.directory)
 
     def audit_trail(self, incident_id: int | None = None) -> list[AuditView]:
         with self._sessions() as session:

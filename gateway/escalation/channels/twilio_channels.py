@@ -1,0 +1,216 @@
+"""SMS and voice calls through Twilio's REST API, with the official `twilio` client.
+
+The client's `*_async` methods go through aiohttp's `BasicAuth`, which aiohttp 3.14 deprecates with a
+`DeprecationWarning` on every request (an error under our `filterwarnings = error`). So the synchronous
+client runs in a worker thread; the per-send timeout is enforced both on the sockets (so the thread ends)
+and around the await (so the caller gets its answer on time even if the thread lingers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from twilio.base.exceptions import TwilioRestException  # type: ignore[import-untyped]
+from twilio.http.http_client import TwilioHttpClient  # type: ignore[import-untyped]
+from twilio.rest import Client  # type: ignore[import-untyped]
+from twilio.twiml.voice_response import Gather, VoiceResponse  # type: ignore[import-untyped]
+
+from gateway.escalation.channels.messages import (
+    Language,
+    gather_reply_text,
+    goodbye_text,
+    sms_text,
+    voice_script,
+)
+from gateway.escalation.model import ChannelKind, Delivery, Notification
+
+#: `language` attribute of `<Say>` per recipient language.
+DEFAULT_SAY_LANGUAGES: Final[Mapping[Language, str]] = {"en": "en-US", "zh-CN": "zh-CN"}
+
+CALL_STATUS_EVENTS: Final = ("initiated", "ringing", "answered", "completed")
+
+# How long <Gather> waits for a key after the script has been spoken, before speaking it again.
+_GATHER_WAIT_S: Final = 6
+
+
+@dataclass(frozen=True, slots=True)
+class TwilioConfig:
+    """Account and URLs. The caller reads the auth token from the environment; it is never logged."""
+
+    account_sid: str
+    auth_token: str = field(repr=False)
+    #: Our Twilio number in E.164, e.g. "+15017122661".
+    from_number: str
+    #: Where Twilio reaches this gateway's webhooks, e.g. "https://careline.example.org".
+    public_base_url: str
+    #: Point the client elsewhere than https://api.twilio.com (a local stand-in in tests).
+    api_base_url: str | None = None
+    #: Upper bound for one REST request; a timeout is reported as retryable.
+    timeout_s: float = 10.0
+    #: How long a call rings before Twilio gives up (`no-answer`); Twilio accepts 5 to 600.
+    ring_timeout_s: int = 30
+    say_languages: Mapping[Language, str] = field(default_factory=lambda: dict(DEFAULT_SAY_LANGUAGES))
+    #: `<Say voice=...>` per language, e.g. a Mandarin voice when the account default cannot speak zh-CN.
+    voices: Mapping[Language, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.timeout_s <= 0:
+            raise ValueError("timeout_s must be positive")
+        if not 5 <= self.ring_timeout_s <= 600:
+            raise ValueError("ring_timeout_s must be between 5 and 600 (Twilio's range)")
+
+
+def sms_status_callback_url(public_base_url: str, notification_id: int) -> str:
+    return f"{public_base_url.rstrip('/')}/api/twilio/sms-status?n={notification_id}"
+
+
+def call_status_callback_url(public_base_url: str, notification_id: int) -> str:
+    return f"{public_base_url.rstrip('/')}/api/twilio/call-status?n={notification_id}"
+
+
+def gather_action_url(public_base_url: str, notification_id: int, ack_token: str) -> str:
+    return f"{public_base_url.rstrip('/')}/api/twilio/gather?n={notification_id}&t={ack_token}"
+
+
+class TwilioSms:
+    """Sends the alarm as one SMS; Twilio reports delivery later to the status callback."""
+
+    kind: ChannelKind = ChannelKind.SMS
+
+    def __init__(self, config: TwilioConfig) -> None:
+        self._config = config
+
+    async def send(self, notification: Notification) -> Delivery:
+        phone = notification.recipient.phone
+        if not phone:
+            return Delivery(ok=False, retryable=False, detail="recipient has no phone number")
+        params: dict[str, Any] = {
+            "to": phone,
+            "from_": self._config.from_number,
+            "body": sms_text(notification),
+            "status_callback": sms_status_callback_url(
+                self._config.public_base_url, notification.notification_id
+            ),
+        }
+        return await _create(self._config, "messages", params)
+
+
+class TwilioVoice:
+    """Calls the responder, speaks the alarm twice and waits for key 1 (posted to the gather webhook)."""
+
+    kind: ChannelKind = ChannelKind.VOICE
+
+    def __init__(self, config: TwilioConfig) -> None:
+        self._config = config
+
+    async def send(self, notification: Notification) -> Delivery:
+        phone = notification.recipient.phone
+        if not phone:
+            return Delivery(ok=False, retryable=False, detail="recipient has no phone number")
+        public = self._config.public_base_url
+        params: dict[str, Any] = {
+            "to": phone,
+            "from_": self._config.from_number,
+            "twiml": voice_twiml(notification, self._config),
+            "status_callback": call_status_callback_url(public, notification.notification_id),
+            "status_callback_event": list(CALL_STATUS_EVENTS),
+            "timeout": self._config.ring_timeout_s,
+        }
+        return await _create(self._config, "calls", params)
+
+    def gather_reply(self, digits: str, language: Language) -> str:
+        """`gather_response` with this channel's voice settings."""
+        return gather_response(
+            digits,
+            language,
+            say_language=self._config.say_languages.get(language),
+            voice=self._config.voices.get(language),
+        )
+
+
+def voice_twiml(notification: Notification, config: TwilioConfig) -> str:
+    """The call's TwiML: the script inside <Gather numDigits=1> twice, then a goodbye."""
+    language = notification.recipient.language
+    say = _say_attributes(language, config.say_languages.get(language), config.voices.get(language))
+    action = gather_action_url(config.public_base_url, notification.notification_id, notification.ack_token)
+    script = voice_script(notification)
+    response = VoiceResponse()
+    # Two <Gather> verbs rather than <Say loop="2">: each reading is followed by a pause for the key press,
+    # and a key pressed during either reading ends the call flow at the action URL.
+    for _ in range(2):
+        gather = Gather(num_digits=1, action=action, method="POST", timeout=_GATHER_WAIT_S)
+        gather.say(script, **say)
+        response.append(gather)
+    response.say(goodbye_text(language), **say)
+    response.hangup()
+    return str(response)
+
+
+def gather_response(
+    digits: str, language: Language, *, say_language: str | None = None, voice: str | None = None
+) -> str:
+    """TwiML answering the gather webhook: "accepted" for key 1, otherwise "not accepted"; then hang up.
+
+    This only renders the words; recording the acknowledgement is the webhook handler's job.
+    """
+    accepted = digits.strip() == "1"
+    response = VoiceResponse()
+    response.say(gather_reply_text(accepted, language), **_say_attributes(language, say_language, voice))
+    response.hangup()
+    return str(response)
+
+
+def _say_attributes(language: Language, say_language: str | None, voice: str | None) -> dict[str, str]:
+    attributes = {"language": say_language or DEFAULT_SAY_LANGUAGES[language]}
+    if voice:
+        attributes["voice"] = voice
+    return attributes
+
+
+async def _create(config: TwilioConfig, resource: str, params: dict[str, Any]) -> Delivery:
+    """Create one Message or Call; every failure becomes a `Delivery`, never an exception."""
+    try:
+        async with asyncio.timeout(config.timeout_s):
+            sid, status = await asyncio.to_thread(_create_blocking, config, resource, params)
+    except TimeoutError:
+        return Delivery(ok=False, retryable=True, detail=f"Twilio timeout after {config.timeout_s:g} s")
+    except TwilioRestException as exc:
+        return _rest_error(exc)
+    except OSError as exc:
+        # requests' ConnectionError and ReadTimeout derive from OSError: the network, not the request.
+        return Delivery(ok=False, retryable=True, detail=f"Twilio unreachable: {type(exc).__name__}: {exc}")
+    except Exception as exc:
+        # An unexpected reply (e.g. not JSON) must not stop the escalation; trying again may well help.
+        return Delivery(
+            ok=False, retryable=True, detail=f"Twilio request failed: {type(exc).__name__}: {exc}"
+        )
+    return Delivery(ok=True, provider_id=sid, detail=status, extra={"status": status})
+
+
+def _create_blocking(config: TwilioConfig, resource: str, params: dict[str, Any]) -> tuple[str, str]:
+    # A client per send: requests' Session is not meant to be shared between threads, and closing it
+    # here releases the socket even when the awaiting side has already given up.
+    http = TwilioHttpClient(timeout=config.timeout_s)
+    try:
+        client = Client(config.account_sid, config.auth_token, http_client=http)
+        if config.api_base_url:
+            client.api.base_url = config.api_base_url.rstrip("/")
+        collection = client.messages if resource == "messages" else client.calls
+        instance = collection.create(**params)
+        return str(instance.sid), str(instance.status)
+    finally:
+        http.session.close()
+
+
+def _rest_error(exc: TwilioRestException) -> Delivery:
+    """Twilio refused: a 4xx (bad number 21211, unverified caller, auth) will fail again; 429/5xx may not."""
+    status = int(exc.status)
+    retryable = status in (408, 429) or status >= 500
+    extra = {"http_status": str(status)}
+    if exc.code is not None:
+        extra["twilio_code"] = str(exc.code)
+    detail = f"Twilio HTTP {status}" + (f" code {exc.code}" if exc.code is not None else "") + f": {exc.msg}"
+    return Delivery(ok=False, retryable=retryable, detail=detail, extra=extra)

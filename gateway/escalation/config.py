@@ -1,0 +1,183 @@
+"""Escalation policies, rotas and channel settings, validated at start-up.
+
+A policy is an ordered list of tiers; each tier names whom to reach (fixed responders, a role, the
+role's members on duty, a webhook), through which channels, and how long to wait for an acknowledgement
+before the next tier. The first policy whose `match` fits the incident applies; the built-in defaults
+follow alarm-receiving centres' targets (first contact at once, next tier within 60 s for critical alarms).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from gateway.escalation.model import ChannelKind
+
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _clock_time(value: object) -> object:
+    if not isinstance(value, str | time):
+        raise ValueError('give local times as quoted "HH:MM" strings, e.g. "08:00"')
+    return value
+
+
+class Shift(_Strict):
+    """A responder is on duty on these weekdays between start and end (site-local; may cross midnight)."""
+
+    days: tuple[Weekday, ...] = WEEKDAYS
+    start: time
+    end: time
+    #: Limit the shift to one wing of the site (carers on duty "in this wing").
+    wing: str | None = None
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _quoted(cls, value: object) -> object:
+        return _clock_time(value)
+
+    def covers(self, local: datetime) -> bool:
+        day = WEEKDAYS[local.weekday()]
+        previous_day = WEEKDAYS[(local.weekday() - 1) % 7]
+        now = local.time()
+        if self.start <= self.end:
+            return day in self.days and self.start <= now < self.end
+        # Crossing midnight: the part after midnight belongs to the shift that started the day before.
+        return (day in self.days and now >= self.start) or (previous_day in self.days and now < self.end)
+
+
+class Target(_Strict):
+    """Whom a tier reaches: exactly one of responder, role or webhook."""
+
+    responder: str | None = None
+    role: str | None = None
+    #: With `role`: only members on duty now (by their shifts); members without shifts count as on duty.
+    on_duty: bool = True
+    #: With `role`: only members whose shift covers the incident's wing.
+    same_wing: bool = False
+    webhook: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Target:
+        if sum(x is not None for x in (self.responder, self.role, self.webhook)) != 1:
+            raise ValueError("a target names exactly one of responder, role or webhook")
+        return self
+
+
+class Tier(_Strict):
+    targets: tuple[Target, ...] = Field(min_length=1)
+    channels: tuple[ChannelKind, ...] = (ChannelKind.SMS,)
+    #: Wait this long for an acknowledgement before moving to the next tier.
+    wait_s: int = Field(60, ge=5, le=24 * 3600)
+
+
+class PolicyMatch(_Strict):
+    severities: tuple[Literal["critical", "high", "medium", "low"], ...] = ()
+    rules: tuple[str, ...] = ()
+    sites: tuple[str, ...] = ()
+
+    def fits(self, severity: str, rule: str, site: str) -> bool:
+        return (
+            (not self.severities or severity in self.severities)
+            and (not self.rules or rule in self.rules)
+            and (not self.sites or site in self.sites)
+        )
+
+
+class Policy(_Strict):
+    id: str
+    match: PolicyMatch = PolicyMatch()
+    tiers: tuple[Tier, ...] = Field(min_length=1)
+    #: After the last tier: repeat the last tier, start over from the first, or stop (and say so).
+    repeat: Literal["last", "restart", "stop"] = "last"
+
+
+class TwilioConfig(_Strict):
+    account_sid_env: str = "TWILIO_ACCOUNT_SID"
+    auth_token_env: str = "TWILIO_AUTH_TOKEN"
+    from_number: str
+    #: Only for tests and labs: where the Twilio REST API is (a local stand-in); production leaves it unset.
+    api_base_url: str | None = None
+    timeout_s: float = Field(10, gt=0, le=60)
+
+
+class SmtpConfig(_Strict):
+    host: str
+    port: int = Field(587, ge=1, le=65535)
+    starttls: bool = True
+    ssl: bool = False
+    username: str | None = None
+    password_env: str | None = None
+    from_address: str
+    timeout_s: float = Field(10, gt=0, le=120)
+
+
+class WebhookConfig(_Strict):
+    url: str
+    secret_env: str
+    timeout_s: float = Field(10, gt=0, le=60)
+
+
+class EscalationConfig(_Strict):
+    enabled: bool = True
+    #: Where responders' phones and Twilio reach this gateway (webhooks, acknowledge links).
+    public_url: str = "http://127.0.0.1:8080"
+    twilio: TwilioConfig | None = None
+    smtp: SmtpConfig | None = None
+    webhooks: dict[str, WebhookConfig] = {}
+    policies: tuple[Policy, ...] = ()
+    #: One incident contacts one responder through one channel at most this often.
+    min_interval_per_responder_s: int = Field(30, ge=0, le=3600)
+    send_attempts: int = Field(3, ge=1, le=10)
+    #: Consecutive failures after which a channel is reported as a technical alarm.
+    channel_failure_alarm_after: int = Field(5, ge=1, le=1000)
+
+    def policy_for(self, severity: str, rule: str, site: str) -> Policy:
+        for policy in (*self.policies, *DEFAULT_POLICIES):
+            if policy.match.fits(severity, rule, site):
+                return policy
+        return DEFAULT_POLICIES[-1]
+
+
+_SMS_VOICE = (ChannelKind.SMS, ChannelKind.VOICE)
+DEFAULT_POLICIES: tuple[Policy, ...] = (
+    Policy(
+        id="default-critical",
+        match=PolicyMatch(severities=("critical",)),
+        tiers=(
+            Tier(targets=(Target(role="carer", same_wing=True),), channels=_SMS_VOICE, wait_s=60),
+            Tier(targets=(Target(role="carer"), Target(role="nurse")), channels=_SMS_VOICE, wait_s=60),
+            Tier(targets=(Target(role="supervisor", on_duty=False),), channels=_SMS_VOICE, wait_s=60),
+            Tier(targets=(Target(role="family", on_duty=False),), channels=_SMS_VOICE, wait_s=120),
+        ),
+        repeat="restart",
+    ),
+    Policy(
+        id="default-high",
+        match=PolicyMatch(severities=("high",)),
+        tiers=(
+            Tier(targets=(Target(role="carer", same_wing=True),), channels=_SMS_VOICE, wait_s=120),
+            Tier(targets=(Target(role="supervisor", on_duty=False),), channels=_SMS_VOICE, wait_s=180),
+        ),
+        repeat="last",
+    ),
+    Policy(
+        id="default-other",
+        tiers=(
+            Tier(targets=(Target(role="carer"),), channels=(ChannelKind.SMS,), wait_s=600),
+            Tier(
+                targets=(Target(role="supervisor", on_duty=False),),
+                channels=(ChannelKind.SMS, ChannelKind.EMAIL),
+                wait_s=1800,
+            ),
+        ),
+        repeat="stop",
+    ),
+)

@@ -1,0 +1,170 @@
+"""The escalation engine: due steps → notifications → channels, until somebody acknowledges.
+
+A pipeline of small stages, in order: claim due steps (rota lookup, de-duplicate and rate-limit per
+responder, next timer — one transaction) → send each notification in its own task with retries → record
+the outcome → report a channel that keeps failing as a technical alarm. A hanging channel only ever holds
+its own task: other incidents and the alarm lane never wait for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+
+from devices.model import DeviceEvent, DeviceType, EventKind
+from gateway.clock import Clock
+from gateway.escalation.model import Channel, ChannelKind, Delivery, Notification
+from gateway.escalation.store import EscalationStore, PlannedNotification
+from gateway.incidents.service import IncidentService
+from gateway.incidents.store import AlarmBatch, IncidentConflictError, RuledDecision
+from rules.model import AlarmDecision, Severity
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.5
+RETRY_BASE_S = 1.0
+#: A send that outlives its channel's own timeout by this much is abandoned (and retried).
+SEND_GUARD_S = 30.0
+
+
+class EscalationEngine:
+    def __init__(
+        self,
+        store: EscalationStore,
+        service: IncidentService,
+        channels: Mapping[ChannelKind, Channel],
+        webhooks: Mapping[str, Channel],
+        clock: Clock,
+        *,
+        attempts: int = 3,
+        failure_alarm_after: int = 5,
+        on_change: Callable[[int], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._service = service
+        self._channels = dict(channels)
+        self._webhooks = dict(webhooks)
+        self._clock = clock
+        self._attempts = attempts
+        self._failure_alarm_after = failure_alarm_after
+        self._on_change = on_change or (lambda _incident_id: None)
+        self._wake = asyncio.Event()
+        self._sending: set[asyncio.Task[None]] = set()
+        self._consecutive_failures: dict[str, int] = defaultdict(int)
+
+    def wake(self) -> None:
+        """Run due steps now (a new incident must not wait for the next poll)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        self._dispatch(await self._service.write(self._store.requeue_interrupted, self._clock.now()))
+        while True:
+            await self.run_due()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(POLL_S):
+                    await self._wake.wait()
+            self._wake.clear()
+
+    async def run_due(self) -> list[PlannedNotification]:
+        planned = await self._service.write(self._store.claim_due, self._clock.now())
+        self._dispatch(planned)
+        for incident_id in {p.incident_id for p in planned}:
+            self._on_change(incident_id)
+        return planned
+
+    async def drain(self) -> None:
+        """Wait for every send under way (tests, shutdown)."""
+        while self._sending:
+            await asyncio.gather(*list(self._sending), return_exceptions=True)
+
+    def _dispatch(self, planned: list[PlannedNotification]) -> None:
+        for item in planned:
+            task = asyncio.create_task(self._deliver(item), name=f"notify-{item.notification_id}")
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+
+    async def _deliver(self, item: PlannedNotification) -> None:
+        channel = self._webhooks.get(item.webhook or "") if item.webhook else self._channels.get(item.channel)
+        notification = Notification(
+            item.notification_id, item.incident_id, item.recipient, item.alarm, item.ack_token
+        )
+        for attempt in range(1, self._attempts + 1):
+            delivery = await self._send_once(channel, replace(notification, attempt=attempt))
+            await self._service.write(
+                self._store.record_delivery, item.notification_id, delivery, attempt, self._clock.now()
+            )
+            self._on_change(item.incident_id)
+            await self._track_channel_health(item, delivery)
+            if delivery.ok or not delivery.retryable:
+                return
+            await asyncio.sleep(RETRY_BASE_S * 2 ** (attempt - 1))
+
+    async def _send_once(self, channel: Channel | None, notification: Notification) -> Delivery:
+        if channel is None:
+            return Delivery(ok=False, retryable=False, detail="channel not configured")
+        try:
+            async with asyncio.timeout(SEND_GUARD_S):
+                return await channel.send(notification)
+        except TimeoutError:
+            return Delivery(ok=False, retryable=True, detail="channel did not answer in time")
+        except Exception as exc:
+            # Channels should not raise; one that does must not take the escalation down with it.
+            log.exception("channel %s raised", channel)
+            return Delivery(ok=False, retryable=True, detail=f"channel error: {exc!r}")
+
+    async def _track_channel_health(self, item: PlannedNotification, delivery: Delivery) -> None:
+        name = (item.webhook and f"webhook:{item.webhook}") or item.channel.value
+        if delivery.ok:
+            self._consecutive_failures[name] = 0
+            return
+        self._consecutive_failures[name] += 1
+        if self._consecutive_failures[name] == self._failure_alarm_after:
+            await self._raise_channel_alarm(name, item, delivery)
+
+    async def _raise_channel_alarm(self, name: str, item: PlannedNotification, delivery: Delivery) -> None:
+        now = self._clock.now()
+        event = DeviceEvent(
+            device_id=f"channel:{name}",
+            device_type=DeviceType.OTHER,
+            site=item.alarm.site_id,
+            room=None,
+            resident=None,
+            kind=EventKind.AVAILABILITY,
+            value=False,
+            ts=now,
+            received_at=now,
+            message_key=f"channel-failing:{name}:{now.isoformat()}",
+        )
+        decision = AlarmDecision(
+            "channel_failing",
+            Severity.MEDIUM,
+            f"channel_failing:{name}",
+            event,
+            {"channel": name, "last_error": delivery.detail[:200]},
+        )
+        log.error(
+            "channel %s failed %d times in a row: raising a technical alarm", name, self._failure_alarm_after
+        )
+        await self._service.apply(AlarmBatch([RuledDecision(decision, check_duplicate=False)]))
+        self.wake()
+
+    # -- acknowledgements from responders --------------------------------------------------------------
+
+    async def acknowledge_by_token(self, token: str, via: str) -> str:
+        """'acknowledged', 'late' (already resolved: recorded, not lost) or 'unknown'."""
+        owner = await self._service.write(self._store.token_owner, token)
+        if owner is None:
+            return "unknown"
+        try:
+            await self._service.acknowledge(owner.incident_id, f"responder:{owner.responder_id} via {via}")
+        except IncidentConflictError:
+            return "late"
+        return "acknowledged"
+
+    async def provider_status(self, notification_id: int, status: str) -> None:
+        if await self._service.write(self._store.record_status, notification_id, status, self._clock.now()):
+            self.wake()

@@ -1,0 +1,399 @@
+"""Escalation state in the incident store: claiming due steps, recording deliveries, acknowledgements.
+
+Every function runs inside one transaction on the store's writer thread (through `IncidentService.write`),
+so a step's notifications, its audit rows and the next timer are durable together.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from gateway.config import CarelineConfig, ResponderConfig
+from gateway.escalation.config import Policy, Tier
+from gateway.escalation.model import AlarmSummary, ChannelKind, Delivery, Recipient
+from gateway.escalation.rota import Reach, Rota
+from gateway.incidents.schema import Escalation, Incident, IncidentStatus, Notification
+from gateway.incidents.store import IncidentStore
+
+#: Statuses of a notification still under way; anything else is final.
+IN_FLIGHT = ("queued", "sending", "sent", "initiated", "ringing", "in-progress")
+NO_CONTACT = ("no-answer", "busy", "failed", "canceled", "undelivered")
+CLAIM_LIMIT = 50
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedNotification:
+    notification_id: int
+    incident_id: int
+    channel: ChannelKind
+    webhook: str | None
+    recipient: Recipient
+    alarm: AlarmSummary
+    ack_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class TokenOwner:
+    incident_id: int
+    responder_id: str
+    channel: str
+
+
+class EscalationStore:
+    def __init__(self, store: IncidentStore, config: CarelineConfig) -> None:
+        self._store = store
+        self._config = config
+        self._escalation = config.escalation
+        self._rota = Rota(config)
+        self._sites = {site.id: site for site in config.sites}
+
+    # -- stepping --------------------------------------------------------------------------------------
+
+    def claim_due(self, now: datetime) -> list[PlannedNotification]:
+        """Run every escalation step that is due: plan its notifications and set the next timer."""
+        planned: list[PlannedNotification] = []
+        with self._store.transaction() as session:
+            due = session.scalars(
+                select(Escalation)
+                .where(Escalation.state == "active", Escalation.next_step_at <= now)
+                .order_by(Escalation.next_step_at)
+                .limit(CLAIM_LIMIT)
+            ).all()
+            for escalation in due:
+                planned += self._step(session, escalation, now)
+        return planned
+
+    def _step(self, session: Session, escalation: Escalation, now: datetime) -> list[PlannedNotification]:
+        incident = session.get(Incident, escalation.incident_id)
+        if incident is None or incident.status != IncidentStatus.OPEN.value:
+            escalation.state, escalation.stop_reason, escalation.next_step_at = "stopped", "not open", None
+            return []
+        policy = self._escalation.policy_for(incident.severity, incident.rule, incident.site)
+        escalation.policy_id = policy.id
+        tier_index = min(escalation.next_tier, len(policy.tiers) - 1)
+        tier = policy.tiers[tier_index]
+        reached = self._rota.resolve(tier.targets, incident.site, incident.room, now)
+        planned = [
+            p
+            for reach in reached
+            for channel in self._channels_for(reach, tier)
+            if (p := self._plan(session, incident, escalation, tier_index, reach, channel, now))
+        ]
+        self._store.audit.append(
+            session,
+            at=now,
+            actor="escalation",
+            action="escalation.tier",
+            incident_id=incident.id,
+            details={
+                "policy": policy.id,
+                "tier": tier_index + 1,
+                "round": escalation.round,
+                "contacts": [f"{p.recipient.responder_id}:{p.channel.value}" for p in planned],
+            },
+        )
+        if not reached:
+            self._store.audit.append(
+                session,
+                at=now,
+                actor="escalation",
+                action="escalation.no_responder",
+                incident_id=incident.id,
+                details={"tier": tier_index + 1},
+            )
+        self._advance(session, escalation, policy, tier_index, tier, now, nobody=not planned)
+        return planned
+
+    def _channels_for(self, reach: Reach, tier: Tier) -> list[ChannelKind]:
+        if reach.webhook is not None:
+            return [ChannelKind.WEBHOOK]
+        responder = reach.responder
+        assert responder is not None
+        usable = {
+            ChannelKind.SMS: responder.phone,
+            ChannelKind.VOICE: responder.phone,
+            ChannelKind.EMAIL: responder.email,
+        }
+        return [c for c in tier.channels if c is not ChannelKind.WEBHOOK and usable.get(c)]
+
+    def _advance(
+        self,
+        session: Session,
+        escalation: Escalation,
+        policy: Policy,
+        tier_index: int,
+        tier: Tier,
+        now: datetime,
+        *,
+        nobody: bool,
+    ) -> None:
+        # Nobody reachable in this tier: fall through at once on the first pass; later passes wait, so an
+        # empty rota cannot spin.
+        wait = timedelta(0) if nobody and escalation.round == 1 else timedelta(seconds=tier.wait_s)
+        escalation.next_step_at, escalation.updated_at = now + wait, now
+        if tier_index + 1 < len(policy.tiers):
+            escalation.next_tier = tier_index + 1
+            return
+        if policy.repeat == "stop":
+            escalation.state, escalation.stop_reason, escalation.next_step_at = (
+                "exhausted",
+                "policy ended",
+                None,
+            )
+            self._store.audit.append(
+                session,
+                at=now,
+                actor="escalation",
+                action="escalation.exhausted",
+                incident_id=escalation.incident_id,
+                details={"policy": policy.id},
+            )
+            return
+        escalation.round += 1
+        escalation.next_tier = 0 if policy.repeat == "restart" else tier_index
+
+    def _plan(
+        self,
+        session: Session,
+        incident: Incident,
+        escalation: Escalation,
+        tier: int,
+        reach: Reach,
+        channel: ChannelKind,
+        now: datetime,
+    ) -> PlannedNotification | None:
+        address = self._address(reach.responder, channel)
+        if self._contacted_recently(session, incident.id, reach.id, channel, now):
+            return None
+        token = secrets.token_urlsafe(24)
+        row = Notification(
+            incident_id=incident.id,
+            tier=tier + 1,
+            round=escalation.round,
+            responder_id=reach.id,
+            channel=channel.value,
+            address=address,
+            status="queued",
+            attempts=0,
+            ack_token=token,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(row)
+        session.flush()
+        return PlannedNotification(
+            row.id,
+            incident.id,
+            channel,
+            reach.webhook,
+            self._recipient(reach),
+            self._summary(incident),
+            token,
+        )
+
+    def _contacted_recently(
+        self, session: Session, incident_id: int, who: str, channel: ChannelKind, now: datetime
+    ) -> bool:
+        """One incident never floods a responder: one message per channel per interval at most."""
+        since = now - timedelta(seconds=self._escalation.min_interval_per_responder_s)
+        found = session.scalar(
+            select(Notification.id)
+            .where(
+                Notification.incident_id == incident_id,
+                Notification.responder_id == who,
+                Notification.channel == channel.value,
+                Notification.created_at > since,
+            )
+            .limit(1)
+        )
+        return found is not None
+
+    @staticmethod
+    def _address(responder: ResponderConfig | None, channel: ChannelKind) -> str | None:
+        if responder is None:
+            return None
+        return responder.email if channel is ChannelKind.EMAIL else responder.phone
+
+    @staticmethod
+    def _recipient(reach: Reach) -> Recipient:
+        r = reach.responder
+        if r is None:
+            return Recipient(responder_id=reach.id, name=reach.id, language="en")
+        return Recipient(responder_id=r.id, name=r.name, language=r.language, phone=r.phone, email=r.email)
+
+    def _summary(self, incident: Incident) -> AlarmSummary:
+        directory = self._store.directory
+        site = self._sites.get(incident.site)
+        return AlarmSummary(
+            incident_id=incident.id,
+            rule=incident.rule,
+            severity=incident.severity,
+            site_name=directory.site_name(incident.site),
+            room=incident.room,
+            resident_name=directory.resident_name(incident.resident),
+            opened_at=incident.opened_at,
+            trigger_count=incident.trigger_count,
+            timezone=site.timezone if site else "UTC",
+        )
+
+    # -- what channels report --------------------------------------------------------------------------
+
+    def record_delivery(self, notification_id: int, delivery: Delivery, attempt: int, now: datetime) -> None:
+        with self._store.transaction() as session:
+            row = session.get(Notification, notification_id)
+            if row is None:
+                return
+            row.attempts = attempt
+            row.status = "sent" if delivery.ok else ("retrying" if delivery.retryable else "failed")
+            row.provider_id = delivery.provider_id or row.provider_id
+            row.detail, row.updated_at = delivery.detail[:2000], now
+            self._store.audit.append(
+                session,
+                at=now,
+                actor="escalation",
+                action="notification.sent" if delivery.ok else "notification.failed",
+                incident_id=row.incident_id,
+                details={
+                    "notification": row.id,
+                    "responder": row.responder_id,
+                    "channel": row.channel,
+                    "attempt": attempt,
+                    "detail": delivery.detail[:300],
+                },
+            )
+
+    def record_status(self, notification_id: int, status: str, now: datetime) -> bool:
+        """A provider's status callback. True when the tier should move on at once (nobody answered)."""
+        with self._store.transaction() as session:
+            row = session.get(Notification, notification_id)
+            if row is None:
+                return False
+            row.status, row.updated_at = status, now
+            self._store.audit.append(
+                session,
+                at=now,
+                actor=f"provider:{row.channel}",
+                action="notification.status",
+                incident_id=row.incident_id,
+                details={"notification": row.id, "status": status},
+            )
+            if status not in NO_CONTACT:
+                return False
+            return self._move_on_if_tier_silent(session, row, now)
+
+    def _move_on_if_tier_silent(self, session: Session, row: Notification, now: datetime) -> bool:
+        escalation = session.get(Escalation, row.incident_id)
+        if escalation is None or escalation.state != "active":
+            return False
+        calls_pending = session.scalar(
+            select(Notification.id)
+            .where(
+                Notification.incident_id == row.incident_id,
+                Notification.round == row.round,
+                Notification.tier == row.tier,
+                Notification.channel == ChannelKind.VOICE.value,
+                Notification.status.in_(IN_FLIGHT),
+            )
+            .limit(1)
+        )
+        if calls_pending is not None:
+            return False
+        escalation.next_step_at, escalation.updated_at = now, now
+        self._store.audit.append(
+            session,
+            at=now,
+            actor="escalation",
+            action="escalation.moved_on",
+            incident_id=row.incident_id,
+            details={"after": row.status, "tier": row.tier},
+        )
+        return True
+
+    def token_owner(self, token: str) -> TokenOwner | None:
+        with self._store.transaction() as session:
+            row = session.scalar(select(Notification).where(Notification.ack_token == token))
+            return TokenOwner(row.incident_id, row.responder_id, row.channel) if row else None
+
+    def language_of(self, responder_id: str) -> str:
+        responder = next((r for r in self._config.responders if r.id == responder_id), None)
+        return responder.language if responder else "en"
+
+    def latest_token_for_phone(self, phone: str) -> str | None:
+        """The newest SMS to this number about an incident that is still open or acknowledged."""
+        with self._store.transaction() as session:
+            row = session.scalar(
+                select(Notification)
+                .join(Incident, Incident.id == Notification.incident_id)
+                .where(
+                    Notification.address == phone,
+                    Notification.channel == ChannelKind.SMS.value,
+                    Incident.status != IncidentStatus.RESOLVED.value,
+                )
+                .order_by(Notification.created_at.desc(), Notification.id.desc())
+                .limit(1)
+            )
+            return row.ack_token if row else None
+
+    def requeue_interrupted(self, now: datetime) -> list[PlannedNotification]:
+        """Notifications planned but never sent when the gateway stopped: send them now."""
+        with self._store.transaction() as session:
+            rows = session.scalars(
+                select(Notification)
+                .join(Incident, Incident.id == Notification.incident_id)
+                .where(
+                    Notification.status.in_(("queued", "retrying")),
+                    Incident.status == IncidentStatus.OPEN.value,
+                )
+            ).all()
+            planned = []
+            for row in rows:
+                incident = session.get(Incident, row.incident_id)
+                assert incident is not None
+                reach = self._reach_of(row.responder_id)
+                planned.append(
+                    PlannedNotification(
+                        row.id,
+                        row.incident_id,
+                        ChannelKind(row.channel),
+                        reach.webhook,
+                        self._recipient(reach),
+                        self._summary(incident),
+                        row.ack_token,
+                    )
+                )
+            return planned
+
+    def _reach_of(self, responder_id: str) -> Reach:
+        if responder_id.startswith("webhook:"):
+            return Reach(webhook=responder_id.removeprefix("webhook:"))
+        responder = next((r for r in self._config.responders if r.id == responder_id), None)
+        return Reach(responder=responder) if responder else Reach(webhook=None)
+
+    def notifications(self, incident_id: int) -> list[dict[str, object]]:
+        with self._store.transaction() as session:
+            rows = session.scalars(
+                select(Notification).where(Notification.incident_id == incident_id).order_by(Notification.id)
+            ).all()
+            escalation = session.get(Escalation, incident_id)
+            state = escalation.state if escalation else None
+            return [
+                {
+                    "id": r.id,
+                    "tier": r.tier,
+                    "round": r.round,
+                    "responder": r.responder_id,
+                    "channel": r.channel,
+                    "status": r.status,
+                    "attempts": r.attempts,
+                    "created_at": r.created_at.isoformat(),
+                    "updated_at": r.updated_at.isoformat(),
+                    "detail": r.detail,
+                    "escalation_state": state,
+                }
+                for r in rows
+            ]

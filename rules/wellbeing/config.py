@@ -1,0 +1,259 @@
+"""Wellbeing settings: thresholds for the quiet-emergency rules, per site, with per-resident overrides.
+
+Local clock times are quoted ``"HH:MM"`` strings in the site's zone. A resident's override names only the
+settings that differ (``{"inactivity": {"hours": 4}}``); `WellbeingConfig.for_resident` merges it over the
+site's settings. Overrides are merged and checked once, when the configuration is validated.
+"""
+
+from __future__ import annotations
+
+from datetime import time
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    model_validator,
+)
+
+from gateway.config import Identifier
+
+
+def _quoted_clock_time(value: object) -> object:
+    # YAML reads an unquoted 21:00 as the base-60 number 1260; refuse it instead of guessing.
+    if not isinstance(value, str | time):
+        raise ValueError('give local times as quoted "HH:MM" strings, e.g. "22:00"')
+    return value
+
+
+def _naive(value: time) -> time:
+    if value.tzinfo is not None:
+        raise ValueError("give a local time without a UTC offset; the site's time zone applies")
+    return value
+
+
+LocalTime = Annotated[time, BeforeValidator(_quoted_clock_time), AfterValidator(_naive)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LocalWindow(_Frozen):
+    """A daily window of site-local time; it may wrap past midnight. Equal ends mean the whole day."""
+
+    start: LocalTime
+    end: LocalTime
+
+    def contains(self, local: time) -> bool:
+        if self.start == self.end:
+            return True
+        if self.start < self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end
+
+
+class ActiveHours(LocalWindow):
+    start: LocalTime = time(7, 0)
+    end: LocalTime = time(22, 0)
+
+
+class NightWindow(LocalWindow):
+    start: LocalTime = time(22, 0)
+    end: LocalTime = time(6, 0)
+
+
+class InactivityConfig(_Frozen):
+    enabled: bool = True
+    #: Raise when nobody has seen a sign of life from the resident for this long...
+    hours: float = Field(12.0, gt=0, le=7 * 24)
+    #: ...but only while the site-local clock is inside these hours (sleeping is not an emergency).
+    active_hours: ActiveHours = ActiveHours()
+
+
+class CheckInConfig(_Frozen):
+    enabled: bool = False
+    #: The resident checks in (button "I am OK") each local day before this time.
+    by: LocalTime = time(10, 0)
+
+
+class BedExitConfig(_Frozen):
+    enabled: bool = True
+    #: Raise when the resident left bed at night and has not come back for this long.
+    minutes: float = Field(30.0, gt=0, le=12 * 60)
+    night: NightWindow = NightWindow()
+
+
+class VitalRange(_Frozen):
+    """Normal range of one vital sign. Once out of range, a reading must come back inside the range by
+    `margin` to count as normal again (hysteresis), so a value dancing on a limit is one excursion."""
+
+    low: float | None = None
+    high: float | None = None
+    margin: float = Field(0.0, ge=0)
+
+    @model_validator(mode="after")
+    def _sensible(self) -> VitalRange:
+        if self.low is not None and self.high is not None:
+            if self.low >= self.high:
+                raise ValueError("low must be below high")
+            if 2 * self.margin >= self.high - self.low:
+                raise ValueError("margin must be less than half of the range high - low")
+        return self
+
+    def outside(self, value: float) -> bool:
+        return (self.low is not None and value < self.low) or (self.high is not None and value > self.high)
+
+    def back_to_normal(self, value: float) -> bool:
+        """Inside the range with the hysteresis margin to spare."""
+        low_ok = self.low is None or value >= self.low + self.margin
+        high_ok = self.high is None or value <= self.high - self.margin
+        return low_ok and high_ok
+
+
+class HeartRateRange(VitalRange):
+    low: float | None = 40.0
+    high: float | None = 120.0
+    margin: float = Field(3.0, ge=0)
+
+
+class Spo2Range(VitalRange):
+    low: float | None = 90.0
+    high: float | None = None
+    margin: float = Field(1.0, ge=0)
+
+
+class BodyTemperatureRange(VitalRange):
+    low: float | None = 35.0
+    high: float | None = 38.0
+    margin: float = Field(0.2, ge=0)
+
+
+class VitalsConfig(_Frozen):
+    enabled: bool = True
+    #: beats per minute
+    heart_rate: HeartRateRange = HeartRateRange()
+    #: percent
+    spo2: Spo2Range = Spo2Range()
+    #: degrees Celsius
+    body_temperature: BodyTemperatureRange = BodyTemperatureRange()
+    #: Raise when a reading stays out of range (with hysteresis) for this many seconds.
+    for_s: float = Field(120.0, gt=0, le=3600)
+    #: How much recent history is kept per resident and vital sign, for the evidence.
+    window_s: float = Field(600.0, ge=60, le=6 * 3600)
+
+    @model_validator(mode="after")
+    def _window_covers_duration(self) -> VitalsConfig:
+        if self.for_s > self.window_s:
+            raise ValueError("for_s must not exceed window_s")
+        return self
+
+
+class DeviceHealthConfig(_Frozen):
+    enabled: bool = True
+    #: How often a device is expected to report something (seconds), unless overridden per device.
+    heartbeat_interval_s: float = Field(3600.0, gt=0, le=7 * 24 * 3600)
+    #: A device is silent after `interval * grace_factor` without any message.
+    grace_factor: float = Field(2.0, ge=1.0, le=20.0)
+    #: Per-device expected interval (seconds), for devices that report more or less often.
+    interval_overrides_s: dict[Identifier, Annotated[float, Field(gt=0)]] = Field(default_factory=dict)
+    battery_low_pct: float = Field(15.0, ge=0, le=100)
+    #: A low battery counts as replaced once it reads above `battery_low_pct + battery_recover_pct`.
+    battery_recover_pct: float = Field(5.0, ge=0, le=50)
+    #: Tamper switches often report only "true"; a tamper still reported is raised again after this.
+    tamper_repeat_s: float = Field(3600.0, ge=60)
+
+
+class BaselineConfig(_Frozen):
+    enabled: bool = True
+    #: Days of history the baseline keeps.
+    days: int = Field(14, ge=2, le=90)
+    #: Raise when today's activity is this many standard deviations below the usual (negative).
+    z_threshold: float = Field(-2.5, ge=-20, lt=0)
+    #: Compare only once this many days of history are known.
+    min_days: int = Field(7, ge=2, le=90)
+    #: Smallest standard deviation used (events), so a very regular resident is not alarmed over one event.
+    std_floor: float = Field(1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _min_days_fit(self) -> BaselineConfig:
+        if self.min_days > self.days:
+            raise ValueError("min_days must not exceed days")
+        return self
+
+
+class ResidentWellbeing(_Frozen):
+    """One resident's overrides; only the settings given differ from the site's."""
+
+    inactivity: InactivityConfig | None = None
+    check_in: CheckInConfig | None = None
+    bed_exit: BedExitConfig | None = None
+    vitals: VitalsConfig | None = None
+    baseline: BaselineConfig | None = None
+
+
+class EffectiveRules(_Frozen):
+    """The settings that apply to one resident: the site's, with the resident's overrides merged in."""
+
+    inactivity: InactivityConfig
+    check_in: CheckInConfig
+    bed_exit: BedExitConfig
+    vitals: VitalsConfig
+    baseline: BaselineConfig
+
+
+_PER_RESIDENT = ("inactivity", "check_in", "bed_exit", "vitals", "baseline")
+
+
+class WellbeingConfig(_Frozen):
+    inactivity: InactivityConfig = InactivityConfig()
+    check_in: CheckInConfig = CheckInConfig()
+    bed_exit: BedExitConfig = BedExitConfig()
+    vitals: VitalsConfig = VitalsConfig()
+    device_health: DeviceHealthConfig = DeviceHealthConfig()
+    baseline: BaselineConfig = BaselineConfig()
+    #: Resident id -> overrides.
+    residents: dict[Identifier, ResidentWellbeing] = Field(default_factory=dict)
+
+    _default: EffectiveRules | None = PrivateAttr(default=None)
+    _effective: dict[str, EffectiveRules] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _merge_overrides(self) -> WellbeingConfig:
+        self._default = self._merged(None)
+        for resident_id, override in self.residents.items():
+            try:
+                self._effective[resident_id] = self._merged(override)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(part) for part in first["loc"])
+                message = str(first["msg"]).removeprefix("Value error, ")
+                raise ValueError(f"residents.{resident_id}.{where}: {message}") from None
+        return self
+
+    def for_resident(self, resident_id: str | None) -> EffectiveRules:
+        """The settings for `resident_id`; the site's own when the resident has no overrides."""
+        effective = self._effective.get(resident_id) if resident_id else None
+        if effective is not None:
+            return effective
+        assert self._default is not None  # set by the validator
+        return self._default
+
+    def _merged(self, override: ResidentWellbeing | None) -> EffectiveRules:
+        data: dict[str, Any] = {name: getattr(self, name).model_dump() for name in _PER_RESIDENT}
+        if override is not None:
+            _deep_update(data, override.model_dump(exclude_unset=True, exclude_none=True))
+        return EffectiveRules.model_validate(data)
+
+
+def _deep_update(target: dict[str, Any], changes: dict[str, Any]) -> None:
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _deep_update(target[key], value)
+        else:
+            target[key] = value
