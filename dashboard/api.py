@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from dashboard.auth import SESSION_COOKIE, Account, Role, UserStore
 from dashboard.hub import IncidentHub
+from gateway.escalation.store import EscalationStore
 from gateway.incidents.schema import Outcome
 from gateway.incidents.service import IncidentService
 from gateway.incidents.store import ACTIVE, IncidentConflictError, IncidentNotFoundError
@@ -48,6 +49,7 @@ class DashboardContext:
     health: Callable[[], dict[str, Any]]
     secure_cookies: bool = False
     session_hours: float = 12.0
+    escalations: EscalationStore | None = None
 
 
 class Credentials(BaseModel):
@@ -137,6 +139,13 @@ def create_app(ctx: DashboardContext) -> FastAPI:
     @app.get("/api/incidents/{incident_id}/audit", tags=["incidents"])
     async def incident_audit(incident_id: int, _: Operator) -> list[AuditView]:
         return await ctx.service.read(ctx.service.store.audit_trail, incident_id)
+
+    @app.get("/api/incidents/{incident_id}/escalation", tags=["incidents"])
+    async def incident_escalation(incident_id: int, _: Operator) -> list[dict[str, Any]]:
+        """Who was contacted, when, through which channel, and what became of it."""
+        if ctx.escalations is None:
+            return []
+        return await ctx.service.read(ctx.escalations.notifications, incident_id)
 
     @app.post("/api/incidents/{incident_id}/ack", tags=["incidents"])
     async def acknowledge(incident_id: int, account: Operator) -> IncidentView:

@@ -15,6 +15,7 @@ from sqlalchemy import Engine, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
+from gateway.incidents.db import read_only
 from gateway.incidents.schema import User, UserSession
 
 SESSION_COOKIE = "careline_session"
@@ -45,6 +46,7 @@ def _token_hash(token: str) -> str:
 class UserStore:
     def __init__(self, engine: Engine, clock: Callable[[], datetime], session_hours: float) -> None:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._reads = sessionmaker(read_only(engine), expire_on_commit=False)
         self._now = clock
         self._lifetime = timedelta(hours=session_hours)
         self._hasher = PasswordHasher()
@@ -68,7 +70,7 @@ class UserStore:
         return _account(user)
 
     def count(self) -> int:
-        with self._sessions() as session:
+        with self._reads() as session:
             return len(session.scalars(select(User.id)).all())
 
     def login(self, username: str, password: str) -> tuple[Account, str] | None:
@@ -98,7 +100,7 @@ class UserStore:
     def account_for(self, token: str | None) -> Account | None:
         if not token:
             return None
-        with self._sessions() as session:
+        with self._reads() as session:
             row = session.get(UserSession, _token_hash(token))
             if row is None or row.expires_at <= self._now():
                 return None

@@ -30,7 +30,16 @@ class IncidentHub:
         self._clients.discard(queue)
 
     def publish(self, changed: Sequence[IncidentView]) -> None:
-        frames = [{"type": "incident", "incident": view.model_dump(mode="json")} for view in changed]
+        self.publish_frames(
+            [{"type": "incident", "incident": view.model_dump(mode="json")} for view in changed]
+        )
+
+    def publish_escalation(self, incident_id: int, notifications: list[dict[str, Any]]) -> None:
+        self.publish_frames(
+            [{"type": "escalation", "incident_id": incident_id, "notifications": notifications}]
+        )
+
+    def publish_frames(self, frames: list[dict[str, Any]]) -> None:
         for queue in list(self._clients):
             try:
                 for frame in frames:

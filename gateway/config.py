@@ -92,7 +92,7 @@ class BrokerConfig(_Strict):
         )
 
     def password(self) -> str | None:
-        return _secret(self.password_env)
+        return secret_from_env(self.password_env)
 
 
 class StorageConfig(_Strict):
@@ -325,7 +325,7 @@ def _place_problems(
     return []
 
 
-def _secret(env_name: str | None) -> str | None:
+def secret_from_env(env_name: str | None) -> str | None:
     if env_name is None:
         return None
     value = os.environ.get(env_name)

@@ -185,3 +185,250 @@ class Mosquitto:
 
     def _logs(self) -> str:
         return f"--- output ---\n{_tail(self._output_path)}\n--- {self.log_path} ---\n{_tail(self.log_path)}"
+
+
+INFLUXD = Path("/usr/bin/influxd")
+
+
+def _http_status(url: str, timeout_s: float = 0.5) -> int | None:
+    """Status of a GET on `url`, or None when nothing answers (stdlib only: this module installs nothing)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            status: int = response.status
+            return status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return None
+
+
+class _HttpServerProcess:
+    """A server program on a free port of 127.0.0.1 with its data in a temporary directory.
+
+    `restart()` keeps the port and the data directory, so what the server stored survives it, as it would
+    survive a real outage. Subclasses say how to start the program and which URL answers when it is ready.
+    """
+
+    host = "127.0.0.1"
+    name = "server"
+
+    def __init__(self, *, port: int | None = None, startup_timeout_s: float = 20.0) -> None:
+        self._port = port if port is not None else free_port()
+        self._startup_timeout_s = startup_timeout_s
+        self._dir = Path(tempfile.mkdtemp(prefix=f"careline-{self.name}-"))
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self._port}"
+
+    @property
+    def directory(self) -> Path:
+        return self._dir
+
+    @property
+    def output_path(self) -> Path:
+        return self._dir / f"{self.name}.out"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _ready(self) -> bool:
+        raise NotImplementedError
+
+    def _prepare(self) -> None:
+        """Write configuration files before each start."""
+
+    def start(self) -> None:
+        if self.running:
+            return
+        if _accepts_connections(self.host, self._port):
+            raise RuntimeError(f"cannot start {self.name}: {self.host}:{self._port} is already in use")
+        self._prepare()
+        with self.output_path.open("ab") as output:
+            self._process = subprocess.Popen(
+                self._command(),
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                cwd=self._dir,
+            )
+        self._wait_until_ready()
+
+    def stop(self) -> None:
+        """SIGTERM and wait, so the server closes its files cleanly before it exits."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def cleanup(self) -> None:
+        """Stop the server and delete its temporary directory."""
+        self.stop()
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def __enter__(self) -> _HttpServerProcess:
+        try:
+            self.start()
+        except BaseException:
+            self.cleanup()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.cleanup()
+
+    def _wait_until_ready(self) -> None:
+        deadline = time.monotonic() + self._startup_timeout_s
+        while time.monotonic() < deadline:
+            if self._process is None or self._process.poll() is not None:
+                code = None if self._process is None else self._process.returncode
+                self._process = None
+                raise RuntimeError(f"{self.name} exited with status {code}:\n{_tail(self.output_path)}")
+            if self._ready():
+                return
+            time.sleep(0.05)
+        with contextlib.suppress(Exception):
+            self.stop()
+        raise RuntimeError(
+            f"{self.name} did not answer on {self.url} within {self._startup_timeout_s:g} s:\n"
+            f"{_tail(self.output_path)}"
+        )
+
+
+class InfluxDB1(_HttpServerProcess):
+    """A real InfluxDB 1.x (Debian's 1.6.7: `/write` and InfluxQL `/query`, no v2 API).
+
+    Every listener is on 127.0.0.1 (HTTP on `port`, the backup RPC service on a second free port);
+    meta, data and WAL live in the temporary directory; no usage reporting, no `_internal` monitoring.
+    """
+
+    name = "influxdb1"
+
+    def __init__(self, *, port: int | None = None, startup_timeout_s: float = 20.0) -> None:
+        super().__init__(port=port, startup_timeout_s=startup_timeout_s)
+        self._rpc_port = free_port()
+
+    @property
+    def config_path(self) -> Path:
+        return self._dir / "influxdb.conf"
+
+    def _command(self) -> list[str]:
+        if not INFLUXD.exists():
+            raise RuntimeError(f"{INFLUXD} is missing: `make test` installs it (Debian package influxdb)")
+        return [str(INFLUXD), "-config", str(self.config_path)]
+
+    def _ready(self) -> bool:
+        return _http_status(f"{self.url}/ping") == 204
+
+    def _prepare(self) -> None:
+        lines = [
+            "reporting-disabled = true",
+            f'bind-address = "{self.host}:{self._rpc_port}"',
+            "[meta]",
+            f'  dir = "{self._dir}/meta"',
+            "[data]",
+            f'  dir = "{self._dir}/data"',
+            f'  wal-dir = "{self._dir}/wal"',
+            "  query-log-enabled = false",
+            "[monitor]",
+            "  store-enabled = false",
+            "[http]",
+            f'  bind-address = "{self.host}:{self._port}"',
+            "  log-enabled = false",
+            "[continuous_queries]",
+            "  enabled = false",
+            "[logging]",
+            '  level = "warn"',
+        ]
+        self.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def query(self, q: str, *, db: str | None = None) -> dict[str, object]:
+        """Run one InfluxQL statement (POST, so CREATE/DROP work too) and return the decoded JSON."""
+        import json
+        import urllib.parse
+        import urllib.request
+
+        params = {"q": q, **({"db": db} if db else {})}
+        body = urllib.parse.urlencode(params).encode()
+        with urllib.request.urlopen(f"{self.url}/query", data=body, timeout=10) as response:
+            result: dict[str, object] = json.loads(response.read())
+            return result
+
+    def create_database(self, name: str) -> None:
+        self.query(f'CREATE DATABASE "{name}"')
+
+    def __enter__(self) -> InfluxDB1:
+        super().__enter__()
+        return self
+
+
+class VictoriaMetrics(_HttpServerProcess):
+    """A real VictoriaMetrics (Debian's 1.79.5), which accepts InfluxDB v2 writes at `/api/v2/write`.
+
+    Read back with `flush()` then `export()`: metric names are `<measurement>_<field>`, times in ms.
+    Points older than the one-month retention are refused, so write recent timestamps.
+    """
+
+    name = "victoria-metrics"
+
+    def _command(self) -> list[str]:
+        program = shutil.which("victoria-metrics")
+        if program is None:
+            raise RuntimeError("victoria-metrics is missing: `make test` installs it (Debian package)")
+        return [
+            program,
+            f"-httpListenAddr={self.host}:{self._port}",
+            f"-storageDataPath={self._dir}/data",
+            "-retentionPeriod=1",
+            "-loggerLevel=ERROR",
+        ]
+
+    def _ready(self) -> bool:
+        return _http_status(f"{self.url}/health") == 200
+
+    def flush(self) -> None:
+        """Make what was written so far searchable (VictoriaMetrics buffers for about a second)."""
+        status = _http_status(f"{self.url}/internal/force_flush", timeout_s=10)
+        if status != 200:
+            raise RuntimeError(f"force_flush answered {status}")
+
+    def export(self, match: str = '{__name__!=""}') -> list[dict[str, object]]:
+        """Every series matching `match`, as the JSON lines of `/api/v1/export`."""
+        import json
+        import urllib.parse
+        import urllib.request
+
+        query = urllib.parse.urlencode({"match[]": match})
+        with urllib.request.urlopen(f"{self.url}/api/v1/export?{query}", timeout=10) as response:
+            text = response.read().decode("utf-8")
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def __enter__(self) -> VictoriaMetrics:
+        super().__enter__()
+        return self

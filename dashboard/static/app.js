@@ -14,6 +14,7 @@ const RECONNECT_MAX_MS = 30_000;
 const state = {
   user: null,
   incidents: new Map(), // id -> Incident (open or acknowledged only)
+  escalations: new Map(), // incident id -> notifications (who was contacted, how, and what became of it)
   gone: new Set(), // ids seen resolved: a late or stale copy must not bring them back
   pending: null, // frames received while a resync is in flight, replayed over the snapshot
   resyncSeq: 0,
@@ -96,6 +97,7 @@ async function resync() {
     (data?.incidents || []).forEach(merge);
     frames.forEach(merge);
     render();
+    loadEscalations();
   } catch (err) {
     if (seq !== state.resyncSeq) return;
     state.pending = null;
@@ -129,6 +131,9 @@ function connect() {
       resync();
     } else if (msg.type === "incident") {
       onIncidentFrame(msg.incident);
+    } else if (msg.type === "escalation") {
+      state.escalations.set(String(msg.incident_id), msg.notifications || []);
+      render();
     }
   };
   ws.onclose = () => onSocketClosed(ws, greeted);
@@ -194,7 +199,27 @@ function statusCell(inc) {
     const by = t("ackBy", { user: inc.acknowledged_by, time: formatTime(inc.acknowledged_at) });
     td.append(el("br"), el("small", {}, by));
   }
+  const progress = escalationLine(inc);
+  if (progress) td.append(el("br"), progress);
   return td;
+}
+
+function escalationLine(inc) {
+  const sent = state.escalations.get(String(inc.id)) || [];
+  if (!sent.length) return null;
+  const latest = sent.slice(-3).map((n) =>
+    `${n.responder} · ${label("channel", n.channel)} · ${label("delivery", n.status)}`);
+  return el("small", { class: "escalation", "data-notifications": sent.length },
+    t("escalation.progress", { tier: sent[sent.length - 1].tier, list: latest.join("; ") }));
+}
+
+async function loadEscalations() {
+  await Promise.all([...state.incidents.keys()].map(async (id) => {
+    try {
+      state.escalations.set(String(id), await api(`/api/incidents/${id}/escalation`) || []);
+    } catch { /* shown again on the next frame */ }
+  }));
+  render();
 }
 
 function actionsCell(inc) {

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway.config import CarelineConfig, ResponderConfig
+from gateway.config import CarelineConfig, Language, ResponderConfig
 from gateway.escalation.config import Policy, Tier
 from gateway.escalation.model import AlarmSummary, ChannelKind, Delivery, Recipient
 from gateway.escalation.rota import Reach, Rota
@@ -315,17 +315,17 @@ class EscalationStore:
         return True
 
     def token_owner(self, token: str) -> TokenOwner | None:
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             row = session.scalar(select(Notification).where(Notification.ack_token == token))
             return TokenOwner(row.incident_id, row.responder_id, row.channel) if row else None
 
-    def language_of(self, responder_id: str) -> str:
+    def language_of(self, responder_id: str) -> Language:
         responder = next((r for r in self._config.responders if r.id == responder_id), None)
         return responder.language if responder else "en"
 
     def latest_token_for_phone(self, phone: str) -> str | None:
         """The newest SMS to this number about an incident that is still open or acknowledged."""
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             row = session.scalar(
                 select(Notification)
                 .join(Incident, Incident.id == Notification.incident_id)
@@ -375,7 +375,7 @@ class EscalationStore:
         return Reach(responder=responder) if responder else Reach(webhook=None)
 
     def notifications(self, incident_id: int) -> list[dict[str, object]]:
-        with self._store.transaction() as session:
+        with self._store.reading() as session:
             rows = session.scalars(
                 select(Notification).where(Notification.incident_id == incident_id).order_by(Notification.id)
             ).all()

@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse
 from gateway.escalation.channels.messages import parse_sms_reply
 from gateway.escalation.channels.twilio_channels import gather_response
 from gateway.escalation.channels.twilio_webhooks import verify_twilio_signature
+from gateway.config import Language
 from gateway.escalation.engine import EscalationEngine
 from gateway.escalation.store import EscalationStore
 from gateway.incidents.service import IncidentService
@@ -82,7 +83,7 @@ def webhook_router(ctx: WebhookContext) -> APIRouter:
         form = await _verified_form(request, ctx)
         digits = form.get("Digits", "")
         owner = await ctx.service.write(ctx.escalations.token_owner, t)
-        language = await ctx.service.write(ctx.escalations.language_of, owner.responder_id) if owner else "en"
+        language: Language = ctx.escalations.language_of(owner.responder_id) if owner else "en"
         if digits == "1":
             await ctx.engine.acknowledge_by_token(t, "voice")
         return Response(gather_response(digits, language), media_type=TWIML)
@@ -100,6 +101,7 @@ def webhook_router(ctx: WebhookContext) -> APIRouter:
             ),
         }
         english, chinese = text[outcome]
-        return f"<!doctype html><meta charset=utf-8><title>Careline</title><p>{english}</p><p lang=zh-CN>{chinese}</p>"
+        page = "<!doctype html><meta charset=utf-8><title>Careline</title>"
+        return f"{page}<p>{english}</p><p lang=zh-CN>{chinese}</p>"
 
     return router

@@ -8,6 +8,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
+READ_ONLY = "careline_read_only"
+
 
 def make_engine(url: str, *, busy_timeout_s: float = 30.0) -> Engine:
     parsed = make_url(url)
@@ -33,6 +35,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin_immediate(connection: Any) -> None:
-    # Take the write lock up front: upgrading a read transaction later fails at once with "database is
-    # locked" instead of waiting for the busy timeout.
+    if connection.get_execution_options().get(READ_ONLY):
+        # Readers take no lock: in WAL mode they never wait for (nor delay) the alarm path's commits.
+        connection.exec_driver_sql("BEGIN")
+        return
+    # Writers take the write lock up front: upgrading a read transaction later fails at once with
+    # "database is locked" instead of waiting for the busy timeout.
     connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def read_only(engine: Engine) -> Engine:
+    """The same pool, for reads: on SQLite they begin a plain (deferred) transaction."""
+    return engine.execution_options(**{READ_ONLY: True})

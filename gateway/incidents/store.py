@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from devices.model import DeviceEvent, RawMessage
 from gateway.directory import Directory
 from gateway.incidents.audit import AuditTrail, verify_chain
+from gateway.incidents.db import read_only
 from gateway.incidents.schema import (
     AlarmEvent,
     AuditEntry,
@@ -74,6 +75,7 @@ class BatchResult:
 class IncidentStore:
     def __init__(self, engine: Engine, directory: Directory, clock: Callable[[], datetime]) -> None:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._reads = sessionmaker(read_only(engine), expire_on_commit=False)
         self.directory = directory
         self._now = clock
         self.audit = AuditTrail()
@@ -304,10 +306,16 @@ class IncidentStore:
             raise IncidentNotFoundError(f"no incident {incident_id}")
         return incident
 
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A read-only session (no write lock); safe on the reader threads."""
+        with self._reads() as session:
+            yield session
+
     # -- reads ----------------------------------------------------------------------------------------
 
     def incidents(self, statuses: Sequence[str], limit: int = 500) -> list[IncidentView]:
-        with self._sessions() as session:
+        with self.reading() as session:
             rows = session.scalars(
                 select(Incident)
                 .where(Incident.status.in_(statuses))
@@ -317,11 +325,11 @@ class IncidentStore:
             return [IncidentView.of(row, self.directory) for row in rows]
 
     def incident(self, incident_id: int) -> IncidentView:
-        with self._sessions() as session:
+        with self.reading() as session:
             return IncidentView.of(self._get(session, incident_id), self.directory)
 
     def audit_trail(self, incident_id: int | None = None) -> list[AuditView]:
-        with self._sessions() as session:
+        with self.reading() as session:
             query = select(AuditEntry).order_by(AuditEntry.id)
             if incident_id is not None:
                 query = query.where(AuditEntry.incident_id == incident_id)
@@ -339,13 +347,13 @@ class IncidentStore:
             ]
 
     def verify_audit_chain(self) -> int | None:
-        with self._sessions() as session:
+        with self.reading() as session:
             return verify_chain(session.scalars(select(AuditEntry).order_by(AuditEntry.id)))
 
     def dead_letter_count(self) -> int:
-        with self._sessions() as session:
+        with self.reading() as session:
             return session.scalar(select(func.count(DeadLetter.id))) or 0
 
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
-        with self._sessions() as session:
+        with self.reading() as session:
             return list(session.scalars(select(DeadLetter).order_by(DeadLetter.id.desc()).limit(limit)))

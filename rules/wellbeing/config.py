@@ -97,14 +97,13 @@ class VitalRange(_Frozen):
     high: float | None = None
     margin: float = Field(0.0, ge=0)
 
-    @model_validator(mode="after")
-    def _sensible(self) -> VitalRange:
+    def problem(self) -> str | None:
         if self.low is not None and self.high is not None:
             if self.low >= self.high:
-                raise ValueError("low must be below high")
+                return "low must be below high"
             if 2 * self.margin >= self.high - self.low:
-                raise ValueError("margin must be less than half of the range high - low")
-        return self
+                return "margin must be less than half of the range high - low"
+        return None
 
     def outside(self, value: float) -> bool:
         return (self.low is not None and value < self.low) or (self.high is not None and value > self.high)
@@ -147,11 +146,18 @@ class VitalsConfig(_Frozen):
     #: How much recent history is kept per resident and vital sign, for the evidence.
     window_s: float = Field(600.0, ge=60, le=6 * 3600)
 
-    @model_validator(mode="after")
-    def _window_covers_duration(self) -> VitalsConfig:
+    def problems(self) -> list[str]:
+        found = [f"{name}: {p}" for name in _VITALS if (p := self.range(name).problem()) is not None]
         if self.for_s > self.window_s:
-            raise ValueError("for_s must not exceed window_s")
-        return self
+            found.append("for_s must not exceed window_s")
+        return found
+
+    def range(self, name: str) -> VitalRange:
+        found: VitalRange = getattr(self, name)
+        return found
+
+
+_VITALS = ("heart_rate", "spo2", "body_temperature")
 
 
 class DeviceHealthConfig(_Frozen):
@@ -180,11 +186,8 @@ class BaselineConfig(_Frozen):
     #: Smallest standard deviation used (events), so a very regular resident is not alarmed over one event.
     std_floor: float = Field(1.0, gt=0)
 
-    @model_validator(mode="after")
-    def _min_days_fit(self) -> BaselineConfig:
-        if self.min_days > self.days:
-            raise ValueError("min_days must not exceed days")
-        return self
+    def problems(self) -> list[str]:
+        return ["min_days must not exceed days"] if self.min_days > self.days else []
 
 
 class ResidentWellbeing(_Frozen):
@@ -206,6 +209,15 @@ class EffectiveRules(_Frozen):
     vitals: VitalsConfig
     baseline: BaselineConfig
 
+    @model_validator(mode="after")
+    def _consistent(self) -> EffectiveRules:
+        # Checked on the merged settings, so an override may change one end of a range on its own.
+        problems = [f"vitals.{p}" for p in self.vitals.problems()]
+        problems += [f"baseline.{p}" for p in self.baseline.problems()]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
 
 _PER_RESIDENT = ("inactivity", "check_in", "bed_exit", "vitals", "baseline")
 
@@ -225,15 +237,12 @@ class WellbeingConfig(_Frozen):
 
     @model_validator(mode="after")
     def _merge_overrides(self) -> WellbeingConfig:
-        self._default = self._merged(None)
+        self._default = self._merged(None)  # raises ValueError when the site's own settings clash
         for resident_id, override in self.residents.items():
             try:
                 self._effective[resident_id] = self._merged(override)
             except ValidationError as exc:
-                first = exc.errors()[0]
-                where = ".".join(str(part) for part in first["loc"])
-                message = str(first["msg"]).removeprefix("Value error, ")
-                raise ValueError(f"residents.{resident_id}.{where}: {message}") from None
+                raise ValueError(f"residents.{resident_id}: {_first_message(exc)}") from None
         return self
 
     def for_resident(self, resident_id: str | None) -> EffectiveRules:
@@ -247,8 +256,21 @@ class WellbeingConfig(_Frozen):
     def _merged(self, override: ResidentWellbeing | None) -> EffectiveRules:
         data: dict[str, Any] = {name: getattr(self, name).model_dump() for name in _PER_RESIDENT}
         if override is not None:
-            _deep_update(data, override.model_dump(exclude_unset=True, exclude_none=True))
-        return EffectiveRules.model_validate(data)
+            given = override.model_dump(exclude_unset=True)
+            _deep_update(data, {name: section for name, section in given.items() if section is not None})
+        try:
+            return EffectiveRules.model_validate(data)
+        except ValidationError as exc:
+            if override is None:
+                raise ValueError(_first_message(exc)) from None
+            raise
+
+
+def _first_message(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"])
+    message = str(first["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
 
 
 def _deep_update(target: dict[str, Any], changes: dict[str, Any]) -> None:

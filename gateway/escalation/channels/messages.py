@@ -54,6 +54,11 @@ class EmailText:
     body: str
 
 
+def normalize_language(value: str) -> Language:
+    """A stored language tag as one we render: any Chinese tag ("zh", "zh-cn", "zh_CN") is zh-CN."""
+    return "zh-CN" if value.strip().lower().replace("_", "-").startswith("zh") else "en"
+
+
 def alarm_label(rule: str, language: Language) -> str:
     """The alarm type in words; unknown rules are shown by their name so nothing is hidden."""
     labels = _RULE_LABELS.get(rule.strip().lower())
@@ -95,7 +100,7 @@ def sms_text(notification: Notification) -> str:
 
 
 def voice_script(notification: Notification) -> str:
-    """The words spoken on a call; short sentences, because text-to-speech on a phone line is hard to follow."""
+    """The words spoken on a call, in short sentences: text-to-speech on a phone line is hard to follow."""
     alarm, language = notification.alarm, notification.recipient.language
     label = alarm_label(alarm.rule, language)
     place = place_text(alarm, language)

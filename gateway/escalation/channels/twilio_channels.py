@@ -22,6 +22,7 @@ from gateway.escalation.channels.messages import (
     Language,
     gather_reply_text,
     goodbye_text,
+    normalize_language,
     sms_text,
     voice_script,
 )
@@ -121,13 +122,14 @@ class TwilioVoice:
         }
         return await _create(self._config, "calls", params)
 
-    def gather_reply(self, digits: str, language: Language) -> str:
+    def gather_reply(self, digits: str, language: str) -> str:
         """`gather_response` with this channel's voice settings."""
+        lang = normalize_language(language)
         return gather_response(
             digits,
-            language,
-            say_language=self._config.say_languages.get(language),
-            voice=self._config.voices.get(language),
+            lang,
+            say_language=self._config.say_languages.get(lang),
+            voice=self._config.voices.get(lang),
         )
 
 
@@ -150,15 +152,17 @@ def voice_twiml(notification: Notification, config: TwilioConfig) -> str:
 
 
 def gather_response(
-    digits: str, language: Language, *, say_language: str | None = None, voice: str | None = None
+    digits: str, language: str, *, say_language: str | None = None, voice: str | None = None
 ) -> str:
     """TwiML answering the gather webhook: "accepted" for key 1, otherwise "not accepted"; then hang up.
 
+    `language` is taken as stored ("zh-CN", "en", ...); anything not Chinese is answered in English.
     This only renders the words; recording the acknowledgement is the webhook handler's job.
     """
     accepted = digits.strip() == "1"
+    lang = normalize_language(language)
     response = VoiceResponse()
-    response.say(gather_reply_text(accepted, language), **_say_attributes(language, say_language, voice))
+    response.say(gather_reply_text(accepted, lang), **_say_attributes(lang, say_language, voice))
     response.hangup()
     return str(response)
 

@@ -1,0 +1,71 @@
+"""Bed exit at night: a resident got up and has not come back to bed in time."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from devices.model import DeviceEvent, EventKind
+from rules.context import RuleContext
+from rules.model import AlarmDecision, Decision, Severity
+from rules.wellbeing.common import (
+    WellbeingSource,
+    config_lookup,
+    flag,
+    subject_of_event,
+    synthetic_event,
+    zone_of,
+)
+
+
+class BedExitRule:
+    """Only the change from in bed (or unknown) to out of bed starts the timer, and only at night (judged on
+    the gateway's clock in the site's zone); Zigbee2MQTT repeats the state in periodic reports. Back in bed
+    stops the timer. Timers are kept in memory."""
+
+    name = "bed_exit"
+
+    def __init__(self, context: RuleContext, config: WellbeingSource) -> None:
+        self._context = context
+        self._config = config_lookup(config)
+        #: Subject -> last known bed state.
+        self._in_bed: dict[str, bool] = {}
+        #: Subject -> (resident id, the event that left the bed) for timers still running.
+        self._out_since: dict[str, tuple[str | None, DeviceEvent]] = {}
+
+    def on_event(self, event: DeviceEvent, now: datetime) -> Sequence[Decision]:
+        occupied = flag(event.value) if event.kind is EventKind.BED_OCCUPIED else None
+        if occupied is None:
+            return ()
+        subject, resident = subject_of_event(self._context, event)
+        was_in_bed = self._in_bed.get(subject)
+        self._in_bed[subject] = occupied
+        if occupied:
+            self._out_since.pop(subject, None)
+        elif was_in_bed is not False and self._at_night(event, resident):
+            self._out_since[subject] = (resident, event)
+        return ()
+
+    def on_tick(self, now: datetime) -> Sequence[Decision]:
+        decisions: list[Decision] = []
+        for subject, (resident, left) in list(self._out_since.items()):
+            limit = timedelta(minutes=self._config(left.site).for_resident(resident).bed_exit.minutes)
+            if now - left.received_at >= limit:
+                del self._out_since[subject]
+                decisions.append(self._alarm(subject, resident, left, now))
+        return decisions
+
+    def _at_night(self, event: DeviceEvent, resident: str | None) -> bool:
+        rules = self._config(event.site).for_resident(resident).bed_exit
+        local = event.received_at.astimezone(zone_of(self._context, event.site))
+        return rules.enabled and rules.night.contains(local.time())
+
+    def _alarm(self, subject: str, resident: str | None, left: DeviceEvent, now: datetime) -> AlarmDecision:
+        key = f"bed_exit:{left.site}:{subject}"
+        zone = zone_of(self._context, left.site)
+        event = synthetic_event(self.name, key, now, site=left.site, resident=resident, last=left)
+        evidence: dict[str, str | float | bool] = {
+            "left_bed_at": left.received_at.astimezone(zone).strftime("%H:%M"),
+            "minutes_out_of_bed": round((now - left.received_at).total_seconds() / 60, 1),
+        }
+        return AlarmDecision(self.name, Severity.HIGH, key, event, evidence)

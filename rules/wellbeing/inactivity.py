@@ -1,0 +1,90 @@
+"""Inactivity: nobody has seen a sign of life from a resident for hours, during their active hours."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from devices.model import DeviceEvent, EventKind
+from gateway.config import ResidentConfig
+from rules.context import RuleContext
+from rules.model import AlarmDecision, Decision, Severity
+from rules.wellbeing.common import (
+    SignsOfLife,
+    WellbeingSource,
+    all_residents,
+    config_lookup,
+    residents_of,
+    synthetic_event,
+    zone_of,
+)
+
+
+class InactivityRule:
+    """Raises once per quiet spell; the next sign of life re-arms it. Residents not heard from since the
+    gateway started are timed from `start`. Timers are kept in memory."""
+
+    name = "inactivity"
+
+    def __init__(self, context: RuleContext, config: WellbeingSource, start: datetime) -> None:
+        self._context = context
+        self._config = config_lookup(config)
+        self._start = start
+        self._signs = SignsOfLife()
+        self._last_sign: dict[str, DeviceEvent] = {}
+        self._alarmed: set[str] = set()
+
+    def on_event(self, event: DeviceEvent, now: datetime) -> Sequence[Decision]:
+        if not self._signs.observe(event):
+            return ()
+        for resident in residents_of(self._context, event):
+            last = self._last_sign.get(resident.id)
+            if last is None or event.received_at >= last.received_at:
+                self._last_sign[resident.id] = event
+            self._alarmed.discard(resident.id)
+        return ()
+
+    def on_tick(self, now: datetime) -> Sequence[Decision]:
+        decisions: list[Decision] = []
+        for resident in all_residents(self._context):
+            if resident.id not in self._alarmed and self._overdue(resident, now):
+                self._alarmed.add(resident.id)
+                decisions.append(self._alarm(resident, now))
+        return decisions
+
+    def last_sign_of_life(self, resident_id: str) -> datetime:
+        last = self._last_sign.get(resident_id)
+        return last.received_at if last is not None else self._start
+
+    def _overdue(self, resident: ResidentConfig, now: datetime) -> bool:
+        rules = self._config(resident.site).for_resident(resident.id).inactivity
+        if not rules.enabled:
+            return False
+        local = now.astimezone(zone_of(self._context, resident.site))
+        if not rules.active_hours.contains(local.time()):
+            return False
+        return now - self.last_sign_of_life(resident.id) >= timedelta(hours=rules.hours)
+
+    def _alarm(self, resident: ResidentConfig, now: datetime) -> AlarmDecision:
+        key = f"inactivity:{resident.site}:resident:{resident.id}"
+        zone = zone_of(self._context, resident.site)
+        since = self.last_sign_of_life(resident.id)
+        last = self._last_sign.get(resident.id)
+        event = synthetic_event(
+            self.name,
+            key,
+            now,
+            site=resident.site,
+            resident=resident.id,
+            room=resident.room,
+            last=last,
+            kind=EventKind.MOTION,
+        )
+        evidence: dict[str, str | float | bool] = {
+            "hours_without_sign_of_life": round((now - since).total_seconds() / 3600, 2),
+            "threshold_hours": self._config(resident.site).for_resident(resident.id).inactivity.hours,
+            "last_sign_of_life": since.astimezone(zone).isoformat(),
+            "local_time": now.astimezone(zone).strftime("%H:%M"),
+            "since_gateway_start": last is None,
+        }
+        return AlarmDecision(self.name, Severity.HIGH, key, event, evidence)
