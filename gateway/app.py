@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,10 +26,15 @@ from gateway.clock import Clock, SystemClock
 from gateway.config import CarelineConfig
 from gateway.directory import Directory
 from gateway.errors import CarelineError
+from gateway.escalation.engine import EscalationEngine
+from gateway.escalation.store import EscalationStore
+from gateway.escalation.webhooks import WebhookContext, webhook_router
+from gateway.escalation.wiring import build_channels, build_webhooks, twilio_auth_token
 from gateway.incidents.db import make_engine
 from gateway.incidents.migrate import upgrade
 from gateway.incidents.service import IncidentService
 from gateway.incidents.store import IncidentStore
+from gateway.incidents.views import IncidentView
 from gateway.ingest import MqttLane
 from gateway.metrics import Metrics
 from gateway.telemetry_lane import DeviceHealth, TelemetryLane
@@ -77,8 +82,22 @@ class Gateway:
         self.telemetry_lane = TelemetryLane(
             self.registry, self.service, self.metrics, config.broker.telemetry_queue_max, [self.device_health]
         )
+        self.escalations = EscalationStore(self.store, config)
+        esc = config.escalation
+        self.escalation = EscalationEngine(
+            self.escalations,
+            self.service,
+            build_channels(esc),
+            build_webhooks(esc),
+            self.clock,
+            attempts=esc.send_attempts,
+            failure_alarm_after=esc.channel_failure_alarm_after,
+            on_change=self._escalation_changed,
+        )
+        self.service.subscribe(self._incidents_changed)
         self._mqtt: dict[Lane, MqttLane] = {}
         self._workers: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
         self.started_at = datetime.now(UTC)
         self.http: FastAPI = create_app(
             DashboardContext(
@@ -90,8 +109,33 @@ class Gateway:
                 health=self.health,
                 secure_cookies=config.http.secure_cookies,
                 session_hours=config.http.session_hours,
+                escalations=self.escalations,
             )
         )
+        self.http.include_router(
+            webhook_router(
+                WebhookContext(
+                    engine=self.escalation,
+                    escalations=self.escalations,
+                    service=self.service,
+                    public_url=esc.public_url,
+                    twilio_auth_token=twilio_auth_token(esc),
+                )
+            )
+        )
+
+    def _incidents_changed(self, views: Sequence[IncidentView]) -> None:
+        if any(view.status == "open" and view.trigger_count == 1 for view in views):
+            self.escalation.wake()  # first contact at once, not at the next poll
+
+    def _escalation_changed(self, incident_id: int) -> None:
+        task = asyncio.get_running_loop().create_task(self._push_escalation(incident_id))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _push_escalation(self, incident_id: int) -> None:
+        notifications = await self.service.read(self.escalations.notifications, incident_id)
+        self.hub.publish_escalation(incident_id, notifications)
 
     def alarm_topics(self) -> list[str]:
         return [*self.config.broker.alarm_topics, *self.registry.zigbee2mqtt_alarm_topics()]
@@ -122,6 +166,7 @@ class Gateway:
                     ("alarm-timers", self.alarm_lane.run_timers()),
                     ("telemetry-lane", self.telemetry_lane.run()),
                     ("dead-letters", self.telemetry_lane.flush_dead_letters_forever()),
+                    *([("escalation", self.escalation.run())] if self.config.escalation.enabled else []),
                 )
             ]
             self._workers = tasks
