@@ -28,7 +28,6 @@ import re
 from datetime import UTC, datetime, timedelta
 
 from influxdb_client.client.write.point import Point
-from influxdb_client.domain.write_precision import WritePrecision
 
 from devices.model import DeviceEvent
 
@@ -122,7 +121,8 @@ def to_point(event: DeviceEvent) -> Point:
         "fields": fields_of(event),
         "time": timestamp_ns(event.ts),
     }
-    point: Point = Point.from_dict(record, WritePrecision.NS)
+    # An int time is taken as is, in the serializer's default precision: nanoseconds.
+    point: Point = Point.from_dict(record)
     return point
 
 
