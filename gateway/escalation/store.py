@@ -45,8 +45,15 @@ class TokenOwner:
 
 
 class EscalationStore:
-    def __init__(self, store: IncidentStore, config: CarelineConfig) -> None:
+    def __init__(
+        self,
+        store: IncidentStore,
+        config: CarelineConfig,
+        available: frozenset[ChannelKind] = frozenset(ChannelKind),
+    ) -> None:
         self._store = store
+        #: Channels actually configured; a tier asking for another one skips it (and says so in the audit).
+        self._available = available
         self._config = config
         self._escalation = config.escalation
         self._rota = Rota(config)
@@ -111,7 +118,7 @@ class EscalationStore:
 
     def _channels_for(self, reach: Reach, tier: Tier) -> list[ChannelKind]:
         if reach.webhook is not None:
-            return [ChannelKind.WEBHOOK]
+            return [ChannelKind.WEBHOOK] if reach.webhook in self._escalation.webhooks else []
         responder = reach.responder
         assert responder is not None
         usable = {
@@ -119,7 +126,11 @@ class EscalationStore:
             ChannelKind.VOICE: responder.phone,
             ChannelKind.EMAIL: responder.email,
         }
-        return [c for c in tier.channels if c is not ChannelKind.WEBHOOK and usable.get(c)]
+        return [
+            c
+            for c in tier.channels
+            if c is not ChannelKind.WEBHOOK and c in self._available and usable.get(c)
+        ]
 
     def _advance(
         self,
