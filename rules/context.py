@@ -24,6 +24,9 @@ class RuleContext:
     def rules_for(self, site_id: str) -> RulesConfig:
         return self._sites[site_id].rules
 
+    def residents(self) -> list[ResidentConfig]:
+        return list(self._residents.values())
+
     def resident(self, resident_id: str | None) -> ResidentConfig | None:
         return self._residents.get(resident_id) if resident_id else None
 

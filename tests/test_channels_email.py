@@ -12,9 +12,9 @@ from email.message import EmailMessage
 from typing import Any, Literal
 
 import pytest
+from aiosmtpd import smtp as aiosmtp
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
-from aiosmtpd.smtp import SMTP as SmtpServer
 from services import free_port
 
 from gateway.escalation.channels.email import SmtpConfig, SmtpEmail
@@ -24,7 +24,9 @@ PUBLIC = "https://careline.example.org"
 ACK_LINK = f"{PUBLIC}/api/escalation/ack/tok-abc"
 
 
-def notification(language: Literal["en", "zh-CN"] = "en", *, email: str | None = "nurse@example.org") -> Notification:
+def notification(
+    language: Literal["en", "zh-CN"] = "en", *, email: str | None = "nurse@example.org"
+) -> Notification:
     alarm = AlarmSummary(
         incident_id=42,
         rule="smoke",
@@ -46,7 +48,7 @@ class Mailbox:
         self.rcpt_reply: str | None = None
 
     async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
-        self, server: SmtpServer, session: Session, envelope: Envelope, address: str, options: list[str]
+        self, server: aiosmtp.SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         if self.rcpt_reply:
             return self.rcpt_reply
@@ -54,7 +56,7 @@ class Mailbox:
         return "250 OK"
 
     async def handle_DATA(  # noqa: N802 - aiosmtpd's hook name
-        self, server: SmtpServer, session: Session, envelope: Envelope
+        self, server: aiosmtp.SMTP, session: Session, envelope: Envelope
     ) -> str:
         content = envelope.original_content or b""
         parsed = message_from_bytes(content, policy=policy.default)
@@ -88,7 +90,11 @@ def test_channel_satisfies_the_protocol() -> None:
 @pytest.mark.parametrize(
     ("language", "subject", "ack_line"),
     [
-        ("en", "[Careline CRITICAL] Smoke alarm – Wang Li, Sunny Court, room 203", f"Accept this alarm: {ACK_LINK}"),
+        (
+            "en",
+            "[Careline CRITICAL] Smoke alarm – Wang Li, Sunny Court, room 203",
+            f"Accept this alarm: {ACK_LINK}",
+        ),
         ("zh-CN", "【Careline 紧急】烟雾报警 – Wang Li，Sunny Court 203 房间", f"确认接警请打开：{ACK_LINK}"),
     ],
 )
@@ -117,7 +123,8 @@ async def test_login_with_username_and_password() -> None:
     def authenticator(server: Any, session: Any, envelope: Any, mechanism: str, data: Any) -> AuthResult:
         assert isinstance(data, LoginPassword)
         seen.append((data.login.decode(), data.password.decode()))
-        return AuthResult(success=data.password == b"s3cret")
+        # handled=False: let aiosmtpd answer 535 itself on failure (its default is to stay silent).
+        return AuthResult(success=data.password == b"s3cret", handled=False)
 
     mailbox = Mailbox()
     controller = Controller(
@@ -130,13 +137,19 @@ async def test_login_with_username_and_password() -> None:
     )
     controller.start()
     try:
-        good = await SmtpEmail(config(controller.port, username="gw", password="s3cret")).send(notification())
-        bad = await SmtpEmail(config(controller.port, username="gw", password="wrong")).send(notification())
+        good = await SmtpEmail(config(controller.port, username="gw", password="s3cret", timeout_s=5)).send(
+            notification()
+        )
+        bad = await SmtpEmail(config(controller.port, username="gw", password="wrong", timeout_s=5)).send(
+            notification()
+        )
     finally:
         controller.stop()
     assert good.ok, good
     assert (bad.ok, bad.retryable, bad.extra) == (False, False, {"smtp_code": "535"})
-    assert seen == [("gw", "s3cret"), ("gw", "wrong")]
+    # smtplib tries each offered mechanism (PLAIN, then LOGIN) before giving up.
+    assert seen[0] == ("gw", "s3cret")
+    assert set(seen[1:]) == {("gw", "wrong")}
     assert len(mailbox.messages) == 1
 
 

@@ -21,14 +21,19 @@ def test_the_defaults_are_the_documented_ones() -> None:
     config = WellbeingConfig()
     rules = config.for_resident("anyone")
 
-    assert rules.inactivity.enabled and rules.inactivity.hours == 12
-    assert rules.check_in.enabled is False and rules.check_in.by == time(10, 0)
-    assert rules.bed_exit.minutes == 30 and rules.bed_exit.night.start == time(22, 0)
+    assert rules.inactivity.enabled
+    assert rules.inactivity.hours == 12
+    assert rules.check_in.enabled is False
+    assert rules.check_in.by == time(10, 0)
+    assert rules.bed_exit.minutes == 30
+    assert rules.bed_exit.night.start == time(22, 0)
     assert (rules.vitals.heart_rate.low, rules.vitals.heart_rate.high) == (40, 120)
-    assert rules.vitals.spo2.low == 90 and rules.vitals.spo2.high is None
+    assert rules.vitals.spo2.low == 90
+    assert rules.vitals.spo2.high is None
     assert (rules.vitals.body_temperature.low, rules.vitals.body_temperature.high) == (35.0, 38.0)
     assert rules.vitals.for_s == 120
-    assert config.device_health.heartbeat_interval_s == 3600 and config.device_health.grace_factor == 2.0
+    assert config.device_health.heartbeat_interval_s == 3600
+    assert config.device_health.grace_factor == 2.0
     assert config.device_health.battery_low_pct == 15
     assert (rules.baseline.days, rules.baseline.z_threshold, rules.baseline.min_days) == (14, -2.5, 7)
 
@@ -53,9 +58,11 @@ def test_a_resident_override_changes_only_what_it_names() -> None:
 
     assert wang.inactivity.hours == 4
     assert wang.inactivity.active_hours.start == time(8, 0)
-    assert wang.check_in.enabled and wang.check_in.by == time(9, 30)
+    assert wang.check_in.enabled
+    assert wang.check_in.by == time(9, 30)
     assert (wang.vitals.heart_rate.low, wang.vitals.heart_rate.high) == (50, 130)
-    assert li.inactivity.hours == 8 and li.check_in.enabled is False
+    assert li.inactivity.hours == 8
+    assert li.check_in.enabled is False
     assert (li.vitals.heart_rate.low, li.vitals.heart_rate.high) == (40, 130)
 
 
@@ -89,7 +96,8 @@ def test_inconsistent_settings_are_refused_and_name_the_resident() -> None:
     assert "min_days must not exceed days" in error_of({"baseline": {"days": 5}})
     assert "for_s must not exceed window_s" in error_of({"vitals": {"for_s": 900}})
     message = error_of({"residents": {"wang": {"vitals": {"heart_rate": {"low": 130}}}}})
-    assert "residents.wang" in message and "low must be below high" in message
+    assert "residents.wang" in message
+    assert "low must be below high" in message
 
 
 def test_the_settings_are_frozen() -> None:

@@ -113,10 +113,11 @@ def test_bed_door_and_check_in_events_are_signs_of_life_too() -> None:
 
 def test_a_door_reported_closed_again_and_again_is_not_a_sign_of_life() -> None:
     inactivity = rule()
-    door = dict(device="door-101", device_type=DeviceType.DOOR_SENSOR)
-    inactivity.on_event(event(EventKind.DOOR_CLOSED, local(9), **door), local(9))  # type: ignore[arg-type]
-    for hour in (10, 11, 12):
-        inactivity.on_event(event(EventKind.DOOR_CLOSED, local(hour), **door), local(hour))  # type: ignore[arg-type]
+    for hour in (9, 10, 11, 12):
+        closed = event(
+            EventKind.DOOR_CLOSED, local(hour), device="door-101", device_type=DeviceType.DOOR_SENSOR
+        )
+        inactivity.on_event(closed, local(hour))
 
     assert keys_due(inactivity, local(13)) == ["inactivity:sunrise:resident:wang"]
 

@@ -175,7 +175,9 @@ class TwilioStandIn:
         with self._state.lock:
             self._state.faults.append(_Fault(remaining=count, hang_s=seconds))
 
-    def drive_callback(self, url: str, params: Mapping[str, str], *, signature: str | None = None) -> httpx.Response:
+    def drive_callback(
+        self, url: str, params: Mapping[str, str], *, signature: str | None = None
+    ) -> httpx.Response:
         """POST a callback to our webhook `url` as Twilio would, signed with this account's auth token.
 
         Pass `signature` to send a different (e.g. forged) one.
@@ -203,7 +205,9 @@ class TwilioStandIn:
 
     async def _handle(self, resource: str, sid: str, request: Request) -> JSONResponse:
         pairs = tuple(parse_qsl((await request.body()).decode("utf-8"), keep_blank_values=True))
-        record = RecordedRequest(resource, sid, pairs, self._authorized(sid, request.headers.get("authorization")))
+        record = RecordedRequest(
+            resource, sid, pairs, self._authorized(sid, request.headers.get("authorization"))
+        )
         with self._state.lock:
             self._state.requests.append(record)
             fault = self._take_fault()
@@ -241,9 +245,8 @@ class TwilioStandIn:
         return fault
 
     async def _hang(self, seconds: float) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline and not self._state.stopping.is_set():
-            await asyncio.sleep(0.05)
+        # A worker thread waits on the threading.Event that `stop()` sets from the test's thread.
+        await asyncio.to_thread(self._state.stopping.wait, seconds)
 
 
 def _error(status: int, code: int | None, message: str) -> JSONResponse:
@@ -316,6 +319,8 @@ def _call_json(sid: str, record: RecordedRequest) -> dict[str, Any]:
         start_time=None,
         to_formatted=record.get("To"),
         from_formatted=record.get("From"),
-        subresource_uris={"notifications": f"/{API_VERSION}/Accounts/{sid}/Calls/{call_sid}/Notifications.json"},
+        subresource_uris={
+            "notifications": f"/{API_VERSION}/Accounts/{sid}/Calls/{call_sid}/Notifications.json"
+        },
     )
     return body

@@ -113,7 +113,9 @@ class InfluxV2Backend:
 
     name = "influxdb2"
 
-    def __init__(self, url: str, org: str, bucket: str, *, token: str | None, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, url: str, org: str, bucket: str, *, token: str | None, timeout_s: float = 10.0
+    ) -> None:
         self._org = org
         self._bucket = bucket
         self._client = InfluxDBClient(url=url, token=token or "", org=org, timeout=int(timeout_s * 1000))
@@ -146,7 +148,9 @@ def make_backend(config: TelemetryConfig, environ: Mapping[str, str] | None = No
     if config.url is None or config.backend == "none":
         raise ValueError("telemetry backend is none: there is nothing to write to")
     if config.backend == "influxdb2":
-        assert config.org is not None and config.bucket is not None  # the config validator saw to it
+        # The config validator saw to these; the asserts tell the type checker.
+        assert config.org is not None
+        assert config.bucket is not None
         return InfluxV2Backend(
             config.url,
             config.org,

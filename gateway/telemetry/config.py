@@ -98,9 +98,10 @@ class TelemetryConfig(BaseModel):
         # A setting of the other backend is almost certainly a copy-paste mistake; say so at start-up.
         given = [name for name in names if getattr(self, name) is not None]
         if given:
+            what = "is an" if len(given) == 1 else "are"
+            plural = "" if len(given) == 1 else "s"
             raise ValueError(
-                f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} {owner} settings, "
-                f"but backend is {self.backend}"
+                f"{', '.join(given)} {what} {owner} setting{plural}, but backend is {self.backend}"
             )
 
     @property

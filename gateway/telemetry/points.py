@@ -46,7 +46,7 @@ _NS_PER_US = 1000
 FieldValue = float | bool | str
 
 
-class InvalidEvent(ValueError):
+class InvalidEventError(ValueError):
     """An event that cannot become a point (e.g. a NaN reading); it is counted and dropped."""
 
 
@@ -104,7 +104,9 @@ def field_value(value: object) -> FieldValue | None:
 def fields_of(event: DeviceEvent) -> dict[str, FieldValue]:
     value = 1.0 if event.value is None else field_value(event.value)
     if value is None:
-        raise InvalidEvent(f"{event.kind} from {event.device_id!r}: value {event.value!r} cannot be stored")
+        raise InvalidEventError(
+            f"{event.kind} from {event.device_id!r}: value {event.value!r} cannot be stored"
+        )
     fields: dict[str, FieldValue] = {}
     for name, raw in event.extra.items():
         extra = field_value(raw)
@@ -130,5 +132,5 @@ def to_line(event: DeviceEvent) -> str:
     """One line of line protocol, serialized (and escaped) by influxdb-client."""
     line = str(to_point(event))
     if not line:
-        raise InvalidEvent(f"{event.kind} from {event.device_id!r} has no storable field")
+        raise InvalidEventError(f"{event.kind} from {event.device_id!r} has no storable field")
     return line

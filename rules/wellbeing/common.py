@@ -27,8 +27,7 @@ def config_lookup(source: WellbeingSource) -> Callable[[str], WellbeingConfig]:
 
 def all_residents(context: RuleContext) -> tuple[ResidentConfig, ...]:
     """Every configured resident: timer rules must watch residents who never sent anything."""
-    # RuleContext has no public listing of residents; this reads its index (read-only).
-    return tuple(context._residents.values())
+    return tuple(context.residents())
 
 
 def site_of(context: RuleContext, site_id: str) -> SiteConfig | None:
