@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy.exc import OperationalError
@@ -22,6 +22,7 @@ from gateway.incidents.service import IncidentService
 from gateway.incidents.store import AlarmBatch, BatchResult, RuledDecision
 from gateway.metrics import Metrics
 from rules.engine import RuleEngine
+from rules.model import Decision
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,10 @@ class AlarmLane:
             await self.tick()
 
     async def tick(self) -> None:
-        decisions = self._engine.tick(self._clock.now())
+        await self.commit_decisions(self._engine.tick(self._clock.now()))
+
+    async def commit_decisions(self, decisions: Sequence[Decision]) -> None:
+        """Decisions made outside a message (timers, the wellbeing rules): committed like any alarm."""
         if decisions:
             await self._commit(AlarmBatch([RuledDecision(d, check_duplicate=False) for d in decisions]))
 

@@ -38,7 +38,9 @@ from gateway.incidents.views import IncidentView
 from gateway.ingest import MqttLane
 from gateway.metrics import Metrics
 from gateway.telemetry_lane import DeviceHealth, TelemetryLane
+from gateway.wellbeing import WellbeingMonitor
 from rules import RuleContext, RuleEngine, default_rules
+from rules.wellbeing import wellbeing_rules
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +81,25 @@ class Gateway:
         self.service.subscribe(self.hub.publish)
         self.device_health = DeviceHealth()
         self.alarm_lane = AlarmLane(self.registry, self.rules, self.service, self.metrics, self.clock)
+        context = RuleContext(config)
+        self.wellbeing = WellbeingMonitor(
+            RuleEngine(
+                wellbeing_rules(
+                    context,
+                    lambda site: context.site(site).wellbeing,
+                    self.clock.now(),
+                    devices=config.devices,
+                )
+            ),
+            self.alarm_lane,
+            self.clock,
+        )
         self.telemetry_lane = TelemetryLane(
-            self.registry, self.service, self.metrics, config.broker.telemetry_queue_max, [self.device_health]
+            self.registry,
+            self.service,
+            self.metrics,
+            config.broker.telemetry_queue_max,
+            [self.device_health, self.wellbeing],
         )
         self.escalations = EscalationStore(self.store, config)
         esc = config.escalation
@@ -166,6 +185,7 @@ class Gateway:
                     ("alarm-timers", self.alarm_lane.run_timers()),
                     ("telemetry-lane", self.telemetry_lane.run()),
                     ("dead-letters", self.telemetry_lane.flush_dead_letters_forever()),
+                    ("wellbeing", self.wellbeing.run()),
                     *([("escalation", self.escalation.run())] if self.config.escalation.enabled else []),
                 )
             ]

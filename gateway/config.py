@@ -152,6 +152,8 @@ class SiteConfig(_Strict):
     address: str | None = None
     rooms: tuple[RoomConfig, ...] = ()
     rules: RulesConfig = RulesConfig()
+    #: Quiet-emergency rules on telemetry (inactivity, check-in, bed exit, vitals, device health, baseline).
+    wellbeing: WellbeingConfig = Field(default_factory=lambda: WellbeingConfig())
 
     @field_validator("timezone")
     @classmethod
@@ -393,3 +395,11 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int:
             break
         node = child
     return line
+
+
+# Imported last on purpose: the wellbeing rules' own config module imports names defined above (and the
+# `rules` package imports this module), so importing it at the top would be circular.
+from rules.wellbeing.config import WellbeingConfig  # noqa: E402
+
+SiteConfig.model_rebuild()
+CarelineConfig.model_rebuild()

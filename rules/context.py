@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import TYPE_CHECKING
 
-from gateway.config import CarelineConfig, ResidentConfig, RulesConfig, SiteConfig
+if TYPE_CHECKING:
+    # Types only: gateway.config imports the wellbeing rules' config, so a runtime import would be circular.
+    from gateway.config import CarelineConfig, ResidentConfig, RulesConfig, SiteConfig
 
 
 class RuleContext:

@@ -1,4 +1,8 @@
-"""Fixtures and helpers shared by the telemetry tests (`pytest_plugins = ["telemetry_fixtures"]`).
+"""Fixtures and helpers shared by the telemetry tests.
+
+pytest only collects fixtures from conftest.py and the test module itself, so a test module imports the
+fixture functions it needs (`influxdb1_fixture`, `victoria_fixture`); they are registered under the
+names `influxdb1` and `victoria`.
 
 One real server per test module (module scope), each test in its own database or with its own
 timestamps, so tests do not see each other's points.
@@ -25,15 +29,15 @@ T0 = datetime(2026, 1, 5, 8, 0, tzinfo=UTC)
 _unique = itertools.count()
 
 
-@pytest.fixture(scope="module")
-def influxdb1() -> Iterator[InfluxDB1]:
+@pytest.fixture(scope="module", name="influxdb1")
+def influxdb1_fixture() -> Iterator[InfluxDB1]:
     """A real InfluxDB 1.6.7 on a free port of 127.0.0.1, shared by the tests of one module."""
     with InfluxDB1() as server:
         yield server
 
 
-@pytest.fixture(scope="module")
-def victoria() -> Iterator[VictoriaMetrics]:
+@pytest.fixture(scope="module", name="victoria")
+def victoria_fixture() -> Iterator[VictoriaMetrics]:
     """A real VictoriaMetrics (v2 write API) on a free port, shared by the tests of one module."""
     with VictoriaMetrics() as server:
         yield server

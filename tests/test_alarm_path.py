@@ -10,6 +10,7 @@ from harness import Publisher, live_gateway, new_config, next_incident_frame
 from services import Mosquitto
 
 from devices.model import EventKind
+from simulators.payloads import careline_event
 
 pytestmark = pytest.mark.asyncio
 
@@ -216,3 +217,20 @@ async def test_the_api_refuses_anyone_not_logged_in(mosquitto: Mosquitto, tmp_pa
         assert refused.value.response.status_code == 403
         metrics = (await live.http.get("/metrics")).text
         assert "careline_messages_received_total" in metrics
+
+
+async def test_a_dying_battery_reported_on_the_telemetry_lane_opens_a_technical_incident(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    async with live_gateway(new_config(mosquitto.url, tmp_path)) as live:
+        device = Publisher(mosquitto.port)
+        device.send(
+            "careline/night/night-pendant-wang/telemetry", careline_event(EventKind.BATTERY, 5), qos=0
+        )
+        incidents = await live.wait_for(lambda i: len(i) == 1, "the battery-low incident")
+        assert (incidents[0]["rule"], incidents[0]["severity"], incidents[0]["device_id"]) == (
+            "device_health",
+            "low",
+            "night-pendant-wang",
+        )
+        device.close()
