@@ -10,10 +10,12 @@ timestamps, so tests do not see each other's points.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import threading
+import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,6 +43,14 @@ def victoria_fixture() -> Iterator[VictoriaMetrics]:
     """A real VictoriaMetrics (v2 write API) on a free port, shared by the tests of one module."""
     with VictoriaMetrics() as server:
         yield server
+
+
+async def eventually(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
+    """Wait until `condition()` holds (polling; machines under load are slow), or fail."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.005)
 
 
 def new_database(server: InfluxDB1) -> str:

@@ -306,7 +306,7 @@ async def test_a_hanging_channel_does_not_delay_another_incidents_message(tmp_pa
     await rig.alarm("li", "B1")
     async with asyncio.timeout(2):
         await rig.engine.run_due()
-        while len(channels[ChannelKind.SMS].sent) < 2:
+        while len(channels[ChannelKind.SMS].sent) < 2:  # noqa: ASYNC110 (polling a test double)
             await asyncio.sleep(0.01)
     assert {n.incident_id for n in channels[ChannelKind.SMS].sent} == {1, 2}
     for task in list(rig.engine._sending):

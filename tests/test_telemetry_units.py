@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from pydantic import ValidationError
-from telemetry_fixtures import T0, GatedBackend, event
+from telemetry_fixtures import T0, GatedBackend, event, eventually
 
 from devices.model import EventKind
 from gateway.errors import ConfigError
@@ -332,13 +332,16 @@ def _seqs(lines: list[str]) -> list[int]:
 
 async def test_writer_flushes_by_size_and_by_time(tmp_path: Path) -> None:
     backend = GatedBackend()
-    writer = _writer(tmp_path, backend, flush_interval_ms=200)
+    writer = _writer(tmp_path, backend, flush_interval_ms=1000)
     task = asyncio.create_task(writer.run())
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     writer([event(i) for i in range(25)])
-    await asyncio.sleep(0.1)
-    assert _seqs(backend.accepted) == list(range(20))  # two full batches at once, the rest waits
-    await asyncio.sleep(0.25)
-    assert _seqs(backend.accepted) == list(range(25))
+    await eventually(lambda: len(backend.accepted) >= 20)
+    assert loop.time() - started < 0.9  # two full batches go at once ...
+    assert _seqs(backend.accepted) == list(range(20))
+    await eventually(lambda: len(backend.accepted) == 25, timeout_s=3)
+    assert loop.time() - started >= 0.9  # ... the partial one after the flush interval
     assert writer.status()["written_points"] == 25
     await writer.close()
     await task
@@ -353,10 +356,9 @@ async def test_writer_spools_through_an_outage_and_keeps_order(tmp_path: Path) -
     for i in range(0, 60, 6):
         writer([event(j) for j in range(i, i + 6)])
         await asyncio.sleep(0.01)
-    await asyncio.sleep(0.05)
+    await eventually(lambda: writer.status()["spool_points"] > 0)
     status = writer.status()
     assert status["healthy"] is False
-    assert status["spool_points"] > 0
     assert status["spool_points"] + status["buffered_points"] == 60
     assert status["failed_writes"] >= 1
     assert "connection refused" in status["last_error"]
@@ -409,7 +411,7 @@ async def test_close_spools_what_a_failing_server_did_not_take_and_a_new_writer_
     writer = _writer(tmp_path, backend)
     task = asyncio.create_task(writer.run())
     writer([event(i) for i in range(15)])
-    await asyncio.sleep(0.05)
+    await eventually(lambda: writer.failed_writes > 0)
     writer([event(i) for i in range(15, 18)])
     await writer.close()
     await task

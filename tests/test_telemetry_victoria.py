@@ -13,6 +13,7 @@ from services import VictoriaMetrics
 from telemetry_fixtures import (
     RecordingBackend,
     event,
+    eventually,
     victoria_fixture,  # noqa: F401 - the `victoria` fixture
 )
 
@@ -109,7 +110,7 @@ async def test_v2_writes_survive_a_server_restart_in_order(victoria: VictoriaMet
         if i == 500:
             await asyncio.to_thread(victoria.stop)
         if i == 1000:
-            assert writer.status()["healthy"] is False
+            await eventually(lambda: not writer.status()["healthy"])
             await asyncio.to_thread(victoria.start)
         await asyncio.sleep(0.002)
     assert await writer.drain(20)
