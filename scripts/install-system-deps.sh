@@ -7,6 +7,10 @@ set -euo pipefail
 need=()
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+# InfluxDB 1.6.7 (v1 /write and InfluxQL /query) and VictoriaMetrics (accepts InfluxDB v2 writes): the
+# telemetry tests start their own on free ports in temporary directories.
+[ -x /usr/bin/influxd ] || need+=(influxdb)
+command -v victoria-metrics >/dev/null 2>&1 || need+=(victoria-metrics)
 [ ${#need[@]} -eq 0 ] && exit 0
 
 sudo=""
@@ -19,3 +23,9 @@ DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recomme
 if [[ " ${need[*]} " == *" mosquitto "* ]] && command -v systemctl >/dev/null 2>&1; then
   $sudo systemctl disable --now mosquitto >/dev/null 2>&1 || true
 fi
+# The same for the Debian services of InfluxDB (8086/8088) and VictoriaMetrics (8428): the tests never use them.
+for service in influxdb victoria-metrics; do
+  if [[ " ${need[*]} " == *" $service "* ]] && command -v systemctl >/dev/null 2>&1; then
+    $sudo systemctl disable --now "$service" >/dev/null 2>&1 || true
+  fi
+done

@@ -29,7 +29,7 @@ from telemetry_fixtures import (
 
 from devices.model import EventKind
 from gateway.telemetry.backends import InfluxV1Backend, make_backend
-from gateway.telemetry.points import clean_string_field, clean_tag_value, to_line
+from gateway.telemetry.points import clean_string_field, clean_tag_value, timestamp_ns, to_line
 from gateway.telemetry.reads import SensorFilter, SensorLogReader, to_csv
 from gateway.telemetry.writer import InfluxWriter
 
@@ -225,6 +225,7 @@ def hostile_db(influxdb1: InfluxDB1) -> str:
 def test_hostile_tags_and_fields_round_trip_as_one_point(
     influxdb1: InfluxDB1, hostile_db: str, device: str, resident: str, room: str, text: str, note: str
 ) -> None:
+    """Written with `to_line` and the v1 backend, exactly what the writer's worker thread does."""
     written = count_points(influxdb1, hostile_db, "check_in")
     ts = T0 + timedelta(microseconds=written)
     hostile = event(
@@ -239,7 +240,7 @@ def test_hostile_tags_and_fields_round_trip_as_one_point(
     measurements = influxdb1.query("SHOW MEASUREMENTS", db=hostile_db)
     assert measurements["results"][0]["series"][0]["values"] == [["check_in"]]  # type: ignore[index]
     assert count_points(influxdb1, hostile_db, "check_in") == written + 1
-    ns = 1767600000000000000 + written * 1000
+    ns = timestamp_ns(ts)
     answer: Any = influxdb1.query(f'SELECT * FROM "check_in" WHERE time = {ns}', db=hostile_db)
     series = answer["results"][0]["series"][0]
     [row] = [dict(zip(series["columns"], values_, strict=True)) for values_ in series["values"]]

@@ -46,9 +46,10 @@ def _samples(server: VictoriaMetrics, match: str, expected: int, timeout_s: floa
     deadline = time.monotonic() + timeout_s
     while True:
         server.flush()  # VictoriaMetrics makes fresh data searchable within about a second
+        exported: list[Any] = server.export(match)
         samples = sorted(
             (ts, value, series["metric"])
-            for series in server.export(match)
+            for series in exported
             for ts, value in zip(series["timestamps"], series["values"], strict=True)
         )
         if len(samples) >= expected or time.monotonic() > deadline:
