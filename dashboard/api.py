@@ -7,22 +7,25 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
-from fastapi import Depends, FastAPI, HTTPException, Request, Response, WebSocket, WebSocketDisconnect, status
+from fastapi import FastAPI, HTTPException, Request, Response, WebSocket, WebSocketDisconnect, status
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from dashboard.auth import SESSION_COOKIE, Account, Role, UserStore
+from dashboard.deps import Operator
 from dashboard.hub import IncidentHub
+from dashboard.review import sensor_log_router
 from gateway.escalation.store import EscalationStore
 from gateway.incidents.schema import Outcome
 from gateway.incidents.service import IncidentService
 from gateway.incidents.store import ACTIVE, IncidentConflictError, IncidentNotFoundError
 from gateway.incidents.views import AuditView, IncidentView
 from gateway.metrics import Metrics
+from gateway.telemetry.reads import SensorLogReader
 from gateway.telemetry_lane import DeviceHealth
 
 log = logging.getLogger(__name__)
@@ -50,6 +53,7 @@ class DashboardContext:
     secure_cookies: bool = False
     session_hours: float = 12.0
     escalations: EscalationStore | None = None
+    sensor_log: SensorLogReader | None = None
 
 
 class Credentials(BaseModel):
@@ -79,17 +83,6 @@ class Stats(BaseModel):
 
 def _me(account: Account) -> Me:
     return Me(username=account.username, role=account.role, language=account.language)
-
-
-async def current_account(request: Request) -> Account:
-    ctx: DashboardContext = request.app.state.careline
-    account = await ctx.service.read(ctx.users.account_for, request.cookies.get(SESSION_COOKIE))
-    if account is None:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "log in first")
-    return account
-
-
-Operator = Annotated[Account, Depends(current_account)]
 
 
 def create_app(ctx: DashboardContext) -> FastAPI:
@@ -192,6 +185,8 @@ def create_app(ctx: DashboardContext) -> FastAPI:
             for s in ctx.devices.devices.values()
         ]
 
+    app.include_router(sensor_log_router(ctx))
+
     @app.get("/api/healthz", tags=["monitoring"])
     async def healthz(response: Response) -> dict[str, Any]:
         health = ctx.health()
@@ -215,6 +210,10 @@ def create_app(ctx: DashboardContext) -> FastAPI:
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
+
+    @app.get("/review", include_in_schema=False)
+    async def review_page() -> FileResponse:
+        return FileResponse(STATIC / "review.html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

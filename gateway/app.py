@@ -37,6 +37,8 @@ from gateway.incidents.store import IncidentStore
 from gateway.incidents.views import IncidentView
 from gateway.ingest import MqttLane
 from gateway.metrics import Metrics
+from gateway.telemetry.reads import SensorLogReader
+from gateway.telemetry.writer import create_writer
 from gateway.telemetry_lane import DeviceHealth, TelemetryLane
 from gateway.wellbeing import WellbeingMonitor
 from rules import RuleContext, RuleEngine, default_rules
@@ -114,6 +116,9 @@ class Gateway:
             on_change=self._escalation_changed,
         )
         self.service.subscribe(self._incidents_changed)
+        self.telemetry_writer = create_writer(config.telemetry)
+        if self.telemetry_writer is not None:
+            self.telemetry_lane.add_sink(self.telemetry_writer)
         self._mqtt: dict[Lane, MqttLane] = {}
         self._workers: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
@@ -129,6 +134,9 @@ class Gateway:
                 secure_cookies=config.http.secure_cookies,
                 session_hours=config.http.session_hours,
                 escalations=self.escalations,
+                sensor_log=SensorLogReader.from_config(config.telemetry)
+                if config.telemetry.read_database
+                else None,
             )
         )
         self.http.include_router(
@@ -166,6 +174,7 @@ class Gateway:
         }
         ok = bool(lanes) and all(state == "connected" for state in lanes.values())
         return {
+            "telemetry": self.telemetry_writer.status() if self.telemetry_writer else None,
             "status": "ok" if ok else "degraded",
             "broker": lanes,
             "alarm_queue": self.alarm_lane.queue.qsize(),
@@ -178,6 +187,8 @@ class Gateway:
         async with contextlib.AsyncExitStack() as stack:
             if self.config.broker.embedded:
                 await stack.enter_async_context(EmbeddedBroker(self.config.broker.embedded_port))
+            # Registered first, so it runs last: the writer flushes or spools what the lanes handed it.
+            stack.push_async_callback(self._close_telemetry)
             tasks = [
                 asyncio.create_task(coro, name=name)
                 for name, coro in (
@@ -186,6 +197,7 @@ class Gateway:
                     ("telemetry-lane", self.telemetry_lane.run()),
                     ("dead-letters", self.telemetry_lane.flush_dead_letters_forever()),
                     ("wellbeing", self.wellbeing.run()),
+                    *([("telemetry-writer", self.telemetry_writer.run())] if self.telemetry_writer else []),
                     *([("escalation", self.escalation.run())] if self.config.escalation.enabled else []),
                 )
             ]
@@ -194,6 +206,10 @@ class Gateway:
             self._start_lanes()
             stack.callback(self._stop_lanes)
             yield self
+
+    async def _close_telemetry(self) -> None:
+        if self.telemetry_writer is not None:
+            await self.telemetry_writer.close()
 
     def _start_lanes(self) -> None:
         loop = asyncio.get_running_loop()

@@ -27,6 +27,7 @@ from pydantic import (
 from devices.model import DeviceType
 from gateway.errors import ConfigError
 from gateway.escalation.config import EscalationConfig, Shift
+from gateway.telemetry.config import TelemetryConfig
 
 Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 Language = Literal["en", "zh-CN"]
@@ -220,6 +221,8 @@ class CarelineConfig(_Strict):
     devices: tuple[DeviceConfig, ...] = ()
     responders: tuple[ResponderConfig, ...] = ()
     escalation: EscalationConfig = EscalationConfig()
+    #: Where every reading and event is kept for review (InfluxDB 2.x or 1.x); off by default.
+    telemetry: TelemetryConfig = TelemetryConfig()
 
     @model_validator(mode="after")
     def _references_resolve(self, info: ValidationInfo) -> CarelineConfig:

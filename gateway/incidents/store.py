@@ -324,6 +324,27 @@ class IncidentStore:
             )
             return [IncidentView.of(row, self.directory) for row in rows]
 
+    def incidents_between(
+        self,
+        start: datetime,
+        end: datetime,
+        site: str | None = None,
+        resident: str | None = None,
+        device: str | None = None,
+    ) -> list[IncidentView]:
+        """Incidents opened in a period, for managers' review (newest first)."""
+        query = select(Incident).where(Incident.opened_at >= start, Incident.opened_at < end)
+        for column, value in (
+            (Incident.site, site),
+            (Incident.resident, resident),
+            (Incident.device_id, device),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        with self.reading() as session:
+            rows = session.scalars(query.order_by(Incident.opened_at.desc()).limit(5000))
+            return [IncidentView.of(row, self.directory) for row in rows]
+
     def incident(self, incident_id: int) -> IncidentView:
         with self.reading() as session:
             return IncidentView.of(self._get(session, incident_id), self.directory)

@@ -1,0 +1,93 @@
+"""Managers' review of sensor logs: readings and events from InfluxDB (InfluxQL), the alarms raised in the
+same period, CSV export. Reads go to InfluxDB and the store's read pool, never near the alarm lane."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi.responses import Response
+
+from dashboard.deps import Manager
+from gateway.incidents.views import IncidentView
+from gateway.telemetry.reads import SensorFilter, SensorRow, TelemetryQueryError, to_csv
+
+MAX_SPAN = timedelta(days=92)
+
+
+def _span(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    end = (end or datetime.now(UTC)).astimezone(UTC)
+    start = (start or end - timedelta(hours=24)).astimezone(UTC)
+    if start >= end or end - start > MAX_SPAN:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_ENTITY, "start must be before end, at most 92 days apart"
+        )
+    return start, end
+
+
+def _row(row: SensorRow) -> dict[str, Any]:
+    return {"time": row.time.isoformat(), "value": row.value, "tags": dict(row.tags)}
+
+
+def sensor_log_router(ctx: Any) -> APIRouter:
+    router = APIRouter(tags=["review"])
+
+    @router.get("/api/sensor-log")
+    async def sensor_log(
+        _: Manager,
+        measurement: str,
+        site: str | None = None,
+        room: str | None = None,
+        resident: str | None = None,
+        device: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        every: str | None = Query(None, description="aggregate into windows, e.g. 1m, 15m, 1h"),
+        fn: Literal["mean", "count", "min", "max"] = "mean",
+        limit: int = Query(10_000, ge=1, le=100_000),
+        format: Literal["json", "csv"] = "json",
+    ) -> Any:
+        if ctx.sensor_log is None:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, "no telemetry store is configured")
+        begin, finish = _span(start, end)
+        filters = SensorFilter(site=site, room=room, resident=resident, device=device)
+        try:
+            rows = await (
+                ctx.sensor_log.aggregated(measurement, filters, begin, finish, every=every, fn=fn)
+                if every
+                else ctx.sensor_log.raw(measurement, filters, begin, finish, limit=limit)
+            )
+        except ValueError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
+        except TelemetryQueryError as exc:
+            raise HTTPException(status.HTTP_502_BAD_GATEWAY, str(exc)) from None
+        if format == "csv":
+            name = f"careline-{measurement}-{begin:%Y%m%d%H%M}-{finish:%Y%m%d%H%M}.csv"
+            return Response(
+                to_csv(rows),
+                media_type="text/csv; charset=utf-8",
+                headers={"Content-Disposition": f'attachment; filename="{name}"'},
+            )
+        return {
+            "measurement": measurement,
+            "start": begin.isoformat(),
+            "end": finish.isoformat(),
+            "rows": [_row(r) for r in rows],
+        }
+
+    @router.get("/api/review/alarms")
+    async def alarms(
+        request: Request,
+        _: Manager,
+        site: str | None = None,
+        resident: str | None = None,
+        device: str | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+    ) -> list[IncidentView]:
+        begin, finish = _span(start, end)
+        store = ctx.service.store
+        return list(await ctx.service.read(store.incidents_between, begin, finish, site, resident, device))
+
+    return router

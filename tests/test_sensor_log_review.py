@@ -1,0 +1,112 @@
+"""Telemetry from MQTT to a real InfluxDB 1.6.7 through the gateway, read back by a manager: API, CSV and
+the review page's chart in a real Chromium."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from harness import Publisher, live_gateway, new_config
+from playwright.async_api import async_playwright, expect
+from services import InfluxDB1, Mosquitto
+from test_dashboard_browser import CHROMIUM, CHROMIUM_PRESENT
+
+from dashboard.auth import Role
+from devices.model import EventKind
+from simulators.payloads import careline_event
+
+MANAGER_PASSWORD = "manager-password-1"
+
+
+@pytest.fixture
+def influxdb1() -> Iterator[InfluxDB1]:
+    with InfluxDB1() as server:
+        yield server
+
+
+def telemetry_config(mosquitto: Mosquitto, influx: InfluxDB1, tmp_path: Path) -> dict[str, Any]:
+    config = new_config(mosquitto.url, tmp_path)
+    config["devices"].append(
+        {
+            "id": "night-vitals-wang",
+            "type": "vitals_monitor",
+            "site": "night",
+            "resident": "night-wang",
+            "room": "101",
+        }
+    )
+    config["telemetry"] = {
+        "backend": "influxdb1",
+        "url": influx.url,
+        "database": "careline",
+        "flush_interval_ms": 100,
+        "spool_dir": str(tmp_path / "spool"),
+    }
+    return config
+
+
+async def manager_client(base_url: str, live: Any) -> httpx.AsyncClient:
+    live.gateway.users.create("manager", MANAGER_PASSWORD, Role.MANAGER, language="en")
+    client = httpx.AsyncClient(base_url=base_url)
+    (
+        await client.post("/api/login", json={"username": "manager", "password": MANAGER_PASSWORD})
+    ).raise_for_status()
+    return client
+
+
+async def test_heart_rates_published_over_mqtt_can_be_reviewed_and_exported_by_a_manager(
+    mosquitto: Mosquitto, influxdb1: InfluxDB1, tmp_path: Path
+) -> None:
+    influxdb1.create_database("careline")
+    async with live_gateway(telemetry_config(mosquitto, influxdb1, tmp_path)) as live:
+        device = Publisher(mosquitto.port)
+        now_ms = time.time() * 1000
+        for n, bpm in enumerate((72, 75, 118, 80)):
+            device.send(
+                "careline/night/night-vitals-wang/telemetry",
+                careline_event(EventKind.HEART_RATE, bpm, ts_ms=now_ms - (4 - n) * 60_000),
+                qos=0,
+            )
+        params = {"measurement": "heart_rate", "resident": "night-wang"}
+        assert (await live.http.get("/api/sensor-log", params=params)).status_code == 403  # operators: no
+        manager = await manager_client(live.base_url, live)
+        rows: list[dict[str, Any]] = []
+        for _ in range(100):
+            rows = (await manager.get("/api/sensor-log", params=params)).json()["rows"]
+            if len(rows) == 4:
+                break
+            await asyncio.sleep(0.1)
+        assert [r["value"] for r in rows] == [72, 75, 118, 80]
+        assert rows[0]["tags"]["device"] == "night-vitals-wang"
+        exported = (await manager.get("/api/sensor-log", params={**params, "format": "csv"})).text
+        assert len(list(csv.reader(io.StringIO(exported)))) == 5  # header + 4 readings
+        counted = (
+            await manager.get("/api/sensor-log", params={**params, "every": "1h", "fn": "count"})
+        ).json()
+        assert sum(r["value"] or 0 for r in counted["rows"]) == 4
+        hostile = (await manager.get("/api/sensor-log", params={**params, "resident": "x' OR 1=1 --"})).json()
+        assert hostile["rows"] == []
+
+        if CHROMIUM_PRESENT:
+            async with async_playwright() as playwright:
+                browser = await playwright.chromium.launch(
+                    executable_path=CHROMIUM,
+                    args=["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"],
+                )
+                context = await browser.new_context()
+                await context.add_cookies(
+                    [{"name": k, "value": v, "url": live.base_url} for k, v in manager.cookies.items()]
+                )
+                page = await context.new_page()
+                await page.goto(f"{live.base_url.rstrip('/')}/review?resident=night-wang")
+                await expect(page.locator("#chart path.line")).to_have_attribute("data-points", "4")
+                await browser.close()
+        await manager.aclose()
+        device.close()
