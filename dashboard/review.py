@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
+from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import Response
 
 from dashboard.deps import Manager
@@ -78,7 +78,6 @@ def sensor_log_router(ctx: Any) -> APIRouter:
 
     @router.get("/api/review/alarms")
     async def alarms(
-        request: Request,
         _: Manager,
         site: str | None = None,
         resident: str | None = None,
