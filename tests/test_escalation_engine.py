@@ -312,3 +312,28 @@ async def test_a_hanging_channel_does_not_delay_another_incidents_message(tmp_pa
     for task in list(rig.engine._sending):
         task.cancel()
     rig.close()
+
+
+async def test_repeats_after_the_first_pass_use_the_quieter_renotify_interval(tmp_path: Path) -> None:
+    quiet = {
+        "policies": [
+            {
+                "id": "p",
+                "repeat": "last",
+                "renotify_s": 300,
+                "tiers": [{"targets": [{"responder": "boss"}], "channels": ["sms"], "wait_s": 60}],
+            }
+        ],
+        "min_interval_per_responder_s": 0,
+    }
+    channels = {kind: RecordingChannel(kind) for kind in ChannelKind}
+    rig = Rig(tmp_path, config(**quiet), channels)
+    await rig.alarm()
+    await rig.step()
+    await rig.step(60)  # first pass: the tier's own 60 s
+    assert len(channels[ChannelKind.SMS].sent) == 2
+    await rig.step(60)
+    assert len(channels[ChannelKind.SMS].sent) == 2  # now 300 s between reminders
+    await rig.step(240)
+    assert len(channels[ChannelKind.SMS].sent) == 3
+    rig.close()

@@ -97,6 +97,9 @@ class Policy(_Strict):
     tiers: tuple[Tier, ...] = Field(min_length=1)
     #: After the last tier: repeat the last tier, start over from the first, or stop (and say so).
     repeat: Literal["last", "restart", "stop"] = "last"
+    #: Quieter re-notification: from the second pass on, wait this long between steps instead of the
+    #: tiers' own waits (None keeps them).
+    renotify_s: int | None = Field(None, ge=30, le=24 * 3600)
 
 
 class TwilioConfig(_Strict):

@@ -145,7 +145,8 @@ class EscalationStore:
     ) -> None:
         # Nobody reachable in this tier: fall through at once on the first pass; later passes wait, so an
         # empty rota cannot spin.
-        wait = timedelta(0) if nobody and escalation.round == 1 else timedelta(seconds=tier.wait_s)
+        quiet = policy.renotify_s if escalation.round > 1 and policy.renotify_s else tier.wait_s
+        wait = timedelta(0) if nobody and escalation.round == 1 else timedelta(seconds=quiet)
         escalation.next_step_at, escalation.updated_at = now + wait, now
         if tier_index + 1 < len(policy.tiers):
             escalation.next_tier = tier_index + 1
