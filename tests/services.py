@@ -16,6 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Self
 
 MOSQUITTO = Path("/usr/sbin/mosquitto")
 _DEFAULT_MQTT_PORTS = frozenset({1883, 8883})
@@ -47,146 +48,6 @@ def _tail(path: Path, lines: int = 20) -> str:
     return "\n".join(text.splitlines()[-lines:]) or "(empty)"
 
 
-class Mosquitto:
-    """A real Mosquitto broker with persistence, in its own temporary directory.
-
-    Use it as a context manager, or call `start()`, `stop()` and `restart()` yourself; `restart()` keeps
-    the port and the persistence directory, so persistent sessions and their queued messages survive.
-    """
-
-    host = "127.0.0.1"
-
-    def __init__(self, *, port: int | None = None, startup_timeout_s: float = 10.0) -> None:
-        self._port = port if port is not None else free_port()
-        self._startup_timeout_s = startup_timeout_s
-        self._dir = Path(tempfile.mkdtemp(prefix="careline-mosquitto-"))
-        self._process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def port(self) -> int:
-        return self._port
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://{self.host}:{self._port}"
-
-    @property
-    def directory(self) -> Path:
-        return self._dir
-
-    @property
-    def config_path(self) -> Path:
-        return self._dir / "mosquitto.conf"
-
-    @property
-    def log_path(self) -> Path:
-        return self._dir / "mosquitto.log"
-
-    @property
-    def _output_path(self) -> Path:
-        # What Mosquitto prints before its log file is open (bad config, port in use).
-        return self._dir / "mosquitto.out"
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    def start(self) -> None:
-        if self.running:
-            return
-        if not MOSQUITTO.exists():
-            raise RuntimeError(f"{MOSQUITTO} is missing: `make test` installs it (Debian package mosquitto)")
-        if _accepts_connections(self.host, self._port):
-            raise RuntimeError(f"cannot start mosquitto: {self.host}:{self._port} is already in use")
-        self._write_config()
-        with self._output_path.open("ab") as output:
-            self._process = subprocess.Popen(
-                [str(MOSQUITTO), "-c", str(self.config_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-            )
-        self._wait_until_listening()
-
-    def stop(self) -> None:
-        """SIGTERM and wait, so Mosquitto writes its persistence file before it exits."""
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def cleanup(self) -> None:
-        """Stop the broker and delete its temporary directory."""
-        self.stop()
-        shutil.rmtree(self._dir, ignore_errors=True)
-
-    def __enter__(self) -> Mosquitto:
-        try:
-            self.start()
-        except BaseException:
-            self.cleanup()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.cleanup()
-
-    def _write_config(self) -> None:
-        lines = [
-            f"listener {self._port} {self.host}",
-            "allow_anonymous true",
-            "persistence true",
-            f"persistence_location {self._dir}/",
-            "autosave_interval 1",
-            "max_queued_messages 100000",
-            "max_inflight_messages 100",
-            "set_tcp_nodelay true",
-            f"log_dest file {self.log_path}",
-            "log_type error",
-            "log_type warning",
-            "log_type notice",
-            "log_type information",
-            # Started as root, Mosquitto would switch to the `mosquitto` user, which cannot write our
-            # temporary directory; staying the current user keeps the files ours.
-            f"user {pwd.getpwuid(os.getuid()).pw_name}",
-        ]
-        self.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-    def _wait_until_listening(self) -> None:
-        deadline = time.monotonic() + self._startup_timeout_s
-        while time.monotonic() < deadline:
-            if self._process is None or self._process.poll() is not None:
-                code = None if self._process is None else self._process.returncode
-                self._process = None
-                raise RuntimeError(f"mosquitto exited with status {code}:\n{self._logs()}")
-            if _accepts_connections(self.host, self._port):
-                return
-            time.sleep(0.02)
-        with contextlib.suppress(Exception):
-            self.stop()
-        raise RuntimeError(
-            f"mosquitto did not accept connections on {self.host}:{self._port} "
-            f"within {self._startup_timeout_s:g} s:\n{self._logs()}"
-        )
-
-    def _logs(self) -> str:
-        return f"--- output ---\n{_tail(self._output_path)}\n--- {self.log_path} ---\n{_tail(self.log_path)}"
-
-
 INFLUXD = Path("/usr/bin/influxd")
 
 
@@ -205,19 +66,23 @@ def _http_status(url: str, timeout_s: float = 0.5) -> int | None:
         return None
 
 
-class _HttpServerProcess:
+class _ServerProcess:
     """A server program on a free port of 127.0.0.1 with its data in a temporary directory.
 
-    `restart()` keeps the port and the data directory, so what the server stored survives it, as it would
-    survive a real outage. Subclasses say how to start the program and which URL answers when it is ready.
+    Use it as a context manager, or call `start()`, `stop()` and `restart()` yourself; `restart()` keeps the
+    port and the data directory, so what the server stored survives it, as it would survive a real outage.
+    Subclasses say how to start the program (`_command()`), what to write before each start (`_prepare()`)
+    and when it is ready (`_ready()`); `name` names it in messages and in its files.
     """
 
     host = "127.0.0.1"
     name = "server"
+    scheme = "http"
+    default_startup_timeout_s = 20.0
 
-    def __init__(self, *, port: int | None = None, startup_timeout_s: float = 20.0) -> None:
+    def __init__(self, *, port: int | None = None, startup_timeout_s: float | None = None) -> None:
         self._port = port if port is not None else free_port()
-        self._startup_timeout_s = startup_timeout_s
+        self._startup_timeout_s = startup_timeout_s or self.default_startup_timeout_s
         self._dir = Path(tempfile.mkdtemp(prefix=f"careline-{self.name}-"))
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -227,7 +92,7 @@ class _HttpServerProcess:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self._port}"
+        return f"{self.scheme}://{self.host}:{self._port}"
 
     @property
     def directory(self) -> Path:
@@ -235,6 +100,7 @@ class _HttpServerProcess:
 
     @property
     def output_path(self) -> Path:
+        """What the program prints (for Mosquitto: before its log file is open, e.g. bad config)."""
         return self._dir / f"{self.name}.out"
 
     @property
@@ -242,32 +108,33 @@ class _HttpServerProcess:
         return self._process is not None and self._process.poll() is None
 
     def _command(self) -> list[str]:
-        raise NotImplementedError
-
-    def _ready(self) -> bool:
+        """The program and its arguments; raises when the program is missing."""
         raise NotImplementedError
 
     def _prepare(self) -> None:
         """Write configuration files before each start."""
 
+    def _ready(self) -> bool:
+        raise NotImplementedError
+
+    def _logs(self) -> str:
+        return _tail(self.output_path)
+
     def start(self) -> None:
         if self.running:
             return
+        command = self._command()
         if _accepts_connections(self.host, self._port):
             raise RuntimeError(f"cannot start {self.name}: {self.host}:{self._port} is already in use")
         self._prepare()
         with self.output_path.open("ab") as output:
             self._process = subprocess.Popen(
-                self._command(),
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                cwd=self._dir,
+                command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, cwd=self._dir
             )
         self._wait_until_ready()
 
     def stop(self) -> None:
-        """SIGTERM and wait, so the server closes its files cleanly before it exits."""
+        """SIGTERM and wait, so the server writes and closes its files (Mosquitto: persistence) first."""
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
@@ -287,7 +154,7 @@ class _HttpServerProcess:
         self.stop()
         shutil.rmtree(self._dir, ignore_errors=True)
 
-    def __enter__(self) -> _HttpServerProcess:
+    def __enter__(self) -> Self:
         try:
             self.start()
         except BaseException:
@@ -309,19 +176,70 @@ class _HttpServerProcess:
             if self._process is None or self._process.poll() is not None:
                 code = None if self._process is None else self._process.returncode
                 self._process = None
-                raise RuntimeError(f"{self.name} exited with status {code}:\n{_tail(self.output_path)}")
+                raise RuntimeError(f"{self.name} exited with status {code}:\n{self._logs()}")
             if self._ready():
                 return
-            time.sleep(0.05)
+            time.sleep(0.02)
         with contextlib.suppress(Exception):
             self.stop()
         raise RuntimeError(
-            f"{self.name} did not answer on {self.url} within {self._startup_timeout_s:g} s:\n"
-            f"{_tail(self.output_path)}"
+            f"{self.name} was not ready on {self.url} within {self._startup_timeout_s:g} s:\n{self._logs()}"
         )
 
 
-class InfluxDB1(_HttpServerProcess):
+class Mosquitto(_ServerProcess):
+    """A real Mosquitto broker with persistence, in its own temporary directory.
+
+    `restart()` keeps the port and the persistence directory, so persistent sessions and their queued
+    messages survive; `stop()` waits for Mosquitto to write its persistence file.
+    """
+
+    name = "mosquitto"
+    scheme = "mqtt"
+    default_startup_timeout_s = 10.0
+
+    @property
+    def config_path(self) -> Path:
+        return self._dir / "mosquitto.conf"
+
+    @property
+    def log_path(self) -> Path:
+        return self._dir / "mosquitto.log"
+
+    def _command(self) -> list[str]:
+        if not MOSQUITTO.exists():
+            raise RuntimeError(f"{MOSQUITTO} is missing: `make test` installs it (Debian package mosquitto)")
+        return [str(MOSQUITTO), "-c", str(self.config_path)]
+
+    def _ready(self) -> bool:
+        return _accepts_connections(self.host, self._port)
+
+    def _prepare(self) -> None:
+        lines = [
+            f"listener {self._port} {self.host}",
+            "allow_anonymous true",
+            "persistence true",
+            f"persistence_location {self._dir}/",
+            "autosave_interval 1",
+            "max_queued_messages 100000",
+            "max_inflight_messages 100",
+            "set_tcp_nodelay true",
+            f"log_dest file {self.log_path}",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
+            # Started as root, Mosquitto would switch to the `mosquitto` user, which cannot write our
+            # temporary directory; staying the current user keeps the files ours.
+            f"user {pwd.getpwuid(os.getuid()).pw_name}",
+        ]
+        self.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+    def _logs(self) -> str:
+        return f"--- output ---\n{super()._logs()}\n--- {self.log_path} ---\n{_tail(self.log_path)}"
+
+
+class InfluxDB1(_ServerProcess):
     """A real InfluxDB 1.x (Debian's 1.6.7: `/write` and InfluxQL `/query`, no v2 API).
 
     Every listener is on 127.0.0.1 (HTTP on `port`, the backup RPC service on a second free port);
@@ -383,12 +301,8 @@ class InfluxDB1(_HttpServerProcess):
     def create_database(self, name: str) -> None:
         self.query(f'CREATE DATABASE "{name}"')
 
-    def __enter__(self) -> InfluxDB1:
-        super().__enter__()
-        return self
 
-
-class VictoriaMetrics(_HttpServerProcess):
+class VictoriaMetrics(_ServerProcess):
     """A real VictoriaMetrics (Debian's 1.79.5), which accepts InfluxDB v2 writes at `/api/v2/write`.
 
     Read back with `flush()` then `export()`: metric names are `<measurement>_<field>`, times in ms.
@@ -428,7 +342,3 @@ class VictoriaMetrics(_HttpServerProcess):
         with urllib.request.urlopen(f"{self.url}/api/v1/export?{query}", timeout=10) as response:
             text = response.read().decode("utf-8")
         return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-    def __enter__(self) -> VictoriaMetrics:
-        super().__enter__()
-        return self

@@ -64,6 +64,9 @@ class EscalationStore:
     def claim_due(self, now: datetime) -> list[PlannedNotification]:
         """Run every escalation step that is due: plan its notifications and set the next timer."""
         planned: list[PlannedNotification] = []
+        if not self._anything_due(now):
+            # Most polls find nothing: a read takes no write lock, so it never delays an alarm's commit.
+            return planned
         with self._store.transaction() as session:
             due = session.scalars(
                 select(Escalation)
@@ -74,6 +77,15 @@ class EscalationStore:
             for escalation in due:
                 planned += self._step(session, escalation, now)
         return planned
+
+    def _anything_due(self, now: datetime) -> bool:
+        with self._store.reading() as session:
+            due = session.scalar(
+                select(Escalation.incident_id)
+                .where(Escalation.state == "active", Escalation.next_step_at <= now)
+                .limit(1)
+            )
+            return due is not None
 
     def _step(self, session: Session, escalation: Escalation, now: datetime) -> list[PlannedNotification]:
         incident = session.get(Incident, escalation.incident_id)
