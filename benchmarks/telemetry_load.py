@@ -54,6 +54,8 @@ try:
     import psutil
 except ImportError:  # pragma: no cover - /proc is read instead
     psutil = None
+#: What reading a process's figures may raise when it has just gone away.
+PROC_ERRORS: tuple[type[Exception], ...] = (OSError, ValueError, *((psutil.Error,) if psutil else ()))
 
 PASSWORD = "benchmark-operator-pw"
 SITE = "bench"
@@ -194,7 +196,6 @@ def _proc_cpu(path: str) -> float:
 
 def _cpu(pid: int) -> dict[str, Any]:
     """CPU seconds of a process (psutil, else /proc) and of each of its threads (from /proc)."""
-    errors: tuple[type[Exception], ...] = (OSError, ValueError, *((psutil.Error,) if psutil else ()))
     try:
         if psutil is not None:
             times = psutil.Process(pid).cpu_times()
@@ -205,7 +206,7 @@ def _cpu(pid: int) -> dict[str, Any]:
         for task in os.listdir(f"/proc/{pid}/task"):
             with contextlib.suppress(OSError):
                 threads[int(task)] = _proc_cpu(f"/proc/{pid}/task/{task}/stat")
-    except errors:
+    except PROC_ERRORS:
         return {"total": 0.0, "threads": {}}
     return {"total": total, "threads": threads}
 
@@ -222,6 +223,37 @@ def _cpu_use(before: dict[str, Any], after: dict[str, Any], wall_s: float, pid: 
         "main_thread_pct": round(threads.get(pid, 0.0), 1),
         "busiest_other_threads_pct": [round(v, 1) for v in others[:3]],
     }
+
+
+def _socket_backlog(gateway_pid: int, broker_port: int) -> int:
+    """Bytes from the broker not yet read by the gateway: its sockets' receive queues plus the broker's
+    send queues towards them (kernel buffers on loopback, from /proc/net/tcp)."""
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{gateway_pid}/fd"):
+            with contextlib.suppress(OSError):
+                link = os.readlink(f"/proc/{gateway_pid}/fd/{fd}")
+                if link.startswith("socket:["):
+                    inodes.add(int(link[8:-1]))
+    rows = []
+    with open("/proc/net/tcp") as table:
+        for line in table.readlines()[1:]:
+            f = line.split()
+            tx, rx = (int(v, 16) for v in f[4].split(":"))
+            rows.append((int(f[1].split(":")[1], 16), int(f[2].split(":")[1], 16), tx, rx, int(f[9])))
+    mine = [r for r in rows if r[4] in inodes and r[1] == broker_port]
+    ports = {r[0] for r in mine}
+    return sum(r[3] for r in mine) + sum(r[2] for r in rows if r[0] == broker_port and r[1] in ports)
+
+
+def _rss_mb(pid: int) -> int | None:
+    try:
+        if psutil is not None:
+            return round(psutil.Process(pid).memory_info().rss / 2**20)
+        with open(f"/proc/{pid}/statm") as statm:
+            return round(int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20)
+    except PROC_ERRORS:
+        return None
 
 
 def _parse_metrics(text: str) -> dict[str, float]:
@@ -242,8 +274,10 @@ class Gauges:
     DEAD = 'careline_dead_letters_total{lane="telemetry"}'
     DEPTH = 'careline_lane_queue_depth{lane="telemetry"}'
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(self, http: httpx.AsyncClient, gateway_pid: int, broker_port: int) -> None:
         self.http = http
+        self.gateway_pid = gateway_pid
+        self.broker_port = broker_port
 
     async def read(self) -> dict[str, Any]:
         metrics = _parse_metrics((await self.http.get("/metrics")).text)
@@ -257,6 +291,7 @@ class Gauges:
             "commit_sum": metrics.get("careline_alarm_commit_seconds_sum", 0.0),
             "commit_count": metrics.get("careline_alarm_commit_seconds_count", 0.0),
             "writer": writer,
+            "socket_bytes": _socket_backlog(self.gateway_pid, self.broker_port),
         }
 
     async def sample(self, timeline: list[dict[str, Any]], stop: asyncio.Event) -> None:
@@ -404,6 +439,7 @@ class Bench:
         workers = [await asyncio.to_thread(_recv, conn, duration + 30) for conn in self.pipes] if rate else []
         wall = time.monotonic() - t0
         cpu_after = {proc: _cpu(pid) for proc, pid in self.pids.items()}
+        rss = {proc: _rss_mb(self.pids[proc]) for proc in ("gateway", "mosquitto")}
         stop.set()
         await sampler
         at_end = await self.gauges.read()
@@ -432,6 +468,7 @@ class Bench:
             "backlog_at_phase_end": published - int(_done(at_end) - _done(before)),
             "settle_s": settled_after,
             "telemetry_queue_depth_max": int(max((g["queue_depth"] for g in timeline), default=0)),
+            "broker_to_gateway_socket_bytes_max": max((g["socket_bytes"] for g in timeline), default=0),
             "writer_buffered_max": max((g["writer"].get("buffered_points", 0) for g in timeline), default=0),
             "writer": _writer_delta(before["writer"], after["writer"]),
             "steady_rates_per_s": _steady(timeline),
@@ -443,10 +480,7 @@ class Bench:
                 for proc, pid in self.pids.items()
             },
         }
-        if psutil is not None:
-            with contextlib.suppress(psutil.Error):
-                rss = psutil.Process(self.pids["gateway"]).memory_info().rss
-                result["gateway_rss_mb"] = round(rss / 2**20)
+        result["rss_mb_at_phase_end"] = rss
         result["kept_up"] = bool(
             rate
             and published >= 0.99 * rate * duration
@@ -564,7 +598,8 @@ async def _measure(args: argparse.Namespace, broker: Mosquitto, server: InfluxDB
                     **{f"publisher{k}": w.pid for k, w in enumerate(workers)},
                     "bench": os.getpid(),
                 }
-                bench = Bench(args, Gauges(http), Store(server), probe, pipes, pids)
+                gauges = Gauges(http, gateway.pid, broker.port)
+                bench = Bench(args, gauges, Store(server), probe, pipes, pids)
                 warmup = await bench.phase("warm-up", WARMUP_RATE, WARMUP_S)
                 print(f"warm-up: stored {warmup['stored']} of {warmup['published']}", flush=True)
                 phases = [await bench.phase("idle", 0, IDLE_S)]
@@ -715,7 +750,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--rates", default="2000,5000,10000", help="telemetry msg/s, one phase each")
+    parser.add_argument("--rates", default="2000,5000,7500,10000", help="telemetry msg/s, one phase each")
     parser.add_argument("--duration", type=float, default=15.0, help="seconds per phase")
     parser.add_argument("--residents", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2, help="telemetry publisher processes")

@@ -103,12 +103,14 @@ class Gateway:
             config.broker.telemetry_queue_max,
             [self.device_health, self.wellbeing],
         )
-        self.escalations = EscalationStore(self.store, config)
         esc = config.escalation
+        channels = build_channels(esc)
+        # Tiers skip channels that are not configured (audited) rather than failing on them.
+        self.escalations = EscalationStore(self.store, config, frozenset(channels))
         self.escalation = EscalationEngine(
             self.escalations,
             self.service,
-            build_channels(esc),
+            channels,
             build_webhooks(esc),
             self.clock,
             attempts=esc.send_attempts,

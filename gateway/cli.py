@@ -58,13 +58,24 @@ def _load(path: Path) -> CarelineConfig:
 
 
 async def _serve_until_signalled(gateway: Gateway, *extra: asyncio.Task[None]) -> None:
-    stop = asyncio.Event()
+    """Serve until SIGINT/SIGTERM; helpers (the demo's simulator) stop first, while the broker is up."""
+    signalled, stop = asyncio.Event(), asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, signalled.set)
+
+    async def stop_in_order() -> None:
+        await signalled.wait()
+        for task in extra:
+            task.cancel()
+        await asyncio.gather(*extra, return_exceptions=True)
+        stop.set()
+
+    stopping = asyncio.create_task(stop_in_order())
     try:
         await gateway.serve(stop)
     finally:
+        stopping.cancel()
         for task in extra:
             task.cancel()
 

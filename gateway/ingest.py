@@ -51,6 +51,7 @@ class MqttLane:
         self._metrics = metrics
         self._alarm = lane is Lane.ALARM
         self.connected = asyncio.Event()
+        self._stopping = False
         self._client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
@@ -99,6 +100,7 @@ class MqttLane:
         self._client.loop_start()
 
     def stop(self) -> None:
+        self._stopping = True
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -132,7 +134,10 @@ class MqttLane:
     def _on_disconnect(
         self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
     ) -> None:
-        log.warning("%s lane disconnected (%s); paho reconnects with backoff", self._lane.value, reason)
+        if self._stopping:
+            log.info("%s lane disconnected", self._lane.value)
+        else:
+            log.warning("%s lane disconnected (%s); paho reconnects with backoff", self._lane.value, reason)
         self._metrics.broker_connected.labels(self._lane.value).set(0)
         self._loop.call_soon_threadsafe(self.connected.clear)
 

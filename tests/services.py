@@ -82,7 +82,9 @@ class _ServerProcess:
 
     def __init__(self, *, port: int | None = None, startup_timeout_s: float | None = None) -> None:
         self._port = port if port is not None else free_port()
-        self._startup_timeout_s = startup_timeout_s or self.default_startup_timeout_s
+        self._startup_timeout_s = (
+            self.default_startup_timeout_s if startup_timeout_s is None else startup_timeout_s
+        )
         self._dir = Path(tempfile.mkdtemp(prefix=f"careline-{self.name}-"))
         self._process: subprocess.Popen[bytes] | None = None
 
