@@ -12,6 +12,7 @@ import asyncio
 import logging
 import socket
 import ssl
+from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -52,6 +53,8 @@ class MqttLane:
         self._alarm = lane is Lane.ALARM
         self.connected = asyncio.Event()
         self._stopping = False
+        self._arrived: deque[RawMessage] = deque()
+        self._handoff_scheduled = False
         self._client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
@@ -152,4 +155,16 @@ class MqttLane:
             duplicate=bool(message.dup),
             retained=bool(message.retain),
         )
-        self._loop.call_soon_threadsafe(self._sink, raw)
+        self._arrived.append(raw)
+        if not self._handoff_scheduled:
+            # One wake-up of the event loop per burst, not per message: at thousands of telemetry
+            # messages a second, per-message callbacks would crowd out the alarm lane's work.
+            self._handoff_scheduled = True
+            self._loop.call_soon_threadsafe(self._hand_over)
+
+    def _hand_over(self) -> None:
+        """On the event loop: pass every message that arrived to the lane. The flag is cleared before
+        draining, so a message appended meanwhile either is drained now or schedules the next hand-over."""
+        self._handoff_scheduled = False
+        while self._arrived:
+            self._sink(self._arrived.popleft())

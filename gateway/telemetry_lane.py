@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 TelemetrySink = Callable[[Sequence[DeviceEvent]], None]
 DEAD_LETTER_FLUSH_S = 1.0
+#: Telemetry messages handled between two yields to the event loop.
+CHUNK = 100
 DEAD_LETTER_BACKLOG_MAX = 10_000
 
 
@@ -82,7 +84,7 @@ class TelemetryLane:
         while True:
             raw = await self.queue.get()
             events = self._decode(raw)
-            while not self.queue.empty() and len(events) < 1000:
+            while not self.queue.empty() and len(events) < CHUNK:
                 events += self._decode(self.queue.get_nowait())
             self._metrics.queue_depth.labels("telemetry").set(self.queue.qsize())
             for sink in self._sinks:
@@ -90,6 +92,9 @@ class TelemetryLane:
                     sink(events)
                 except Exception:
                     log.exception("telemetry sink %r failed", sink)
+            # Small chunks and a yield between them: an alarm arriving meanwhile runs next, not after a
+            # long stretch of telemetry.
+            await asyncio.sleep(0)
 
     def _decode(self, raw: RawMessage) -> list[DeviceEvent]:
         try:

@@ -481,3 +481,21 @@ def test_the_migration_creates_the_append_only_triggers(db_path: Path, engine: E
         connection.close()
 
     assert {"audit_log_no_update", "audit_log_no_delete"} <= triggers
+
+
+def test_the_writer_serves_a_queued_alarm_before_queued_bookkeeping() -> None:
+    import threading
+
+    from gateway.incidents.writer import ALARM, BOOKKEEPING, PriorityWriter
+
+    writer = PriorityWriter("test-writer")
+    gate, order = threading.Event(), []
+    writer.submit(gate.wait, BOOKKEEPING)  # occupies the thread while the others queue up
+    later = [writer.submit(lambda n=n: order.append(f"bookkeeping-{n}"), BOOKKEEPING) for n in range(3)]
+    alarm = writer.submit(lambda: order.append("alarm"), ALARM)
+    gate.set()
+    alarm.result(5)
+    for future in later:
+        future.result(5)
+    writer.shutdown()
+    assert order == ["alarm", "bookkeeping-0", "bookkeeping-1", "bookkeeping-2"]

@@ -61,7 +61,7 @@ class EscalationEngine:
         self._wake.set()
 
     async def run(self) -> None:
-        self._dispatch(await self._service.write(self._store.requeue_interrupted, self._clock.now()))
+        self._dispatch(await self._service.bookkeeping(self._store.requeue_interrupted, self._clock.now()))
         while True:
             await self.run_due()
             with contextlib.suppress(TimeoutError):
@@ -70,7 +70,7 @@ class EscalationEngine:
             self._wake.clear()
 
     async def run_due(self) -> list[PlannedNotification]:
-        planned = await self._service.write(self._store.claim_due, self._clock.now())
+        planned = await self._service.bookkeeping(self._store.claim_due, self._clock.now())
         self._dispatch(planned)
         for incident_id in {p.incident_id for p in planned}:
             self._on_change(incident_id)
@@ -94,7 +94,7 @@ class EscalationEngine:
         )
         for attempt in range(1, self._attempts + 1):
             delivery = await self._send_once(channel, replace(notification, attempt=attempt))
-            await self._service.write(
+            await self._service.bookkeeping(
                 self._store.record_delivery, item.notification_id, delivery, attempt, self._clock.now()
             )
             self._on_change(item.incident_id)
@@ -156,7 +156,7 @@ class EscalationEngine:
 
     async def acknowledge_by_token(self, token: str, via: str) -> str:
         """'acknowledged', 'late' (already resolved: recorded, not lost) or 'unknown'."""
-        owner = await self._service.write(self._store.token_owner, token)
+        owner = await self._service.read(self._store.token_owner, token)
         if owner is None:
             return "unknown"
         try:
@@ -166,5 +166,7 @@ class EscalationEngine:
         return "acknowledged"
 
     async def provider_status(self, notification_id: int, status: str) -> None:
-        if await self._service.write(self._store.record_status, notification_id, status, self._clock.now()):
+        if await self._service.bookkeeping(
+            self._store.record_status, notification_id, status, self._clock.now()
+        ):
             self.wake()

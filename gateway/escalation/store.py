@@ -67,7 +67,7 @@ class EscalationStore:
         if not self._anything_due(now):
             # Most polls find nothing: a read takes no write lock, so it never delays an alarm's commit.
             return planned
-        with self._store.transaction() as session:
+        with self._store.transaction(durable=False) as session:
             due = session.scalars(
                 select(Escalation)
                 .where(Escalation.state == "active", Escalation.next_step_at <= now)
@@ -268,7 +268,7 @@ class EscalationStore:
     # -- what channels report --------------------------------------------------------------------------
 
     def record_delivery(self, notification_id: int, delivery: Delivery, attempt: int, now: datetime) -> None:
-        with self._store.transaction() as session:
+        with self._store.transaction(durable=False) as session:
             row = session.get(Notification, notification_id)
             if row is None:
                 return
@@ -293,7 +293,7 @@ class EscalationStore:
 
     def record_status(self, notification_id: int, status: str, now: datetime) -> bool:
         """A provider's status callback. True when the tier should move on at once (nobody answered)."""
-        with self._store.transaction() as session:
+        with self._store.transaction(durable=False) as session:
             row = session.get(Notification, notification_id)
             if row is None:
                 return False
@@ -365,7 +365,7 @@ class EscalationStore:
 
     def requeue_interrupted(self, now: datetime) -> list[PlannedNotification]:
         """Notifications planned but never sent when the gateway stopped: send them now."""
-        with self._store.transaction() as session:
+        with self._store.transaction(durable=False) as session:
             rows = session.scalars(
                 select(Notification)
                 .join(Incident, Incident.id == Notification.incident_id)

@@ -61,7 +61,7 @@ def webhook_router(ctx: WebhookContext) -> APIRouter:
     @router.post("/api/twilio/sms-inbound")
     async def sms_inbound(request: Request) -> Response:
         form = await _verified_form(request, ctx)
-        token = await ctx.service.write(ctx.escalations.latest_token_for_phone, form.get("From", ""))
+        token = await ctx.service.read(ctx.escalations.latest_token_for_phone, form.get("From", ""))
         if token is not None and parse_sms_reply(form.get("Body", "")):
             await ctx.engine.acknowledge_by_token(token, "sms")
         return Response(_EMPTY_TWIML, media_type=TWIML)
@@ -82,7 +82,7 @@ def webhook_router(ctx: WebhookContext) -> APIRouter:
     async def gather(request: Request, n: int, t: str) -> Response:
         form = await _verified_form(request, ctx)
         digits = form.get("Digits", "")
-        owner = await ctx.service.write(ctx.escalations.token_owner, t)
+        owner = await ctx.service.read(ctx.escalations.token_owner, t)
         language: Language = ctx.escalations.language_of(owner.responder_id) if owner else "en"
         if digits == "1":
             await ctx.engine.acknowledge_by_token(t, "voice")

@@ -9,6 +9,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 READ_ONLY = "careline_read_only"
+RELAXED = "careline_relaxed_durability"
 
 
 def make_engine(url: str, *, busy_timeout_s: float = 30.0) -> Engine:
@@ -39,9 +40,19 @@ def _sqlite_begin_immediate(connection: Any) -> None:
         # Readers take no lock: in WAL mode they never wait for (nor delay) the alarm path's commits.
         connection.exec_driver_sql("BEGIN")
         return
+    # FULL: a committed alarm survives power loss. Escalation bookkeeping may use NORMAL (no fsync of its
+    # own; the next FULL commit carries it to disk): after a power cut a notification may be sent twice,
+    # and the alarm path never waits for a bookkeeping fsync.
+    relaxed = connection.get_execution_options().get(RELAXED)
+    connection.exec_driver_sql(f"PRAGMA synchronous={'NORMAL' if relaxed else 'FULL'}")
     # Writers take the write lock up front: upgrading a read transaction later fails at once with
     # "database is locked" instead of waiting for the busy timeout.
     connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def relaxed(engine: Engine) -> Engine:
+    """The same pool, for writes that may skip their own fsync (escalation bookkeeping)."""
+    return engine.execution_options(**{RELAXED: True})
 
 
 def read_only(engine: Engine) -> Engine:

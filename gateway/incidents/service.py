@@ -12,6 +12,7 @@ from typing import ParamSpec, TypeVar
 from gateway.incidents.schema import Outcome
 from gateway.incidents.store import AlarmBatch, BatchResult, IncidentStore
 from gateway.incidents.views import IncidentView
+from gateway.incidents.writer import ALARM, BOOKKEEPING, PriorityWriter
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ IncidentListener = Callable[[Sequence[IncidentView]], None]
 class IncidentService:
     def __init__(self, store: IncidentStore) -> None:
         self.store = store
-        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="incident-store")
+        self._writer = PriorityWriter()
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="incident-reads")
         self._listeners: list[IncidentListener] = []
 
@@ -32,7 +33,11 @@ class IncidentService:
 
     async def write(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a store function on the single writer thread (every write goes through here)."""
-        return await asyncio.get_running_loop().run_in_executor(self._writer, lambda: fn(*args, **kwargs))
+        return await asyncio.wrap_future(self._writer.submit(lambda: fn(*args, **kwargs), ALARM))
+
+    async def bookkeeping(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """A write that yields to alarms waiting for the writer (escalation steps and records)."""
+        return await asyncio.wrap_future(self._writer.submit(lambda: fn(*args, **kwargs), BOOKKEEPING))
 
     async def read(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Reads run beside the writer (SQLite WAL lets them), so a slow report never delays an alarm."""
@@ -64,5 +69,5 @@ class IncidentService:
                 log.exception("incident listener failed")
 
     def close(self) -> None:
-        self._writer.shutdown(wait=True)
+        self._writer.shutdown()
         self._readers.shutdown(wait=True)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from devices.model import DeviceEvent, RawMessage
 from gateway.directory import Directory
 from gateway.incidents.audit import AuditTrail, verify_chain
-from gateway.incidents.db import read_only
+from gateway.incidents.db import read_only, relaxed
 from gateway.incidents.schema import (
     AlarmEvent,
     AuditEntry,
@@ -76,6 +76,7 @@ class IncidentStore:
     def __init__(self, engine: Engine, directory: Directory, clock: Callable[[], datetime]) -> None:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._reads = sessionmaker(read_only(engine), expire_on_commit=False)
+        self._bookkeeping = sessionmaker(relaxed(engine), expire_on_commit=False)
         self.directory = directory
         self._now = clock
         self.audit = AuditTrail()
@@ -84,9 +85,10 @@ class IncidentStore:
         return self._now()
 
     @contextmanager
-    def transaction(self) -> Iterator[Session]:
-        """One unit of work; call only from the service's writer thread."""
-        with self._sessions() as session:
+    def transaction(self, *, durable: bool = True) -> Iterator[Session]:
+        """One unit of work; call only from the service's writer thread. `durable=False` (escalation
+        bookkeeping) skips this commit's own fsync on SQLite; see incidents/db.py."""
+        with (self._sessions if durable else self._bookkeeping)() as session:
             try:
                 with session.begin():
                     yield session
