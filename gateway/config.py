@@ -7,6 +7,7 @@ the secret. `load_config` turns pydantic's errors into messages carrying the YAM
 from __future__ import annotations
 
 import os
+import re
 from datetime import time
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -201,6 +202,8 @@ class DeviceConfig(_Strict):
 class ResponderConfig(_Strict):
     id: Identifier
     name: str
+    #: E.164; spaces, dashes, dots and brackets are removed ("+86 138 0000 0001" → "+8613800000001"), so
+    #: SMS replies, which Twilio reports in E.164, are matched to the responder.
     phone: str | None = None
     email: str | None = None
     language: Language = "zh-CN"
@@ -210,6 +213,16 @@ class ResponderConfig(_Strict):
     sites: tuple[Identifier, ...] = ()
     #: When this responder is on duty; none means always reachable (family, supervisors on call).
     shifts: tuple[Shift, ...] = ()
+
+    @field_validator("phone")
+    @classmethod
+    def _e164(cls, phone: str | None) -> str | None:
+        if phone is None:
+            return None
+        compact = re.sub(r"[\s\-.()]", "", phone)
+        if not re.fullmatch(r"\+[1-9]\d{6,14}", compact):
+            raise ValueError(f"phone {phone!r} is not an international number like +8613800000001")
+        return compact
 
 
 class CarelineConfig(_Strict):

@@ -277,3 +277,12 @@ def test_every_broken_reference_is_reported_at_its_own_line() -> None:
     message = str(error.value)
     assert "<config>:9: residents.0.room: resident 'a' names unknown room 'r9'" in message
     assert "<config>:11: devices.0.resident: device 'p1' names unknown resident 'ghost'" in message
+
+
+def test_responder_phone_numbers_are_kept_in_e164_so_sms_replies_match() -> None:
+    config = parse_config(
+        "sites: [{id: s, name: S}]\nresponders: [{id: nurse, name: Nurse, phone: '+86 138-0000 (0001)'}]\n"
+    )
+    assert config.responders[0].phone == "+8613800000001"
+    with pytest.raises(ConfigError, match="international number"):
+        parse_config("responders: [{id: nurse, name: Nurse, phone: '138 0000 0001'}]\n")
