@@ -52,6 +52,12 @@ class Metrics:
         self.queue_depth = Gauge(
             "careline_lane_queue_depth", "Messages waiting in a lane's queue", ["lane"], registry=r
         )
+        self.telemetry_lag = Gauge(
+            "careline_telemetry_lag_seconds",
+            "Device time of the latest telemetry handled, behind the gateway's clock: grows when telemetry "
+            "queues up before the gateway (e.g. in TCP buffers), which the queue depth cannot show",
+            registry=r,
+        )
         self.websocket_clients = Gauge(
             "careline_websocket_clients", "Connected dashboard WebSockets", registry=r
         )

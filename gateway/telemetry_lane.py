@@ -10,7 +10,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from devices.decode import decode
 from devices.model import DecodeError, DeviceEvent, EventKind, RawMessage
@@ -87,6 +87,8 @@ class TelemetryLane:
             while not self.queue.empty() and len(events) < CHUNK:
                 events += self._decode(self.queue.get_nowait())
             self._metrics.queue_depth.labels("telemetry").set(self.queue.qsize())
+            if events:
+                self._metrics.telemetry_lag.set((datetime.now(UTC) - events[-1].ts).total_seconds())
             for sink in self._sinks:
                 try:
                     sink(events)

@@ -228,6 +228,8 @@ async def test_a_dying_battery_reported_on_the_telemetry_lane_opens_a_technical_
             "careline/night/night-pendant-wang/telemetry", careline_event(EventKind.BATTERY, 5), qos=0
         )
         incidents = await live.wait_for(lambda i: len(i) == 1, "the battery-low incident")
+        metrics = (await live.http.get("/metrics")).text
+        assert "careline_telemetry_lag_seconds" in metrics
         assert (incidents[0]["rule"], incidents[0]["severity"], incidents[0]["device_id"]) == (
             "device_health",
             "low",
