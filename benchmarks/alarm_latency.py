@@ -16,7 +16,6 @@ import asyncio
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from harness import Publisher  # noqa: E402
 from services import Mosquitto, free_port  # noqa: E402
+from support import start_gateway  # noqa: E402
 
 from devices.model import EventKind  # noqa: E402
 from simulators.payloads import careline_event  # noqa: E402
@@ -56,45 +56,6 @@ def _config(broker_url: str, db: Path, http_port: int, residents: int) -> dict[s
             for n in range(residents)
         ],
     }
-
-
-def _start_gateway(config_path: Path, http_port: int, workdir: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "BENCH_PW": PASSWORD}
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gateway",
-            "user",
-            "add",
-            "--config",
-            str(config_path),
-            "operator",
-            "--role",
-            "operator",
-            "--password-env",
-            "BENCH_PW",
-        ],
-        check=True,
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
-    log = (workdir / "gateway.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "run", "--config", str(config_path)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{http_port}/api/healthz").json().get("status") == "ok":
-                return process
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    raise SystemExit(f"gateway did not start: {(workdir / 'gateway.log').read_text()[-2000:]}")
 
 
 async def _phase(
@@ -155,7 +116,7 @@ async def _run(alarms: int, rate: float) -> dict[str, Any]:
     with Mosquitto() as broker:
         config_path = workdir / "careline.yaml"
         config_path.write_text(yaml.safe_dump(_config(broker.url, db, http_port, alarms)))
-        gateway = _start_gateway(config_path, http_port, workdir)
+        gateway = start_gateway(config_path, http_port, workdir, PASSWORD)
         device = Publisher(broker.port)
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{http_port}") as http:

@@ -47,6 +47,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from harness import Publisher  # noqa: E402
 from services import InfluxDB1, Mosquitto, VictoriaMetrics, free_port  # noqa: E402
+from support import start_gateway  # noqa: E402
 
 from devices.model import EventKind  # noqa: E402
 from simulators.payloads import careline_event  # noqa: E402
@@ -102,39 +103,6 @@ def _config(
         "devices": devices,
         "telemetry": {**telemetry, "spool_dir": str(workdir / "spool")},
     }
-
-
-def _start_gateway(config_path: Path, http_port: int, workdir: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "BENCH_PW": PASSWORD, TOKEN_ENV: "benchmark-token"}
-    subprocess.run(
-        [
-            *(sys.executable, "-m", "gateway", "user", "add", "--config", str(config_path), "operator"),
-            *("--role", "operator", "--password-env", "BENCH_PW"),
-        ],
-        check=True,
-        env=env,
-        cwd=workdir,
-        stdout=subprocess.DEVNULL,
-    )
-    log = (workdir / "gateway.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gateway", "run", "--config", str(config_path)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env={**env, "PYTHONPATH": str(ROOT)},
-        cwd=workdir,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(f"http://127.0.0.1:{http_port}/api/healthz").json().get("status") == "ok":
-                return process
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    process.kill()
-    process.wait()
-    raise SystemExit(f"gateway did not start: {(workdir / 'gateway.log').read_text()[-2000:]}")
 
 
 def _telemetry_worker(port: int, worker: int, workers: int, residents: int, conn: Connection) -> None:
@@ -585,7 +553,7 @@ async def _measure(args: argparse.Namespace, broker: Mosquitto, server: InfluxDB
         worker.start()
         pipes.append(parent)
         workers.append(worker)
-    gateway = _start_gateway(config_path, http_port, workdir)
+    gateway = start_gateway(config_path, http_port, workdir, PASSWORD, {TOKEN_ENV: "benchmark-token"})
     device = Publisher(broker.port)
     try:
         for conn in pipes:

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -66,7 +67,7 @@ def _http_status(url: str, timeout_s: float = 0.5) -> int | None:
         return None
 
 
-class _ServerProcess:
+class _ServerProcess(ABC):
     """A server program on a free port of 127.0.0.1 with its data in a temporary directory.
 
     Use it as a context manager, or call `start()`, `stop()` and `restart()` yourself; `restart()` keeps the
@@ -109,15 +110,16 @@ class _ServerProcess:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @abstractmethod
     def _command(self) -> list[str]:
         """The program and its arguments; raises when the program is missing."""
-        raise NotImplementedError
 
-    def _prepare(self) -> None:
+    def _prepare(self) -> None:  # noqa: B027 (a hook: not every server writes configuration)
         """Write configuration files before each start."""
 
+    @abstractmethod
     def _ready(self) -> bool:
-        raise NotImplementedError
+        """True once the server answers."""
 
     def _logs(self) -> str:
         return _tail(self.output_path)

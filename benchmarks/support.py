@@ -1,0 +1,65 @@
+"""What the benchmarks share: the gateway as its own process, with an operator to log in as."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start_gateway(
+    config_path: Path,
+    http_port: int,
+    workdir: Path,
+    password: str,
+    extra_env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Create the user `operator` with `password`, start `careline run` and wait until it is healthy."""
+    env = {**os.environ, "BENCH_PW": password, "PYTHONPATH": str(ROOT), **(extra_env or {})}
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gateway",
+            "user",
+            "add",
+            "--config",
+            str(config_path),
+            "operator",
+            "--role",
+            "operator",
+            "--password-env",
+            "BENCH_PW",
+        ],
+        check=True,
+        env=env,
+        cwd=workdir,
+        stdout=subprocess.DEVNULL,
+    )
+    log_path = workdir / "gateway.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway", "run", "--config", str(config_path)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=workdir,
+        )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if httpx.get(f"http://127.0.0.1:{http_port}/api/healthz").json().get("status") == "ok":
+                return process
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    process.wait()
+    raise SystemExit(f"gateway did not start: {log_path.read_text()[-2000:]}")
