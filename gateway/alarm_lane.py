@@ -12,6 +12,7 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
+from paho.mqtt.client import topic_matches_sub
 from sqlalchemy.exc import OperationalError
 
 from devices.decode import decode
@@ -47,14 +48,22 @@ class AlarmLane:
         service: IncidentService,
         metrics: Metrics,
         clock: Clock,
+        telemetry_topics: Sequence[str] = (),
     ) -> None:
         self._registry = registry
+        #: Telemetry sinks (device health, wellbeing rules, the InfluxDB writer) also hear the alarm lane's
+        #: events, after the commit, unless the telemetry lane receives the same topic anyway.
+        self._observers: list[Callable[[Sequence[DeviceEvent]], None]] = []
+        self._telemetry_topics = tuple(telemetry_topics)
         self._engine = engine
         self._service = service
         self._metrics = metrics
         self._clock = clock
         self.queue: asyncio.Queue[RawMessage] = asyncio.Queue()  # unbounded: alarms are never dropped
         self.ack: Callable[[RawMessage], None] = lambda _raw: None
+
+    def add_observer(self, observer: Callable[[Sequence[DeviceEvent]], None]) -> None:
+        self._observers.append(observer)
 
     def submit(self, raw: RawMessage) -> None:
         self._metrics.messages_received.labels("alarm").inc()
@@ -82,17 +91,31 @@ class AlarmLane:
             await self._commit(AlarmBatch([RuledDecision(d, check_duplicate=False) for d in decisions]))
 
     async def handle(self, messages: list[RawMessage]) -> BatchResult:
-        batch = self._rule(messages)
+        batch, observed = self._rule(messages)
         result = await self._commit(batch) if batch else BatchResult()
         committed = datetime.now(UTC)
         for raw in messages:
             self.ack(raw)
             self._metrics.alarm_latency.observe((committed - raw.received_at).total_seconds())
         self._metrics.alarm_batch_size.observe(len(messages))
+        self._tell_observers(observed)
         return result
 
-    def _rule(self, messages: list[RawMessage]) -> AlarmBatch:
+    def _tell_observers(self, events: list[DeviceEvent]) -> None:
+        if not events:
+            return
+        for observer in self._observers:
+            try:
+                observer(events)
+            except Exception:
+                log.exception("alarm-lane observer %r failed", observer)
+
+    def _heard_on_telemetry_lane(self, topic: str) -> bool:
+        return any(topic_matches_sub(pattern, topic) for pattern in self._telemetry_topics)
+
+    def _rule(self, messages: list[RawMessage]) -> tuple[AlarmBatch, list[DeviceEvent]]:
         batch = AlarmBatch()
+        observed: list[DeviceEvent] = []
         now = self._clock.now()
         for raw in messages:
             if raw.retained:
@@ -105,11 +128,13 @@ class AlarmLane:
                 batch.dead_letters.append((raw, exc.reason, exc.device_id))
                 self._metrics.dead_letters.labels("alarm").inc()
                 continue
+            if not self._heard_on_telemetry_lane(raw.topic):
+                observed += events
             for event in events:
                 if event.is_alarm_kind:
                     check = may_be_redelivery(raw, event)
                     batch.decisions.extend(RuledDecision(d, check) for d in self._engine.handle(event, now))
-        return batch
+        return batch, observed
 
     async def _commit(self, batch: AlarmBatch) -> BatchResult:
         delay = 0.05

@@ -82,7 +82,9 @@ class Gateway:
         self.hub = IncidentHub()
         self.service.subscribe(self.hub.publish)
         self.device_health = DeviceHealth()
-        self.alarm_lane = AlarmLane(self.registry, self.rules, self.service, self.metrics, self.clock)
+        self.alarm_lane = AlarmLane(
+            self.registry, self.rules, self.service, self.metrics, self.clock, config.broker.telemetry_topics
+        )
         context = RuleContext(config)
         self.wellbeing = WellbeingMonitor(
             RuleEngine(
@@ -121,6 +123,9 @@ class Gateway:
         self.telemetry_writer = create_writer(config.telemetry)
         if self.telemetry_writer is not None:
             self.telemetry_lane.add_sink(self.telemetry_writer)
+        for sink in (self.device_health, self.wellbeing, self.telemetry_writer):
+            if sink is not None:
+                self.alarm_lane.add_observer(sink)
         self._mqtt: dict[Lane, MqttLane] = {}
         self._workers: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()

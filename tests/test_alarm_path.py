@@ -236,3 +236,18 @@ async def test_a_dying_battery_reported_on_the_telemetry_lane_opens_a_technical_
             "night-pendant-wang",
         )
         device.close()
+
+
+async def test_alarm_lane_events_also_count_as_signs_of_life_for_the_device_list(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    async with live_gateway(new_config(mosquitto.url, tmp_path)) as live:
+        device = Publisher(mosquitto.port)
+        device.event("night", "night-door-102", EventKind.DOOR_CLOSED)  # native: alarm topic only
+        for _ in range(100):
+            seen = {d["device_id"] for d in (await live.http.get("/api/devices")).json()}
+            if "night-door-102" in seen:
+                break
+            await asyncio.sleep(0.05)
+        assert "night-door-102" in seen
+        device.close()
