@@ -6,6 +6,7 @@ BIN = $(VENV)/bin
 .PHONY: demo test lint typecheck unit bench system-deps clean
 
 $(BIN)/.installed: pyproject.toml
+	./scripts/ensure-python-venv.sh $(PYTHON)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test]'

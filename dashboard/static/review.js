@@ -97,7 +97,8 @@ async function main() {
     translatePage();
   });
   const now = new Date();
-  $("#end").value = localInput(now);
+  // The input holds whole minutes: round up, or what happened this minute would fall outside the period.
+  $("#end").value = localInput(new Date(now.getTime() + 60 * 1000));
   $("#start").value = localInput(new Date(now.getTime() - 24 * 3600 * 1000));
   const params = new URLSearchParams(location.search);
   for (const key of ["resident", "device", "measurement"]) if (params.get(key)) $(`#${key}`).value = params.get(key);
