@@ -26,7 +26,7 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy
 
-## Install what the tests need (pip and apt: mosquitto, chromium), lint, type-check, run every test.
+## Install what the tests need (pip; apt: mosquitto, influxdb, victoria-metrics, chromium), lint, type-check, test.
 test: $(BIN)/.installed system-deps lint typecheck
 	$(BIN)/pytest -q
 
