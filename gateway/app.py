@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,13 +18,12 @@ from fastapi import FastAPI
 from dashboard.api import DashboardContext, create_app
 from dashboard.auth import UserStore
 from dashboard.hub import IncidentHub
-from devices.model import Binding, Lane
-from devices.registry import DeviceRegistry
+from devices.model import Lane
 from gateway.alarm_lane import AlarmLane
 from gateway.broker import EmbeddedBroker
 from gateway.clock import Clock, SystemClock
 from gateway.config import CarelineConfig
-from gateway.directory import Directory
+from gateway.directory import Directory, device_registry
 from gateway.errors import CarelineError
 from gateway.escalation.engine import EscalationEngine
 from gateway.escalation.store import EscalationStore
@@ -33,33 +32,17 @@ from gateway.escalation.wiring import build_channels, build_webhooks, twilio_aut
 from gateway.incidents.db import make_engine
 from gateway.incidents.migrate import upgrade
 from gateway.incidents.service import IncidentService
-from gateway.incidents.store import IncidentStore
+from gateway.incidents.store import AlarmBatch, IncidentStore
 from gateway.incidents.views import IncidentView
 from gateway.ingest import MqttLane
 from gateway.metrics import Metrics
 from gateway.telemetry.reads import SensorLogReader
-from gateway.telemetry.writer import create_writer
-from gateway.telemetry_lane import DeviceHealth, TelemetryLane
-from gateway.wellbeing import WellbeingMonitor
+from gateway.telemetry_lane import DeadLetterItem, DeviceHealth, DeviceState
+from gateway.telemetry_process import TelemetryProcess
 from rules import RuleContext, RuleEngine, default_rules
-from rules.wellbeing import wellbeing_rules
+from rules.model import Decision
 
 log = logging.getLogger(__name__)
-
-
-def device_registry(config: CarelineConfig) -> DeviceRegistry:
-    return DeviceRegistry(
-        Binding(
-            device_id=d.id,
-            device_type=d.type,
-            site=d.site,
-            room=d.room,
-            resident=d.resident,
-            profile=d.profile,
-            friendly_name=d.friendly_name,
-        )
-        for d in config.devices
-    )
 
 
 class Gateway:
@@ -85,26 +68,6 @@ class Gateway:
         self.alarm_lane = AlarmLane(
             self.registry, self.rules, self.service, self.metrics, self.clock, config.broker.telemetry_topics
         )
-        context = RuleContext(config)
-        self.wellbeing = WellbeingMonitor(
-            RuleEngine(
-                wellbeing_rules(
-                    context,
-                    lambda site: context.site(site).wellbeing,
-                    self.clock.now(),
-                    devices=config.devices,
-                )
-            ),
-            self.alarm_lane,
-            self.clock,
-        )
-        self.telemetry_lane = TelemetryLane(
-            self.registry,
-            self.service,
-            self.metrics,
-            config.broker.telemetry_queue_max,
-            [self.device_health, self.wellbeing],
-        )
         esc = config.escalation
         channels = build_channels(esc)
         # Tiers skip channels that are not configured (audited) rather than failing on them.
@@ -120,12 +83,17 @@ class Gateway:
             on_change=self._escalation_changed,
         )
         self.service.subscribe(self._incidents_changed)
-        self.telemetry_writer = create_writer(config.telemetry)
-        if self.telemetry_writer is not None:
-            self.telemetry_lane.add_sink(self.telemetry_writer)
-        for sink in (self.device_health, self.wellbeing, self.telemetry_writer):
-            if sink is not None:
-                self.alarm_lane.add_observer(sink)
+        # Telemetry, the wellbeing rules and the InfluxDB writer run in a process of their own, so a flood
+        # of telemetry cannot hold the interpreter lock or the event loop the alarm lane needs.
+        self.telemetry = TelemetryProcess(
+            config,
+            on_decisions=self._wellbeing_decided,
+            on_dead_letters=self._telemetry_dead_letters,
+            on_status=self._telemetry_status,
+        )
+        self.telemetry_status: dict[str, Any] = {}
+        self._telemetry_counted = {"received": 0.0, "dropped": 0.0, "dead_letters": 0.0}
+        self.alarm_lane.add_observer(self.telemetry.observe)
         self._mqtt: dict[Lane, MqttLane] = {}
         self._workers: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
@@ -179,9 +147,10 @@ class Gateway:
             lane.value: ("connected" if mqtt.connected.is_set() else "disconnected")
             for lane, mqtt in self._mqtt.items()
         }
+        lanes["telemetry"] = "connected" if self.telemetry.connected.is_set() else "disconnected"
         ok = bool(lanes) and all(state == "connected" for state in lanes.values())
         return {
-            "telemetry": self.telemetry_writer.status() if self.telemetry_writer else None,
+            "telemetry": self.telemetry_status.get("writer"),
             "status": "ok" if ok else "degraded",
             "broker": lanes,
             "alarm_queue": self.alarm_lane.queue.qsize(),
@@ -194,17 +163,15 @@ class Gateway:
         async with contextlib.AsyncExitStack() as stack:
             if self.config.broker.embedded:
                 await stack.enter_async_context(EmbeddedBroker(self.config.broker.embedded_port))
-            # Registered first, so it runs last: the writer flushes or spools what the lanes handed it.
-            stack.push_async_callback(self._close_telemetry)
+            # Registered first, so it runs last: the child flushes or spools what it was handed.
+            self.telemetry.start(asyncio.get_running_loop())
+            stack.callback(self.telemetry.stop)
             tasks = [
                 asyncio.create_task(coro, name=name)
                 for name, coro in (
                     ("alarm-lane", self.alarm_lane.run()),
                     ("alarm-timers", self.alarm_lane.run_timers()),
-                    ("telemetry-lane", self.telemetry_lane.run()),
-                    ("dead-letters", self.telemetry_lane.flush_dead_letters_forever()),
-                    ("wellbeing", self.wellbeing.run()),
-                    *([("telemetry-writer", self.telemetry_writer.run())] if self.telemetry_writer else []),
+                    ("telemetry-supervisor", self.telemetry.supervise()),
                     *([("escalation", self.escalation.run())] if self.config.escalation.enabled else []),
                 )
             ]
@@ -214,24 +181,39 @@ class Gateway:
             stack.callback(self._stop_lanes)
             yield self
 
-    async def _close_telemetry(self) -> None:
-        if self.telemetry_writer is not None:
-            await self.telemetry_writer.close()
+    # -- what the telemetry process reports back (on the event loop) -------------------------------------
+
+    def _wellbeing_decided(self, decisions: list[Decision]) -> None:
+        self._spawn(self.alarm_lane.commit_decisions(decisions))
+
+    def _telemetry_dead_letters(self, letters: list[DeadLetterItem]) -> None:
+        self._spawn(self.service.apply(AlarmBatch(dead_letters=letters)))
+
+    def _telemetry_status(self, status: dict[str, Any]) -> None:
+        self.telemetry_status = status
+        self.device_health.devices = {d["device_id"]: DeviceState(**d) for d in status["devices"]}
+        for name, counter in (
+            ("received", self.metrics.messages_received.labels("telemetry")),
+            ("dropped", self.metrics.telemetry_dropped),
+            ("dead_letters", self.metrics.dead_letters.labels("telemetry")),
+        ):
+            # The child's counters restart with it: count only growth.
+            counter.inc(max(0.0, status[name] - self._telemetry_counted[name]))
+            self._telemetry_counted[name] = status[name]
+        self.metrics.queue_depth.labels("telemetry").set(status["queue_depth"])
+        self.metrics.telemetry_lag.set(status["lag_s"])
+
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _start_lanes(self) -> None:
         loop = asyncio.get_running_loop()
         broker = self.config.broker
         alarm = MqttLane(broker, Lane.ALARM, self.alarm_topics(), self.alarm_lane.submit, loop, self.metrics)
         self.alarm_lane.ack = alarm.ack
-        telemetry = MqttLane(
-            broker,
-            Lane.TELEMETRY,
-            list(broker.telemetry_topics),
-            self.telemetry_lane.submit,
-            loop,
-            self.metrics,
-        )
-        self._mqtt = {Lane.ALARM: alarm, Lane.TELEMETRY: telemetry}
+        self._mqtt = {Lane.ALARM: alarm}
         for lane in self._mqtt.values():
             lane.start()
 
@@ -244,10 +226,11 @@ class Gateway:
         for task in tasks:
             task.cancel()
 
-    async def wait_connected(self, limit_s: float = 10.0) -> None:
+    async def wait_connected(self, limit_s: float = 15.0) -> None:
         async with asyncio.timeout(limit_s):
             for lane in self._mqtt.values():
                 await lane.connected.wait()
+            await self.telemetry.connected.wait()
 
     async def serve(self, stop: asyncio.Event | None = None) -> None:
         """Run everything until `stop` is set (or the HTTP server exits, e.g. on SIGTERM)."""

@@ -17,9 +17,10 @@ import typer
 
 from dashboard.auth import Role, UserExistsError, UserStore
 from devices.model import EventKind
-from gateway.app import Gateway, device_registry
+from gateway.app import Gateway
 from gateway.clock import zone_where_local_hour_is
 from gateway.config import CarelineConfig, load_config
+from gateway.directory import device_registry
 from gateway.errors import CarelineError
 from gateway.incidents.db import make_engine
 from gateway.incidents.migrate import upgrade

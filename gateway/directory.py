@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from devices.model import Binding
+from devices.registry import DeviceRegistry
 from gateway.config import CarelineConfig
 
 
@@ -17,3 +19,18 @@ class Directory:
         if resident_id is None:
             return None
         return self._residents.get(resident_id, resident_id)
+
+
+def device_registry(config: CarelineConfig) -> DeviceRegistry:
+    return DeviceRegistry(
+        Binding(
+            device_id=d.id,
+            device_type=d.type,
+            site=d.site,
+            room=d.room,
+            resident=d.resident,
+            profile=d.profile,
+            friendly_name=d.friendly_name,
+        )
+        for d in config.devices
+    )

@@ -8,20 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from devices.decode import decode
 from devices.model import DecodeError, DeviceEvent, EventKind, RawMessage
 from devices.registry import DeviceRegistry
-from gateway.incidents.service import IncidentService
-from gateway.incidents.store import AlarmBatch
 from gateway.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 TelemetrySink = Callable[[Sequence[DeviceEvent]], None]
+#: A message that could not be decoded, why, and the device it claimed to come from.
+DeadLetterItem = tuple[RawMessage, str, str | None]
 DEAD_LETTER_FLUSH_S = 1.0
 #: Telemetry messages handled between two yields to the event loop.
 CHUNK = 100
@@ -58,17 +58,17 @@ class TelemetryLane:
     def __init__(
         self,
         registry: DeviceRegistry,
-        service: IncidentService,
+        keep_dead_letters: Callable[[list[DeadLetterItem]], Awaitable[None]],
         metrics: Metrics,
         queue_max: int,
         sinks: Sequence[TelemetrySink] = (),
     ) -> None:
         self._registry = registry
-        self._service = service
+        self._keep_dead_letters = keep_dead_letters
         self._metrics = metrics
         self._sinks = list(sinks)
         self.queue: asyncio.Queue[RawMessage] = asyncio.Queue(maxsize=queue_max)
-        self._dead: list[tuple[RawMessage, str, str | None]] = []
+        self._dead: list[DeadLetterItem] = []
 
     def add_sink(self, sink: TelemetrySink) -> None:
         self._sinks.append(sink)
@@ -117,7 +117,7 @@ class TelemetryLane:
             return
         letters, self._dead = self._dead, []
         try:
-            await self._service.apply(AlarmBatch(dead_letters=letters))
+            await self._keep_dead_letters(letters)
         except Exception:
             # Keep them for the next round, within bounds: bad telemetry must not grow memory forever.
             log.exception("could not store %d telemetry dead letters; retrying", len(letters))

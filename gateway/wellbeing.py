@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from devices.model import DeviceEvent
-from gateway.alarm_lane import AlarmLane
 from gateway.clock import Clock
 from rules.engine import RuleEngine
 from rules.model import Decision
@@ -22,9 +21,11 @@ TICK_S = 30.0
 
 
 class WellbeingMonitor:
-    def __init__(self, engine: RuleEngine, alarm_lane: AlarmLane, clock: Clock) -> None:
+    def __init__(
+        self, engine: RuleEngine, commit: Callable[[Sequence[Decision]], Awaitable[None]], clock: Clock
+    ) -> None:
         self._engine = engine
-        self._alarm_lane = alarm_lane
+        self._commit = commit
         self._clock = clock
         self._pending: list[Decision] = []
         self._ready = asyncio.Event()
@@ -46,4 +47,5 @@ class WellbeingMonitor:
                 self._pending += self._engine.tick(self._clock.now())
             self._ready.clear()
             decisions, self._pending = self._pending, []
-            await self._alarm_lane.commit_decisions(decisions)
+            if decisions:
+                await self._commit(decisions)

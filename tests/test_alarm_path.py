@@ -251,3 +251,47 @@ async def test_alarm_lane_events_also_count_as_signs_of_life_for_the_device_list
             await asyncio.sleep(0.05)
         assert "night-door-102" in seen
         device.close()
+
+
+async def test_undecodable_telemetry_is_dead_lettered_from_the_telemetry_process(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    async with live_gateway(new_config(mosquitto.url, tmp_path)) as live:
+        device = Publisher(mosquitto.port)
+        device.send("careline/night/night-pendant-wang/telemetry", b"\xff not json", qos=0)
+        for _ in range(100):
+            letters = (await live.http.get("/api/dead-letters")).json()
+            if letters:
+                break
+            await asyncio.sleep(0.05)
+        assert (letters[0]["lane"], letters[0]["topic"]) == (
+            "telemetry",
+            "careline/night/night-pendant-wang/telemetry",
+        )
+        device.close()
+
+
+async def test_a_telemetry_process_that_dies_is_restarted_and_telemetry_flows_again(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    import os
+    import signal
+
+    async with live_gateway(new_config(mosquitto.url, tmp_path)) as live:
+        process = live.gateway.telemetry._process
+        assert process is not None
+        assert process.pid is not None
+        os.kill(process.pid, signal.SIGKILL)
+        for _ in range(100):
+            if live.gateway.telemetry.restarts == 1 and live.gateway.telemetry.alive:
+                break
+            await asyncio.sleep(0.1)
+        assert live.gateway.telemetry.restarts == 1
+        await live.gateway.wait_connected()
+        device = Publisher(mosquitto.port)
+        device.send(
+            "careline/night/night-pendant-wang/telemetry", careline_event(EventKind.BATTERY, 4), qos=0
+        )
+        incidents = await live.wait_for(lambda i: len(i) == 1, "the battery-low incident after the restart")
+        assert incidents[0]["rule"] == "device_health"
+        device.close()
