@@ -122,6 +122,7 @@ class Gateway:
                     service=self.service,
                     public_url=esc.public_url,
                     twilio_auth_token=twilio_auth_token(esc),
+                    voices={str(k): v for k, v in esc.twilio.voices.items()} if esc.twilio else {},
                 )
             )
         )

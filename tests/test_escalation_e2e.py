@@ -57,6 +57,7 @@ def escalating_config(
             "from_number": "+15005550006",
             "api_base_url": twilio.base_url,
             "timeout_s": 5,
+            "voices": {"zh-CN": "Polly.Zhiyu"},
         },
         "policies": [
             {
@@ -128,12 +129,14 @@ async def test_pressing_1_on_the_call_acknowledges_the_incident(
         twiml = sent_to(twilio, CARER, "Calls")[0].get("Twiml") or ""
         assert 'numDigits="1"' in twiml
         assert 'language="zh-CN"' in twiml
+        assert 'voice="Polly.Zhiyu"' in twiml
         action = html.unescape(re.search(r'action="([^"]+)"', twiml).group(1))  # type: ignore[union-attr]
         answer = await asyncio.to_thread(
             twilio.drive_callback, action, {"Digits": "1", "CallSid": "CA" + "2" * 32}
         )
         assert answer.status_code == 200
         assert "<Say" in answer.text
+        assert 'voice="Polly.Zhiyu"' in answer.text
         incident = (await live.incidents())[0]
         assert (incident["status"], incident["acknowledged_by"]) == (
             "acknowledged",

@@ -109,6 +109,11 @@ class TwilioConfig(_Strict):
     #: Only for tests and labs: where the Twilio REST API is (a local stand-in); production leaves it unset.
     api_base_url: str | None = None
     timeout_s: float = Field(10, gt=0, le=60)
+    #: How long a call rings before Twilio reports no-answer (Twilio accepts 5 to 600 s).
+    ring_timeout_s: int = Field(30, ge=5, le=600)
+    #: `<Say voice=...>` per language, e.g. {"zh-CN": "Polly.Zhiyu"} where the account's default voice
+    #: cannot speak Mandarin (docs/twilio.md).
+    voices: dict[Literal["en", "zh-CN"], str] = {}
 
 
 class SmtpConfig(_Strict):

@@ -6,7 +6,8 @@ called); a forgery is refused with 403 and kept in the audit trail.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
@@ -33,6 +34,8 @@ class WebhookContext:
     public_url: str
     #: None when Twilio is not configured: its webhooks then refuse everything.
     twilio_auth_token: str | None
+    #: Twilio `<Say>` voice per language, as configured for calls.
+    voices: Mapping[str, str] = field(default_factory=dict)
 
 
 def _record_forgery(store: IncidentStore, path: str, at: datetime) -> None:
@@ -86,7 +89,7 @@ def webhook_router(ctx: WebhookContext) -> APIRouter:
         language: Language = ctx.escalations.language_of(owner.responder_id) if owner else "en"
         if digits == "1":
             await ctx.engine.acknowledge_by_token(t, "voice")
-        return Response(gather_response(digits, language), media_type=TWIML)
+        return Response(gather_response(digits, language, voice=ctx.voices.get(language)), media_type=TWIML)
 
     @router.get("/api/escalation/ack/{token}", response_class=HTMLResponse)
     async def acknowledge_link(token: str) -> str:

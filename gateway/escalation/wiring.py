@@ -35,6 +35,8 @@ def build_channels(config: EscalationConfig) -> dict[ChannelKind, Channel]:
             public_base_url=config.public_url,
             api_base_url=config.twilio.api_base_url,
             timeout_s=config.twilio.timeout_s,
+            ring_timeout_s=config.twilio.ring_timeout_s,
+            voices=dict(config.twilio.voices),
         )
         channels[ChannelKind.SMS] = TwilioSms(twilio)
         channels[ChannelKind.VOICE] = TwilioVoice(twilio)
