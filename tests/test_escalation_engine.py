@@ -283,8 +283,11 @@ async def test_a_channel_that_keeps_failing_is_reported_as_a_technical_alarm(tmp
     await rig.step()
     await rig.step(60)
     with rig.store.transaction() as session:
-        rules = sorted(i.rule for i in session.scalars(select(Incident)))
+        incidents = list(session.scalars(select(Incident)))
+    rules = sorted(i.rule for i in incidents)
     assert "channel_failing" in rules
+    # The technical alarm belongs to the site whose alarm could not be delivered.
+    assert {i.site for i in incidents if i.rule == "channel_failing"} == {"home"}
     rig.close()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -59,6 +60,21 @@ class EscalationStore:
         self._rota = Rota(config)
         self._sites = {site.id: site for site in config.sites}
 
+    def _note(
+        self,
+        session: Session,
+        now: datetime,
+        action: str,
+        incident_id: int,
+        details: dict[str, Any],
+        *,
+        actor: str = "escalation",
+    ) -> None:
+        """One row of the audit trail about this incident's escalation."""
+        self._store.audit.append(
+            session, at=now, actor=actor, action=action, incident_id=incident_id, details=details
+        )
+
     # -- stepping --------------------------------------------------------------------------------------
 
     def claim_due(self, now: datetime) -> list[PlannedNotification]:
@@ -103,13 +119,12 @@ class EscalationStore:
             for channel in self._channels_for(reach, tier)
             if (p := self._plan(session, incident, escalation, tier_index, reach, channel, now))
         ]
-        self._store.audit.append(
+        self._note(
             session,
-            at=now,
-            actor="escalation",
-            action="escalation.tier",
-            incident_id=incident.id,
-            details={
+            now,
+            "escalation.tier",
+            incident.id,
+            {
                 "policy": policy.id,
                 "tier": tier_index + 1,
                 "round": escalation.round,
@@ -117,14 +132,7 @@ class EscalationStore:
             },
         )
         if not reached:
-            self._store.audit.append(
-                session,
-                at=now,
-                actor="escalation",
-                action="escalation.no_responder",
-                incident_id=incident.id,
-                details={"tier": tier_index + 1},
-            )
+            self._note(session, now, "escalation.no_responder", incident.id, {"tier": tier_index + 1})
         self._advance(session, escalation, policy, tier_index, tier, now, nobody=not planned)
         return planned
 
@@ -169,14 +177,7 @@ class EscalationStore:
                 "policy ended",
                 None,
             )
-            self._store.audit.append(
-                session,
-                at=now,
-                actor="escalation",
-                action="escalation.exhausted",
-                incident_id=escalation.incident_id,
-                details={"policy": policy.id},
-            )
+            self._note(session, now, "escalation.exhausted", escalation.incident_id, {"policy": policy.id})
             return
         escalation.round += 1
         escalation.next_tier = 0 if policy.repeat == "restart" else tier_index
@@ -263,6 +264,7 @@ class EscalationStore:
             opened_at=incident.opened_at,
             trigger_count=incident.trigger_count,
             timezone=site.timezone if site else "UTC",
+            site_id=incident.site,
         )
 
     # -- what channels report --------------------------------------------------------------------------
@@ -276,13 +278,12 @@ class EscalationStore:
             row.status = "sent" if delivery.ok else ("retrying" if delivery.retryable else "failed")
             row.provider_id = delivery.provider_id or row.provider_id
             row.detail, row.updated_at = delivery.detail[:2000], now
-            self._store.audit.append(
+            self._note(
                 session,
-                at=now,
-                actor="escalation",
-                action="notification.sent" if delivery.ok else "notification.failed",
-                incident_id=row.incident_id,
-                details={
+                now,
+                "notification.sent" if delivery.ok else "notification.failed",
+                row.incident_id,
+                {
                     "notification": row.id,
                     "responder": row.responder_id,
                     "channel": row.channel,
@@ -298,13 +299,13 @@ class EscalationStore:
             if row is None:
                 return False
             row.status, row.updated_at = status, now
-            self._store.audit.append(
+            self._note(
                 session,
-                at=now,
+                now,
+                "notification.status",
+                row.incident_id,
+                {"notification": row.id, "status": status},
                 actor=f"provider:{row.channel}",
-                action="notification.status",
-                incident_id=row.incident_id,
-                details={"notification": row.id, "status": status},
             )
             if status not in NO_CONTACT:
                 return False
@@ -328,13 +329,8 @@ class EscalationStore:
         if calls_pending is not None:
             return False
         escalation.next_step_at, escalation.updated_at = now, now
-        self._store.audit.append(
-            session,
-            at=now,
-            actor="escalation",
-            action="escalation.moved_on",
-            incident_id=row.incident_id,
-            details={"after": row.status, "tier": row.tier},
+        self._note(
+            session, now, "escalation.moved_on", row.incident_id, {"after": row.status, "tier": row.tier}
         )
         return True
 
