@@ -154,8 +154,8 @@ def create_app(ctx: DashboardContext) -> FastAPI:
     async def stats(_: Operator) -> Stats:
         store = ctx.service.store
         dead = await ctx.service.read(store.dead_letter_count)
-        active = await ctx.service.read(store.incidents, ACTIVE, 5000)
-        return Stats(dead_letters=dead, open_incidents=len(active))
+        active = await ctx.service.read(store.active_count)
+        return Stats(dead_letters=dead, open_incidents=active)
 
     @app.get("/api/dead-letters", tags=["monitoring"])
     async def dead_letters(_: Operator, limit: int = 100) -> list[dict[str, Any]]:

@@ -91,17 +91,21 @@ class AlarmLane:
             await self._commit(AlarmBatch([RuledDecision(d, check_duplicate=False) for d in decisions]))
 
     async def handle(self, messages: list[RawMessage]) -> BatchResult:
-        batch, observed = self._rule(messages)
+        batch, decoded = self._rule(messages)
         result = await self._commit(batch) if batch else BatchResult()
         committed = datetime.now(UTC)
         for raw in messages:
             self.ack(raw)
             self._metrics.alarm_latency.observe((committed - raw.received_at).total_seconds())
         self._metrics.alarm_batch_size.observe(len(messages))
-        self._tell_observers(observed)
+        self._tell_observers(decoded)
         return result
 
-    def _tell_observers(self, events: list[DeviceEvent]) -> None:
+    def _tell_observers(self, decoded: list[tuple[str, list[DeviceEvent]]]) -> None:
+        """After the commit and the acks, so none of this delays an alarm."""
+        if not self._observers:
+            return
+        events = [e for topic, batch in decoded if not self._heard_on_telemetry_lane(topic) for e in batch]
         if not events:
             return
         for observer in self._observers:
@@ -113,9 +117,9 @@ class AlarmLane:
     def _heard_on_telemetry_lane(self, topic: str) -> bool:
         return any(topic_matches_sub(pattern, topic) for pattern in self._telemetry_topics)
 
-    def _rule(self, messages: list[RawMessage]) -> tuple[AlarmBatch, list[DeviceEvent]]:
+    def _rule(self, messages: list[RawMessage]) -> tuple[AlarmBatch, list[tuple[str, list[DeviceEvent]]]]:
         batch = AlarmBatch()
-        observed: list[DeviceEvent] = []
+        decoded: list[tuple[str, list[DeviceEvent]]] = []
         now = self._clock.now()
         for raw in messages:
             if raw.retained:
@@ -128,13 +132,12 @@ class AlarmLane:
                 batch.dead_letters.append((raw, exc.reason, exc.device_id))
                 self._metrics.dead_letters.labels("alarm").inc()
                 continue
-            if not self._heard_on_telemetry_lane(raw.topic):
-                observed += events
+            decoded.append((raw.topic, events))
             for event in events:
                 if event.is_alarm_kind:
                     check = may_be_redelivery(raw, event)
                     batch.decisions.extend(RuledDecision(d, check) for d in self._engine.handle(event, now))
-        return batch, observed
+        return batch, decoded
 
     async def _commit(self, batch: AlarmBatch) -> BatchResult:
         delay = 0.05

@@ -70,9 +70,6 @@ class TelemetryLane:
         self.queue: asyncio.Queue[RawMessage] = asyncio.Queue(maxsize=queue_max)
         self._dead: list[DeadLetterItem] = []
 
-    def add_sink(self, sink: TelemetrySink) -> None:
-        self._sinks.append(sink)
-
     def submit(self, raw: RawMessage) -> None:
         self._metrics.messages_received.labels("telemetry").inc()
         try:

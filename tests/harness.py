@@ -154,6 +154,15 @@ class LiveGateway:
             await asyncio.sleep(0.05)
         raise AssertionError(f"timed out waiting for {what}; incidents: {await self.incidents()}")
 
+    async def poll(self, path: str, done: Any, limit_s: float = 10.0) -> Any:
+        """GET `path` until `done(json)` holds or time runs out; the last answer either way."""
+        deadline = time.monotonic() + limit_s
+        while True:
+            answer = (await self.http.get(path)).json()
+            if done(answer) or time.monotonic() > deadline:
+                return answer
+            await asyncio.sleep(0.05)
+
     @asynccontextmanager
     async def websocket(self) -> AsyncIterator[websockets.ClientConnection]:
         cookie = "; ".join(f"{k}={v}" for k, v in self.http.cookies.items())

@@ -150,11 +150,7 @@ async def test_a_thousand_malformed_payloads_are_dead_lettered_and_an_sos_amid_t
             if n == 500:
                 device.sos("night", "night-pendant-wang")
         await live.wait_for(lambda i: len(i) == 1, "the SOS sent amid garbage")
-        for _ in range(200):
-            stats = (await live.http.get("/api/stats")).json()
-            if stats["dead_letters"] == 1000:
-                break
-            await asyncio.sleep(0.05)
+        stats = await live.poll("/api/stats", lambda stats: stats["dead_letters"] == 1000)
         assert stats == {"dead_letters": 1000, "open_incidents": 1}
         letters = (await live.http.get("/api/dead-letters", params={"limit": 1})).json()
         assert letters[0]["topic"] == "careline/night/night-pendant-wang/alarm"
@@ -169,11 +165,7 @@ async def test_an_unknown_device_is_dead_lettered_with_the_reason(
     async with live_gateway(new_config(mosquitto.url, tmp_path)) as live:
         device = Publisher(mosquitto.port)
         device.sos("night", "stranger-pendant")
-        for _ in range(100):
-            letters = (await live.http.get("/api/dead-letters")).json()
-            if letters:
-                break
-            await asyncio.sleep(0.05)
+        letters = await live.poll("/api/dead-letters", bool)
         assert "unknown device" in letters[0]["reason"]
         assert letters[0]["device_id"] == "stranger-pendant"
         device.close()
@@ -244,11 +236,10 @@ async def test_alarm_lane_events_also_count_as_signs_of_life_for_the_device_list
     async with live_gateway(new_config(mosquitto.url, tmp_path)) as live:
         device = Publisher(mosquitto.port)
         device.event("night", "night-door-102", EventKind.DOOR_CLOSED)  # native: alarm topic only
-        for _ in range(100):
-            seen = {d["device_id"] for d in (await live.http.get("/api/devices")).json()}
-            if "night-door-102" in seen:
-                break
-            await asyncio.sleep(0.05)
+        devices = await live.poll(
+            "/api/devices", lambda ds: any(d["device_id"] == "night-door-102" for d in ds)
+        )
+        seen = {d["device_id"] for d in devices}
         assert "night-door-102" in seen
         device.close()
 
@@ -259,11 +250,7 @@ async def test_undecodable_telemetry_is_dead_lettered_from_the_telemetry_process
     async with live_gateway(new_config(mosquitto.url, tmp_path)) as live:
         device = Publisher(mosquitto.port)
         device.send("careline/night/night-pendant-wang/telemetry", b"\xff not json", qos=0)
-        for _ in range(100):
-            letters = (await live.http.get("/api/dead-letters")).json()
-            if letters:
-                break
-            await asyncio.sleep(0.05)
+        letters = await live.poll("/api/dead-letters", bool)
         assert (letters[0]["lane"], letters[0]["topic"]) == (
             "telemetry",
             "careline/night/night-pendant-wang/telemetry",

@@ -10,6 +10,7 @@ import os
 import re
 import signal
 import socket
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -175,6 +176,11 @@ async def test_a_forged_webhook_is_refused_and_audited(
         assert "webhook.forged" in actions
 
 
+def _notification_statuses(db: Path) -> list[str]:
+    with sqlite3.connect(db) as conn:
+        return [row[0] for row in conn.execute("SELECT status FROM notifications ORDER BY id")]
+
+
 class HangingSmtp:
     """Accepts connections and never says a word, like a wedged mail relay."""
 
@@ -232,6 +238,8 @@ async def test_a_gateway_killed_mid_escalation_resumes_it_on_restart(
     with gateway_process(config_path, port, log) as first:
         Publisher(mosquitto.port).sos("night", "night-pendant-wang")
         await until(lambda: sent_to(twilio, CARER), "tier 1's SMS")
+        # Kill once the send is on record: a send cut off before that is sent again (at least once).
+        await until(lambda: _notification_statuses(tmp_path / "careline.db") == ["sent"], "tier 1 on record")
         first.send_signal(signal.SIGKILL)
         first.wait(10)
     await asyncio.sleep(6)  # tier 2 falls due while the gateway is dead

@@ -373,6 +373,10 @@ class IncidentStore:
         with self.reading() as session:
             return verify_chain(session.scalars(select(AuditEntry).order_by(AuditEntry.id)))
 
+    def active_count(self) -> int:
+        with self.reading() as session:
+            return session.scalar(select(func.count(Incident.id)).where(Incident.status.in_(ACTIVE))) or 0
+
     def dead_letter_count(self) -> int:
         with self.reading() as session:
             return session.scalar(select(func.count(DeadLetter.id))) or 0
