@@ -125,6 +125,20 @@ class DeadLetter(Base):
     payload: Mapped[bytes] = mapped_column(LargeBinary)
     reason: Mapped[str] = mapped_column(Text)
     device_id: Mapped[str | None] = mapped_column(String(64))
+    #: Size of the message as received; `payload` holds only a bounded prefix of it.
+    payload_size: Mapped[int | None] = mapped_column(Integer)
+
+
+class DeviceTest(Base):
+    """The last test of an alarm device (a smoke detector's self-test, a test press): proof it works."""
+
+    __tablename__ = "device_tests"
+
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))
+    last_test_at: Mapped[datetime]
+    test_count: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class User(Base):
