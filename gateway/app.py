@@ -15,6 +15,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
+from common.errors import CarelineError
 from dashboard.api import DashboardContext, create_app
 from dashboard.auth import UserStore
 from dashboard.hub import IncidentHub
@@ -23,8 +24,7 @@ from gateway.alarm_lane import AlarmLane
 from gateway.broker import EmbeddedBroker
 from gateway.clock import Clock, SystemClock
 from gateway.config import CarelineConfig
-from gateway.directory import Directory, device_registry
-from gateway.errors import CarelineError
+from gateway.directory import Directory, device_registry, rule_context
 from gateway.escalation.engine import EscalationEngine
 from gateway.escalation.store import EscalationStore
 from gateway.escalation.webhooks import WebhookContext, webhook_router
@@ -39,7 +39,7 @@ from gateway.metrics import Metrics
 from gateway.telemetry.reads import SensorLogReader
 from gateway.telemetry_lane import DeadLetterItem, DeviceHealth, DeviceState
 from gateway.telemetry_process import TelemetryProcess
-from rules import RuleContext, RuleEngine, default_rules
+from rules import RuleEngine, default_rules
 from rules.model import Decision
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class Gateway:
         self.clock = clock or SystemClock()
         self.metrics = Metrics()
         self.registry = device_registry(config)
-        self.rules = RuleEngine(default_rules(RuleContext(config)))
+        self.rules = RuleEngine(default_rules(rule_context(config)))
         self.engine = make_engine(config.storage.url, busy_timeout_s=config.storage.busy_timeout_s)
         upgrade(self.engine)
         self.store = IncidentStore(self.engine, Directory(config), self.clock.now)

@@ -9,7 +9,7 @@ from types import TracebackType
 from amqtt.broker import Broker
 from amqtt.errors import BrokerError as AmqttBrokerError
 
-from gateway.errors import BrokerError
+from common.errors import BrokerError
 
 log = logging.getLogger(__name__)
 

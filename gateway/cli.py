@@ -15,13 +15,13 @@ from typing import Annotated
 
 import typer
 
+from common.errors import CarelineError
 from dashboard.auth import Role, UserExistsError, UserStore
 from devices.model import EventKind
 from gateway.app import Gateway
 from gateway.clock import zone_where_local_hour_is
 from gateway.config import CarelineConfig, load_config
 from gateway.directory import device_registry
-from gateway.errors import CarelineError
 from gateway.incidents.db import make_engine
 from gateway.incidents.migrate import upgrade
 

@@ -6,18 +6,14 @@ the secret. `load_config` turns pydantic's errors into messages carrying the YAM
 
 from __future__ import annotations
 
-import os
 import re
-from datetime import time
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
@@ -25,20 +21,18 @@ from pydantic import (
     model_validator,
 )
 
+from common.errors import ConfigError
+from common.settings import Identifier, Language, StrictModel, secret_from_env
 from devices.model import DeviceType
-from gateway.errors import ConfigError
 from gateway.escalation.config import EscalationConfig, Shift
 from gateway.telemetry.config import TelemetryConfig
+from rules.settings import RulesConfig
+from rules.wellbeing.config import WellbeingConfig
 
-Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
-Language = Literal["en", "zh-CN"]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+__all__ = ["CarelineConfig", "Identifier", "Language", "load_config", "parse_config", "secret_from_env"]
 
 
-class TlsConfig(_Strict):
+class TlsConfig(StrictModel):
     ca_file: Path | None = None
     cert_file: Path | None = None
     key_file: Path | None = None
@@ -46,7 +40,7 @@ class TlsConfig(_Strict):
     insecure: bool = False
 
 
-class BrokerConfig(_Strict):
+class BrokerConfig(StrictModel):
     #: ``mqtt://host:port`` or ``mqtts://host:port``. Leave empty to run the embedded amqtt broker.
     url: str | None = None
     embedded_port: int = Field(1883, ge=1, le=65535)
@@ -97,14 +91,14 @@ class BrokerConfig(_Strict):
         return secret_from_env(self.password_env)
 
 
-class StorageConfig(_Strict):
+class StorageConfig(StrictModel):
     #: SQLAlchemy URL of the incident store: SQLite by default, PostgreSQL for several gateways.
     url: str = "sqlite:///var/careline.db"
     #: How long a writer waits for a SQLite lock before failing (another process may hold it).
     busy_timeout_s: float = Field(30.0, gt=0)
 
 
-class HttpConfig(_Strict):
+class HttpConfig(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     #: Session lifetime for logged-in operators.
@@ -113,40 +107,13 @@ class HttpConfig(_Strict):
     secure_cookies: bool = False
 
 
-class NightHours(_Strict):
-    start: time = time(22, 0)
-    end: time = time(6, 0)
-
-    @field_validator("start", "end", mode="before")
-    @classmethod
-    def _quoted_clock_time(cls, value: object) -> object:
-        # YAML reads an unquoted 21:00 as the base-60 number 1260; refuse it instead of guessing.
-        if not isinstance(value, str | time):
-            raise ValueError('give local times as quoted "HH:MM" strings, e.g. "22:00"')
-        return value
-
-    def contains(self, local: time) -> bool:
-        if self.start <= self.end:
-            return self.start <= local < self.end
-        return local >= self.start or local < self.end
-
-
-class RulesConfig(_Strict):
-    #: A resident may cancel a fall alarm from their own device within this window (seconds).
-    fall_cancel_window_s: int = Field(60, ge=0, le=3600)
-    door_at_night: bool = True
-    night: NightHours = NightHours()
-    #: Raise an alarm when a door stays open longer than this; 0 turns the rule off.
-    door_left_open_minutes: float = Field(10, ge=0, le=24 * 60)
-
-
-class RoomConfig(_Strict):
+class RoomConfig(StrictModel):
     id: Identifier
     name: str | None = None
     wing: str | None = None
 
 
-class SiteConfig(_Strict):
+class SiteConfig(StrictModel):
     id: Identifier
     name: str
     kind: Literal["care_home", "home"] = "care_home"
@@ -155,7 +122,7 @@ class SiteConfig(_Strict):
     rooms: tuple[RoomConfig, ...] = ()
     rules: RulesConfig = RulesConfig()
     #: Quiet-emergency rules on telemetry (inactivity, check-in, bed exit, vitals, device health, baseline).
-    wellbeing: WellbeingConfig = Field(default_factory=lambda: WellbeingConfig())
+    wellbeing: WellbeingConfig = WellbeingConfig()
 
     @field_validator("timezone")
     @classmethod
@@ -171,7 +138,7 @@ class SiteConfig(_Strict):
         return ZoneInfo(self.timezone)
 
 
-class ResidentConfig(_Strict):
+class ResidentConfig(StrictModel):
     id: Identifier
     name: str
     site: Identifier
@@ -181,7 +148,7 @@ class ResidentConfig(_Strict):
     notes: str | None = None
 
 
-class DeviceConfig(_Strict):
+class DeviceConfig(StrictModel):
     id: Identifier
     type: DeviceType
     profile: Literal["careline", "zigbee2mqtt"] = "careline"
@@ -199,7 +166,7 @@ class DeviceConfig(_Strict):
         return self
 
 
-class ResponderConfig(_Strict):
+class ResponderConfig(StrictModel):
     id: Identifier
     name: str
     #: E.164; spaces, dashes, dots and brackets are removed ("+86 138 0000 0001" → "+8613800000001"), so
@@ -225,7 +192,7 @@ class ResponderConfig(_Strict):
         return compact
 
 
-class CarelineConfig(_Strict):
+class CarelineConfig(StrictModel):
     broker: BrokerConfig = BrokerConfig()
     storage: StorageConfig = StorageConfig()
     http: HttpConfig = HttpConfig()
@@ -343,15 +310,6 @@ def _place_problems(
     return []
 
 
-def secret_from_env(env_name: str | None) -> str | None:
-    if env_name is None:
-        return None
-    value = os.environ.get(env_name)
-    if value is None:
-        raise ConfigError(f"environment variable {env_name} is not set (it holds a secret)")
-    return value
-
-
 def load_config(path: Path) -> CarelineConfig:
     """Read and validate a YAML config; errors name the file, line and setting at fault."""
     try:
@@ -411,11 +369,3 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int:
             break
         node = child
     return line
-
-
-# Imported last on purpose: the wellbeing rules' own config module imports names defined above (and the
-# `rules` package imports this module), so importing it at the top would be circular.
-from rules.wellbeing.config import WellbeingConfig  # noqa: E402
-
-SiteConfig.model_rebuild()
-CarelineConfig.model_rebuild()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from devices.model import Binding
 from devices.registry import DeviceRegistry
 from gateway.config import CarelineConfig
+from rules.context import RuleContext
 
 
 class Directory:
@@ -34,3 +35,8 @@ def device_registry(config: CarelineConfig) -> DeviceRegistry:
         )
         for d in config.devices
     )
+
+
+def rule_context(config: CarelineConfig) -> RuleContext:
+    """What the rules know of the configured sites and residents."""
+    return RuleContext(config.sites, config.residents)

@@ -25,13 +25,13 @@ from typing import Any
 from devices.model import DeviceEvent, Lane
 from gateway.clock import SystemClock
 from gateway.config import CarelineConfig
-from gateway.directory import device_registry
+from gateway.directory import device_registry, rule_context
 from gateway.ingest import MqttLane
 from gateway.metrics import Metrics
 from gateway.telemetry.writer import create_writer
 from gateway.telemetry_lane import DeadLetterItem, DeviceHealth, TelemetryLane
 from gateway.wellbeing import WellbeingMonitor
-from rules import RuleContext, RuleEngine
+from rules import RuleEngine
 from rules.model import Decision
 from rules.wellbeing import wellbeing_rules
 
@@ -63,7 +63,7 @@ async def _run_child(config: CarelineConfig, inbox: Any, outbox: Any) -> None:
     async def send_dead_letters(letters: list[DeadLetterItem]) -> None:
         outbox.put((DEAD_LETTERS, letters))
 
-    context = RuleContext(config)
+    context = rule_context(config)
     wellbeing = WellbeingMonitor(
         RuleEngine(
             wellbeing_rules(

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from common.errors import ConfigError
 from gateway.config import CarelineConfig, load_config, parse_config
-from gateway.errors import ConfigError
 
 MINIMAL = """\
 broker:

@@ -8,7 +8,7 @@ import pytest
 
 from devices.model import DeviceType
 from gateway.config import CarelineConfig, load_config
-from rules.context import RuleContext
+from gateway.directory import rule_context
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = [
@@ -41,7 +41,7 @@ def test_the_care_home_has_over_thirty_residents_each_with_a_pendant(care_home: 
 
 
 def test_residents_at_risk_of_wandering_are_watched_by_a_door_sensor(care_home: CarelineConfig) -> None:
-    watchers = RuleContext(care_home)
+    watchers = rule_context(care_home)
     watched: set[str] = set()
     for door in (d for d in care_home.devices if d.type == DeviceType.DOOR_SENSOR):
         watched.update(r.id for r in watchers.residents_watched_by(door.site, door.room, door.resident))
@@ -75,7 +75,7 @@ def test_each_home_has_one_resident_with_a_pendant_and_a_door_sensor(homes: Care
         types = {d.type for d in homes.devices if d.site == site.id}
         assert {DeviceType.SOS_BUTTON, DeviceType.DOOR_SENSOR, DeviceType.PRESENCE_SENSOR} <= types
     assert len({site.rules.night for site in homes.sites}) == len(homes.sites)
-    watchers = RuleContext(homes)
+    watchers = rule_context(homes)
     for resident in (r for r in homes.residents if r.wandering_risk):
         doors = [d for d in homes.devices if d.type == DeviceType.DOOR_SENSOR and d.site == resident.site]
         assert any(resident in watchers.residents_watched_by(d.site, d.room, d.resident) for d in doors)

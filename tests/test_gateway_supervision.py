@@ -9,9 +9,9 @@ import pytest
 from harness import new_config
 from services import Mosquitto
 
+from common.errors import CarelineError
 from gateway.app import Gateway
 from gateway.config import CarelineConfig
-from gateway.errors import CarelineError
 
 
 async def test_a_crashed_alarm_lane_worker_stops_the_gateway_with_an_error(

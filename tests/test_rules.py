@@ -11,6 +11,7 @@ import pytest
 
 from devices.model import DeviceEvent, DeviceType, EventKind
 from gateway.config import CarelineConfig
+from gateway.directory import rule_context
 from rules import (
     AlarmDecision,
     CancelDecision,
@@ -18,7 +19,6 @@ from rules import (
     DoorAtNightRule,
     DoorLeftOpenRule,
     FallRule,
-    RuleContext,
     RuleEngine,
     Severity,
     SmokeRule,
@@ -145,7 +145,7 @@ def test_the_sos_rule_ignores_other_events() -> None:
 
 
 def test_a_fall_raises_a_critical_alarm_at_once() -> None:
-    rule = FallRule(RuleContext(config()))
+    rule = FallRule(rule_context(config()))
     fall = event(EventKind.FALL, device="radar-101", device_type=DeviceType.FALL_SENSOR, resident="wang")
 
     [decision] = alarms(rule.on_event(fall, DAY))
@@ -156,7 +156,7 @@ def test_a_fall_raises_a_critical_alarm_at_once() -> None:
 
 
 def test_a_fall_cancel_asks_to_cancel_incidents_triggered_within_the_sites_window() -> None:
-    rule = FallRule(RuleContext(config()))
+    rule = FallRule(rule_context(config()))
     fall = event(EventKind.FALL, device="pendant-wang", resident="wang", at=DAY)
     cancel = event(
         EventKind.FALL_CANCEL, device="pendant-wang", resident="wang", at=DAY + timedelta(seconds=20)
@@ -172,7 +172,7 @@ def test_a_fall_cancel_asks_to_cancel_incidents_triggered_within_the_sites_windo
 
 
 def test_a_fall_reported_false_raises_nothing() -> None:
-    rule = FallRule(RuleContext(config()))
+    rule = FallRule(rule_context(config()))
     assert rule.on_event(event(EventKind.FALL, resident="wang", value=False), DAY) == ()
 
 
@@ -180,7 +180,7 @@ def test_a_fall_reported_false_raises_nothing() -> None:
 
 
 def test_a_door_opened_at_two_in_the_night_for_a_resident_at_risk_raises_a_high_alarm_with_evidence() -> None:
-    rule = DoorAtNightRule(RuleContext(config()))
+    rule = DoorAtNightRule(rule_context(config()))
     assert NIGHT.astimezone(SHANGHAI).hour == 2
 
     [decision] = alarms(rule.on_event(door(EventKind.DOOR_OPEN, NIGHT), NIGHT))
@@ -192,20 +192,20 @@ def test_a_door_opened_at_two_in_the_night_for_a_resident_at_risk_raises_a_high_
 
 
 def test_the_same_door_opened_at_two_in_the_afternoon_raises_nothing() -> None:
-    rule = DoorAtNightRule(RuleContext(config()))
+    rule = DoorAtNightRule(rule_context(config()))
     assert DAY.astimezone(SHANGHAI).hour == 14
 
     assert rule.on_event(door(EventKind.DOOR_OPEN, DAY), DAY) == ()
 
 
 def test_a_door_opened_at_night_in_a_room_with_nobody_at_risk_raises_nothing() -> None:
-    rule = DoorAtNightRule(RuleContext(config()))
+    rule = DoorAtNightRule(rule_context(config()))
 
     assert rule.on_event(door(EventKind.DOOR_OPEN, NIGHT, device="door-102", room="102"), NIGHT) == ()
 
 
 def test_an_exit_door_opened_at_night_alarms_when_anyone_at_the_site_is_at_risk() -> None:
-    rule = DoorAtNightRule(RuleContext(config()))
+    rule = DoorAtNightRule(rule_context(config()))
 
     [decision] = alarms(rule.on_event(door(EventKind.DOOR_OPEN, NIGHT, device="main-exit", room=None), NIGHT))
 
@@ -213,13 +213,13 @@ def test_an_exit_door_opened_at_night_alarms_when_anyone_at_the_site_is_at_risk(
 
 
 def test_an_exit_door_opened_at_night_raises_nothing_when_nobody_at_the_site_is_at_risk() -> None:
-    rule = DoorAtNightRule(RuleContext(calm_config()))
+    rule = DoorAtNightRule(rule_context(calm_config()))
 
     assert rule.on_event(door(EventKind.DOOR_OPEN, NIGHT, device="main-exit", room=None), NIGHT) == ()
 
 
 def test_repeated_open_reports_without_a_close_raise_only_once() -> None:
-    rule = DoorAtNightRule(RuleContext(config()))
+    rule = DoorAtNightRule(rule_context(config()))
 
     first = rule.on_event(door(EventKind.DOOR_OPEN, NIGHT), NIGHT)
     later = [rule.on_event(door(EventKind.DOOR_OPEN, NIGHT + timedelta(minutes=m)), NIGHT) for m in (1, 2, 3)]
@@ -229,7 +229,7 @@ def test_repeated_open_reports_without_a_close_raise_only_once() -> None:
 
 
 def test_after_the_door_closes_a_new_opening_raises_again() -> None:
-    rule = DoorAtNightRule(RuleContext(config()))
+    rule = DoorAtNightRule(rule_context(config()))
 
     rule.on_event(door(EventKind.DOOR_OPEN, NIGHT), NIGHT)
     assert rule.on_event(door(EventKind.DOOR_CLOSED, NIGHT + timedelta(minutes=1)), NIGHT) == ()
@@ -246,7 +246,7 @@ def test_after_the_door_closes_a_new_opening_raises_again() -> None:
 def test_a_night_window_crossing_midnight_covers_late_evening_and_early_morning(
     hour: int, minute: int, alarms_expected: bool
 ) -> None:
-    rule = DoorAtNightRule(RuleContext(config()))
+    rule = DoorAtNightRule(rule_context(config()))
     at = local(hour, minute)
 
     decisions = rule.on_event(door(EventKind.DOOR_OPEN, at), at)
@@ -255,7 +255,7 @@ def test_a_night_window_crossing_midnight_covers_late_evening_and_early_morning(
 
 
 def test_door_at_night_false_turns_the_rule_off() -> None:
-    rule = DoorAtNightRule(RuleContext(config(door_at_night=False)))
+    rule = DoorAtNightRule(rule_context(config(door_at_night=False)))
 
     assert rule.on_event(door(EventKind.DOOR_OPEN, NIGHT), NIGHT) == ()
 
@@ -264,14 +264,14 @@ def test_door_at_night_false_turns_the_rule_off() -> None:
 
 
 def test_a_door_open_for_less_than_the_limit_raises_nothing() -> None:
-    rule = DoorLeftOpenRule(RuleContext(config()))
+    rule = DoorLeftOpenRule(rule_context(config()))
 
     assert rule.on_event(door(EventKind.DOOR_OPEN, DAY), DAY) == ()
     assert rule.on_tick(DAY + timedelta(minutes=9, seconds=59)) == []
 
 
 def test_a_door_open_at_the_limit_raises_one_medium_alarm_with_the_minutes_open() -> None:
-    rule = DoorLeftOpenRule(RuleContext(config()))
+    rule = DoorLeftOpenRule(rule_context(config()))
     opened = door(EventKind.DOOR_OPEN, DAY)
     rule.on_event(opened, DAY)
 
@@ -285,7 +285,7 @@ def test_a_door_open_at_the_limit_raises_one_medium_alarm_with_the_minutes_open(
 
 
 def test_a_door_open_past_the_limit_reports_how_long_it_has_been_open() -> None:
-    rule = DoorLeftOpenRule(RuleContext(config()))
+    rule = DoorLeftOpenRule(rule_context(config()))
     rule.on_event(door(EventKind.DOOR_OPEN, DAY), DAY)
 
     [decision] = alarms(rule.on_tick(DAY + timedelta(minutes=12, seconds=30)))
@@ -294,7 +294,7 @@ def test_a_door_open_past_the_limit_reports_how_long_it_has_been_open() -> None:
 
 
 def test_a_door_left_open_alarms_only_once() -> None:
-    rule = DoorLeftOpenRule(RuleContext(config()))
+    rule = DoorLeftOpenRule(rule_context(config()))
     rule.on_event(door(EventKind.DOOR_OPEN, DAY), DAY)
 
     assert len(rule.on_tick(DAY + timedelta(minutes=10))) == 1
@@ -303,7 +303,7 @@ def test_a_door_left_open_alarms_only_once() -> None:
 
 
 def test_repeated_open_reports_do_not_restart_the_timer() -> None:
-    rule = DoorLeftOpenRule(RuleContext(config()))
+    rule = DoorLeftOpenRule(rule_context(config()))
     rule.on_event(door(EventKind.DOOR_OPEN, DAY), DAY)
     rule.on_event(door(EventKind.DOOR_OPEN, DAY + timedelta(minutes=5)), DAY)
 
@@ -311,7 +311,7 @@ def test_repeated_open_reports_do_not_restart_the_timer() -> None:
 
 
 def test_closing_the_door_before_the_limit_cancels_the_timer() -> None:
-    rule = DoorLeftOpenRule(RuleContext(config()))
+    rule = DoorLeftOpenRule(rule_context(config()))
     rule.on_event(door(EventKind.DOOR_OPEN, DAY), DAY)
     rule.on_event(door(EventKind.DOOR_CLOSED, DAY + timedelta(minutes=3)), DAY)
 
@@ -319,7 +319,7 @@ def test_closing_the_door_before_the_limit_cancels_the_timer() -> None:
 
 
 def test_a_limit_of_zero_turns_the_left_open_rule_off() -> None:
-    rule = DoorLeftOpenRule(RuleContext(config(door_left_open_minutes=0)))
+    rule = DoorLeftOpenRule(rule_context(config(door_left_open_minutes=0)))
     rule.on_event(door(EventKind.DOOR_OPEN, DAY), DAY)
 
     assert rule.on_tick(DAY + timedelta(hours=5)) == []
@@ -384,7 +384,7 @@ class BatteryLowRule:
 
 def test_a_custom_rule_plugged_into_the_engine_is_consulted_for_events_and_ticks() -> None:
     custom = BatteryLowRule()
-    engine = RuleEngine([*default_rules(RuleContext(config())), custom])
+    engine = RuleEngine([*default_rules(rule_context(config())), custom])
     low = event(EventKind.BATTERY_LOW, device="pendant-wang", resident="wang")
 
     [decision] = alarms(engine.handle(low, DAY))
@@ -396,7 +396,7 @@ def test_a_custom_rule_plugged_into_the_engine_is_consulted_for_events_and_ticks
 
 
 def test_the_engine_collects_decisions_from_every_rule() -> None:
-    engine = RuleEngine(default_rules(RuleContext(config())))
+    engine = RuleEngine(default_rules(rule_context(config())))
 
     sos = engine.handle(event(EventKind.SOS, resident="wang"), DAY)
     opened = engine.handle(door(EventKind.DOOR_OPEN, NIGHT), NIGHT)

@@ -16,8 +16,8 @@ import pytest
 from pydantic import ValidationError
 from telemetry_fixtures import T0, GatedBackend, event, eventually
 
+from common.errors import ConfigError
 from devices.model import EventKind
-from gateway.errors import ConfigError
 from gateway.telemetry.backends import (
     InfluxV1Backend,
     RejectedBatchError,

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from devices.model import DeviceEvent, DeviceType, EventKind
 from gateway.config import CarelineConfig
+from gateway.directory import rule_context
 from rules import AlarmDecision, Decision, RuleContext, RuleEngine
 from rules.wellbeing import WellbeingConfig, synthetic_event, wellbeing_rules
 from rules.wellbeing.common import SignsOfLife, residents_of, subject_of_event
@@ -59,7 +60,7 @@ def careline() -> CarelineConfig:
 
 
 def context() -> RuleContext:
-    return RuleContext(careline())
+    return rule_context(careline())
 
 
 def wellbeing(data: dict[str, Any] | None = None) -> WellbeingConfig:

@@ -8,40 +8,26 @@ follow alarm-receiving centres' targets (first contact at once, next tier within
 
 from __future__ import annotations
 
-from datetime import datetime, time
+from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
+from common.settings import Language, LocalTime, StrictModel
 from gateway.escalation.model import ChannelKind
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def _clock_time(value: object) -> object:
-    if not isinstance(value, str | time):
-        raise ValueError('give local times as quoted "HH:MM" strings, e.g. "08:00"')
-    return value
-
-
-class Shift(_Strict):
+class Shift(StrictModel):
     """A responder is on duty on these weekdays between start and end (site-local; may cross midnight)."""
 
     days: tuple[Weekday, ...] = WEEKDAYS
-    start: time
-    end: time
+    start: LocalTime
+    end: LocalTime
     #: Limit the shift to one wing of the site (carers on duty "in this wing").
     wing: str | None = None
-
-    @field_validator("start", "end", mode="before")
-    @classmethod
-    def _quoted(cls, value: object) -> object:
-        return _clock_time(value)
 
     def covers(self, local: datetime) -> bool:
         day = WEEKDAYS[local.weekday()]
@@ -53,7 +39,7 @@ class Shift(_Strict):
         return (day in self.days and now >= self.start) or (previous_day in self.days and now < self.end)
 
 
-class Target(_Strict):
+class Target(StrictModel):
     """Whom a tier reaches: exactly one of responder, role or webhook."""
 
     responder: str | None = None
@@ -71,14 +57,14 @@ class Target(_Strict):
         return self
 
 
-class Tier(_Strict):
+class Tier(StrictModel):
     targets: tuple[Target, ...] = Field(min_length=1)
     channels: tuple[ChannelKind, ...] = (ChannelKind.SMS,)
     #: Wait this long for an acknowledgement before moving to the next tier.
     wait_s: int = Field(60, ge=5, le=24 * 3600)
 
 
-class PolicyMatch(_Strict):
+class PolicyMatch(StrictModel):
     severities: tuple[Literal["critical", "high", "medium", "low"], ...] = ()
     rules: tuple[str, ...] = ()
     sites: tuple[str, ...] = ()
@@ -91,7 +77,7 @@ class PolicyMatch(_Strict):
         )
 
 
-class Policy(_Strict):
+class Policy(StrictModel):
     id: str
     match: PolicyMatch = PolicyMatch()
     tiers: tuple[Tier, ...] = Field(min_length=1)
@@ -102,7 +88,7 @@ class Policy(_Strict):
     renotify_s: int | None = Field(None, ge=30, le=24 * 3600)
 
 
-class TwilioConfig(_Strict):
+class TwilioConfig(StrictModel):
     account_sid_env: str = "TWILIO_ACCOUNT_SID"
     auth_token_env: str = "TWILIO_AUTH_TOKEN"
     from_number: str
@@ -113,10 +99,10 @@ class TwilioConfig(_Strict):
     ring_timeout_s: int = Field(30, ge=5, le=600)
     #: `<Say voice=...>` per language, e.g. {"zh-CN": "Polly.Zhiyu"} where the account's default voice
     #: cannot speak Mandarin (docs/twilio.md).
-    voices: dict[Literal["en", "zh-CN"], str] = {}
+    voices: dict[Language, str] = Field(default_factory=dict)
 
 
-class SmtpConfig(_Strict):
+class SmtpConfig(StrictModel):
     host: str
     port: int = Field(587, ge=1, le=65535)
     starttls: bool = True
@@ -127,19 +113,19 @@ class SmtpConfig(_Strict):
     timeout_s: float = Field(10, gt=0, le=120)
 
 
-class WebhookConfig(_Strict):
+class WebhookConfig(StrictModel):
     url: str
     secret_env: str
     timeout_s: float = Field(10, gt=0, le=60)
 
 
-class EscalationConfig(_Strict):
+class EscalationConfig(StrictModel):
     enabled: bool = True
     #: Where responders' phones and Twilio reach this gateway (webhooks, acknowledge links).
     public_url: str = "http://127.0.0.1:8080"
     twilio: TwilioConfig | None = None
     smtp: SmtpConfig | None = None
-    webhooks: dict[str, WebhookConfig] = {}
+    webhooks: dict[str, WebhookConfig] = Field(default_factory=dict)
     policies: tuple[Policy, ...] = ()
     #: One incident contacts one responder through one channel at most this often.
     min_interval_per_responder_s: int = Field(30, ge=0, le=3600)

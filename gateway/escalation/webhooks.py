@@ -13,7 +13,7 @@ from datetime import datetime
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.responses import HTMLResponse
 
-from gateway.config import Language
+from common.settings import Language
 from gateway.escalation.channels.messages import parse_sms_reply
 from gateway.escalation.channels.twilio_channels import gather_response
 from gateway.escalation.channels.twilio_webhooks import verify_twilio_signature

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from gateway.config import secret_from_env
-from gateway.errors import ConfigError
+from common.errors import ConfigError
+from common.settings import secret_from_env
 from gateway.escalation.channels.email import SmtpConfig as SmtpSettings
 from gateway.escalation.channels.email import SmtpEmail
 from gateway.escalation.channels.twilio_channels import TwilioConfig as TwilioSettings

@@ -6,15 +6,14 @@ hold them; `TelemetryConfig.token()` and `TelemetryConfig.password()` read them 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from gateway.errors import ConfigError
+from common.settings import StrictModel, secret_from_env
 
 Backend = Literal["none", "influxdb2", "influxdb1"]
 #: Organisation, bucket, database and retention-policy names: printable, no control characters.
@@ -25,9 +24,7 @@ _V2_ONLY = ("org", "bucket", "token_env")
 _V1_ONLY = ("username", "password_env")
 
 
-class TelemetryConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class TelemetryConfig(StrictModel):
     #: ``none`` keeps telemetry in memory only; ``influxdb2`` writes with influxdb-client (InfluxDB 2.x/3.x
     #: or anything speaking ``/api/v2/write``); ``influxdb1`` posts the same line protocol to ``/write``.
     backend: Backend = "none"
@@ -114,16 +111,7 @@ class TelemetryConfig(BaseModel):
         return self.database or self.bucket
 
     def token(self, environ: Mapping[str, str] | None = None) -> str | None:
-        return _secret(self.token_env, environ)
+        return secret_from_env(self.token_env, environ)
 
     def password(self, environ: Mapping[str, str] | None = None) -> str | None:
-        return _secret(self.password_env, environ)
-
-
-def _secret(env_name: str | None, environ: Mapping[str, str] | None) -> str | None:
-    if env_name is None:
-        return None
-    value = (os.environ if environ is None else environ).get(env_name)
-    if value is None:
-        raise ConfigError(f"environment variable {env_name} is not set (it holds a telemetry secret)")
-    return value
+        return secret_from_env(self.password_env, environ)

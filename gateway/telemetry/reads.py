@@ -25,8 +25,8 @@ from typing import Any, Literal
 
 import httpx
 
+from common.errors import CarelineError
 from devices.model import EventKind
-from gateway.errors import CarelineError
 from gateway.telemetry.config import TelemetryConfig
 from gateway.telemetry.points import TAG_KEYS, VALUE_FIELD, clean_tag_value
 

@@ -7,8 +7,7 @@ lives in memory (timers restart with the gateway, from `start`).
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 
-from gateway.config import DeviceConfig
-from rules.context import RuleContext
+from rules.context import DeviceFacts, RuleContext
 from rules.engine import Rule
 from rules.wellbeing.baseline import ActivityBaselineRule
 from rules.wellbeing.bed_exit import BedExitRule
@@ -40,7 +39,7 @@ def wellbeing_rules(
     config: WellbeingSource,
     start: datetime,
     *,
-    devices: Iterable[DeviceConfig] = (),
+    devices: Iterable[DeviceFacts] = (),
     device_intervals: Mapping[str, float] | None = None,
 ) -> list[Rule]:
     """The wellbeing rules. `config` is one `WellbeingConfig` for every site, or a function from site id

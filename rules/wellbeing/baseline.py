@@ -17,8 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from devices.model import DeviceEvent, EventKind
-from gateway.config import ResidentConfig
-from rules.context import RuleContext
+from rules.context import ResidentFacts, RuleContext
 from rules.model import AlarmDecision, Decision, Severity
 from rules.wellbeing.common import (
     SignsOfLife,
@@ -121,13 +120,13 @@ class ActivityBaselineRule:
             decisions.append(self._alarm(resident, activity, comparison, now))
         return decisions
 
-    def _resident(self, resident_id: str) -> ResidentConfig:
+    def _resident(self, resident_id: str) -> ResidentFacts:
         resident = self._residents.get(resident_id)
         if resident is None:
             raise KeyError(f"unknown resident {resident_id!r}")
         return resident
 
-    def _state(self, resident: ResidentConfig, now: datetime) -> _Activity:
+    def _state(self, resident: ResidentFacts, now: datetime) -> _Activity:
         """The resident's counts, rolled forward to the local day of `now`."""
         zone = zone_of(self._context, resident.site)
         day = now.astimezone(zone).date()
@@ -160,7 +159,7 @@ class ActivityBaselineRule:
         return local_start.hour if whole_hour else local_start.hour + 1
 
     def _alarm(
-        self, resident: ResidentConfig, activity: _Activity, comparison: Comparison, now: datetime
+        self, resident: ResidentFacts, activity: _Activity, comparison: Comparison, now: datetime
     ) -> AlarmDecision:
         key = f"baseline:{resident.site}:resident:{resident.id}"
         event = synthetic_event(

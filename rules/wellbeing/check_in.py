@@ -6,8 +6,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 
 from devices.model import DeviceEvent, EventKind
-from gateway.config import ResidentConfig
-from rules.context import RuleContext
+from rules.context import ResidentFacts, RuleContext
 from rules.model import AlarmDecision, Decision, Severity
 from rules.wellbeing.common import (
     WellbeingSource,
@@ -55,7 +54,7 @@ class MissedCheckInRule:
                 decisions.append(self._alarm(resident, now))
         return decisions
 
-    def _missed_day(self, resident: ResidentConfig, now: datetime) -> date | None:
+    def _missed_day(self, resident: ResidentFacts, now: datetime) -> date | None:
         """The local date whose check-in is overdue, or None."""
         rules = self._config(resident.site).for_resident(resident.id).check_in
         if not rules.enabled:
@@ -69,7 +68,7 @@ class MissedCheckInRule:
             return None
         return today
 
-    def _alarm(self, resident: ResidentConfig, now: datetime) -> AlarmDecision:
+    def _alarm(self, resident: ResidentFacts, now: datetime) -> AlarmDecision:
         key = f"check_in:{resident.site}:resident:{resident.id}"
         zone = zone_of(self._context, resident.site)
         local = now.astimezone(zone)

@@ -8,8 +8,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from devices.model import DeviceEvent, DeviceType, EventKind
-from gateway.config import ResidentConfig, SiteConfig
-from rules.context import RuleContext
+from rules.context import ResidentFacts, RuleContext, SiteFacts
 from rules.wellbeing.config import WellbeingConfig
 
 #: device_id of a synthetic event when no device has been heard from yet.
@@ -25,12 +24,12 @@ def config_lookup(source: WellbeingSource) -> Callable[[str], WellbeingConfig]:
     return source
 
 
-def all_residents(context: RuleContext) -> tuple[ResidentConfig, ...]:
+def all_residents(context: RuleContext) -> tuple[ResidentFacts, ...]:
     """Every configured resident: timer rules must watch residents who never sent anything."""
     return tuple(context.residents())
 
 
-def site_of(context: RuleContext, site_id: str) -> SiteConfig | None:
+def site_of(context: RuleContext, site_id: str) -> SiteFacts | None:
     try:
         return context.site(site_id)
     except KeyError:
@@ -42,7 +41,7 @@ def zone_of(context: RuleContext, site_id: str) -> ZoneInfo:
     return site.zone if site is not None else ZoneInfo("UTC")
 
 
-def residents_of(context: RuleContext, event: DeviceEvent) -> list[ResidentConfig]:
+def residents_of(context: RuleContext, event: DeviceEvent) -> list[ResidentFacts]:
     """Residents an event tells about: the device's own resident, else its room's. A device tied to neither
     (a main exit, a hall sensor) speaks for everyone only in a private home, not in a care home."""
     site = site_of(context, event.site)

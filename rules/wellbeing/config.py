@@ -10,52 +10,10 @@ from __future__ import annotations
 from datetime import time
 from typing import Annotated, Any
 
-from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    ValidationError,
-    model_validator,
-)
+from pydantic import Field, PrivateAttr, ValidationError, model_validator
 
-from gateway.config import Identifier
-
-
-def _quoted_clock_time(value: object) -> object:
-    # YAML reads an unquoted 21:00 as the base-60 number 1260; refuse it instead of guessing.
-    if not isinstance(value, str | time):
-        raise ValueError('give local times as quoted "HH:MM" strings, e.g. "22:00"')
-    return value
-
-
-def _naive(value: time) -> time:
-    if value.tzinfo is not None:
-        raise ValueError("give a local time without a UTC offset; the site's time zone applies")
-    return value
-
-
-LocalTime = Annotated[time, BeforeValidator(_quoted_clock_time), AfterValidator(_naive)]
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class LocalWindow(_Frozen):
-    """A daily window of site-local time; it may wrap past midnight. Equal ends mean the whole day."""
-
-    start: LocalTime
-    end: LocalTime
-
-    def contains(self, local: time) -> bool:
-        if self.start == self.end:
-            return True
-        if self.start < self.end:
-            return self.start <= local < self.end
-        return local >= self.start or local < self.end
+from common.settings import Identifier, LocalTime, LocalWindow, StrictModel
+from rules.settings import NightWindow
 
 
 class ActiveHours(LocalWindow):
@@ -63,12 +21,7 @@ class ActiveHours(LocalWindow):
     end: LocalTime = time(22, 0)
 
 
-class NightWindow(LocalWindow):
-    start: LocalTime = time(22, 0)
-    end: LocalTime = time(6, 0)
-
-
-class InactivityConfig(_Frozen):
+class InactivityConfig(StrictModel):
     enabled: bool = True
     #: Raise when nobody has seen a sign of life from the resident for this long...
     hours: float = Field(12.0, gt=0, le=7 * 24)
@@ -76,20 +29,20 @@ class InactivityConfig(_Frozen):
     active_hours: ActiveHours = ActiveHours()
 
 
-class CheckInConfig(_Frozen):
+class CheckInConfig(StrictModel):
     enabled: bool = False
     #: The resident checks in (button "I am OK") each local day before this time.
     by: LocalTime = time(10, 0)
 
 
-class BedExitConfig(_Frozen):
+class BedExitConfig(StrictModel):
     enabled: bool = True
     #: Raise when the resident left bed at night and has not come back for this long.
     minutes: float = Field(30.0, gt=0, le=12 * 60)
     night: NightWindow = NightWindow()
 
 
-class VitalRange(_Frozen):
+class VitalRange(StrictModel):
     """Normal range of one vital sign. Once out of range, a reading must come back inside the range by
     `margin` to count as normal again (hysteresis), so a value dancing on a limit is one excursion."""
 
@@ -133,7 +86,7 @@ class BodyTemperatureRange(VitalRange):
     margin: float = Field(0.2, ge=0)
 
 
-class VitalsConfig(_Frozen):
+class VitalsConfig(StrictModel):
     enabled: bool = True
     #: beats per minute
     heart_rate: HeartRateRange = HeartRateRange()
@@ -160,7 +113,7 @@ class VitalsConfig(_Frozen):
 _VITALS = ("heart_rate", "spo2", "body_temperature")
 
 
-class DeviceHealthConfig(_Frozen):
+class DeviceHealthConfig(StrictModel):
     enabled: bool = True
     #: How often a device is expected to report something (seconds), unless overridden per device.
     heartbeat_interval_s: float = Field(3600.0, gt=0, le=7 * 24 * 3600)
@@ -175,7 +128,7 @@ class DeviceHealthConfig(_Frozen):
     tamper_repeat_s: float = Field(3600.0, ge=60)
 
 
-class BaselineConfig(_Frozen):
+class BaselineConfig(StrictModel):
     enabled: bool = True
     #: Days of history the baseline keeps.
     days: int = Field(14, ge=2, le=90)
@@ -190,7 +143,7 @@ class BaselineConfig(_Frozen):
         return ["min_days must not exceed days"] if self.min_days > self.days else []
 
 
-class ResidentWellbeing(_Frozen):
+class ResidentWellbeing(StrictModel):
     """One resident's overrides; only the settings given differ from the site's."""
 
     inactivity: InactivityConfig | None = None
@@ -200,7 +153,7 @@ class ResidentWellbeing(_Frozen):
     baseline: BaselineConfig | None = None
 
 
-class EffectiveRules(_Frozen):
+class EffectiveRules(StrictModel):
     """The settings that apply to one resident: the site's, with the resident's overrides merged in."""
 
     inactivity: InactivityConfig
@@ -222,7 +175,7 @@ class EffectiveRules(_Frozen):
 _PER_RESIDENT = ("inactivity", "check_in", "bed_exit", "vitals", "baseline")
 
 
-class WellbeingConfig(_Frozen):
+class WellbeingConfig(StrictModel):
     inactivity: InactivityConfig = InactivityConfig()
     check_in: CheckInConfig = CheckInConfig()
     bed_exit: BedExitConfig = BedExitConfig()

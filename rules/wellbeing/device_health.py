@@ -10,8 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from devices.model import DeviceEvent, EventKind
-from gateway.config import DeviceConfig
-from rules.context import RuleContext
+from rules.context import DeviceFacts, RuleContext
 from rules.model import AlarmDecision, Decision, Severity
 from rules.wellbeing.common import WellbeingSource, config_lookup, flag, number, synthetic_event
 from rules.wellbeing.config import DeviceHealthConfig
@@ -41,7 +40,7 @@ class DeviceHealthRule:
         config: WellbeingSource,
         start: datetime,
         *,
-        devices: Iterable[DeviceConfig] = (),
+        devices: Iterable[DeviceFacts] = (),
         intervals: Mapping[str, float] | None = None,
     ) -> None:
         self._context = context

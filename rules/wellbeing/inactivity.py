@@ -6,8 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from devices.model import DeviceEvent, EventKind
-from gateway.config import ResidentConfig
-from rules.context import RuleContext
+from rules.context import ResidentFacts, RuleContext
 from rules.model import AlarmDecision, Decision, Severity
 from rules.wellbeing.common import (
     SignsOfLife,
@@ -56,7 +55,7 @@ class InactivityRule:
         last = self._last_sign.get(resident_id)
         return last.received_at if last is not None else self._start
 
-    def _overdue(self, resident: ResidentConfig, now: datetime) -> bool:
+    def _overdue(self, resident: ResidentFacts, now: datetime) -> bool:
         rules = self._config(resident.site).for_resident(resident.id).inactivity
         if not rules.enabled:
             return False
@@ -65,7 +64,7 @@ class InactivityRule:
             return False
         return now - self.last_sign_of_life(resident.id) >= timedelta(hours=rules.hours)
 
-    def _alarm(self, resident: ResidentConfig, now: datetime) -> AlarmDecision:
+    def _alarm(self, resident: ResidentFacts, now: datetime) -> AlarmDecision:
         key = f"inactivity:{resident.site}:resident:{resident.id}"
         zone = zone_of(self._context, resident.site)
         since = self.last_sign_of_life(resident.id)
