@@ -27,7 +27,7 @@ def start_gateway(
         [
             sys.executable,
             "-m",
-            "gateway",
+            "careline",
             "user",
             "add",
             "--config",
@@ -46,7 +46,7 @@ def start_gateway(
     log_path = workdir / "gateway.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "run", "--config", str(config_path)],
+            [sys.executable, "-m", "careline", "run", "--config", str(config_path)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,

@@ -1,7 +1,7 @@
 """Telemetry under load: sustained MQTT → InfluxDB msgs/s, and the SOS latency measured during that load.
 
 Real Mosquitto, real InfluxDB 1.6.7 (backend influxdb1; or VictoriaMetrics with backend influxdb2 through
-`--backend influxdb2`), the real gateway as its own process (`python -m gateway run`) configured with
+`--backend influxdb2`), the real gateway as its own process (`python -m careline run`) configured with
 `--residents` residents, each with a vitals monitor (telemetry) and a pendant (SOS). Telemetry comes from
 `--workers` paho publisher processes (QoS 0, TCP_NODELAY, native `heart_rate` events, paced in 2 ms ticks),
 one phase per rate in `--rates`, `--duration` seconds each; DURING every phase an SOS is pressed every
@@ -703,7 +703,7 @@ the same against VictoriaMetrics through `/api/v2/write`; raw figures, per-threa
 the writer's status in `benchmarks/results/telemetry_load.json`).
 
 Set-up: a real Mosquitto 2.0.11 and a real InfluxDB 1.6.7 on loopback; the gateway as its own process
-(`python -m gateway run`, telemetry backend `influxdb1` with the default batch of 5,000 points / 1 s flush
+(`python -m careline run`, telemetry backend `influxdb1` with the default batch of 5,000 points / 1 s flush
 and the default telemetry queue of 50,000) with 200 residents, each with a vitals monitor and a pendant.
 Two paho publisher processes (QoS 0, TCP_NODELAY) send native `heart_rate` events at a steady rate, paced
 in 2 ms ticks, 15 s per phase; during every phase (and a 5 s *idle* phase without telemetry) an SOS is

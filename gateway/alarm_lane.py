@@ -43,38 +43,43 @@ def may_be_redelivery(raw: RawMessage, event: DeviceEvent) -> bool:
 class AlarmLane:
     def __init__(
         self,
+        inbox: asyncio.Queue[RawMessage],
         registry: DeviceRegistry,
-        engine: RuleEngine,
+        rules: RuleEngine,
         service: IncidentService,
         metrics: Metrics,
         clock: Clock,
+        *,
+        acknowledge: Callable[[RawMessage], None],
         telemetry_topics: Sequence[str] = (),
     ) -> None:
+        #: Filled by the alarm lane's MQTT client; unbounded, because alarms are never dropped.
+        self._inbox = inbox
+        self._acknowledge = acknowledge
         self._registry = registry
         #: Telemetry sinks (device health, wellbeing rules, the InfluxDB writer) also hear the alarm lane's
         #: events, after the commit, unless the telemetry lane receives the same topic anyway.
         self._observers: list[Callable[[Sequence[DeviceEvent]], None]] = []
         self._telemetry_topics = tuple(telemetry_topics)
-        self._engine = engine
+        self._rules = rules
         self._service = service
         self._metrics = metrics
         self._clock = clock
-        self.queue: asyncio.Queue[RawMessage] = asyncio.Queue()  # unbounded: alarms are never dropped
-        self.ack: Callable[[RawMessage], None] = lambda _raw: None
 
     def add_observer(self, observer: Callable[[Sequence[DeviceEvent]], None]) -> None:
         self._observers.append(observer)
 
-    def submit(self, raw: RawMessage) -> None:
-        self._metrics.messages_received.labels("alarm").inc()
-        self.queue.put_nowait(raw)
+    def waiting(self) -> int:
+        """Alarm messages received and not yet taken for a commit."""
+        return self._inbox.qsize()
 
     async def run(self) -> None:
         while True:
-            messages = [await self.queue.get()]
-            while len(messages) < MAX_BATCH and not self.queue.empty():
-                messages.append(self.queue.get_nowait())
-            self._metrics.queue_depth.labels("alarm").set(self.queue.qsize())
+            messages = [await self._inbox.get()]
+            while len(messages) < MAX_BATCH and not self._inbox.empty():
+                messages.append(self._inbox.get_nowait())
+            self._metrics.messages_received.labels("alarm").inc(len(messages))
+            self._metrics.queue_depth.labels("alarm").set(self._inbox.qsize())
             await self.handle(messages)
 
     async def run_timers(self) -> None:
@@ -83,7 +88,7 @@ class AlarmLane:
             await self.tick()
 
     async def tick(self) -> None:
-        await self.commit_decisions(self._engine.tick(self._clock.now()))
+        await self.commit_decisions(self._rules.tick(self._clock.now()))
 
     async def commit_decisions(self, decisions: Sequence[Decision]) -> None:
         """Decisions made outside a message (timers, the wellbeing rules): committed like any alarm."""
@@ -95,7 +100,7 @@ class AlarmLane:
         result = await self._commit(batch) if batch else BatchResult()
         committed = datetime.now(UTC)
         for raw in messages:
-            self.ack(raw)
+            self._acknowledge(raw)
             self._metrics.alarm_latency.observe((committed - raw.received_at).total_seconds())
         self._metrics.alarm_batch_size.observe(len(messages))
         self._tell_observers(decoded)
@@ -136,7 +141,7 @@ class AlarmLane:
             for event in events:
                 if event.is_alarm_kind:
                     check = may_be_redelivery(raw, event)
-                    batch.decisions.extend(RuledDecision(d, check) for d in self._engine.handle(event, now))
+                    batch.decisions.extend(RuledDecision(d, check) for d in self._rules.handle(event, now))
         return batch, decoded
 
     async def _commit(self, batch: AlarmBatch) -> BatchResult:

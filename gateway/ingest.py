@@ -41,21 +41,21 @@ class MqttLane:
         lane: Lane,
         topics: list[str],
         sink: MessageSink,
-        loop: asyncio.AbstractEventLoop,
         metrics: Metrics,
     ) -> None:
         self._config = config
         self._lane = lane
         self._topics = topics
         self._sink = sink
-        self._loop = loop
         self._metrics = metrics
         self._alarm = lane is Lane.ALARM
         self.connected = asyncio.Event()
         self._stopping = False
         self._arrived: deque[RawMessage] = deque()
         self._handoff_scheduled = False
-        self._client = self._make_client()
+        # Made in `start`: a paho client opens sockets when it is created, and it belongs to the running loop.
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._client: mqtt.Client | None = None
 
     def _make_client(self) -> mqtt.Client:
         config = self._config
@@ -93,25 +93,33 @@ class MqttLane:
             client.tls_insecure_set(True)
 
     def start(self) -> None:
+        """Connect in the background (paho's network thread); messages reach the sink on this loop."""
+        self._loop = asyncio.get_running_loop()
+        self._client = client = self._make_client()
         config = self._config
         kwargs: dict[str, Any] = {}
         if config.protocol == "5":
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = config.session_expiry_s if self._alarm else 0
             kwargs = {"clean_start": not self._alarm, "properties": properties}
-        self._client.connect_async(config.host, config.port, keepalive=config.keepalive_s, **kwargs)
-        self._client.loop_start()
+        client.connect_async(config.host, config.port, keepalive=config.keepalive_s, **kwargs)
+        client.loop_start()
 
     def stop(self) -> None:
         self._stopping = True
-        self._client.disconnect()
-        self._client.loop_stop()
+        if self._client is not None:
+            self._client.disconnect()
+            self._client.loop_stop()
 
     def ack(self, message: RawMessage) -> None:
-        if self._alarm and message.qos > 0:
+        if self._alarm and message.qos > 0 and self._client is not None:
             self._client.ack(message.mid, message.qos)
 
     # -- paho callbacks, on paho's network thread ----------------------------------------------------
+
+    def _call_on_loop(self, callback: Callable[[], None]) -> None:
+        assert self._loop is not None  # paho calls back only after `start`
+        self._loop.call_soon_threadsafe(callback)
 
     def _on_connect(self, client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
         if reason.is_failure:
@@ -132,7 +140,7 @@ class MqttLane:
             len(self._topics),
         )
         self._metrics.broker_connected.labels(self._lane.value).set(1)
-        self._loop.call_soon_threadsafe(self.connected.set)
+        self._call_on_loop(self.connected.set)
 
     def _on_disconnect(
         self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
@@ -142,7 +150,7 @@ class MqttLane:
         else:
             log.warning("%s lane disconnected (%s); paho reconnects with backoff", self._lane.value, reason)
         self._metrics.broker_connected.labels(self._lane.value).set(0)
-        self._loop.call_soon_threadsafe(self.connected.clear)
+        self._call_on_loop(self.connected.clear)
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         raw = RawMessage(
@@ -160,7 +168,7 @@ class MqttLane:
             # One wake-up of the event loop per burst, not per message: at thousands of telemetry
             # messages a second, per-message callbacks would crowd out the alarm lane's work.
             self._handoff_scheduled = True
-            self._loop.call_soon_threadsafe(self._hand_over)
+            self._call_on_loop(self._hand_over)
 
     def _hand_over(self) -> None:
         """On the event loop: pass every message that arrived to the lane. The flag is cleared before

@@ -78,9 +78,7 @@ async def _run_child(config: CarelineConfig, inbox: Any, outbox: Any) -> None:
     lane = TelemetryLane(
         device_registry(config), send_dead_letters, metrics, config.broker.telemetry_queue_max, sinks
     )
-    mqtt = MqttLane(
-        config.broker, Lane.TELEMETRY, list(config.broker.telemetry_topics), lane.submit, loop, metrics
-    )
+    mqtt = MqttLane(config.broker, Lane.TELEMETRY, list(config.broker.telemetry_topics), lane.submit, metrics)
     stopped = asyncio.Event()
     threading.Thread(target=_read_inbox, args=(inbox, loop, sinks, stopped), daemon=True).start()
     workers = [

@@ -19,9 +19,9 @@ import websockets
 from paho.mqtt.enums import CallbackAPIVersion
 from services import free_port
 
+from careline.bootstrap import Gateway, bootstrap
 from dashboard.auth import Role
 from devices.model import EventKind
-from gateway.app import Gateway
 from gateway.clock import zone_where_local_hour_is
 from gateway.config import CarelineConfig
 from simulators.payloads import careline_event
@@ -183,7 +183,8 @@ async def next_incident_frame(ws: websockets.ClientConnection, limit_s: float = 
 
 @asynccontextmanager
 async def live_gateway(config: dict[str, Any]) -> AsyncIterator[LiveGateway]:
-    gateway = Gateway(CarelineConfig.model_validate(config))
+    gateway = bootstrap(CarelineConfig.model_validate(config))
+    gateway.open_store()
     gateway.users.create("operator", PASSWORD, Role.OPERATOR)
     stop = asyncio.Event()
     serving = asyncio.create_task(gateway.serve(stop))

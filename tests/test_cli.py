@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from careline.cli import app
 from dashboard.auth import Role, UserStore
-from gateway.cli import app
 from gateway.incidents.db import make_engine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -169,12 +169,12 @@ def test_user_add_refuses_an_existing_username(
     assert "already exists" in again.stderr
 
 
-def test_python_dash_m_gateway_runs_the_same_command_line(tmp_path: Path) -> None:
+def test_python_dash_m_careline_runs_the_same_command_line(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("broker:\n  url: http://broker\n", encoding="utf-8")
 
     good = subprocess.run(
-        [sys.executable, "-m", "gateway", "config", "check", str(CARE_HOME)],
+        [sys.executable, "-m", "careline", "config", "check", str(CARE_HOME)],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -182,7 +182,7 @@ def test_python_dash_m_gateway_runs_the_same_command_line(tmp_path: Path) -> Non
         check=False,
     )
     refused = subprocess.run(
-        [sys.executable, "-m", "gateway", "config", "check", str(bad)],
+        [sys.executable, "-m", "careline", "config", "check", str(bad)],
         capture_output=True,
         text=True,
         cwd=ROOT,

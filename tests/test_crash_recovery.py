@@ -26,7 +26,7 @@ from devices.model import EventKind
 def gateway_process(config_path: Path, port: int, log_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "gateway", "run", "--config", str(config_path)],
+            [sys.executable, "-m", "careline", "run", "--config", str(config_path)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},

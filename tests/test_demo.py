@@ -23,7 +23,7 @@ def test_the_demo_shows_the_simulated_care_home_incidents(tmp_path: Path) -> Non
             [
                 sys.executable,
                 "-m",
-                "gateway",
+                "careline",
                 "demo",
                 "--http-port",
                 str(http_port),

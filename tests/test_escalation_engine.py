@@ -128,6 +128,7 @@ class Rig:
         upgrade(self.db)
         self.store = IncidentStore(self.db, Directory(cfg), self.clock.now)
         self.service = IncidentService(self.store)
+        self.service.start()
         self.escalations = EscalationStore(self.store, cfg)
         self.channels = channels
         self.engine = EscalationEngine(

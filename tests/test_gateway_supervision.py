@@ -9,15 +9,15 @@ import pytest
 from harness import new_config
 from services import Mosquitto
 
+from careline.bootstrap import bootstrap
 from common.errors import CarelineError
-from gateway.app import Gateway
 from gateway.config import CarelineConfig
 
 
 async def test_a_crashed_alarm_lane_worker_stops_the_gateway_with_an_error(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
-    gateway = Gateway(CarelineConfig.model_validate(new_config(mosquitto.url, tmp_path)))
+    gateway = bootstrap(CarelineConfig.model_validate(new_config(mosquitto.url, tmp_path)))
 
     async def broken() -> None:
         await asyncio.sleep(0.2)

@@ -489,6 +489,7 @@ def test_the_writer_serves_a_queued_alarm_before_queued_bookkeeping() -> None:
     from gateway.incidents.writer import ALARM, BOOKKEEPING, PriorityWriter
 
     writer = PriorityWriter("test-writer")
+    writer.start()
     gate, order = threading.Event(), []
     writer.submit(gate.wait, BOOKKEEPING)  # occupies the thread while the others queue up
     later = [writer.submit(lambda n=n: order.append(f"bookkeeping-{n}"), BOOKKEEPING) for n in range(3)]

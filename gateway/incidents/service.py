@@ -28,6 +28,10 @@ class IncidentService:
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="incident-reads")
         self._listeners: list[IncidentListener] = []
 
+    def start(self) -> None:
+        """Start the writer thread; writes submitted before this fail loudly instead of waiting forever."""
+        self._writer.start()
+
     def subscribe(self, listener: IncidentListener) -> None:
         self._listeners.append(listener)
 

@@ -24,10 +24,17 @@ class PriorityWriter:
             queue.PriorityQueue()
         )
         self._order = itertools.count()
-        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
-        self._thread.start()
+        self._name = name
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._work, name=self._name, daemon=True)
+            self._thread.start()
 
     def submit(self, job: Callable[[], Any], priority: int = ALARM) -> Future[Any]:
+        if self._thread is None:
+            raise RuntimeError(f"writer {self._name!r} is not started")
         future: Future[Any] = Future()
         self._jobs.put((priority, next(self._order), job, future))
         return future
@@ -46,5 +53,8 @@ class PriorityWriter:
 
     def shutdown(self) -> None:
         """Finish every queued job, then stop."""
+        if self._thread is None:
+            return
         self._jobs.put((_STOP, next(self._order), None, None))
         self._thread.join()
+        self._thread = None

@@ -15,10 +15,10 @@ from typing import Annotated
 
 import typer
 
+from careline.bootstrap import Gateway, bootstrap
 from common.errors import CarelineError
 from dashboard.auth import Role, UserExistsError, UserStore
 from devices.model import EventKind
-from gateway.app import Gateway
 from gateway.clock import zone_where_local_hour_is
 from gateway.config import CarelineConfig, load_config
 from gateway.directory import device_registry
@@ -85,7 +85,7 @@ async def _serve_until_signalled(gateway: Gateway, *extra: asyncio.Task[None]) -
 def run(config: ConfigPath, verbose: bool = False) -> None:
     """Run the gateway: both MQTT lanes, rules, incident store and dashboard."""
     _setup_logging(verbose)
-    gateway = Gateway(_load(config))
+    gateway = bootstrap(_load(config))
     http = gateway.config.http
     log.info("dashboard on http://%s:%d", http.host, http.port)
     asyncio.run(_serve_until_signalled(gateway))
@@ -102,7 +102,8 @@ def demo(
     _setup_logging()
     demo_config = _demo_config(_load(config), data_dir, http_port, mqtt_port)
     shutil.rmtree(data_dir, ignore_errors=True)
-    gateway = Gateway(demo_config)
+    gateway = bootstrap(demo_config)
+    gateway.open_store()
     password = secrets.token_urlsafe(12)
     gateway.users.create("admin", password, Role.ADMIN, language="zh-CN")
     asyncio.run(_demo(gateway, password))

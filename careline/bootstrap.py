@@ -1,6 +1,8 @@
 """The composition root: every part of the gateway is built and wired here, top to bottom.
 
-Tests call `Gateway(config, clock=...)` with their own clock and database and run it in their loop.
+`bootstrap(config)` is the one way to build a gateway: the CLI, the benchmarks and the tests call it (tests
+with their own clock and channels). Building does no I/O: the incident store is migrated, threads start
+and the broker is connected only in `Gateway.running()` / `serve()`.
 """
 
 from __future__ import annotations
@@ -8,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,13 +21,14 @@ from common.errors import CarelineError
 from dashboard.api import DashboardContext, create_app
 from dashboard.auth import UserStore
 from dashboard.hub import IncidentHub
-from devices.model import Lane
+from devices.model import Lane, RawMessage
 from gateway.alarm_lane import AlarmLane
 from gateway.broker import EmbeddedBroker
 from gateway.clock import Clock, SystemClock
 from gateway.config import CarelineConfig
 from gateway.directory import Directory, device_registry, rule_context
 from gateway.escalation.engine import EscalationEngine
+from gateway.escalation.model import Channel, ChannelKind
 from gateway.escalation.store import EscalationStore
 from gateway.escalation.webhooks import WebhookContext, webhook_router
 from gateway.escalation.wiring import build_channels, build_webhooks, twilio_auth_token
@@ -45,38 +48,71 @@ from rules.model import Decision
 log = logging.getLogger(__name__)
 
 
+def bootstrap(
+    config: CarelineConfig,
+    *,
+    clock: Clock | None = None,
+    channels: Mapping[ChannelKind, Channel] | None = None,
+    webhooks: Mapping[str, Channel] | None = None,
+) -> Gateway:
+    """The whole gateway for `config`. Channels default to the configured ones (secrets are read from the
+    environment here, once); tests pass their own clock and channels."""
+    if config.broker.embedded and config.broker.protocol == "5":
+        # amqtt speaks MQTT 3.1.1 only.
+        config = config.model_copy(update={"broker": config.broker.model_copy(update={"protocol": "3.1.1"})})
+    return Gateway(
+        config,
+        clock=clock or SystemClock(),
+        channels=build_channels(config.escalation) if channels is None else channels,
+        webhooks=build_webhooks(config.escalation) if webhooks is None else webhooks,
+    )
+
+
 class Gateway:
-    def __init__(self, config: CarelineConfig, *, clock: Clock | None = None) -> None:
-        if config.broker.embedded and config.broker.protocol == "5":
-            # amqtt speaks MQTT 3.1.1 only.
-            config = config.model_copy(
-                update={"broker": config.broker.model_copy(update={"protocol": "3.1.1"})}
-            )
+    """Every part of one gateway; build it with `bootstrap()`."""
+
+    def __init__(
+        self,
+        config: CarelineConfig,
+        *,
+        clock: Clock,
+        channels: Mapping[ChannelKind, Channel],
+        webhooks: Mapping[str, Channel],
+    ) -> None:
         self.config = config
-        self.clock = clock or SystemClock()
+        self.clock = clock
         self.metrics = Metrics()
         self.registry = device_registry(config)
         self.rules = RuleEngine(default_rules(rule_context(config)))
-        self.engine = make_engine(config.storage.url, busy_timeout_s=config.storage.busy_timeout_s)
-        upgrade(self.engine)
-        self.store = IncidentStore(self.engine, Directory(config), self.clock.now)
+        self.database = make_engine(config.storage.url, busy_timeout_s=config.storage.busy_timeout_s)
+        self.store = IncidentStore(self.database, Directory(config), self.clock.now)
         self.service = IncidentService(self.store)
-        self.users = UserStore(self.engine, self.clock.now, config.http.session_hours)
+        self.users = UserStore(self.database, self.clock.now, config.http.session_hours)
         self.hub = IncidentHub()
         self.service.subscribe(self.hub.publish)
         self.device_health = DeviceHealth()
+        alarm_inbox: asyncio.Queue[RawMessage] = asyncio.Queue()  # unbounded: alarms are never dropped
+        self.alarm_mqtt = MqttLane(
+            config.broker, Lane.ALARM, self.alarm_topics(), alarm_inbox.put_nowait, self.metrics
+        )
         self.alarm_lane = AlarmLane(
-            self.registry, self.rules, self.service, self.metrics, self.clock, config.broker.telemetry_topics
+            alarm_inbox,
+            self.registry,
+            self.rules,
+            self.service,
+            self.metrics,
+            self.clock,
+            acknowledge=self.alarm_mqtt.ack,
+            telemetry_topics=config.broker.telemetry_topics,
         )
         esc = config.escalation
-        channels = build_channels(esc)
         # Tiers skip channels that are not configured (audited) rather than failing on them.
         self.escalations = EscalationStore(self.store, config, frozenset(channels))
         self.escalation = EscalationEngine(
             self.escalations,
             self.service,
             channels,
-            build_webhooks(esc),
+            webhooks,
             self.clock,
             attempts=esc.send_attempts,
             failure_alarm_after=esc.channel_failure_alarm_after,
@@ -94,7 +130,6 @@ class Gateway:
         self.telemetry_status: dict[str, Any] = {}
         self._telemetry_counted = {"received": 0.0, "dropped": 0.0, "dead_letters": 0.0}
         self.alarm_lane.add_observer(self.telemetry.observe)
-        self._mqtt: dict[Lane, MqttLane] = {}
         self._workers: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
         self.started_at = datetime.now(UTC)
@@ -145,16 +180,15 @@ class Gateway:
 
     def health(self) -> dict[str, Any]:
         lanes = {
-            lane.value: ("connected" if mqtt.connected.is_set() else "disconnected")
-            for lane, mqtt in self._mqtt.items()
+            Lane.ALARM.value: "connected" if self.alarm_mqtt.connected.is_set() else "disconnected",
+            Lane.TELEMETRY.value: "connected" if self.telemetry.connected.is_set() else "disconnected",
         }
-        lanes["telemetry"] = "connected" if self.telemetry.connected.is_set() else "disconnected"
-        ok = bool(lanes) and all(state == "connected" for state in lanes.values())
+        ok = all(state == "connected" for state in lanes.values())
         return {
             "telemetry": self.telemetry_status.get("writer"),
             "status": "ok" if ok else "degraded",
             "broker": lanes,
-            "alarm_queue": self.alarm_lane.queue.qsize(),
+            "alarm_queue": self.alarm_lane.waiting(),
             "started_at": self.started_at.isoformat(),
         }
 
@@ -162,6 +196,9 @@ class Gateway:
     async def running(self) -> AsyncIterator[Gateway]:
         """Broker (if embedded), both MQTT lanes and the lane workers; the HTTP server is separate."""
         async with contextlib.AsyncExitStack() as stack:
+            self.open_store()
+            self.service.start()
+            stack.callback(self.close)
             if self.config.broker.embedded:
                 await stack.enter_async_context(EmbeddedBroker(self.config.broker.embedded_port))
             # Registered first, so it runs last: the child flushes or spools what it was handed.
@@ -178,9 +215,13 @@ class Gateway:
             ]
             self._workers = tasks
             stack.callback(self._stop_tasks, tasks)
-            self._start_lanes()
-            stack.callback(self._stop_lanes)
+            self.alarm_mqtt.start()
+            stack.callback(self.alarm_mqtt.stop)
             yield self
+
+    def open_store(self) -> None:
+        """Bring the incident store to the newest schema (idempotent; also run by `running`)."""
+        upgrade(self.database)
 
     # -- what the telemetry process reports back (on the event loop) -------------------------------------
 
@@ -209,19 +250,6 @@ class Gateway:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def _start_lanes(self) -> None:
-        loop = asyncio.get_running_loop()
-        broker = self.config.broker
-        alarm = MqttLane(broker, Lane.ALARM, self.alarm_topics(), self.alarm_lane.submit, loop, self.metrics)
-        self.alarm_lane.ack = alarm.ack
-        self._mqtt = {Lane.ALARM: alarm}
-        for lane in self._mqtt.values():
-            lane.start()
-
-    def _stop_lanes(self) -> None:
-        for lane in self._mqtt.values():
-            lane.stop()
-
     @staticmethod
     def _stop_tasks(tasks: list[asyncio.Task[None]]) -> None:
         for task in tasks:
@@ -229,8 +257,7 @@ class Gateway:
 
     async def wait_connected(self, limit_s: float = 15.0) -> None:
         async with asyncio.timeout(limit_s):
-            for lane in self._mqtt.values():
-                await lane.connected.wait()
+            await self.alarm_mqtt.connected.wait()
             await self.telemetry.connected.wait()
 
     async def serve(self, stop: asyncio.Event | None = None) -> None:
@@ -254,7 +281,6 @@ class Gateway:
             await serving
             if stopping is not None:
                 stopping.cancel()
-        self.close()
         for worker in done & set(self._workers):
             # A lane worker never ends on its own: stop the process loudly so a supervisor restarts it
             # (the broker redelivers whatever was not committed) instead of running without a lane.
@@ -264,4 +290,4 @@ class Gateway:
 
     def close(self) -> None:
         self.service.close()
-        self.engine.dispose()
+        self.database.dispose()
