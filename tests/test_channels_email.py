@@ -17,7 +17,8 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword, Session
 from services import free_port
 
-from gateway.escalation.channels.email import SmtpConfig, SmtpEmail
+from gateway.escalation.channels.email import SmtpEmail
+from gateway.escalation.config import SmtpConfig
 from gateway.escalation.model import AlarmSummary, Channel, Notification, Recipient
 
 PUBLIC = "https://careline.example.org"
@@ -76,14 +77,15 @@ def smtp() -> Iterator[tuple[Controller, Mailbox]]:
         controller.stop()
 
 
-def config(port: int, **overrides: Any) -> SmtpConfig:
-    return SmtpConfig(
-        host="127.0.0.1", port=port, from_address="careline@example.org", public_base_url=PUBLIC, **overrides
-    )
+def email(port: int, *, password: str | None = None, **overrides: Any) -> SmtpEmail:
+    # The local test server speaks plain SMTP; the shipped default is STARTTLS.
+    overrides = {"starttls": False, **overrides}
+    settings = SmtpConfig(host="127.0.0.1", port=port, from_address="careline@example.org", **overrides)
+    return SmtpEmail(settings, public_url=PUBLIC, password=password)
 
 
 def test_channel_satisfies_the_protocol() -> None:
-    channel: Channel = SmtpEmail(config(25))
+    channel: Channel = email(25)
     assert channel.kind.value == "email"
 
 
@@ -102,7 +104,7 @@ async def test_message_arrives_with_subject_body_and_ack_link(
     smtp: tuple[Controller, Mailbox], language: Literal["en", "zh-CN"], subject: str, ack_line: str
 ) -> None:
     controller, mailbox = smtp
-    delivery = await SmtpEmail(config(controller.port)).send(notification(language))
+    delivery = await email(controller.port).send(notification(language))
 
     assert delivery.ok, delivery
     [(envelope, message)] = mailbox.messages
@@ -137,12 +139,10 @@ async def test_login_with_username_and_password() -> None:
     )
     controller.start()
     try:
-        good = await SmtpEmail(config(controller.port, username="gw", password="s3cret", timeout_s=5)).send(
+        good = await email(controller.port, username="gw", password="s3cret", timeout_s=5).send(
             notification()
         )
-        bad = await SmtpEmail(config(controller.port, username="gw", password="wrong", timeout_s=5)).send(
-            notification()
-        )
+        bad = await email(controller.port, username="gw", password="wrong", timeout_s=5).send(notification())
     finally:
         controller.stop()
     assert good.ok, good
@@ -156,7 +156,7 @@ async def test_login_with_username_and_password() -> None:
 async def test_permanent_refusal_is_not_retryable(smtp: tuple[Controller, Mailbox]) -> None:
     controller, mailbox = smtp
     mailbox.rcpt_reply = "550 5.1.1 No such user"
-    delivery = await SmtpEmail(config(controller.port)).send(notification())
+    delivery = await email(controller.port).send(notification())
     assert (delivery.ok, delivery.retryable) == (False, False)
     assert delivery.extra == {"smtp_code": "550"}
     assert "No such user" in delivery.detail
@@ -165,19 +165,19 @@ async def test_permanent_refusal_is_not_retryable(smtp: tuple[Controller, Mailbo
 async def test_temporary_refusal_is_retryable(smtp: tuple[Controller, Mailbox]) -> None:
     controller, mailbox = smtp
     mailbox.rcpt_reply = "451 4.7.1 Greylisted, try again later"
-    delivery = await SmtpEmail(config(controller.port)).send(notification())
+    delivery = await email(controller.port).send(notification())
     assert (delivery.ok, delivery.retryable) == (False, True)
 
 
 async def test_recipient_without_address_is_not_sent(smtp: tuple[Controller, Mailbox]) -> None:
     controller, mailbox = smtp
-    delivery = await SmtpEmail(config(controller.port)).send(notification(email=None))
+    delivery = await email(controller.port).send(notification(email=None))
     assert (delivery.ok, delivery.retryable) == (False, False)
     assert mailbox.messages == []
 
 
 async def test_refused_connection_is_retryable() -> None:
-    delivery = await SmtpEmail(config(free_port(), timeout_s=2)).send(notification())
+    delivery = await email(free_port(), timeout_s=2).send(notification())
     assert (delivery.ok, delivery.retryable) == (False, True)
 
 
@@ -212,7 +212,7 @@ def silent_server() -> Iterator[int]:
 
 async def test_hanging_server_times_out_as_retryable(silent_server: int) -> None:
     started = time.monotonic()
-    delivery = await SmtpEmail(config(silent_server, timeout_s=1)).send(notification())
+    delivery = await email(silent_server, timeout_s=1).send(notification())
     elapsed = time.monotonic() - started
     assert (delivery.ok, delivery.retryable) == (False, True)
     assert "time" in delivery.detail.lower()

@@ -5,12 +5,11 @@ Twilio's cloud is unreachable here; `twilio_standin.TwilioStandIn` plays its par
 
 from __future__ import annotations
 
-import dataclasses
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import pytest
@@ -21,7 +20,7 @@ from twilio_standin import TwilioStandIn, UvicornThread
 
 from gateway.escalation.channels.messages import sms_text, voice_script
 from gateway.escalation.channels.twilio_channels import (
-    TwilioConfig,
+    TwilioAccount,
     TwilioSms,
     TwilioVoice,
     gather_response,
@@ -35,6 +34,7 @@ from gateway.escalation.channels.twilio_webhooks import (
     parse_message_status,
     verify_twilio_signature,
 )
+from gateway.escalation.config import TwilioConfig
 from gateway.escalation.model import AlarmSummary, Channel, Delivery, Notification, Recipient
 
 FROM = "+15005550006"
@@ -61,21 +61,22 @@ def standin() -> Iterator[TwilioStandIn]:
         yield server
 
 
-def config(
-    standin: TwilioStandIn, *, public: str = PUBLIC, timeout_s: float = 10.0, token: str = ""
-) -> TwilioConfig:
-    return TwilioConfig(
-        account_sid=standin.account_sid,
-        auth_token=token or standin.auth_token,
-        from_number=FROM,
-        public_base_url=public,
-        api_base_url=standin.base_url,
-        timeout_s=timeout_s,
-    )
+def settings(api_base_url: str, **overrides: Any) -> TwilioConfig:
+    return TwilioConfig(from_number=FROM, api_base_url=api_base_url, **overrides)
+
+
+def sms(standin: TwilioStandIn, *, timeout_s: float = 10.0, token: str = "") -> TwilioSms:
+    account = TwilioAccount(standin.account_sid, token or standin.auth_token)
+    return TwilioSms(settings(standin.base_url, timeout_s=timeout_s), account, public_url=PUBLIC)
+
+
+def voice(standin: TwilioStandIn, *, public: str = PUBLIC, **overrides: Any) -> TwilioVoice:
+    account = TwilioAccount(standin.account_sid, standin.auth_token)
+    return TwilioVoice(settings(standin.base_url, **overrides), account, public_url=public)
 
 
 def test_channels_satisfy_the_protocol(standin: TwilioStandIn) -> None:
-    channels: list[Channel] = [TwilioSms(config(standin)), TwilioVoice(config(standin))]
+    channels: list[Channel] = [sms(standin), voice(standin)]
     assert [c.kind.value for c in channels] == ["sms", "voice"]
 
 
@@ -87,7 +88,7 @@ async def test_sms_request_carries_to_from_body_and_status_callback(
     standin: TwilioStandIn, language: Literal["en", "zh-CN"]
 ) -> None:
     note = notification(language)
-    delivery = await TwilioSms(config(standin)).send(note)
+    delivery = await sms(standin).send(note)
 
     assert delivery.ok, delivery
     assert delivery.provider_id is not None
@@ -105,14 +106,14 @@ async def test_sms_request_carries_to_from_body_and_status_callback(
 
 
 async def test_sms_without_phone_is_not_sent(standin: TwilioStandIn) -> None:
-    delivery = await TwilioSms(config(standin)).send(notification("en", phone=None))
+    delivery = await sms(standin).send(notification("en", phone=None))
     assert delivery == Delivery(ok=False, retryable=False, detail="recipient has no phone number")
     assert standin.requests == []
 
 
 async def test_server_error_is_retryable(standin: TwilioStandIn) -> None:
     standin.fail_next(status=500)
-    delivery = await TwilioSms(config(standin)).send(notification("en"))
+    delivery = await sms(standin).send(notification("en"))
     assert not delivery.ok
     assert delivery.retryable
     assert delivery.extra["http_status"] == "500"
@@ -120,13 +121,13 @@ async def test_server_error_is_retryable(standin: TwilioStandIn) -> None:
 
 async def test_too_many_requests_is_retryable(standin: TwilioStandIn) -> None:
     standin.fail_next(status=429, code=20429, message="Too Many Requests")
-    delivery = await TwilioVoice(config(standin)).send(notification("en"))
+    delivery = await voice(standin).send(notification("en"))
     assert (delivery.ok, delivery.retryable) == (False, True)
 
 
 async def test_invalid_number_is_not_retryable(standin: TwilioStandIn) -> None:
     standin.fail_next(status=400, code=21211, message="The 'To' number +86 is not a valid phone number.")
-    delivery = await TwilioSms(config(standin)).send(notification("en"))
+    delivery = await sms(standin).send(notification("en"))
     assert not delivery.ok
     assert not delivery.retryable
     assert delivery.extra["twilio_code"] == "21211"
@@ -134,7 +135,7 @@ async def test_invalid_number_is_not_retryable(standin: TwilioStandIn) -> None:
 
 
 async def test_wrong_credentials_are_not_retryable(standin: TwilioStandIn) -> None:
-    delivery = await TwilioSms(config(standin, token="not-the-token")).send(notification("en"))
+    delivery = await sms(standin, token="not-the-token").send(notification("en"))
     assert (delivery.ok, delivery.retryable) == (False, False)
     assert delivery.extra == {"http_status": "401", "twilio_code": "20003"}
     assert not standin.requests[0].authorized
@@ -143,7 +144,7 @@ async def test_wrong_credentials_are_not_retryable(standin: TwilioStandIn) -> No
 async def test_hanging_twilio_times_out_as_retryable_within_the_timeout(standin: TwilioStandIn) -> None:
     standin.hang_next(seconds=30)
     started = time.monotonic()
-    delivery = await TwilioSms(config(standin, timeout_s=1.0)).send(notification("en"))
+    delivery = await sms(standin, timeout_s=1.0).send(notification("en"))
     elapsed = time.monotonic() - started
     assert (delivery.ok, delivery.retryable) == (False, True)
     assert "timeout" in delivery.detail.lower()
@@ -151,8 +152,9 @@ async def test_hanging_twilio_times_out_as_retryable_within_the_timeout(standin:
 
 
 async def test_unreachable_twilio_is_retryable() -> None:
-    cfg = TwilioConfig("AC" + "0" * 32, "token", FROM, PUBLIC, api_base_url=f"http://127.0.0.1:{free_port()}")
-    delivery = await TwilioSms(cfg).send(notification("en"))
+    unreachable = settings(f"http://127.0.0.1:{free_port()}")
+    channel = TwilioSms(unreachable, TwilioAccount("AC" + "0" * 32, "token"), public_url=PUBLIC)
+    delivery = await channel.send(notification("en"))
     assert (delivery.ok, delivery.retryable) == (False, True)
 
 
@@ -164,7 +166,7 @@ async def test_call_twiml_gathers_one_digit_and_speaks_the_script_in_the_recipie
     standin: TwilioStandIn, language: Literal["en", "zh-CN"], say_language: str
 ) -> None:
     note = notification(language)
-    delivery = await TwilioVoice(config(standin)).send(note)
+    delivery = await voice(standin).send(note)
 
     assert delivery.ok, delivery
     assert (delivery.provider_id or "").startswith("CA")
@@ -195,8 +197,7 @@ async def test_call_twiml_gathers_one_digit_and_speaks_the_script_in_the_recipie
 
 
 async def test_configured_voice_is_used(standin: TwilioStandIn) -> None:
-    cfg = dataclasses.replace(config(standin), voices={"zh-CN": "Google.cmn-CN-Standard-A"})
-    await TwilioVoice(cfg).send(notification("zh-CN"))
+    await voice(standin, voices={"zh-CN": "Google.cmn-CN-Standard-A"}).send(notification("zh-CN"))
     root = ET.fromstring(standin.requests[0].get("Twiml") or "")
     assert {say.get("voice") for say in root.iter("Say")} == {"Google.cmn-CN-Standard-A"}
 
@@ -320,7 +321,7 @@ async def test_callbacks_signed_by_the_standin_pass_verification_and_forgeries_d
 ) -> None:
     receiver = Receiver(standin.auth_token)
     with UvicornThread(receiver.app) as server:
-        delivery = await TwilioVoice(config(standin, public=server.base_url)).send(notification("zh-CN"))
+        delivery = await voice(standin, public=server.base_url).send(notification("zh-CN"))
         assert delivery.ok
         call_sid = delivery.provider_id or ""
         request = standin.requests[0]

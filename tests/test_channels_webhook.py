@@ -17,10 +17,10 @@ from twilio_standin import UvicornThread
 
 from gateway.escalation.channels.webhook import (
     SignedWebhook,
-    WebhookConfig,
     sign_webhook_body,
     verify_webhook_signature,
 )
+from gateway.escalation.config import WebhookConfig
 from gateway.escalation.model import AlarmSummary, Channel, Notification, Recipient
 
 SECRET = "shared-secret-for-tests"
@@ -78,7 +78,11 @@ def receiver() -> Iterator[tuple[Receiver, str]]:
 
 
 def channel(url: str, *, timeout_s: float = 10.0, secret: str = SECRET) -> SignedWebhook:
-    return SignedWebhook(WebhookConfig(url=url, secret=secret, public_base_url=PUBLIC, timeout_s=timeout_s))
+    return SignedWebhook(
+        WebhookConfig(url=url, secret_env="HOOK_SECRET", timeout_s=timeout_s),
+        secret=secret,
+        public_url=PUBLIC,
+    )
 
 
 def test_channel_satisfies_the_protocol() -> None:
@@ -158,6 +162,6 @@ def test_verify_rejects_tampering_and_malformed_headers() -> None:
     assert not verify_webhook_signature("", body, sign_webhook_body("", body))
 
 
-def test_config_refuses_an_empty_secret() -> None:
+def test_a_webhook_refuses_an_empty_secret() -> None:
     with pytest.raises(ValueError, match="secret"):
-        WebhookConfig(url="http://x", secret="", public_base_url=PUBLIC)
+        channel("http://x", secret="")

@@ -1,15 +1,13 @@
-"""Build the configured channels (secrets read from the environment here, once)."""
+"""Build the configured channels from their validated settings; secrets are read from the environment
+here, once."""
 
 from __future__ import annotations
 
 from common.errors import ConfigError
 from common.settings import secret_from_env
-from gateway.escalation.channels.email import SmtpConfig as SmtpSettings
 from gateway.escalation.channels.email import SmtpEmail
-from gateway.escalation.channels.twilio_channels import TwilioConfig as TwilioSettings
-from gateway.escalation.channels.twilio_channels import TwilioSms, TwilioVoice
+from gateway.escalation.channels.twilio_channels import TwilioAccount, TwilioSms, TwilioVoice
 from gateway.escalation.channels.webhook import SignedWebhook
-from gateway.escalation.channels.webhook import WebhookConfig as WebhookSettings
 from gateway.escalation.config import EscalationConfig
 from gateway.escalation.model import Channel, ChannelKind
 
@@ -28,45 +26,21 @@ def twilio_auth_token(config: EscalationConfig) -> str | None:
 def build_channels(config: EscalationConfig) -> dict[ChannelKind, Channel]:
     channels: dict[ChannelKind, Channel] = {}
     if config.twilio is not None:
-        twilio = TwilioSettings(
+        account = TwilioAccount(
             account_sid=_required(config.twilio.account_sid_env),
             auth_token=_required(config.twilio.auth_token_env),
-            from_number=config.twilio.from_number,
-            public_base_url=config.public_url,
-            api_base_url=config.twilio.api_base_url,
-            timeout_s=config.twilio.timeout_s,
-            ring_timeout_s=config.twilio.ring_timeout_s,
-            voices=dict(config.twilio.voices),
         )
-        channels[ChannelKind.SMS] = TwilioSms(twilio)
-        channels[ChannelKind.VOICE] = TwilioVoice(twilio)
+        channels[ChannelKind.SMS] = TwilioSms(config.twilio, account, public_url=config.public_url)
+        channels[ChannelKind.VOICE] = TwilioVoice(config.twilio, account, public_url=config.public_url)
     if config.smtp is not None:
-        smtp = config.smtp
         channels[ChannelKind.EMAIL] = SmtpEmail(
-            SmtpSettings(
-                host=smtp.host,
-                port=smtp.port,
-                from_address=smtp.from_address,
-                public_base_url=config.public_url,
-                username=smtp.username,
-                password=secret_from_env(smtp.password_env),
-                starttls=smtp.starttls,
-                use_ssl=smtp.ssl,
-                timeout_s=smtp.timeout_s,
-            )
+            config.smtp, public_url=config.public_url, password=secret_from_env(config.smtp.password_env)
         )
     return channels
 
 
 def build_webhooks(config: EscalationConfig) -> dict[str, Channel]:
     return {
-        name: SignedWebhook(
-            WebhookSettings(
-                url=hook.url,
-                secret=_required(hook.secret_env),
-                public_base_url=config.public_url,
-                timeout_s=hook.timeout_s,
-            )
-        )
+        name: SignedWebhook(hook, secret=_required(hook.secret_env), public_url=config.public_url)
         for name, hook in config.webhooks.items()
     }

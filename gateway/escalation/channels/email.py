@@ -10,51 +10,41 @@ from __future__ import annotations
 import asyncio
 import smtplib
 import ssl
-from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
 from gateway.escalation.channels.messages import email_text
+from gateway.escalation.config import SmtpConfig
 from gateway.escalation.model import ChannelKind, Delivery, Notification
-
-
-@dataclass(frozen=True, slots=True)
-class SmtpConfig:
-    host: str
-    port: int
-    from_address: str
-    #: Base of the acknowledge link, e.g. "https://careline.example.org".
-    public_base_url: str
-    username: str | None = None
-    password: str | None = field(default=None, repr=False)
-    #: Upgrade a plain connection with STARTTLS (port 587).
-    starttls: bool = False
-    #: Connect with TLS from the start (port 465). Takes precedence over `starttls`.
-    use_ssl: bool = False
-    timeout_s: float = 10.0
-    #: TLS settings; the system's default verification when None.
-    ssl_context: ssl.SSLContext | None = field(default=None, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if self.timeout_s <= 0:
-            raise ValueError("timeout_s must be positive")
 
 
 class SmtpEmail:
     kind: ChannelKind = ChannelKind.EMAIL
 
-    def __init__(self, config: SmtpConfig) -> None:
-        self._config = config
+    def __init__(
+        self,
+        settings: SmtpConfig,
+        *,
+        public_url: str,
+        password: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        """`settings` as validated from the configuration file; `password` read from its environment
+        variable by the caller; `ssl_context` for TLS (the system's default verification when None)."""
+        self._config = settings
+        self._public_url = public_url
+        self._password = password
+        self._ssl_context = ssl_context
 
     async def send(self, notification: Notification) -> Delivery:
         address = notification.recipient.email
         if not address:
             return Delivery(ok=False, retryable=False, detail="recipient has no e-mail address")
-        message = build_email(notification, self._config, address)
+        message = build_email(notification, self._config, self._public_url, address)
         message_id = str(message["Message-ID"])
         try:
             async with asyncio.timeout(self._config.timeout_s):
-                await asyncio.to_thread(_send_blocking, self._config, message)
+                await asyncio.to_thread(self._send_blocking, message)
         except TimeoutError:
             return Delivery(
                 ok=False, retryable=True, detail=f"SMTP timeout after {self._config.timeout_s:g} s"
@@ -73,9 +63,26 @@ class SmtpEmail:
             return Delivery(ok=False, retryable=True, detail=f"SMTP send failed: {type(exc).__name__}: {exc}")
         return Delivery(ok=True, provider_id=message_id, detail="accepted by SMTP server")
 
+    def _send_blocking(self, message: EmailMessage) -> None:
+        config = self._config
+        context = self._ssl_context or ssl.create_default_context()
+        smtp: smtplib.SMTP
+        if config.ssl:
+            smtp = smtplib.SMTP_SSL(config.host, config.port, timeout=config.timeout_s, context=context)
+        else:
+            smtp = smtplib.SMTP(config.host, config.port, timeout=config.timeout_s)
+        with smtp:
+            if config.starttls and not config.ssl:
+                smtp.starttls(context=context)
+            if config.username:
+                smtp.login(config.username, self._password or "")
+            smtp.send_message(message)
 
-def build_email(notification: Notification, config: SmtpConfig, to_address: str) -> EmailMessage:
-    text = email_text(notification, config.public_base_url)
+
+def build_email(
+    notification: Notification, config: SmtpConfig, public_url: str, to_address: str
+) -> EmailMessage:
+    text = email_text(notification, public_url)
     message = EmailMessage()
     message["Subject"] = text.subject
     message["From"] = config.from_address
@@ -86,21 +93,6 @@ def build_email(notification: Notification, config: SmtpConfig, to_address: str)
     message["X-Careline-Incident"] = str(notification.incident_id)
     message.set_content(text.body)
     return message
-
-
-def _send_blocking(config: SmtpConfig, message: EmailMessage) -> None:
-    context = config.ssl_context or ssl.create_default_context()
-    smtp: smtplib.SMTP
-    if config.use_ssl:
-        smtp = smtplib.SMTP_SSL(config.host, config.port, timeout=config.timeout_s, context=context)
-    else:
-        smtp = smtplib.SMTP(config.host, config.port, timeout=config.timeout_s)
-    with smtp:
-        if config.starttls and not config.use_ssl:
-            smtp.starttls(context=context)
-        if config.username:
-            smtp.login(config.username, config.password or "")
-        smtp.send_message(message)
 
 
 def _refused(exc: smtplib.SMTPRecipientsRefused) -> Delivery:

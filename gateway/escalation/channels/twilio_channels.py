@@ -26,10 +26,11 @@ from gateway.escalation.channels.messages import (
     sms_text,
     voice_script,
 )
+from gateway.escalation.config import TwilioConfig
 from gateway.escalation.model import ChannelKind, Delivery, Notification
 
 #: `language` attribute of `<Say>` per recipient language.
-DEFAULT_SAY_LANGUAGES: Final[Mapping[Language, str]] = {"en": "en-US", "zh-CN": "zh-CN"}
+SAY_LANGUAGES: Final[Mapping[Language, str]] = {"en": "en-US", "zh-CN": "zh-CN"}
 
 CALL_STATUS_EVENTS: Final = ("initiated", "ringing", "answered", "completed")
 
@@ -38,30 +39,12 @@ _GATHER_WAIT_S: Final = 6
 
 
 @dataclass(frozen=True, slots=True)
-class TwilioConfig:
-    """Account and URLs. The caller reads the auth token from the environment; it is never logged."""
+class TwilioAccount:
+    """What the configuration file does not hold: the account, read from the environment once; the auth
+    token is never logged. Everything else comes from the validated `TwilioConfig`."""
 
     account_sid: str
     auth_token: str = field(repr=False)
-    #: Our Twilio number in E.164, e.g. "+15017122661".
-    from_number: str
-    #: Where Twilio reaches this gateway's webhooks, e.g. "https://careline.example.org".
-    public_base_url: str
-    #: Point the client elsewhere than https://api.twilio.com (a local stand-in in tests).
-    api_base_url: str | None = None
-    #: Upper bound for one REST request; a timeout is reported as retryable.
-    timeout_s: float = 10.0
-    #: How long a call rings before Twilio gives up (`no-answer`); Twilio accepts 5 to 600.
-    ring_timeout_s: int = 30
-    say_languages: Mapping[Language, str] = field(default_factory=lambda: dict(DEFAULT_SAY_LANGUAGES))
-    #: `<Say voice=...>` per language, e.g. a Mandarin voice when the account default cannot speak zh-CN.
-    voices: Mapping[Language, str] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.timeout_s <= 0:
-            raise ValueError("timeout_s must be positive")
-        if not 5 <= self.ring_timeout_s <= 600:
-            raise ValueError("ring_timeout_s must be between 5 and 600 (Twilio's range)")
 
 
 def sms_status_callback_url(public_base_url: str, notification_id: int) -> str:
@@ -81,8 +64,10 @@ class TwilioSms:
 
     kind: ChannelKind = ChannelKind.SMS
 
-    def __init__(self, config: TwilioConfig) -> None:
-        self._config = config
+    def __init__(self, settings: TwilioConfig, account: TwilioAccount, *, public_url: str) -> None:
+        self._config = settings
+        self._account = account
+        self._public_url = public_url
 
     async def send(self, notification: Notification) -> Delivery:
         phone = notification.recipient.phone
@@ -92,11 +77,9 @@ class TwilioSms:
             "to": phone,
             "from_": self._config.from_number,
             "body": sms_text(notification),
-            "status_callback": sms_status_callback_url(
-                self._config.public_base_url, notification.notification_id
-            ),
+            "status_callback": sms_status_callback_url(self._public_url, notification.notification_id),
         }
-        return await _create(self._config, "messages", params)
+        return await _create(self._config, self._account, "messages", params)
 
 
 class TwilioVoice:
@@ -104,23 +87,24 @@ class TwilioVoice:
 
     kind: ChannelKind = ChannelKind.VOICE
 
-    def __init__(self, config: TwilioConfig) -> None:
-        self._config = config
+    def __init__(self, settings: TwilioConfig, account: TwilioAccount, *, public_url: str) -> None:
+        self._config = settings
+        self._account = account
+        self._public_url = public_url
 
     async def send(self, notification: Notification) -> Delivery:
         phone = notification.recipient.phone
         if not phone:
             return Delivery(ok=False, retryable=False, detail="recipient has no phone number")
-        public = self._config.public_base_url
         params: dict[str, Any] = {
             "to": phone,
             "from_": self._config.from_number,
-            "twiml": voice_twiml(notification, self._config),
-            "status_callback": call_status_callback_url(public, notification.notification_id),
+            "twiml": voice_twiml(notification, self._config, self._public_url),
+            "status_callback": call_status_callback_url(self._public_url, notification.notification_id),
             "status_callback_event": list(CALL_STATUS_EVENTS),
             "timeout": self._config.ring_timeout_s,
         }
-        return await _create(self._config, "calls", params)
+        return await _create(self._config, self._account, "calls", params)
 
     def gather_reply(self, digits: str, language: str) -> str:
         """`gather_response` with this channel's voice settings."""
@@ -128,16 +112,15 @@ class TwilioVoice:
         return gather_response(
             digits,
             lang,
-            say_language=self._config.say_languages.get(lang),
             voice=self._config.voices.get(lang),
         )
 
 
-def voice_twiml(notification: Notification, config: TwilioConfig) -> str:
+def voice_twiml(notification: Notification, config: TwilioConfig, public_url: str) -> str:
     """The call's TwiML: the script inside <Gather numDigits=1> twice, then a goodbye."""
     language = notification.recipient.language
-    say = _say_attributes(language, config.say_languages.get(language), config.voices.get(language))
-    action = gather_action_url(config.public_base_url, notification.notification_id, notification.ack_token)
+    say = _say_attributes(language, config.voices.get(language))
+    action = gather_action_url(public_url, notification.notification_id, notification.ack_token)
     script = voice_script(notification)
     response = VoiceResponse()
     # Two <Gather> verbs rather than <Say loop="2">: each reading is followed by a pause for the key press,
@@ -151,9 +134,7 @@ def voice_twiml(notification: Notification, config: TwilioConfig) -> str:
     return str(response)
 
 
-def gather_response(
-    digits: str, language: str, *, say_language: str | None = None, voice: str | None = None
-) -> str:
+def gather_response(digits: str, language: str, *, voice: str | None = None) -> str:
     """TwiML answering the gather webhook: "accepted" for key 1, otherwise "not accepted"; then hang up.
 
     `language` is taken as stored ("zh-CN", "en", ...); anything not Chinese is answered in English.
@@ -162,23 +143,25 @@ def gather_response(
     accepted = digits.strip() == "1"
     lang = normalize_language(language)
     response = VoiceResponse()
-    response.say(gather_reply_text(accepted, lang), **_say_attributes(lang, say_language, voice))
+    response.say(gather_reply_text(accepted, lang), **_say_attributes(lang, voice))
     response.hangup()
     return str(response)
 
 
-def _say_attributes(language: Language, say_language: str | None, voice: str | None) -> dict[str, str]:
-    attributes = {"language": say_language or DEFAULT_SAY_LANGUAGES[language]}
+def _say_attributes(language: Language, voice: str | None) -> dict[str, str]:
+    attributes = {"language": SAY_LANGUAGES[language]}
     if voice:
         attributes["voice"] = voice
     return attributes
 
 
-async def _create(config: TwilioConfig, resource: str, params: dict[str, Any]) -> Delivery:
+async def _create(
+    config: TwilioConfig, account: TwilioAccount, resource: str, params: dict[str, Any]
+) -> Delivery:
     """Create one Message or Call; every failure becomes a `Delivery`, never an exception."""
     try:
         async with asyncio.timeout(config.timeout_s):
-            sid, status = await asyncio.to_thread(_create_blocking, config, resource, params)
+            sid, status = await asyncio.to_thread(_create_blocking, config, account, resource, params)
     except TimeoutError:
         return Delivery(ok=False, retryable=True, detail=f"Twilio timeout after {config.timeout_s:g} s")
     except TwilioRestException as exc:
@@ -194,12 +177,14 @@ async def _create(config: TwilioConfig, resource: str, params: dict[str, Any]) -
     return Delivery(ok=True, provider_id=sid, detail=status, extra={"status": status})
 
 
-def _create_blocking(config: TwilioConfig, resource: str, params: dict[str, Any]) -> tuple[str, str]:
+def _create_blocking(
+    config: TwilioConfig, account: TwilioAccount, resource: str, params: dict[str, Any]
+) -> tuple[str, str]:
     # A client per send: requests' Session is not meant to be shared between threads, and closing it
     # here releases the socket even when the awaiting side has already given up.
     http = TwilioHttpClient(timeout=config.timeout_s)
     try:
-        client = Client(config.account_sid, config.auth_token, http_client=http)
+        client = Client(account.account_sid, account.auth_token, http_client=http)
         if config.api_base_url:
             client.api.base_url = config.api_base_url.rstrip("/")
         collection = client.messages if resource == "messages" else client.calls

@@ -12,13 +12,13 @@ import hashlib
 import hmac
 import json
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
 import httpx
 
 from gateway.escalation.channels.messages import ack_url, alarm_label, place_text, sms_text
+from gateway.escalation.config import WebhookConfig
 from gateway.escalation.model import ChannelKind, Delivery, Notification
 
 SIGNATURE_HEADER: Final = "X-Careline-Signature"
@@ -26,33 +26,23 @@ TIMESTAMP_HEADER: Final = "X-Careline-Timestamp"
 _SIGNATURE_PREFIX: Final = "sha256="
 
 
-@dataclass(frozen=True, slots=True)
-class WebhookConfig:
-    url: str
-    secret: str = field(repr=False)
-    #: Base of the acknowledge link put in the payload, e.g. "https://careline.example.org".
-    public_base_url: str
-    timeout_s: float = 10.0
-
-    def __post_init__(self) -> None:
-        if self.timeout_s <= 0:
-            raise ValueError("timeout_s must be positive")
-        if not self.secret:
-            raise ValueError("a webhook needs a non-empty secret")
-
-
 class SignedWebhook:
     kind: ChannelKind = ChannelKind.WEBHOOK
 
-    def __init__(self, config: WebhookConfig) -> None:
-        self._config = config
+    def __init__(self, settings: WebhookConfig, *, secret: str, public_url: str) -> None:
+        """`secret` is read by the caller from the variable `settings.secret_env` names."""
+        if not secret:
+            raise ValueError("a webhook needs a non-empty secret")
+        self._config = settings
+        self._secret = secret
+        self._public_url = public_url
 
     async def send(self, notification: Notification) -> Delivery:
         now = time.time()
-        body = webhook_body(notification, self._config.public_base_url, sent_at=now)
+        body = webhook_body(notification, self._public_url, sent_at=now)
         headers = {
             "Content-Type": "application/json",
-            SIGNATURE_HEADER: sign_webhook_body(self._config.secret, body),
+            SIGNATURE_HEADER: sign_webhook_body(self._secret, body),
             TIMESTAMP_HEADER: str(int(now)),
             # Receivers can drop duplicates: the retry stage may send the same attempt again after a timeout.
             "X-Careline-Notification": f"{notification.notification_id}.{notification.attempt}",
