@@ -16,7 +16,7 @@ Identifier = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-
 
 #: The languages every screen and message is written in.
 Language = Literal["en", "zh-CN"]
-LANGUAGES: tuple[Language, ...] = ("zh-CN", "en")
+LANGUAGES: tuple[Language, ...] = ("en", "zh-CN")
 
 
 class StrictModel(BaseModel):

@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from dashboard.auth import SESSION_COOKIE, Account, Role, UserStore
+from dashboard.catalogue import catalogue_router
 from dashboard.deps import Operator
 from dashboard.hub import IncidentHub
 from dashboard.review import sensor_log_router
@@ -186,6 +187,7 @@ def create_app(ctx: DashboardContext) -> FastAPI:
         ]
 
     app.include_router(sensor_log_router(ctx))
+    app.include_router(catalogue_router())
 
     @app.get("/api/healthz", tags=["monitoring"])
     async def healthz(response: Response) -> dict[str, Any]:

@@ -94,10 +94,10 @@ def test_channel_satisfies_the_protocol() -> None:
     [
         (
             "en",
-            "[Careline CRITICAL] Smoke alarm – Wang Li, Sunny Court, room 203",
+            "[Careline Critical] Smoke alarm – Wang Li, Sunny Court, room 203",
             f"Accept this alarm: {ACK_LINK}",
         ),
-        ("zh-CN", "【Careline 紧急】烟雾报警 – Wang Li，Sunny Court 203 房间", f"确认接警请打开：{ACK_LINK}"),
+        ("zh-CN", "【Careline 危急】烟雾报警 – Wang Li，Sunny Court 203 房间", f"确认接警请打开：{ACK_LINK}"),
     ],
 )
 async def test_message_arrives_with_subject_body_and_ack_link(

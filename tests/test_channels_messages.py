@@ -8,6 +8,7 @@ from typing import Literal
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from test_catalogue import rule_names
 
 from gateway.escalation.channels.messages import (
     SMS_MAX_CHARS,
@@ -70,17 +71,35 @@ def test_chinese_sms_is_in_chinese() -> None:
 @pytest.mark.parametrize(
     ("rule", "en", "zh"),
     [
-        ("sos", "SOS emergency call", "紧急呼叫"),
+        ("sos", "SOS call", "紧急呼叫"),
         ("fall", "Fall detected", "跌倒"),
         ("door_night", "Door opened at night", "夜间出门"),
         ("door_left_open", "Door left open", "门未关"),
         ("smoke", "Smoke alarm", "烟雾报警"),
+        ("inactivity", "No activity for a long time", "长时间无活动"),
+        ("missed_check_in", "Missed check-in", "未按时报平安"),
+        ("bed_exit", "Out of bed at night", "夜间离床"),
+        ("vitals", "Abnormal vital signs", "生命体征异常"),
+        ("device_health", "Device fault", "设备故障"),
+        ("activity_baseline", "Less active than usual", "活动量低于平时"),
+        ("channel_failing", "Notification channel failing", "通知渠道故障"),
         ("water_leak", "water_leak", "water_leak"),
     ],
 )
 def test_alarm_labels(rule: str, en: str, zh: str) -> None:
     assert alarm_label(rule, "en") == en
     assert alarm_label(rule, "zh-CN") == zh
+
+
+@pytest.mark.parametrize("rule", sorted(rule_names()))
+@pytest.mark.parametrize("language", ["en", "zh-CN"])
+def test_no_responder_is_told_a_raw_rule_id(rule: str, language: Literal["en", "zh-CN"]) -> None:
+    label = alarm_label(rule, language)
+    assert label != rule
+    message = notification(language, rule=rule)
+    assert label in sms_text(message)
+    assert label in voice_script(message)
+    assert label in email_text(message, PUBLIC).subject
 
 
 def test_local_time_uses_the_site_zone_and_survives_bad_input() -> None:
@@ -90,10 +109,19 @@ def test_local_time_uses_the_site_zone_and_survives_bad_input() -> None:
     assert local_time_text(notification(timezone="Not/AZone").alarm) == "2026-01-05 14:30"
 
 
-def test_sms_without_room_or_resident() -> None:
-    text = sms_text(notification("en", room=None, resident=None))
+def test_messages_without_room_or_resident() -> None:
+    site_alarm = notification("en", room=None, resident=None)
+    text = sms_text(site_alarm)
     assert "Place: Sunny Court." in text
     assert "Resident" not in text
+    spoken = voice_script(site_alarm)
+    assert spoken.startswith("This is Careline. Alarm: Fall detected, at Sunny Court, at 22:30.")
+    email = email_text(site_alarm, PUBLIC)
+    assert email.subject == "[Careline Critical] Fall detected, Sunny Court"
+    assert "\nResident: -\n" in email.body
+    zh = notification("zh-CN", room=None, resident=None)
+    assert "住户" not in sms_text(zh) + voice_script(zh) + email_text(zh, PUBLIC).subject
+    assert "\n住户：—\n" in email_text(zh, PUBLIC).body
 
 
 @given(
@@ -125,11 +153,11 @@ def test_voice_scripts_end_with_the_key_instruction() -> None:
 def test_email_has_subject_body_and_ack_link() -> None:
     text = email_text(notification("en"), PUBLIC + "/")
     link = "https://careline.example.org/api/escalation/ack/tok-abc"
-    assert text.subject == "[Careline CRITICAL] Fall detected – Wang Li, Sunny Court, room 203"
+    assert text.subject == "[Careline Critical] Fall detected – Wang Li, Sunny Court, room 203"
     assert link in text.body
     assert "Time: 2026-01-05 22:30 (Asia/Shanghai)" in text.body
     zh = email_text(notification("zh-CN"), PUBLIC)
-    assert zh.subject.startswith("【Careline 紧急】跌倒")
+    assert zh.subject.startswith("【Careline 危急】跌倒")
     assert f"确认接警请打开：{link}" in zh.body
     assert ack_url(PUBLIC, "tok-abc") == link
 

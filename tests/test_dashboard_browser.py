@@ -9,6 +9,9 @@ import pytest
 from harness import PASSWORD, Publisher, live_gateway, new_config
 from playwright.async_api import Browser, Page, async_playwright, expect
 from services import Mosquitto
+from test_catalogue import rule_names
+
+from gateway.catalogue import CATALOGUE
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_PRESENT = Path(CHROMIUM).exists()
@@ -94,6 +97,11 @@ async def test_the_page_speaks_simplified_chinese(
         row = page.locator("#incidents tr[data-incident-id]")
         await expect(row).to_contain_text("紧急呼叫", timeout=10_000)
         await expect(row.locator("button[data-action=ack]")).to_have_text("确认接警")
+        rules = sorted(rule_names())
+        in_page = "(names) => import('/static/i18n.js').then((m) => names.map((r) => m.label('rule', r)))"
+        shown = await page.evaluate(in_page, rules)
+        assert shown == [CATALOGUE.label("rule", rule, "zh-CN") for rule in rules]
+        assert not set(shown) & set(rules)  # no raw rule id on the operator's screen
         await page.select_option("#lang", "en")
         await expect(row).to_contain_text("SOS call")
         device.close()

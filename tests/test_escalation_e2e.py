@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import yaml
@@ -23,6 +24,8 @@ from harness import Publisher, live_gateway, new_config
 from services import Mosquitto
 from test_crash_recovery import gateway_process
 from twilio_standin import RecordedRequest, TwilioStandIn
+
+from gateway.catalogue import LANGUAGES, text
 
 CARER, BOSS = "+8613800000001", "+8613800000004"
 
@@ -143,6 +146,26 @@ async def test_pressing_1_on_the_call_acknowledges_the_incident(
             "acknowledged",
             "responder:carer via voice",
         )
+
+
+async def test_an_acknowledge_link_answers_in_every_language(
+    mosquitto: Mosquitto, tmp_path: Path, twilio: TwilioStandIn
+) -> None:
+    config = escalating_config(mosquitto.url, tmp_path, twilio, tier1=["voice"], wait_s=60)
+    async with live_gateway(config) as live:
+        Publisher(mosquitto.port).sos("night", "night-pendant-wang")
+        await until(lambda: sent_to(twilio, CARER, "Calls"), "the carer's call")
+        twiml = sent_to(twilio, CARER, "Calls")[0].get("Twiml") or ""
+        action = html.unescape(re.search(r'action="([^"]+)"', twiml).group(1))  # type: ignore[union-attr]
+        token = parse_qs(urlsplit(action).query)["t"][0]
+        opened = await live.http.get(f"/api/escalation/ack/{token}")
+        assert opened.status_code == 200
+        for language in LANGUAGES:
+            assert html.escape(text("ack_link.acknowledged", language)) in opened.text
+        assert (await live.incidents())[0]["acknowledged_by"] == "responder:carer via link"
+        unknown = await live.http.get("/api/escalation/ack/no-such-token")
+        assert unknown.status_code == 404
+        assert text("ack_link.unknown", "zh-CN") in unknown.text
 
 
 async def test_a_call_nobody_answers_moves_on_to_the_next_tier_at_once(

@@ -20,6 +20,7 @@ from test_dashboard_browser import CHROMIUM, CHROMIUM_PRESENT
 
 from dashboard.auth import Role
 from devices.model import EventKind
+from gateway.catalogue import CATALOGUE
 from simulators.payloads import careline_event
 
 MANAGER_PASSWORD = "manager-password-1"
@@ -107,6 +108,9 @@ async def test_heart_rates_published_over_mqtt_can_be_reviewed_and_exported_by_a
                 page = await context.new_page()
                 await page.goto(f"{live.base_url.rstrip('/')}/review?resident=night-wang")
                 await expect(page.locator("#chart path.line")).to_have_attribute("data-points", "4")
+                await page.select_option("#lang", "zh-CN")
+                reading = page.locator("#measurement option[value=heart_rate]")
+                await expect(reading).to_have_text(CATALOGUE.text("event.heart_rate", "zh-CN"))
                 await browser.close()
         await manager.aclose()
         device.close()

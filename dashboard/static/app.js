@@ -1,6 +1,6 @@
 // Careline operator page: login, live incident queue, acknowledge and resolve.
 import {
-  t, has, setLanguage, initialLanguage, rememberLanguage, translatePage, formatAge, formatTime, parseUtc,
+  t, label, setLanguage, initialLanguage, rememberLanguage, translatePage, formatAge, formatTime, parseUtc,
 } from "./i18n.js";
 
 const $ = (selector) => document.querySelector(selector);
@@ -166,7 +166,6 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-const label = (prefix, code) => (has(`${prefix}.${code}`) ? t(`${prefix}.${code}`) : String(code ?? "—"));
 const rank = (table, key) => table[key] ?? 9;
 
 function sortedIncidents() {

@@ -1,206 +1,30 @@
 // Careline operator page: translations and locale-aware formatting.
 // Every string the page shows goes through t(key). Placeholders are written {name}.
+// The texts come from the gateway's message catalogue (gateway/catalogue/messages.yaml), the same one
+// its SMS, calls and e-mails use; the page keeps no table of its own.
 
-const DICT = {
-  en: {
-    "review.title": "Sensor log review",
-    "review.measurement": "Reading",
-    "review.resident": "Resident id",
-    "review.device": "Device id",
-    "review.from": "From",
-    "review.to": "To",
-    "review.every": "Aggregate",
-    "review.raw": "raw readings",
-    "review.show": "Show",
-    "review.csv": "Export CSV",
-    "review.alarms": "Alarms in this period",
-    "review.noData": "No readings in this period.",
-    "review.points": "{n} points",
-    "review.back": "Alarm queue",
-    "app.title": "Careline",
-    "app.loading": "Connecting to the gateway…",
-    "language": "Language",
-    "logout": "Log out",
-    "role.operator": "Operator",
-    "role.manager": "Manager",
-    "role.admin": "Administrator",
-    "user": "{user} · {role}",
-    "live.live": "Live",
-    "live.offline": "Offline – reconnecting…",
-    "live.title.live": "Alarms arrive in real time.",
-    "live.title.offline": "No live connection to the gateway. The list may be out of date; it refreshes every 30 s.",
-    "deadLetters": "Dead letters: {n}",
-    "deadLetters.title": "Messages the gateway could not process. If this number is not 0, tell the technician on duty.",
-    "login.title": "Operator sign-in",
-    "login.username": "Username",
-    "login.password": "Password",
-    "login.submit": "Sign in",
-    "login.bad": "Wrong username or password.",
-    "login.expired": "Your session has ended. Please sign in again.",
-    "queue.title": "Active incidents",
-    "queue.caption": "Active incidents, most urgent first",
-    "queue.empty": "No active incidents. All quiet.",
-    "col.severity": "Severity",
-    "col.rule": "Alarm type",
-    "col.resident": "Resident",
-    "col.place": "Site / room",
-    "col.age": "Time since alarm",
-    "col.triggers": "Triggers",
-    "col.status": "Status",
-    "col.actions": "Actions",
-    "severity.critical": "Critical",
-    "severity.high": "High",
-    "severity.medium": "Medium",
-    "severity.low": "Low",
-    "rule.sos": "SOS call",
-    "rule.fall": "Fall",
-    "rule.door_night": "Door opened at night",
-    "rule.door_left_open": "Door left open",
-    "rule.smoke": "Smoke alarm",
-    "rule.tamper": "Device tampered",
-    "rule.battery_low": "Low battery",
-    "rule.device_offline": "Device offline",
-    "status.open": "Open",
-    "status.acknowledged": "Acknowledged",
-    "status.resolved": "Resolved",
-    "ackBy": "by {user} at {time}",
-    "escalation.progress": "Tier {tier}: {list}",
-    "channel.sms": "SMS", "channel.voice": "call", "channel.email": "e-mail", "channel.webhook": "webhook",
-    "delivery.queued": "queued", "delivery.sent": "sent", "delivery.delivered": "delivered",
-    "delivery.failed": "failed", "delivery.retrying": "retrying", "delivery.ringing": "ringing",
-    "delivery.initiated": "calling", "delivery.in-progress": "on the line", "delivery.completed": "call ended",
-    "delivery.no-answer": "no answer", "delivery.busy": "busy", "delivery.undelivered": "undelivered",
-    "delivery.canceled": "cancelled",
-    "openedAt": "since {time}",
-    "device": "Device {id}",
-    "triggers.title": "Triggered {n} times",
-    "action.ack": "Acknowledge",
-    "action.resolve": "Resolve",
-    "resolve.title": "Resolve incident",
-    "resolve.outcome": "Outcome",
-    "resolve.choose": "— Choose an outcome —",
-    "resolve.note": "Note (what happened, who was called)",
-    "resolve.submit": "Resolve incident",
-    "resolve.cancel": "Cancel",
-    "resolve.needOutcome": "Choose an outcome first.",
-    "resolve.needNote": "For “Other”, describe what happened in the note.",
-    "resolve.gone": "This incident was resolved elsewhere.",
-    "outcome.assisted_on_site": "Assisted on site",
-    "outcome.emergency_services_called": "Emergency services called",
-    "outcome.false_alarm": "False alarm",
-    "outcome.cancelled_by_resident": "Cancelled by resident",
-    "outcome.technical_fault": "Technical fault",
-    "outcome.other": "Other (describe in the note)",
-    "error.network": "Cannot reach the gateway. Check the network connection.",
-    "error.http": "The request failed (HTTP {status}).",
-    "error.detail": "The request failed (HTTP {status}): {detail}",
-    "error.dismiss": "Dismiss",
-    "age.s": "{s} s",
-    "age.ms": "{m} min {ss} s",
-    "age.hms": "{h} h {mm} min {ss} s",
-    "age.dh": "{d} d {hh} h",
-  },
-  "zh-CN": {
-    "review.title": "传感器记录查询",
-    "review.measurement": "指标",
-    "review.resident": "老人编号",
-    "review.device": "设备编号",
-    "review.from": "开始",
-    "review.to": "结束",
-    "review.every": "汇总",
-    "review.raw": "原始读数",
-    "review.show": "查询",
-    "review.csv": "导出 CSV",
-    "review.alarms": "该时段的警情",
-    "review.noData": "该时段没有读数。",
-    "review.points": "{n} 个数据点",
-    "review.back": "警情队列",
-    "app.title": "Careline 关爱呼叫",
-    "app.loading": "正在连接网关…",
-    "language": "语言",
-    "logout": "退出登录",
-    "role.operator": "接警员",
-    "role.manager": "主管",
-    "role.admin": "管理员",
-    "user": "{user} · {role}",
-    "live.live": "实时在线",
-    "live.offline": "离线，正在重连…",
-    "live.title.live": "报警实时推送中。",
-    "live.title.offline": "与网关的实时连接已断开，列表可能不是最新的；每 30 秒自动刷新一次。",
-    "deadLetters": "死信消息：{n}",
-    "deadLetters.title": "网关无法处理的消息。如果数量不为 0，请通知值班技术人员。",
-    "login.title": "接警员登录",
-    "login.username": "用户名",
-    "login.password": "密码",
-    "login.submit": "登录",
-    "login.bad": "用户名或密码错误。",
-    "login.expired": "登录已过期，请重新登录。",
-    "queue.title": "当前警情",
-    "queue.caption": "当前警情，最紧急的排在最前",
-    "queue.empty": "当前没有待处理的警情。",
-    "col.severity": "级别",
-    "col.rule": "报警类型",
-    "col.resident": "老人",
-    "col.place": "地点 / 房间",
-    "col.age": "报警时长",
-    "col.triggers": "触发次数",
-    "col.status": "状态",
-    "col.actions": "操作",
-    "severity.critical": "危急",
-    "severity.high": "高",
-    "severity.medium": "中",
-    "severity.low": "低",
-    "rule.sos": "紧急呼叫",
-    "rule.fall": "跌倒",
-    "rule.door_night": "夜间出门",
-    "rule.door_left_open": "门未关",
-    "rule.smoke": "烟雾报警",
-    "rule.tamper": "设备防拆报警",
-    "rule.battery_low": "电量低",
-    "rule.device_offline": "设备离线",
-    "status.open": "待接警",
-    "status.acknowledged": "已接警",
-    "status.resolved": "已处置",
-    "ackBy": "{user} 于 {time} 接警",
-    "escalation.progress": "第 {tier} 级通知：{list}",
-    "channel.sms": "短信", "channel.voice": "电话", "channel.email": "邮件", "channel.webhook": "平台推送",
-    "delivery.queued": "排队中", "delivery.sent": "已发送", "delivery.delivered": "已送达",
-    "delivery.failed": "发送失败", "delivery.retrying": "重试中", "delivery.ringing": "振铃中",
-    "delivery.initiated": "呼叫中", "delivery.in-progress": "通话中", "delivery.completed": "通话结束",
-    "delivery.no-answer": "无人接听", "delivery.busy": "忙线", "delivery.undelivered": "未送达",
-    "delivery.canceled": "已取消",
-    "openedAt": "{time} 起",
-    "device": "设备 {id}",
-    "triggers.title": "已触发 {n} 次",
-    "action.ack": "确认接警",
-    "action.resolve": "处置完成",
-    "resolve.title": "处置完成",
-    "resolve.outcome": "处置结果",
-    "resolve.choose": "— 请选择处置结果 —",
-    "resolve.note": "备注（发生了什么、联系了谁）",
-    "resolve.submit": "提交处置结果",
-    "resolve.cancel": "取消",
-    "resolve.needOutcome": "请先选择处置结果。",
-    "resolve.needNote": "选择“其他”时，请在备注中说明情况。",
-    "resolve.gone": "该警情已由他人处置完成。",
-    "outcome.assisted_on_site": "已上门协助",
-    "outcome.emergency_services_called": "已呼叫急救/消防/警方",
-    "outcome.false_alarm": "误报",
-    "outcome.cancelled_by_resident": "老人自行取消",
-    "outcome.technical_fault": "设备故障",
-    "outcome.other": "其他（请在备注中说明）",
-    "error.network": "无法连接网关，请检查网络。",
-    "error.http": "操作失败（HTTP {status}）。",
-    "error.detail": "操作失败（HTTP {status}）：{detail}",
-    "error.dismiss": "关闭",
-    "age.s": "{s}秒",
-    "age.ms": "{m}分{ss}秒",
-    "age.hms": "{h}小时{mm}分{ss}秒",
-    "age.dh": "{d}天{hh}小时",
-  },
-};
+export const LANGUAGES = ["en", "zh-CN"];
+const CATALOGUE_RETRY_MS = 2000;
 
-export const LANGUAGES = Object.keys(DICT);
+// Until the dictionary has arrived the page shows its built-in English and "Connecting to the gateway…";
+// a gateway that cannot be reached yet is tried again, as the rest of the page does.
+async function fetchCatalogue(lang) {
+  for (;;) {
+    try {
+      const res = await fetch(`/api/catalogue/${encodeURIComponent(lang)}`, { credentials: "same-origin" });
+      if (res.ok) return await res.json();
+    } catch {
+      // Network failure: wait and try again.
+    }
+    await new Promise((resolve) => setTimeout(resolve, CATALOGUE_RETRY_MS));
+  }
+}
+
+// Both languages up front, so switching language is instant and works while the gateway is offline.
+const DICT = Object.fromEntries(
+  await Promise.all(LANGUAGES.map(async (lang) => [lang, await fetchCatalogue(lang)])),
+);
+
 const STORAGE_PREFIX = "careline.lang";
 let current = "en";
 
@@ -259,15 +83,23 @@ export function has(key) {
   return key in DICT[current] || key in DICT.en;
 }
 
+// The words for a code such as a rule, severity or status; an unknown code is shown as it is.
+export function label(prefix, code) {
+  return has(`${prefix}.${code}`) ? t(`${prefix}.${code}`) : String(code ?? "—");
+}
+
 export function t(key, vars = {}) {
   const text = DICT[current][key] ?? DICT.en[key] ?? key;
   return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
 }
 
-// Fill every element marked data-i18n (text) or data-i18n-title (tooltip).
+// Fill every element marked data-i18n (text), data-i18n-title (tooltip) or data-i18n-aria-label.
 export function translatePage(root = document) {
   for (const el of root.querySelectorAll("[data-i18n]")) el.textContent = t(el.dataset.i18n);
   for (const el of root.querySelectorAll("[data-i18n-title]")) el.title = t(el.dataset.i18nTitle);
+  for (const el of root.querySelectorAll("[data-i18n-aria-label]")) {
+    el.setAttribute("aria-label", t(el.dataset.i18nAriaLabel));
+  }
 }
 
 const pad = (n) => String(n).padStart(2, "0");

@@ -1,9 +1,12 @@
 // Managers' sensor-log review: readings over time from /api/sensor-log, the alarms raised in the same
 // period from /api/review/alarms, and a CSV export of exactly what is shown.
-import { t, setLanguage, initialLanguage, rememberLanguage, translatePage, formatTime } from "/static/i18n.js";
+import {
+  t, label, setLanguage, initialLanguage, rememberLanguage, translatePage, formatTime,
+} from "/static/i18n.js";
 
 const $ = (sel) => document.querySelector(sel);
 const SVG = "http://www.w3.org/2000/svg";
+let shownAlarms = []; // kept to redraw the list in another language
 
 function svg(tag, attrs, text) {
   const node = document.createElementNS(SVG, tag);
@@ -27,11 +30,26 @@ function query() {
 }
 
 async function getJson(url) {
-  const response = await fetch(url, { credentials: "same-origin" });
+  const response = await fetch(url, { credentials: "same-origin" }).catch(() => {
+    throw new Error(t("error.network"));
+  });
   if (response.status === 401) { location.href = "/"; return null; }
   const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(body.detail || `HTTP ${response.status}`);
+  if (!response.ok) {
+    const status = response.status;
+    throw new Error(body.detail ? t("error.detail", { status, detail: body.detail }) : t("error.http", { status }));
+  }
   return body;
+}
+
+function renderAlarms() {
+  $("#alarms").replaceChildren(...shownAlarms.map((a) => {
+    const li = document.createElement("li");
+    li.dataset.incidentId = a.id;
+    li.textContent = [formatTime(a.opened_at), label("rule", a.rule), label("severity", a.severity),
+      a.resident_name || a.device_id, label("status", a.status)].join(" · ");
+    return li;
+  }));
 }
 
 function drawChart(rows, alarms, start, end) {
@@ -73,12 +91,8 @@ async function show(event) {
     if (!log) return;
     $("#summary").textContent = log.rows.length ? t("review.points", { n: log.rows.length }) : t("review.noData");
     drawChart(log.rows, alarms, new Date(log.start), new Date(log.end));
-    $("#alarms").replaceChildren(...alarms.map((a) => {
-      const li = document.createElement("li");
-      li.dataset.incidentId = a.id;
-      li.textContent = `${formatTime(a.opened_at)} · ${a.rule} · ${a.severity} · ${a.resident_name || a.device_id} · ${a.status}`;
-      return li;
-    }));
+    shownAlarms = alarms;
+    renderAlarms();
   } catch (err) {
     $("#review-error").textContent = err.message;
     $("#review-error").hidden = false;
@@ -95,6 +109,7 @@ async function main() {
     setLanguage($("#lang").value);
     rememberLanguage($("#lang").value, me.username);
     translatePage();
+    renderAlarms();
   });
   const now = new Date();
   // The input holds whole minutes: round up, or what happened this minute would fall outside the period.

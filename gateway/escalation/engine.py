@@ -29,6 +29,8 @@ POLL_S = 0.5
 RETRY_BASE_S = 1.0
 #: A send that outlives its channel's own timeout by this much is abandoned (and retried).
 SEND_GUARD_S = 30.0
+#: The rule name of the technical alarm raised for a channel that keeps failing.
+CHANNEL_FAILING_RULE = "channel_failing"
 
 
 class EscalationEngine:
@@ -140,9 +142,9 @@ class EscalationEngine:
             message_key=f"channel-failing:{name}:{now.isoformat()}",
         )
         decision = AlarmDecision(
-            "channel_failing",
+            CHANNEL_FAILING_RULE,
             Severity.MEDIUM,
-            f"channel_failing:{name}",
+            f"{CHANNEL_FAILING_RULE}:{name}",
             event,
             {"channel": name, "last_error": delivery.detail[:200]},
         )

@@ -6,6 +6,7 @@ called); a forgery is refused with 403 and kept in the audit trail.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,6 +15,7 @@ from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.responses import HTMLResponse
 
 from common.settings import Language
+from gateway.catalogue import LANGUAGES, text
 from gateway.escalation.channels.messages import parse_sms_reply
 from gateway.escalation.channels.twilio_channels import gather_response
 from gateway.escalation.channels.twilio_webhooks import verify_twilio_signature
@@ -92,19 +94,16 @@ def webhook_router(ctx: WebhookContext) -> APIRouter:
         return Response(gather_response(digits, language, voice=ctx.voices.get(language)), media_type=TWIML)
 
     @router.get("/api/escalation/ack/{token}", response_class=HTMLResponse)
-    async def acknowledge_link(token: str) -> str:
+    async def acknowledge_link(token: str) -> HTMLResponse:
         outcome = await ctx.engine.acknowledge_by_token(token, "link")
-        if outcome == "unknown":
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "unknown or expired link")
-        text = {
-            "acknowledged": ("Accepted: you are handling this alarm.", "已确认接警，请立即处置。"),
-            "late": (
-                "This alarm was already resolved; your answer was recorded.",
-                "该警情已处置完毕，您的回复已记录。",
-            ),
-        }
-        english, chinese = text[outcome]
-        page = "<!doctype html><meta charset=utf-8><title>Careline</title>"
-        return f"{page}<p>{english}</p><p lang=zh-CN>{chinese}</p>"
+        code = status.HTTP_404_NOT_FOUND if outcome == "unknown" else status.HTTP_200_OK
+        return HTMLResponse(_ack_link_page(outcome), status_code=code)
 
     return router
+
+
+def _ack_link_page(outcome: str) -> str:
+    # The link does not say who opened it, so the page answers in every language.
+    msgid = f"ack_link.{outcome}"
+    answers = "".join(f"<p lang={lang}>{html.escape(text(msgid, lang))}</p>" for lang in LANGUAGES)
+    return f"<!doctype html><meta charset=utf-8><title>Careline</title>{answers}"

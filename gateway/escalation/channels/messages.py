@@ -1,6 +1,8 @@
 """What a responder reads or hears about an alarm, in their language (English or Simplified Chinese).
 
 Every text says who, where, what, when, and how to accept; channels only choose which rendering to send.
+The words come from the message catalogue (gateway/catalogue/messages.yaml); this module only decides
+which entries to use and how long an SMS may be.
 """
 
 from __future__ import annotations
@@ -8,34 +10,32 @@ from __future__ import annotations
 import unicodedata
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from gateway.catalogue import Language, label, normalize_language, text
 from gateway.escalation.model import AlarmSummary, Notification
 
-Language = Literal["en", "zh-CN"]
+__all__ = [
+    "SMS_MAX_CHARS",
+    "EmailText",
+    "Language",
+    "ack_url",
+    "alarm_label",
+    "email_text",
+    "gather_reply_text",
+    "goodbye_text",
+    "local_time_text",
+    "normalize_language",
+    "parse_sms_reply",
+    "place_text",
+    "severity_label",
+    "sms_text",
+    "voice_script",
+]
 
 #: Upper bound for an SMS text. Chinese text goes out as UCS-2 (67 characters per concatenated part), so
 #: 300 characters is at most five parts: cheap enough, and short enough to read at a glance.
 SMS_MAX_CHARS = 300
-
-_RULE_LABELS: dict[str, dict[Language, str]] = {
-    "sos": {"en": "SOS emergency call", "zh-CN": "紧急呼叫"},
-    "fall": {"en": "Fall detected", "zh-CN": "跌倒"},
-    "door_night": {"en": "Door opened at night", "zh-CN": "夜间出门"},
-    "door_left_open": {"en": "Door left open", "zh-CN": "门未关"},
-    "smoke": {"en": "Smoke alarm", "zh-CN": "烟雾报警"},
-}
-
-_SEVERITY_LABELS: dict[str, dict[Language, str]] = {
-    "critical": {"en": "CRITICAL", "zh-CN": "紧急"},
-    "high": {"en": "HIGH", "zh-CN": "高"},
-    "medium": {"en": "MEDIUM", "zh-CN": "中"},
-    "low": {"en": "LOW", "zh-CN": "低"},
-}
-
-_SMS_ACK: dict[Language, str] = {"en": "Reply 1 or OK to accept.", "zh-CN": "回复 1 或 收到 确认接警。"}
-_VOICE_ACK: dict[Language, str] = {"en": "Press 1 to accept.", "zh-CN": "接警请按 1。"}
 
 # Replies that accept an alarm. Compared after NFKC folding (full-width "１" / "ＯＫ" become "1" / "OK")
 # and case folding; anything else, including "ok?" or "no", is not an acceptance.
@@ -54,29 +54,20 @@ class EmailText:
     body: str
 
 
-def normalize_language(value: str) -> Language:
-    """A stored language tag as one we render: any Chinese tag ("zh", "zh-cn", "zh_CN") is zh-CN."""
-    return "zh-CN" if value.strip().lower().replace("_", "-").startswith("zh") else "en"
-
-
 def alarm_label(rule: str, language: Language) -> str:
     """The alarm type in words; unknown rules are shown by their name so nothing is hidden."""
-    labels = _RULE_LABELS.get(rule.strip().lower())
-    return labels[language] if labels else rule
+    return label("rule", rule, language)
 
 
 def severity_label(severity: str, language: Language) -> str:
-    labels = _SEVERITY_LABELS.get(severity.strip().lower())
-    return labels[language] if labels else severity
+    return label("severity", severity, language)
 
 
 def place_text(alarm: AlarmSummary, language: Language) -> str:
     """Site plus room, e.g. "Sunny Court, room 203" / "阳光苑 203 房间"."""
     if not alarm.room:
         return alarm.site_name
-    if language == "zh-CN":
-        return f"{alarm.site_name} {alarm.room} 房间"
-    return f"{alarm.site_name}, room {alarm.room}"
+    return text("place.room", language, site=alarm.site_name, room=alarm.room)
 
 
 def local_time_text(alarm: AlarmSummary) -> str:
@@ -92,7 +83,7 @@ def sms_text(notification: Notification) -> str:
     """One SMS of at most `SMS_MAX_CHARS`; the acknowledgement instruction is always kept whole."""
     language = notification.recipient.language
     head = _sms_head(notification.alarm, language)
-    tail = _SMS_ACK[language]
+    tail = text("sms.accept", language)
     room = SMS_MAX_CHARS - len(tail) - 1
     if len(head) > room:
         head = head[: room - 1] + "…"
@@ -102,31 +93,24 @@ def sms_text(notification: Notification) -> str:
 def voice_script(notification: Notification) -> str:
     """The words spoken on a call, in short sentences: text-to-speech on a phone line is hard to follow."""
     alarm, language = notification.alarm, notification.recipient.language
-    label = alarm_label(alarm.rule, language)
-    place = place_text(alarm, language)
-    when = _local_opened_at(alarm).strftime("%H:%M")
-    who = alarm.resident_name
-    if language == "zh-CN":
-        resident = f"住户{who}，" if who else ""
-        return (
-            f"这里是 Careline 紧急通知。{resident}地点{place}，{label}，时间 {when}。{_VOICE_ACK[language]}"
-        )
-    resident = f" for {who}" if who else ""
-    return f"This is Careline. Alarm: {label}{resident}, at {place}, at {when}. {_VOICE_ACK[language]}"
+    facts: dict[str, str | int] = {
+        "alarm": alarm_label(alarm.rule, language),
+        "place": place_text(alarm, language),
+        "time": _local_opened_at(alarm).strftime("%H:%M"),
+    }
+    if alarm.resident_name:
+        spoken = text("voice.alarm", language, resident=alarm.resident_name, **facts)
+    else:
+        spoken = text("voice.alarm.no_resident", language, **facts)
+    return f"{spoken} {text('voice.accept', language)}"
 
 
 def goodbye_text(language: Language) -> str:
-    if language == "zh-CN":
-        return "未收到确认，我们将继续联系其他接警人员。再见。"
-    return "No answer received. We will keep contacting other responders. Goodbye."
+    return text("voice.goodbye", language)
 
 
 def gather_reply_text(accepted: bool, language: Language) -> str:
-    if language == "zh-CN":
-        return "已确认接警，谢谢。请立即前往。" if accepted else "未确认接警，我们将联系其他接警人员。再见。"
-    if accepted:
-        return "Thank you, you have accepted the alarm. Please go now."
-    return "The alarm was not accepted. We will contact other responders. Goodbye."
+    return text("voice.accepted" if accepted else "voice.not_accepted", language)
 
 
 def email_text(notification: Notification, public_base_url: str) -> EmailText:
@@ -137,14 +121,14 @@ def email_text(notification: Notification, public_base_url: str) -> EmailText:
     )
 
 
-def parse_sms_reply(text: str) -> bool:
+def parse_sms_reply(reply: str) -> bool:
     """True when an SMS reply accepts the alarm: "1", "OK", "收到", "好", "确认", "yes" (also full-width)."""
-    folded = unicodedata.normalize("NFKC", text).strip(_REPLY_TRAILING).casefold()
+    folded = unicodedata.normalize("NFKC", reply).strip(_REPLY_TRAILING).casefold()
     return folded in _ACCEPT_REPLIES
 
 
-def _clip(text: str) -> str:
-    return text if len(text) <= _FIELD_MAX else text[: _FIELD_MAX - 1] + "…"
+def _clip(value: str) -> str:
+    return value if len(value) <= _FIELD_MAX else value[: _FIELD_MAX - 1] + "…"
 
 
 def _local_opened_at(alarm: AlarmSummary) -> datetime:
@@ -159,59 +143,46 @@ def _local_opened_at(alarm: AlarmSummary) -> datetime:
 
 
 def _sms_head(alarm: AlarmSummary, language: Language) -> str:
-    label = _clip(alarm_label(alarm.rule, language))
-    place = _clip(place_text(alarm, language))
-    when = local_time_text(alarm)
-    who = _clip(alarm.resident_name) if alarm.resident_name else None
-    if language == "zh-CN":
-        resident = f"住户：{who}，" if who else ""
-        return (
-            f"【Careline 告警】{label}。{resident}地点：{place}，时间：{when}（事件 #{alarm.incident_id}）。"
-        )
-    resident = f" Resident: {who}." if who else ""
-    return f"Careline ALARM: {label}.{resident} Place: {place}. Time: {when} (incident #{alarm.incident_id})."
+    facts: dict[str, str | int] = {
+        "alarm": _clip(alarm_label(alarm.rule, language)),
+        "place": _clip(place_text(alarm, language)),
+        "time": local_time_text(alarm),
+        "incident": alarm.incident_id,
+    }
+    if alarm.resident_name:
+        return text("sms.alarm", language, resident=_clip(alarm.resident_name), **facts)
+    return text("sms.alarm.no_resident", language, **facts)
 
 
 def _email_subject(alarm: AlarmSummary, language: Language) -> str:
-    label = alarm_label(alarm.rule, language)
-    severity = severity_label(alarm.severity, language)
-    who = f" – {alarm.resident_name}" if alarm.resident_name else ""
-    if language == "zh-CN":
-        return f"【Careline {severity}】{label}{who}，{place_text(alarm, language)}"
-    return f"[Careline {severity}] {label}{who}, {place_text(alarm, language)}"
+    facts: dict[str, str | int] = {
+        "severity": severity_label(alarm.severity, language),
+        "alarm": alarm_label(alarm.rule, language),
+        "place": place_text(alarm, language),
+    }
+    if alarm.resident_name:
+        return text("email.subject", language, resident=alarm.resident_name, **facts)
+    return text("email.subject.no_resident", language, **facts)
 
 
 def _email_body(notification: Notification, link: str) -> str:
     alarm, language = notification.alarm, notification.recipient.language
-    label = alarm_label(alarm.rule, language)
-    resident = alarm.resident_name or ("—" if language == "zh-CN" else "-")
-    when = f"{local_time_text(alarm)} ({alarm.timezone})"
-    if language == "zh-CN":
-        lines = [
-            f"{notification.recipient.name}，您好：",
-            "",
-            f"告警类型：{label}",
-            f"级别：{severity_label(alarm.severity, language)}",
-            f"住户：{resident}",
-            f"地点：{place_text(alarm, language)}",
-            f"时间：{when}",
-            f"触发次数：{alarm.trigger_count}",
-            f"事件编号：#{alarm.incident_id}",
-            "",
-            f"确认接警请打开：{link}",
-        ]
-    else:
-        lines = [
-            f"Hello {notification.recipient.name},",
-            "",
-            f"Alarm: {label}",
-            f"Severity: {severity_label(alarm.severity, language)}",
-            f"Resident: {resident}",
-            f"Place: {place_text(alarm, language)}",
-            f"Time: {when}",
-            f"Triggers: {alarm.trigger_count}",
-            f"Incident: #{alarm.incident_id}",
-            "",
-            f"Accept this alarm: {link}",
-        ]
+    resident = (
+        text("email.resident", language, resident=alarm.resident_name)
+        if alarm.resident_name
+        else text("email.no_resident", language)
+    )
+    lines = [
+        text("email.greeting", language, name=notification.recipient.name),
+        "",
+        text("email.alarm", language, alarm=alarm_label(alarm.rule, language)),
+        text("email.severity", language, severity=severity_label(alarm.severity, language)),
+        resident,
+        text("email.place", language, place=place_text(alarm, language)),
+        text("email.time", language, time=local_time_text(alarm), timezone=alarm.timezone),
+        text("email.triggers", language, count=alarm.trigger_count),
+        text("email.incident", language, incident=alarm.incident_id),
+        "",
+        text("email.accept", language, link=link),
+    ]
     return "\n".join(lines) + "\n"
