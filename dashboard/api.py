@@ -24,7 +24,7 @@ from gateway.escalation.store import EscalationStore
 from gateway.incidents.schema import Outcome
 from gateway.incidents.service import IncidentService
 from gateway.incidents.store import ACTIVE, IncidentConflictError, IncidentNotFoundError
-from gateway.incidents.views import AuditView, IncidentView
+from gateway.incidents.views import AuditView, DeviceTestView, IncidentView
 from gateway.metrics import Metrics
 from gateway.telemetry.reads import SensorLogReader
 from gateway.telemetry_lane import DeviceHealth
@@ -173,6 +173,11 @@ def create_app(ctx: DashboardContext) -> FastAPI:
             }
             for r in rows
         ]
+
+    @app.get("/api/device-tests", tags=["monitoring"])
+    async def device_tests(_: Operator) -> list[DeviceTestView]:
+        """Each tested device's last test and count, the longest untested first."""
+        return await ctx.service.read(ctx.service.store.device_tests)
 
     @app.get("/api/devices", tags=["monitoring"])
     async def devices(_: Operator) -> list[dict[str, Any]]:

@@ -8,11 +8,14 @@ Run `python -m devices.careline_json` to regenerate the published JSON Schema fi
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import (
     AfterValidator,
@@ -22,11 +25,13 @@ from pydantic import (
     Field,
     PlainValidator,
     StringConstraints,
+    TypeAdapter,
     ValidationError,
     WithJsonSchema,
 )
 
-from devices.model import Binding, DecodeError, DeviceEvent, EventKind, RawMessage
+from devices import lenient_json
+from devices.model import ALARM_DEVICE_TYPES, Binding, DecodeError, DeviceEvent, EventKind, RawMessage
 from devices.registry import DeviceRegistry
 
 PROFILE = "careline"
@@ -39,6 +44,15 @@ MAX_PAYLOAD_BYTES = 64 * 1024
 _EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 _MAX_REASON_CHARS = 300
 _MAX_TEXT_CHARS = 256
+#: An alarm read despite faults keeps this many of them; the rest are only counted.
+_MAX_FAULTS = 8
+
+#: Kinds an alarm device's faulty message is still read for: each is an emergency on its own. Not
+#: fall_cancel (a faulty cancel must never close a real fall) and not door events (a door alarm depends
+#: on the rest of the message being right, and a wrong one is no emergency by itself).
+SALVAGED_KINDS = frozenset({EventKind.SOS, EventKind.FALL, EventKind.SMOKE})
+#: The schema asks for 8+ characters; a shorter id still tells a redelivery from a new press.
+_USABLE_EVENT_ID = re.compile(r"[!-~]{1,64}")
 
 SCHEMA_ID = "urn:careline:schema:careline-event:1"
 SCHEMA_FILE_NAME = "careline-event.schema.json"
@@ -104,6 +118,7 @@ OptionalScalar = Annotated[
     WithJsonSchema({"anyOf": [*_SCALAR_SCHEMAS, {"type": "null"}]}),
 ]
 ExtraKey = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+ExtraReadings = Annotated[dict[ExtraKey, Scalar], Field(max_length=32)]
 
 
 class CarelineEventPayload(BaseModel):
@@ -138,9 +153,19 @@ class CarelineEventPayload(BaseModel):
     value: OptionalScalar = Field(
         default=None, description="Reading or state for the kind, e.g. 72 for heart_rate, 87 for battery."
     )
-    extra: dict[ExtraKey, Scalar] = Field(
-        default_factory=dict, max_length=32, description="Further device-specific readings (at most 32)."
+    extra: ExtraReadings = Field(
+        default_factory=dict, description="Further device-specific readings (at most 32)."
     )
+    test: bool = Field(
+        default=False,
+        description="True while the device is being tested (a smoke detector's test button): a smoke "
+        "detector's test is recorded as a test, not raised as an alarm.",
+    )
+
+
+_EXTRA_READINGS: TypeAdapter[dict[str, int | float | bool | str]] = TypeAdapter(
+    ExtraReadings, config=ConfigDict(strict=True)
+)
 
 
 def careline_payload_json_schema() -> dict[str, Any]:
@@ -170,10 +195,18 @@ def write_schema_files() -> list[Path]:
 
 
 def decode(message: RawMessage, registry: DeviceRegistry) -> list[DeviceEvent]:
-    """Decode one Careline message into exactly one attributed event, or raise `DecodeError`."""
+    """Decode one Careline message into exactly one attributed event, or raise `DecodeError`.
+
+    A message that breaks the schema is still read when it reports an alarm (`SALVAGED_KINDS`) from a
+    bound alarm device: the event carries the faults, and whatever was unusable is replaced (the
+    gateway's receive time for a bad `ts`) or left out."""
     site, device_id = _parse_topic(message.topic)
     binding = _binding_for(registry, site, device_id)
-    payload = _parse_payload(message.payload, device_id)
+    document = _parse_document(message.payload, device_id)
+    try:
+        payload = CarelineEventPayload.model_validate(document)
+    except ValidationError as exc:
+        return [_salvage(document, exc, binding, message)]
     event = DeviceEvent(
         device_id=binding.device_id,
         device_type=binding.device_type,
@@ -184,10 +217,85 @@ def decode(message: RawMessage, registry: DeviceRegistry) -> list[DeviceEvent]:
         value=payload.value,
         ts=payload.ts,
         received_at=message.received_at,
-        message_key=f"careline:{device_id}:{payload.event_id}",
+        message_key=_id_key(binding, payload.event_id),
         extra=dict(payload.extra),
+        test=payload.test or payload.extra.get("test") is True,
     )
     return [event]
+
+
+def _id_key(binding: Binding, event_id: str) -> str:
+    return f"careline:{binding.device_id}:{event_id}"
+
+
+def _salvage(
+    document: dict[str, object], exc: ValidationError, binding: Binding, message: RawMessage
+) -> DeviceEvent:
+    kind = document.get("kind")
+    if not (isinstance(kind, str) and kind in SALVAGED_KINDS and binding.device_type in ALARM_DEVICE_TYPES):
+        raise DecodeError(_first_error(exc), device_id=binding.device_id) from None
+    event_id = document.get("event_id")
+    usable_id = event_id if isinstance(event_id, str) and _USABLE_EVENT_ID.fullmatch(event_id) else None
+    extra = _or_none(_EXTRA_READINGS.validate_python, document.get("extra", {})) or {}
+    return DeviceEvent(
+        device_id=binding.device_id,
+        device_type=binding.device_type,
+        site=binding.site,
+        room=binding.room,
+        resident=binding.resident,
+        kind=EventKind(kind),
+        value=_or_none(_optional_scalar, document.get("value")),
+        ts=_or_none(_event_time, document.get("ts")) or message.received_at,
+        received_at=message.received_at,
+        # No usable id: keyed by content, like Zigbee2MQTT, so only a DUP-flagged resend is compared.
+        message_key=_id_key(binding, usable_id) if usable_id else f"careline-content:{_digest(message)}",
+        extra=extra,
+        faults=_faults(exc, id_usable=usable_id is not None),
+        test=document.get("test") is True or extra.get("test") is True,
+    )
+
+
+_T = TypeVar("_T")
+
+
+def _or_none(check: Callable[[object], _T], raw: object) -> _T | None:
+    try:
+        return check(raw)
+    except ValueError:  # pydantic's ValidationError is one too
+        return None
+
+
+#: What the gateway does instead, per faulty field of a salvaged alarm; the fault says so.
+_CONSEQUENCES = {
+    # The whole object failed (a key that is not valid Unicode): what could be read was read.
+    "payload": "read field by field",
+    "v": "read as version 1",
+    "ts": "receive time used",
+    "value": "ignored",
+    "extra": "extra ignored",
+    "test": "not treated as a test",
+}
+
+
+def _faults(exc: ValidationError, *, id_usable: bool) -> tuple[str, ...]:
+    errors = exc.errors(include_url=False, include_input=False)
+    faults: list[str] = []
+    for error in errors[:_MAX_FAULTS]:
+        field = str(error["loc"][0]) if error["loc"] else "payload"
+        if field == "event_id":
+            consequence = "kept as the message id" if id_usable else "redelivery recognised by content only"
+        else:
+            consequence = _CONSEQUENCES.get(field, "unknown key ignored")
+        faults.append(_shortened(f"{_location(error['loc'])}: {error['msg']}; {consequence}"))
+    if len(errors) > _MAX_FAULTS:
+        faults.append(f"{len(errors) - _MAX_FAULTS} more faults")
+    return tuple(faults)
+
+
+def _digest(message: RawMessage) -> str:
+    return hashlib.sha256(
+        message.topic.encode("utf-8", "surrogatepass") + b"\0" + message.payload
+    ).hexdigest()[:32]
 
 
 def _parse_topic(topic: str) -> tuple[str, str]:
@@ -217,7 +325,7 @@ def _binding_for(registry: DeviceRegistry, site: str, device_id: str) -> Binding
     return binding
 
 
-def _parse_payload(payload: bytes, device_id: str) -> CarelineEventPayload:
+def _parse_document(payload: bytes, device_id: str) -> dict[str, object]:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise DecodeError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}", device_id=device_id)
     try:
@@ -225,20 +333,12 @@ def _parse_payload(payload: bytes, device_id: str) -> CarelineEventPayload:
     except UnicodeDecodeError:
         raise DecodeError("payload is not UTF-8", device_id=device_id) from None
     try:
-        document = json.loads(text, parse_constant=_reject_constant)
+        document = lenient_json.loads(text)
     except (ValueError, RecursionError):
         raise DecodeError("payload is not valid JSON", device_id=device_id) from None
     if not isinstance(document, dict):
         raise DecodeError(f"payload must be a JSON object, got {_json_type(document)}", device_id=device_id)
-    try:
-        return CarelineEventPayload.model_validate(document)
-    except ValidationError as exc:
-        raise DecodeError(_first_error(exc), device_id=device_id) from None
-
-
-def _reject_constant(name: str) -> float:
-    # Python's json accepts NaN and Infinity, which are not JSON and break every comparison.
-    raise ValueError(f"non-standard JSON constant {name}")
+    return document
 
 
 _JSON_TYPE_NAMES = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
@@ -251,8 +351,14 @@ def _json_type(document: object) -> str:
 def _first_error(exc: ValidationError) -> str:
     """The first validation problem as `field: message`; one clear reason beats a wall of them."""
     error = exc.errors(include_url=False, include_input=False)[0]
-    field = ".".join(str(part) for part in error["loc"]) or "payload"
-    reason = f"invalid payload: {field}: {error['msg']}"
+    return _shortened(f"invalid payload: {_location(error['loc'])}: {error['msg']}")
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "payload"
+
+
+def _shortened(reason: str) -> str:
     return reason if len(reason) <= _MAX_REASON_CHARS else reason[: _MAX_REASON_CHARS - 1] + "…"
 
 

@@ -118,6 +118,11 @@ class DeviceEvent:
     #: Stable identity of the source message, used to recognise broker redeliveries.
     message_key: str
     extra: dict[str, float | bool | str] = field(default_factory=dict)
+    #: What was wrong with the message this event was still read from ("ts: ...; receive time used"):
+    #: an alarm is never lost to a faulty side field, but the operator is told.
+    faults: tuple[str, ...] = ()
+    #: The device said it was under test (a smoke detector's test button); the rules decide what that means.
+    test: bool = False
 
     @property
     def is_alarm_kind(self) -> bool:

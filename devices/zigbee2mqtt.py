@@ -9,13 +9,14 @@ src/lib/exposes.ts, src/lib/tuya.ts) and https://www.zigbee2mqtt.io/guide/usage/
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import NamedTuple
 
+from devices import lenient_json
+from devices.lenient_json import UnreadableNumber
 from devices.model import (
     ALARM_EVENT_KINDS,
     Binding,
@@ -55,6 +56,15 @@ class _Reading(NamedTuple):
     extra: dict[str, float | bool | str]
 
 
+class _Decoded(NamedTuple):
+    """What one state message says, and what was wrong with it but did not cost its alarm."""
+
+    readings: list[_Reading]
+    ts: datetime
+    faults: tuple[str, ...]
+    test: bool
+
+
 #: Turns the value of one state key into at most one reading; raises DecodeError on a wrong type.
 _Extractor = Callable[[str, object, Binding], _Reading | None]
 
@@ -74,16 +84,15 @@ def decode(message: RawMessage, registry: DeviceRegistry) -> list[DeviceEvent]:
             device_id=binding.device_id,
         )
     if is_availability:
-        readings, ts = [_availability(message.payload, binding)], message.received_at
+        decoded = _Decoded([_availability(message.payload, binding)], message.received_at, (), False)
     else:
-        state = _load_state(message.payload, binding)
-        readings, ts = _readings(state, binding), _last_seen(state) or message.received_at
+        decoded = _read_state(_load_state(message.payload, binding), binding, message.received_at)
     digest = hashlib.sha256(
         message.topic.encode("utf-8", "surrogatepass") + b"\0" + message.payload
     ).hexdigest()[:32]
     return [
-        _event(binding, reading, ts, message.received_at, f"z2m:{digest}:{reading.kind}")
-        for reading in readings
+        _event(binding, reading, decoded, message.received_at, f"z2m:{digest}:{reading.kind}")
+        for reading in decoded.readings
     ]
 
 
@@ -140,22 +149,37 @@ def _text(payload: bytes, binding: Binding) -> str:
 
 def _load_json(text: str, binding: Binding) -> object:
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return lenient_json.loads(text)
     except (ValueError, RecursionError):
         raise DecodeError("payload is not valid JSON", device_id=binding.device_id) from None
 
 
-def _reject_constant(name: str) -> float:
-    # Python's json accepts NaN and Infinity, which are not JSON and break every comparison.
-    raise ValueError(f"non-standard JSON constant {name}")
+def _read_state(state: dict[str, object], binding: Binding, received_at: datetime) -> _Decoded:
+    """A malformed key never costs an alarm: if the payload also carries an alarm reading, the bad key
+    is skipped and becomes a fault of the payload's events; only a payload with no alarm in it is
+    rejected as a whole."""
+    readings, errors = _readings(state, binding)
+    has_alarm = any(reading.kind in ALARM_EVENT_KINDS for reading in readings)
+    if errors and not has_alarm:
+        raise errors[0]
+    faults = [f"{error.reason}; ignored" for error in errors]
+    test = state.get("test")
+    if test is not None and not isinstance(test, bool):
+        # Never a reason to reject: treating a smoke alarm as real is the safe side.
+        faults.append(f"{_bad_type('test', 'a boolean', test, binding).reason}; not treated as a test")
+    ts = _last_seen(state.get("last_seen"))
+    if ts is None:
+        if state.get("last_seen") is not None:
+            # A bad `last_seen` only costs the better timestamp, so it never rejects the message.
+            faults.append("last_seen is not a usable time; receive time used")
+        ts = received_at
+    if has_alarm and faults:
+        log.warning("device %s: alarm kept despite faults: %s", binding.device_id, "; ".join(faults))
+    return _Decoded(readings, ts, tuple(faults), test is True)
 
 
-def _last_seen(state: dict[str, object]) -> datetime | None:
-    """The device time Zigbee2MQTT adds when `advanced.last_seen` is enabled; None if absent or odd.
-
-    A bad `last_seen` only costs us the better timestamp, so it never rejects the message.
-    """
-    raw = state.get("last_seen")
+def _last_seen(raw: object) -> datetime | None:
+    """The device time Zigbee2MQTT adds when `advanced.last_seen` is enabled; None if absent or odd."""
     try:
         if isinstance(raw, str):
             seen = datetime.fromisoformat(raw)
@@ -167,12 +191,9 @@ def _last_seen(state: dict[str, object]) -> datetime | None:
     return None
 
 
-def _readings(state: dict[str, object], binding: Binding) -> list[_Reading]:
-    """One reading per event kind; when two keys say the same thing the first in `_EXTRACTORS` wins,
-    which keeps every message key of the payload distinct.
-
-    A malformed key never costs an alarm: if the payload also carries an alarm reading, the bad key is
-    skipped (and logged); only a payload with no alarm in it is rejected as a whole."""
+def _readings(state: dict[str, object], binding: Binding) -> tuple[list[_Reading], list[DecodeError]]:
+    """One reading per event kind, and the keys that could not be read. When two keys say the same
+    thing the first in `_EXTRACTORS` wins, which keeps every message key of the payload distinct."""
     readings: dict[EventKind, _Reading] = {}
     errors: list[DecodeError] = []
     for key, extract in _EXTRACTORS:
@@ -187,14 +208,12 @@ def _readings(state: dict[str, object], binding: Binding) -> list[_Reading]:
             continue
         if reading is not None and reading.kind not in readings:
             readings[reading.kind] = reading
-    if errors and not any(kind in ALARM_EVENT_KINDS for kind in readings):
-        raise errors[0]
-    for error in errors:
-        log.warning("device %s: ignored %s (the payload's alarm was kept)", binding.device_id, error.reason)
-    return list(readings.values())
+    return list(readings.values()), errors
 
 
-def _event(binding: Binding, reading: _Reading, ts: datetime, received_at: datetime, key: str) -> DeviceEvent:
+def _event(
+    binding: Binding, reading: _Reading, decoded: _Decoded, received_at: datetime, key: str
+) -> DeviceEvent:
     return DeviceEvent(
         device_id=binding.device_id,
         device_type=binding.device_type,
@@ -203,36 +222,40 @@ def _event(binding: Binding, reading: _Reading, ts: datetime, received_at: datet
         resident=binding.resident,
         kind=reading.kind,
         value=reading.value,
-        ts=ts,
+        ts=decoded.ts,
         received_at=received_at,
         message_key=key,
         extra=reading.extra,
+        faults=decoded.faults,
+        test=decoded.test,
     )
 
 
 # --- value checks -------------------------------------------------------------------------------
 
 
-def _bad_type(key: str, expected: str, binding: Binding) -> DecodeError:
-    return DecodeError(f"{key} must be {expected}", device_id=binding.device_id)
+def _bad_type(key: str, expected: str, raw: object, binding: Binding) -> DecodeError:
+    # Name an unreadable number (NaN, a 10,000-digit integer): "must be a number" alone would puzzle.
+    got = f" (got {raw})" if isinstance(raw, UnreadableNumber) else ""
+    return DecodeError(f"{key} must be {expected}{got}", device_id=binding.device_id)
 
 
 def _require_bool(key: str, raw: object, binding: Binding) -> bool:
     if not isinstance(raw, bool):
-        raise _bad_type(key, "a boolean", binding)
+        raise _bad_type(key, "a boolean", raw, binding)
     return raw
 
 
 def _require_str(key: str, raw: object, binding: Binding) -> str:
     if not isinstance(raw, str):
-        raise _bad_type(key, "a string", binding)
+        raise _bad_type(key, "a string", raw, binding)
     return raw
 
 
 def _require_number(key: str, raw: object, binding: Binding) -> float:
     # bool is an int in Python, but `true` is never a reading.
     if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
-        raise _bad_type(key, "a number", binding)
+        raise _bad_type(key, "a number", raw, binding)
     return raw
 
 

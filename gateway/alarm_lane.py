@@ -34,9 +34,9 @@ _RETRY_MAX_S = 5.0
 
 def may_be_redelivery(raw: RawMessage, event: DeviceEvent) -> bool:
     """Whether to look for an earlier copy before counting this event. Native Careline events carry a
-    device-made id, so a copy is always recognisable; content-keyed events (Zigbee2MQTT has no id) are
-    only compared when the broker marks the delivery as a resend, or a second identical press would
-    be swallowed."""
+    device-made id, so a copy is always recognisable; content-keyed events (Zigbee2MQTT has no id, and
+    a native alarm read without a usable `event_id` is keyed `careline-content:`) are only compared
+    when the broker marks the delivery as a resend, or a second identical press would be swallowed."""
     return raw.duplicate or event.message_key.startswith("careline:")
 
 
@@ -138,11 +138,19 @@ class AlarmLane:
                 self._metrics.dead_letters.labels("alarm").inc()
                 continue
             decoded.append((raw.topic, events))
+            self._count_faults(events)
             for event in events:
                 if event.is_alarm_kind:
                     check = may_be_redelivery(raw, event)
                     batch.decisions.extend(RuledDecision(d, check) for d in self._rules.handle(event, now))
         return batch, decoded
+
+    def _count_faults(self, events: Sequence[DeviceEvent]) -> None:
+        """One count per message whose alarm was read despite faults in it."""
+        faulty = next((e for e in events if e.faults and e.is_alarm_kind), None)
+        if faulty is not None:
+            binding = self._registry.by_id(faulty.device_id)
+            self._metrics.alarms_with_faults.labels(binding.profile if binding else "unknown").inc()
 
     async def _commit(self, batch: AlarmBatch) -> BatchResult:
         delay = 0.05
@@ -163,11 +171,15 @@ class AlarmLane:
                 )
                 self._metrics.store_failures.inc()
                 return await self._commit_one_by_one(batch)
-            self._metrics.duplicates.inc(result.duplicates)
-            for view in result.changed:
-                if view.trigger_count == 1 and view.status == "open":
-                    self._metrics.incidents_opened.labels(view.rule).inc()
+            self._count(result)
             return result
+
+    def _count(self, result: BatchResult) -> None:
+        self._metrics.duplicates.inc(result.duplicates)
+        self._metrics.device_tests.inc(result.tested)
+        for view in result.changed:
+            if view.trigger_count == 1 and view.status == "open":
+                self._metrics.incidents_opened.labels(view.rule).inc()
 
     async def _commit_one_by_one(self, batch: AlarmBatch) -> BatchResult:
         """Isolate what the store refuses (a bug, not an outage) so it cannot block every later alarm;
@@ -182,8 +194,10 @@ class AlarmLane:
                 log.critical("incident store refused %s", single, exc_info=True)
                 await self._keep_refused(single, exc)
                 continue
+            self._count(result)
             total.changed += result.changed
             total.duplicates += result.duplicates
+            total.tested += result.tested
         return total
 
     async def _keep_refused(self, single: AlarmBatch, exc: Exception) -> None:

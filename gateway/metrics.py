@@ -30,6 +30,17 @@ class Metrics:
         self.duplicates = Counter(
             "careline_alarm_duplicates", "Redelivered alarm messages recognised", registry=r
         )
+        self.alarms_with_faults = Counter(
+            "careline_alarms_with_faults",
+            "Alarm messages accepted although part of the payload was faulty (the fault is on the incident)",
+            ["profile"],
+            registry=r,
+        )
+        self.device_tests = Counter(
+            "careline_device_tests",
+            "Device self-tests recorded instead of raised as alarms (a smoke detector's test button)",
+            registry=r,
+        )
         self.incidents_opened = Counter("careline_incidents_opened", "Incidents opened", ["rule"], registry=r)
         self.store_failures = Counter(
             "careline_store_failures", "Failed incident-store commits (retried)", registry=r

@@ -5,12 +5,13 @@ from rules.context import RuleContext
 from rules.door import DoorAtNightRule, DoorLeftOpenRule
 from rules.engine import Rule, RuleEngine
 from rules.fall import FallRule
-from rules.model import AlarmDecision, CancelDecision, Decision, Severity
+from rules.model import AlarmDecision, CancelDecision, Decision, DeviceTestDecision, Severity
 
 __all__ = [
     "AlarmDecision",
     "CancelDecision",
     "Decision",
+    "DeviceTestDecision",
     "DoorAtNightRule",
     "DoorLeftOpenRule",
     "FallRule",

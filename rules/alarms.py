@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from devices.model import DeviceEvent, EventKind
-from rules.model import AlarmDecision, Decision, Severity
+from devices.model import DeviceEvent, DeviceType, EventKind
+from rules.model import AlarmDecision, Decision, DeviceTestDecision, Severity
 
 
 def subject_of(event: DeviceEvent) -> str:
@@ -20,6 +20,8 @@ class SosRule:
     def on_event(self, event: DeviceEvent, now: datetime) -> Sequence[Decision]:
         if event.kind is not EventKind.SOS:
             return ()
+        # `event.test` is ignored on purpose: a pendant has no self-test, and a real press taken for a
+        # test would be lost, which is worse than a false alarm.
         return (AlarmDecision(self.name, Severity.CRITICAL, f"sos:{event.site}:{subject_of(event)}", event),)
 
     def on_tick(self, now: datetime) -> Sequence[Decision]:
@@ -33,6 +35,10 @@ class SmokeRule:
         # Smoke clearing does not end the incident: a person must confirm the fire is out.
         if event.kind is not EventKind.SMOKE or event.value is False:
             return ()
+        if event.test and event.device_type is DeviceType.SMOKE_DETECTOR:
+            # The test button proves the detector works; waking the night staff for it would teach
+            # them to ignore smoke alarms. Other devices have no such test: their smoke is smoke.
+            return (DeviceTestDecision(self.name, event),)
         place = event.room or event.device_id
         return (AlarmDecision(self.name, Severity.CRITICAL, f"smoke:{event.site}:{place}", event),)
 

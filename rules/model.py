@@ -1,4 +1,4 @@
-"""What the rules decide: open (or join) an incident, or cancel one."""
+"""What the rules decide: open (or join) an incident, cancel one, or record that a device was tested."""
 
 from __future__ import annotations
 
@@ -46,4 +46,12 @@ class CancelDecision:
     triggered_after: datetime
 
 
-Decision = AlarmDecision | CancelDecision
+@dataclass(frozen=True, slots=True)
+class DeviceTestDecision:
+    """Record that a device was tested and works (a smoke detector's test button): never an incident."""
+
+    rule: str
+    event: DeviceEvent
+
+
+Decision = AlarmDecision | CancelDecision | DeviceTestDecision

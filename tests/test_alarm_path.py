@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from harness import Publisher, live_gateway, new_config, next_incident_frame
 from services import Mosquitto
@@ -156,6 +159,63 @@ async def test_a_thousand_malformed_payloads_are_dead_lettered_and_an_sos_amid_t
         assert letters[0]["topic"] == "careline/night/night-pendant-wang/alarm"
         assert "JSON" in letters[0]["reason"] or "json" in letters[0]["reason"]
         assert live.gateway.metrics.dead_letters.labels("alarm")._value.get() == 1000
+        device.close()
+
+
+async def test_a_faulty_native_sos_and_a_nan_laden_zigbee2mqtt_emergency_each_open_an_incident_with_faults(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    async with live_gateway(new_config(mosquitto.url, tmp_path)) as live:
+        device = Publisher(mosquitto.port)
+        # A short id and the time in seconds: two schema faults, still a call for help.
+        native = {"v": 1, "event_id": "p-1", "ts": int(time.time()), "kind": "sos"}
+        device.send("careline/night/night-pendant-wang/alarm", json.dumps(native).encode())
+        huge = b"1" + b"0" * 10_000
+        device.send(
+            "zigbee2mqtt/day/102/pendant", b'{"action":"emergency","battery":NaN,"linkquality":' + huge + b"}"
+        )
+        incidents = await live.wait_for(lambda i: len(i) == 2, "both calls for help")
+        by_device = {incident["device_id"]: incident for incident in incidents}
+        assert {i["rule"] for i in incidents} == {"sos"}
+        assert by_device["night-pendant-wang"]["faults"] == [
+            "event_id: String should have at least 8 characters; kept as the message id",
+            "ts: Value error, is before 2000-01-01 (epoch seconds sent instead of milliseconds?); "
+            "receive time used",
+        ]
+        assert by_device["day-pendant-li"]["faults"] == [
+            "battery must be a number (got NaN); ignored",
+            "linkquality must be a number (got a 10001-digit integer); ignored",
+        ]
+        native_id = by_device["night-pendant-wang"]["id"]
+        trail = (await live.http.get(f"/api/incidents/{native_id}/audit")).json()
+        assert trail[0]["action"] == "incident.opened"
+        assert trail[0]["details"]["faults"] == by_device["night-pendant-wang"]["faults"]
+        faulty = live.gateway.metrics.alarms_with_faults
+        assert (faulty.labels("careline")._value.get(), faulty.labels("zigbee2mqtt")._value.get()) == (1, 1)
+        device.close()
+
+
+async def test_a_smoke_detectors_self_test_opens_no_incident_and_is_listed_as_a_device_test(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    config = new_config(mosquitto.url, tmp_path)
+    detector = {"id": "night-smoke-101", "type": "smoke_detector", "profile": "zigbee2mqtt", "site": "night"}
+    config["devices"].append({**detector, "room": "101"})
+    async with live_gateway(config) as live:
+        device = Publisher(mosquitto.port)
+        device.zigbee("night-smoke-101", smoke=True, test=True, battery=90)
+        tests = await live.poll("/api/device-tests", bool)
+        assert [(t["device_id"], t["site"], t["kind"], t["test_count"]) for t in tests] == [
+            ("night-smoke-101", "night", "smoke", 1)
+        ]
+        # Recorded in the transaction an incident would have been: none can still be on its way.
+        assert await live.incidents() == []
+        assert live.gateway.metrics.device_tests._value.get() == 1
+        async with httpx.AsyncClient(base_url=live.base_url) as anonymous:
+            assert (await anonymous.get("/api/device-tests")).status_code == 401
+        device.zigbee("night-smoke-101", smoke=True, test=False, battery=90)
+        incidents = await live.wait_for(lambda i: len(i) == 1, "the real smoke alarm")
+        assert (incidents[0]["rule"], incidents[0]["severity"]) == ("smoke", "critical")
         device.close()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -93,7 +94,7 @@ async def test_the_page_speaks_simplified_chinese(
         await page.select_option("#lang", "zh-CN")
         assert await page.evaluate("document.documentElement.lang") == "zh-CN"
         device = Publisher(mosquitto.port)
-        device.zigbee("night/102/pendant", action="emergency")
+        device.zigbee("night/102/pendant", action="emergency", battery="lots")
         row = page.locator("#incidents tr[data-incident-id]")
         await expect(row).to_contain_text("紧急呼叫", timeout=10_000)
         await expect(row.locator("button[data-action=ack]")).to_have_text("确认接警")
@@ -102,6 +103,10 @@ async def test_the_page_speaks_simplified_chinese(
         shown = await page.evaluate(in_page, rules)
         assert shown == [CATALOGUE.label("rule", rule, "zh-CN") for rule in rules]
         assert not set(shown) & set(rules)  # no raw rule id on the operator's screen
+        faults = row.locator(".faults")
+        await expect(faults).to_have_text("设备数据有误（1 处），报警照常处理")
+        await expect(faults).to_have_attribute("title", re.compile("battery must be a number; ignored"))
         await page.select_option("#lang", "en")
         await expect(row).to_contain_text("SOS call")
+        await expect(faults).to_have_text("Device data faulty (1); alarm kept")
         device.close()

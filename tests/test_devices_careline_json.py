@@ -14,6 +14,7 @@ from devices import careline_json
 from devices.careline_json import CarelineEventPayload, careline_payload_json_schema, render_schema
 from devices.model import Binding, DecodeError, DeviceEvent, DeviceType, EventKind, Lane, RawMessage
 from devices.registry import DeviceRegistry
+from gateway.alarm_lane import may_be_redelivery
 
 RECEIVED = datetime(2025, 3, 14, 8, 30, tzinfo=UTC)
 PENDANT = Binding("pendant-7", DeviceType.SOS_BUTTON, "sunrise", "204", "wang")
@@ -128,9 +129,23 @@ def test_a_zigbee2mqtt_device_cannot_report_through_the_careline_profile() -> No
 
 @pytest.mark.parametrize("field", ["site", "room", "resident", "device_id", "device_type"])
 def test_a_payload_cannot_claim_its_own_attribution(field: str) -> None:
-    assert decode_error(payload(**{field: "elsewhere"})).reason == (
+    assert decode_error(payload(kind="battery", value=80, **{field: "elsewhere"})).reason == (
         f"invalid payload: {field}: Extra inputs are not permitted"
     )
+
+
+@pytest.mark.parametrize("field", ["site", "room", "resident", "device_id", "device_type"])
+def test_an_sos_claiming_its_own_attribution_is_still_attributed_by_the_binding(field: str) -> None:
+    [event] = decode(payload(**{field: "elsewhere"}))
+
+    assert (event.kind, event.device_id, event.site, event.room, event.resident) == (
+        EventKind.SOS,
+        "pendant-7",
+        "sunrise",
+        "204",
+        "wang",
+    )
+    assert event.faults == (f"{field}: Extra inputs are not permitted; unknown key ignored",)
 
 
 @pytest.mark.parametrize(
@@ -156,7 +171,7 @@ def test_malformed_topics_are_decode_errors(topic: str) -> None:
     [
         (b"\xc3\x28", "payload is not UTF-8"),
         (b"{sos}", "payload is not valid JSON"),
-        (b'{"v": 1, "value": NaN}', "payload is not valid JSON"),
+        (b'{"v": 1, "kind": "sos"', "payload is not valid JSON"),
         (b"[]", "payload must be a JSON object, got an array"),
         (b"null", "payload must be a JSON object, got null"),
         (b"42", "payload must be a JSON object, got a number"),
@@ -184,7 +199,7 @@ def test_payloads_that_are_not_a_json_object_are_decode_errors(body: bytes, reas
         ({"ts": "2025-03-14T08:29:59"}, "ts: Value error, ISO-8601 date-time needs a time zone offset"),
         ({"ts": "last tuesday"}, "ts: Value error, is not an ISO-8601 date-time"),
         ({"ts": 1741940999}, "ts: Value error, is before 2000-01-01 (epoch seconds"),
-        ({"ts": 10**20}, "ts: Value error, epoch milliseconds out of range"),
+        ({"ts": 10**19}, "ts: Value error, epoch milliseconds out of range"),
         ({"ts": True}, "ts: Value error, must be an ISO-8601 string or epoch milliseconds"),
         ({"kind": "explosion"}, "kind: Input should be 'sos', 'fall'"),
         ({"value": {"bpm": 72}}, "value: Value error, must be a finite number, a boolean or a string"),
@@ -198,11 +213,26 @@ def test_payloads_that_are_not_a_json_object_are_decode_errors(body: bytes, reas
 def test_invalid_fields_are_reported_with_the_field_and_the_first_problem(
     fields: dict[str, object], reason: str
 ) -> None:
-    assert decode_error(payload(**fields)).reason.startswith(f"invalid payload: {reason}")
+    # A battery report: nothing an alarm device's fault would be forgiven for (see the salvage tests).
+    assert decode_error({**payload(kind="battery"), **fields}).reason.startswith(f"invalid payload: {reason}")
+
+
+@pytest.mark.parametrize(
+    ("number", "reason"),
+    [
+        (b"NaN", "value: Value error, must be a finite number"),
+        (b"-Infinity", "value: Value error, must be a finite number"),
+        (b"1" + b"0" * 10_000, "value: Value error, must be a finite number"),
+    ],
+)
+def test_numbers_python_cannot_hold_cost_only_their_field(number: bytes, reason: str) -> None:
+    body = json.dumps(payload(kind="battery")).encode().replace(b"}", b', "value": ' + number + b"}")
+
+    assert decode_error(body).reason.startswith(f"invalid payload: {reason}")
 
 
 def test_a_number_beyond_float_range_is_not_a_finite_value() -> None:
-    body = json.dumps(payload()).encode().replace(b"}", b', "value": 1e400}')
+    body = json.dumps(payload(kind="battery")).encode().replace(b"}", b', "value": 1e400}')
 
     assert (
         decode_error(body).reason
@@ -212,7 +242,7 @@ def test_a_number_beyond_float_range_is_not_a_finite_value() -> None:
 
 @pytest.mark.parametrize("field", ["v", "event_id", "ts", "kind"])
 def test_required_fields_must_be_present(field: str) -> None:
-    body = payload()
+    body = payload(kind="battery")
     del body[field]
 
     assert decode_error(body).reason == f"invalid payload: {field}: Field required"
@@ -220,6 +250,166 @@ def test_required_fields_must_be_present(field: str) -> None:
 
 def test_long_validation_messages_are_shortened() -> None:
     assert len(decode_error(payload(kind="x" * 500)).reason) <= 300
+
+
+# --- alarms read despite faults -----------------------------------------------------------------
+
+RECEIVE_TIME_USED = "receive time used"
+
+
+@pytest.mark.parametrize(
+    ("fields", "fault"),
+    [
+        ({"ts": 0}, "ts: Value error, is before 2000-01-01 (epoch seconds sent instead of milliseconds?)"),
+        ({"ts": 1741940999}, "ts: Value error, is before 2000-01-01"),
+        ({"ts": "2025-03-14T08:29:59"}, "ts: Value error, ISO-8601 date-time needs a time zone offset"),
+        ({"ts": None}, "ts: Value error, must be an ISO-8601 string or epoch milliseconds"),
+    ],
+)
+def test_an_sos_with_an_unusable_device_time_is_timed_at_reception_and_says_so(
+    fields: dict[str, object], fault: str
+) -> None:
+    [event] = decode(payload(**fields))
+
+    assert (event.kind, event.ts, event.message_key) == (
+        EventKind.SOS,
+        RECEIVED,
+        "careline:pendant-7:01HQ7ZK3V9",
+    )
+    [recorded] = event.faults
+    assert recorded.startswith(fault)
+    assert recorded.endswith(f"; {RECEIVE_TIME_USED}")
+
+
+@pytest.mark.parametrize(
+    ("body", "fault"),
+    [
+        (payload(v=2), "v: Value error, unsupported schema version 2 (expected 1); read as version 1"),
+        (payload(colour="red"), "colour: Extra inputs are not permitted; unknown key ignored"),
+        (
+            payload(event_id="a1"),
+            "event_id: String should have at least 8 characters; kept as the message id",
+        ),
+        (
+            payload(value={"bpm": 72}),
+            "value: Value error, must be a finite number, a boolean or a string; ignored",
+        ),
+        (
+            payload(extra={"fw": ["2"]}),
+            "extra.fw: Value error, must be a finite number, a boolean or a string",
+        ),
+    ],
+)
+def test_a_small_schema_fault_in_an_sos_is_recorded_on_the_event_not_dead_lettered(
+    body: dict[str, object], fault: str
+) -> None:
+    [event] = decode(body)
+
+    assert event.kind is EventKind.SOS
+    assert event.ts == datetime(2025, 3, 14, 8, 29, 59, tzinfo=UTC)
+    assert event.value is None
+    assert event.extra == {}
+    [recorded] = event.faults
+    assert recorded.startswith(fault)
+
+
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"1" + b"0" * 10_000])
+def test_an_unreadable_number_in_an_sos_costs_only_its_field(number: bytes) -> None:
+    body = json.dumps(payload(extra={"fw": "2.1"})).encode().replace(b"}}", b'}, "value": ' + number + b"}")
+
+    [event] = decode(body)
+
+    assert (event.kind, event.value, event.extra) == (EventKind.SOS, None, {"fw": "2.1"})
+    assert event.faults == ("value: Value error, must be a finite number, a boolean or a string; ignored",)
+
+
+def test_a_short_event_id_still_recognises_a_redelivery() -> None:
+    first, again = decode(payload(event_id="p-1")), decode(payload(event_id="p-1"))
+
+    assert first[0].message_key == again[0].message_key == "careline:pendant-7:p-1"
+    assert decode(payload(event_id="p-2"))[0].message_key != first[0].message_key
+
+
+@pytest.mark.parametrize("event_id", [None, "", 42, "has space", "x" * 65])
+def test_an_sos_without_a_usable_event_id_is_keyed_by_its_content(event_id: object) -> None:
+    body = payload(event_id=event_id)
+    if event_id is None:
+        del body["event_id"]
+
+    [event] = decode(body)
+    [redelivered] = decode(body)
+    [other] = decode({**body, "ts": "2025-03-14T08:30:00Z"})
+
+    assert re.fullmatch(r"careline-content:[0-9a-f]{32}", event.message_key)
+    assert redelivered.message_key == event.message_key != other.message_key
+    assert event.faults[0].endswith("; redelivery recognised by content only")
+    # Compared only when the broker says it is a resend: two identical presses are two presses.
+    new_press = message(body)
+    resend = RawMessage(new_press.topic, new_press.payload, RECEIVED, Lane.ALARM, duplicate=True)
+    assert not may_be_redelivery(new_press, event)
+    assert may_be_redelivery(resend, event)
+
+
+@pytest.mark.parametrize("kind", [EventKind.FALL, EventKind.SMOKE])
+def test_a_fall_or_smoke_with_a_fault_is_read_too(kind: EventKind) -> None:
+    [event] = decode(payload(kind=kind.value, ts=0))
+
+    assert (event.kind, event.ts) == (kind, RECEIVED)
+    assert event.faults
+
+
+@pytest.mark.parametrize("kind", ["fall_cancel", "door_open", "door_closed", "smoke_clear", "battery"])
+def test_a_faulty_message_that_reports_no_emergency_stays_a_dead_letter(kind: str) -> None:
+    # A faulty cancel must never close a real fall.
+    assert decode_error(payload(kind=kind, ts=0)).reason.startswith("invalid payload: ts: Value error")
+
+
+def test_a_faulty_sos_from_a_device_that_is_not_an_alarm_device_stays_a_dead_letter() -> None:
+    error = decode_error(payload(ts=0), "careline/sunrise/watch-3/alarm")
+
+    assert error.reason.startswith("invalid payload: ts: Value error")
+
+
+def test_an_sos_with_a_key_that_is_not_valid_unicode_is_still_an_sos() -> None:
+    body = json.dumps(payload()).encode().replace(b"}", b', "\\ud800": 1}')
+
+    [event] = decode(body)
+
+    assert event.kind is EventKind.SOS
+    assert event.faults == (
+        "payload: Input should be a valid string, unable to parse raw data as a unicode string; "
+        "read field by field",
+    )
+
+
+def test_the_faults_kept_on_an_event_are_bounded() -> None:
+    [event] = decode(payload(**{f"k{i}": i for i in range(40)}))
+
+    assert len(event.faults) == 9
+    assert event.faults[-1] == "32 more faults"
+
+
+# --- device tests -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fields", [{"test": True}, {"extra": {"test": True}}])
+def test_a_test_flag_is_carried_on_the_event(fields: dict[str, object]) -> None:
+    [event] = decode(payload(kind="smoke", value=True, **fields))
+
+    assert event.test is True
+    assert event.faults == ()
+
+
+@pytest.mark.parametrize("fields", [{}, {"test": False}, {"extra": {"test": "yes"}}])
+def test_without_a_true_test_flag_the_event_is_no_test(fields: dict[str, object]) -> None:
+    assert decode(payload(kind="smoke", **fields))[0].test is False
+
+
+def test_a_malformed_test_flag_on_smoke_is_a_fault_and_the_smoke_counts_as_real() -> None:
+    [event] = decode(payload(kind="smoke", test="yes"))
+
+    assert event.test is False
+    assert event.faults == ("test: Input should be a valid boolean; not treated as a test",)
 
 
 # --- schema -------------------------------------------------------------------------------------

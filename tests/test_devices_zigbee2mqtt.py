@@ -337,8 +337,11 @@ def test_last_seen_gives_the_device_time_when_present(last_seen: object, expecte
 
 
 @pytest.mark.parametrize("last_seen", ["yesterday", "2025-03-14T08:29:58", True, 10**30, ["x"]])
-def test_an_unusable_last_seen_falls_back_to_reception_time(last_seen: object) -> None:
-    assert decode(DOOR, {"contact": False, "last_seen": last_seen})[0].ts == RECEIVED
+def test_an_unusable_last_seen_falls_back_to_reception_time_and_says_so(last_seen: object) -> None:
+    [event] = decode(DOOR, {"contact": False, "last_seen": last_seen})
+
+    assert event.ts == RECEIVED
+    assert event.faults == ("last_seen is not a usable time; receive time used",)
 
 
 # --- malformed payloads -------------------------------------------------------------------------
@@ -349,7 +352,9 @@ def test_an_unusable_last_seen_falls_back_to_reception_time(last_seen: object) -
     [
         (b"\xff\xfe", "not UTF-8"),
         (b"contact=false", "not valid JSON"),
-        (b'{"battery": NaN}', "not valid JSON"),
+        (b'{"battery": NaN}', "battery must be a number (got NaN)"),
+        (b'{"linkquality": -Infinity}', "linkquality must be a number (got -Infinity)"),
+        (b'{"battery": 1' + b"0" * 10_000 + b"}", "battery must be a number (got a 10001-digit integer)"),
         (b"[1, 2]", "JSON object"),
         (b'"online"', "JSON object"),
         (b'{"battery": "lots"}', "battery must be a number"),
@@ -432,3 +437,48 @@ def test_a_malformed_side_reading_never_costs_the_alarm_in_the_same_payload() ->
     )
     events = zigbee2mqtt.decode(message, registry)
     assert [e.kind for e in events] == [EventKind.DOOR_OPEN]
+    assert events[0].faults == ("battery must be a number; ignored",)
+
+
+def test_an_emergency_beside_nan_infinity_and_a_huge_integer_is_kept_with_the_faults() -> None:
+    payload = (
+        b'{"action": "emergency", "battery": NaN, "linkquality": Infinity,'
+        b' "temperature": 1' + b"0" * 10_000 + b', "voltage": NaN}'
+    )
+
+    events = decode(PENDANT, payload)
+
+    assert kinds(events) == [EventKind.SOS]
+    # `voltage` is not a key this profile reads, so its NaN is no fault.
+    assert events[0].faults == (
+        "battery must be a number (got NaN); ignored",
+        "temperature must be a number (got a 10001-digit integer); ignored",
+        "linkquality must be a number (got Infinity); ignored",
+    )
+
+
+def test_a_clean_payload_has_no_faults() -> None:
+    assert all(event.faults == () for event in decode(PENDANT, fixture("tuya_sos_button_emergency")))
+
+
+# --- self-tests ---------------------------------------------------------------------------------
+
+
+def test_a_smoke_detector_held_on_its_test_button_reports_smoke_marked_as_a_test() -> None:
+    events = decode(SMOKE, {"smoke": True, "test": True, "battery": 90})
+
+    assert kinds(events) == [EventKind.SMOKE, EventKind.BATTERY]
+    assert all(event.test for event in events)
+    assert only(events, EventKind.SMOKE).faults == ()
+
+
+@pytest.mark.parametrize("payload", [{"smoke": True}, {"smoke": True, "test": False}])
+def test_smoke_without_the_test_flag_is_no_test(payload: dict[str, object]) -> None:
+    assert decode(SMOKE, payload)[0].test is False
+
+
+def test_a_malformed_test_flag_is_a_fault_and_never_makes_smoke_a_test() -> None:
+    [event] = decode(SMOKE, {"smoke": True, "test": "yes"})
+
+    assert event.test is False
+    assert event.faults == ("test must be a boolean; not treated as a test",)

@@ -16,6 +16,7 @@ from rules import (
     AlarmDecision,
     CancelDecision,
     Decision,
+    DeviceTestDecision,
     DoorAtNightRule,
     DoorLeftOpenRule,
     FallRule,
@@ -87,6 +88,7 @@ def event(
     value: float | bool | str | None = None,
     at: datetime = DAY,
     key: str | None = None,
+    test: bool = False,
 ) -> DeviceEvent:
     return DeviceEvent(
         device_id=device,
@@ -99,6 +101,7 @@ def event(
         ts=at,
         received_at=at,
         message_key=key or f"{device}:{kind}:{at.isoformat()}",
+        test=test,
     )
 
 
@@ -359,6 +362,39 @@ def test_smoke_clearing_raises_nothing(kind: EventKind, value: bool | None) -> N
     )
 
     assert SmokeRule().on_event(cleared, DAY) == ()
+
+
+def test_a_smoke_detectors_self_test_is_recorded_as_a_test_not_raised_as_an_alarm() -> None:
+    tested = event(
+        EventKind.SMOKE, device="smoke-1", device_type=DeviceType.SMOKE_DETECTOR, room="corridor", test=True
+    )
+
+    assert SmokeRule().on_event(tested, DAY) == (DeviceTestDecision("smoke", tested),)
+
+
+@pytest.mark.parametrize("device_type", [DeviceType.SOS_BUTTON, DeviceType.FALL_SENSOR, DeviceType.OTHER])
+def test_smoke_marked_as_a_test_from_anything_but_a_smoke_detector_is_a_real_alarm(
+    device_type: DeviceType,
+) -> None:
+    # Only a smoke detector has a test button; smoke reported by anything else is taken as smoke.
+    smoke = event(EventKind.SMOKE, device_type=device_type, room="corridor", test=True)
+
+    [decision] = alarms(SmokeRule().on_event(smoke, DAY))
+    assert decision.severity is Severity.CRITICAL
+
+
+def test_an_sos_marked_as_a_test_is_still_an_sos() -> None:
+    press = event(EventKind.SOS, device="pendant-wang", resident="wang", test=True)
+
+    [decision] = alarms(SosRule().on_event(press, DAY))
+    assert decision.incident_key == f"sos:{SITE}:resident:wang"
+
+
+def test_the_engine_passes_a_device_test_on_and_raises_nothing_else() -> None:
+    engine = RuleEngine(default_rules(rule_context(config())))
+    tested = event(EventKind.SMOKE, device="smoke-1", device_type=DeviceType.SMOKE_DETECTOR, test=True)
+
+    assert [type(d) for d in engine.handle(tested, DAY)] == [DeviceTestDecision]
 
 
 # --- the engine and its plugin API --------------------------------------------------------------

@@ -18,8 +18,9 @@ from gateway.config import CarelineConfig
 from gateway.directory import Directory
 from gateway.incidents.db import make_engine
 from gateway.incidents.migrate import upgrade
-from gateway.incidents.schema import AlarmEvent, Base, IncidentStatus, Outcome
+from gateway.incidents.schema import AlarmEvent, Base, DeviceTest, Incident, IncidentStatus, Outcome
 from gateway.incidents.store import (
+    MAX_INCIDENT_FAULTS,
     AlarmBatch,
     BatchResult,
     IncidentConflictError,
@@ -28,7 +29,7 @@ from gateway.incidents.store import (
     RuledDecision,
 )
 from gateway.incidents.views import IncidentView
-from rules.model import AlarmDecision, CancelDecision, Decision, Severity
+from rules.model import AlarmDecision, CancelDecision, Decision, DeviceTestDecision, Severity
 
 START = datetime(2026, 1, 5, 12, 0, tzinfo=UTC)
 CONFIG = CarelineConfig.model_validate(
@@ -72,10 +73,12 @@ def event(
     at: datetime = START,
     key: str | None = None,
     device: str = "pendant-wang",
+    device_type: DeviceType = DeviceType.SOS_BUTTON,
+    faults: tuple[str, ...] = (),
 ) -> DeviceEvent:
     return DeviceEvent(
         device_id=device,
-        device_type=DeviceType.SOS_BUTTON,
+        device_type=device_type,
         site="sunrise",
         room="101",
         resident="wang",
@@ -84,6 +87,7 @@ def event(
         ts=at,
         received_at=at,
         message_key=key or f"msg-{next(_serial)}",
+        faults=faults,
     )
 
 
@@ -93,9 +97,10 @@ def alarm(
     *,
     at: datetime = START,
     message_key: str | None = None,
+    faults: tuple[str, ...] = (),
 ) -> AlarmDecision:
     return AlarmDecision(
-        "fall", severity, key, event(EventKind.FALL, at=at, key=message_key), {"why": "test"}
+        "fall", severity, key, event(EventKind.FALL, at=at, key=message_key, faults=faults), {"why": "test"}
     )
 
 
@@ -175,6 +180,100 @@ def test_after_resolving_the_same_key_opens_a_new_incident(store: IncidentStore)
     assert second.id != first.id
     assert second.trigger_count == 1
     assert store.incident(first.id).status == IncidentStatus.RESOLVED
+
+
+# --- faults of the device messages -------------------------------------------------------------
+
+TS_FAULT = "ts: Value error, is before 2000-01-01; receive time used"
+
+
+def test_an_alarm_read_despite_faults_opens_an_incident_showing_them(store: IncidentStore) -> None:
+    opened = one(apply(store, alarm(faults=(TS_FAULT,))))
+
+    assert opened.faults == [TS_FAULT]
+    [entry] = store.audit_trail(opened.id)
+    assert entry.details["faults"] == [TS_FAULT]
+    assert entry.details["evidence"] == {"why": "test"}
+
+
+def test_a_clean_alarm_has_no_faults_and_none_in_its_audit(store: IncidentStore) -> None:
+    opened = one(apply(store, alarm()))
+
+    assert opened.faults == []
+    assert "faults" not in store.audit_trail(opened.id)[0].details
+
+
+def test_faults_of_later_triggers_are_added_to_the_incident_once_each(
+    store: IncidentStore, engine: Engine
+) -> None:
+    one(apply(store, alarm(faults=(TS_FAULT,))))
+    apply(store, alarm())
+    joined = one(apply(store, alarm(faults=(TS_FAULT, "v: unsupported; read as version 1"))))
+
+    assert joined.faults == [TS_FAULT, "v: unsupported; read as version 1"]
+    assert store.incident(joined.id).faults == joined.faults
+    assert [e.details.get("faults") for e in store.audit_trail(joined.id)] == [
+        [TS_FAULT],
+        None,
+        [TS_FAULT, "v: unsupported; read as version 1"],
+    ]
+    with engine.connect() as connection:
+        evidence = connection.execute(select(Incident.evidence).where(Incident.id == joined.id)).scalar_one()
+    assert evidence == {"why": "test", "faults": joined.faults}
+
+
+def test_the_faults_kept_on_an_incident_are_bounded(store: IncidentStore) -> None:
+    for n in range(MAX_INCIDENT_FAULTS + 5):
+        latest = one(apply(store, alarm(faults=(f"fault {n}",))))
+
+    assert latest.faults == [f"fault {n}" for n in range(MAX_INCIDENT_FAULTS)]
+
+
+# --- device tests -------------------------------------------------------------------------------
+
+
+def smoke_test(device: str = "smoke-kitchen", *, at: datetime = START) -> DeviceTestDecision:
+    tested = event(EventKind.SMOKE, at=at, device=device, device_type=DeviceType.SMOKE_DETECTOR)
+    return DeviceTestDecision("smoke", tested)
+
+
+def test_a_device_test_is_recorded_with_its_time_and_count_and_opens_no_incident(
+    store: IncidentStore, engine: Engine
+) -> None:
+    later = START + timedelta(days=30)
+
+    first = apply(store, smoke_test())
+    second = apply(store, smoke_test(at=later))
+
+    assert (first.tested, second.tested, first.changed, second.changed) == (1, 1, [], [])
+    assert store.incidents(("open", "acknowledged", "resolved")) == []
+    [row] = store.device_tests()
+    assert (row.device_id, row.site, row.site_name, row.kind) == (
+        "smoke-kitchen",
+        "sunrise",
+        "Sunrise Care Home",
+        "smoke",
+    )
+    assert (row.last_test_at, row.test_count) == (later, 2)
+    assert actions(store) == ["device.tested", "device.tested"]
+    assert store.audit_trail()[-1].details["test_count"] == 2
+    assert store.verify_audit_chain() is None
+    with engine.connect() as connection:
+        assert connection.execute(select(DeviceTest.test_count)).scalars().all() == [2]
+
+
+def test_a_late_arriving_older_test_does_not_move_the_last_test_back(store: IncidentStore) -> None:
+    apply(store, smoke_test(at=START + timedelta(hours=1)))
+    apply(store, smoke_test(at=START))
+
+    [row] = store.device_tests()
+    assert (row.last_test_at, row.test_count) == (START + timedelta(hours=1), 2)
+
+
+def test_device_tests_are_listed_longest_untested_first(store: IncidentStore) -> None:
+    apply(store, smoke_test("smoke-recent", at=START + timedelta(days=2)), smoke_test("smoke-old"))
+
+    assert [row.device_id for row in store.device_tests()] == ["smoke-old", "smoke-recent"]
 
 
 # --- redeliveries -------------------------------------------------------------------------------

@@ -228,6 +228,17 @@ function actionsCell(inc) {
   return el("td", { class: "actions" }, ack, resolve);
 }
 
+function ruleCell(inc) {
+  const td = el("td", { title: inc.device_id ? t("device", { id: inc.device_id }) : null }, label("rule", inc.rule));
+  const faults = inc.faults || [];
+  if (faults.length) {
+    // The fault texts are the gateway's technical wording (as in dead letters) for the technician.
+    td.append(el("br"), el("small", { class: "faults", title: t("faults.title", { list: faults.join("\n") }) },
+      t("faults", { n: faults.length })));
+  }
+  return td;
+}
+
 function renderRow(inc) {
   const row = el("tr", {
     "data-incident-id": inc.id, "data-status": inc.status, "data-severity": inc.severity,
@@ -237,7 +248,7 @@ function renderRow(inc) {
     ? el("span", { title: t("triggers.title", { n: inc.trigger_count }) }, `×${inc.trigger_count}`) : "";
   row.append(
     el("td", {}, el("span", { class: `badge sev-${inc.severity}` }, label("severity", inc.severity))),
-    el("td", { title: inc.device_id ? t("device", { id: inc.device_id }) : null }, label("rule", inc.rule)),
+    ruleCell(inc),
     el("td", {}, inc.resident_name || inc.resident || "—"),
     el("td", {}, place(inc)),
     ageCell(inc),

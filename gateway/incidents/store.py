@@ -6,10 +6,11 @@ serialises writers (SQLite has one writer; the audit chain needs one tail).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,15 +23,18 @@ from gateway.incidents.schema import (
     AlarmEvent,
     AuditEntry,
     DeadLetter,
+    DeviceTest,
     Escalation,
     Incident,
     IncidentStatus,
     Outcome,
 )
-from gateway.incidents.views import AuditView, IncidentView
-from rules.model import AlarmDecision, CancelDecision, Decision, Severity
+from gateway.incidents.views import AuditView, DeviceTestView, IncidentView
+from rules.model import AlarmDecision, CancelDecision, Decision, DeviceTestDecision, Severity
 
 ACTIVE = (IncidentStatus.OPEN.value, IncidentStatus.ACKNOWLEDGED.value)
+#: Faults kept in an incident's evidence; a device repeating the same fault adds it once.
+MAX_INCIDENT_FAULTS = 20
 
 
 def _stop_escalation(session: Session, incident_id: int, reason: str, now: datetime) -> None:
@@ -70,6 +74,8 @@ class BatchResult:
     changed: list[IncidentView] = field(default_factory=list)
     duplicates: int = 0
     opened: int = 0
+    #: Device tests recorded (no incident).
+    tested: int = 0
 
 
 class IncidentStore:
@@ -132,6 +138,10 @@ class IncidentStore:
     def _decide(self, session: Session, decision: Decision, result: BatchResult) -> Incident | None:
         if isinstance(decision, AlarmDecision):
             return self._raise_alarm(session, decision, result)
+        if isinstance(decision, DeviceTestDecision):
+            self._record_test(session, decision)
+            result.tested += 1
+            return None
         return self._cancel(session, decision)
 
     def _raise_alarm(self, session: Session, decision: AlarmDecision, result: BatchResult) -> Incident:
@@ -150,7 +160,7 @@ class IncidentStore:
                 opened_at=event.received_at,
                 last_triggered_at=event.received_at,
                 trigger_count=1,
-                evidence=dict(decision.evidence),
+                evidence=_with_faults(decision.evidence, event.faults),
             )
             session.add(incident)
             session.flush()
@@ -172,23 +182,54 @@ class IncidentStore:
             incident.last_triggered_at = max(incident.last_triggered_at, event.received_at)
             if decision.severity.rank < Severity(incident.severity).rank:
                 incident.severity = decision.severity.value
+            if event.faults:
+                # Assigned anew: the JSON column does not notice changes made inside the old dict.
+                incident.evidence = _with_faults(incident.evidence, event.faults)
             effect = "joined"
         self._record_event(session, incident, event, effect)
+        details: dict[str, Any] = {
+            "rule": decision.rule,
+            "severity": decision.severity.value,
+            "event": event.kind.value,
+            "message_key": event.message_key,
+            "evidence": dict(decision.evidence),
+        }
+        if event.faults:
+            details["faults"] = list(event.faults)
         self.audit.append(
             session,
             at=self._now(),
             actor=f"device:{event.device_id}",
             action=f"incident.{effect}",
             incident_id=incident.id,
-            details={
-                "rule": decision.rule,
-                "severity": decision.severity.value,
-                "event": event.kind.value,
-                "message_key": event.message_key,
-                "evidence": dict(decision.evidence),
-            },
+            details=details,
         )
         return incident
+
+    def _record_test(self, session: Session, decision: DeviceTestDecision) -> None:
+        """The device's last test and how many there were: proof for a manager that it works."""
+        event = decision.event
+        test = session.get(DeviceTest, event.device_id)
+        if test is None:
+            test = DeviceTest(device_id=event.device_id, last_test_at=event.received_at, test_count=0)
+            session.add(test)
+        test.site, test.kind = event.site, event.kind.value
+        # The gateway's receive time: a detector's clock is rarely set, and often not there at all.
+        test.last_test_at = max(test.last_test_at, event.received_at)
+        test.test_count += 1
+        self.audit.append(
+            session,
+            at=self._now(),
+            actor=f"device:{event.device_id}",
+            action="device.tested",
+            details={
+                "rule": decision.rule,
+                "site": event.site,
+                "event": event.kind.value,
+                "message_key": event.message_key,
+                "test_count": test.test_count,
+            },
+        )
 
     def _cancel(self, session: Session, decision: CancelDecision) -> Incident | None:
         event = decision.event
@@ -381,6 +422,21 @@ class IncidentStore:
         with self.reading() as session:
             return session.scalar(select(func.count(DeadLetter.id))) or 0
 
+    def device_tests(self) -> list[DeviceTestView]:
+        """Every device's last test, the one tested longest ago (the most due) first."""
+        with self.reading() as session:
+            rows = session.scalars(select(DeviceTest).order_by(DeviceTest.last_test_at, DeviceTest.device_id))
+            return [DeviceTestView.of(row, self.directory) for row in rows]
+
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         with self.reading() as session:
             return list(session.scalars(select(DeadLetter).order_by(DeadLetter.id.desc()).limit(limit)))
+
+
+def _with_faults(evidence: Mapping[str, Any], faults: Sequence[str]) -> dict[str, Any]:
+    """A copy of `evidence` with `faults` added to those kept, each once, at most `MAX_INCIDENT_FAULTS`."""
+    if not faults:
+        return dict(evidence)
+    kept = list(evidence.get("faults", []))
+    kept += [fault for fault in dict.fromkeys(faults) if fault not in kept]
+    return {**evidence, "faults": kept[:MAX_INCIDENT_FAULTS]}

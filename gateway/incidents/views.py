@@ -7,7 +7,7 @@ from datetime import datetime
 from pydantic import BaseModel
 
 from gateway.directory import Directory
-from gateway.incidents.schema import Incident
+from gateway.incidents.schema import DeviceTest, Incident
 
 
 class IncidentView(BaseModel):
@@ -31,6 +31,8 @@ class IncidentView(BaseModel):
     resolved_by: str | None
     outcome: str | None
     note: str | None
+    #: What was wrong with the device messages behind the incident, which were read anyway.
+    faults: list[str] = []
 
     @classmethod
     def of(cls, incident: Incident, directory: Directory) -> IncidentView:
@@ -55,6 +57,29 @@ class IncidentView(BaseModel):
             resolved_by=incident.resolved_by,
             outcome=incident.outcome,
             note=incident.note,
+            faults=[str(fault) for fault in incident.evidence.get("faults", [])],
+        )
+
+
+class DeviceTestView(BaseModel):
+    """A device's last test: managers check from it that every smoke detector is tested."""
+
+    device_id: str
+    site: str
+    site_name: str
+    kind: str
+    last_test_at: datetime
+    test_count: int
+
+    @classmethod
+    def of(cls, test: DeviceTest, directory: Directory) -> DeviceTestView:
+        return cls(
+            device_id=test.device_id,
+            site=test.site,
+            site_name=directory.site_name(test.site),
+            kind=test.kind,
+            last_test_at=test.last_test_at,
+            test_count=test.test_count,
         )
 
 
