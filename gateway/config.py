@@ -310,6 +310,31 @@ def _place_problems(
     return []
 
 
+def validated_copy(config: CarelineConfig, **sections: Any) -> CarelineConfig:
+    """`config` with `sections` replaced, validated as a whole like a file; `ConfigError` lists every
+    problem (ids that repeat, references that lead nowhere), located by section and position."""
+    data = {**config.model_dump(mode="python"), **sections}
+    try:
+        updated = CarelineConfig.model_validate(data, context={"collect_references": True})
+    except ValidationError as exc:
+        lines = [f"  {_where(error['loc'])}: {_message(error['msg'])}" for error in exc.errors()]
+        raise ConfigError("invalid directory:\n" + "\n".join(lines)) from None
+    problems = reference_problems(updated)
+    if problems:
+        raise ConfigError(
+            "invalid directory:\n" + "\n".join(f"  {_where(loc)}: {msg}" for loc, msg in problems)
+        )
+    return updated
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc) or "(top level)"
+
+
+def _message(msg: object) -> str:
+    return str(msg).removeprefix("Value error, ")
+
+
 def load_config(path: Path) -> CarelineConfig:
     """Read and validate a YAML config; errors name the file, line and setting at fault."""
     try:
@@ -343,10 +368,7 @@ def parse_config(text: str, *, source: str = "<config>") -> CarelineConfig:
 
 def _describe(error: Any, root: yaml.Node | None, source: str) -> str:
     loc = tuple(error["loc"])
-    line = _line_of(root, loc)
-    where = ".".join(str(part) for part in loc) or "(top level)"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    return f"  {source}:{line}: {where}: {message}"
+    return f"  {source}:{_line_of(root, loc)}: {_where(loc)}: {_message(error['msg'])}"
 
 
 def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int:
