@@ -61,6 +61,15 @@ class AlarmLane:
         self._clock = clock
         self.queue: asyncio.Queue[RawMessage] = asyncio.Queue()  # unbounded: alarms are never dropped
         self.ack: Callable[[RawMessage], None] = lambda _raw: None
+        #: Why the incident store refused the last commit, until a commit succeeds (health shows it).
+        self.store_error: str | None = None
+        # Receipt time of the oldest message being handled; the queue is FIFO, so nothing waits longer.
+        self._oldest_in_hand: datetime | None = None
+
+    def uncommitted_wait_s(self, now: datetime) -> float:
+        """How long the oldest alarm message not yet committed has waited since it was received."""
+        oldest = self._oldest_in_hand
+        return max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
 
     def add_observer(self, observer: Callable[[Sequence[DeviceEvent]], None]) -> None:
         self._observers.append(observer)
@@ -91,8 +100,12 @@ class AlarmLane:
             await self._commit(AlarmBatch([RuledDecision(d, check_duplicate=False) for d in decisions]))
 
     async def handle(self, messages: list[RawMessage]) -> BatchResult:
-        batch, decoded = self._rule(messages)
-        result = await self._commit(batch) if batch else BatchResult()
+        self._oldest_in_hand = min((raw.received_at for raw in messages), default=None)
+        try:
+            batch, decoded = self._rule(messages)
+            result = await self._commit(batch) if batch else BatchResult()
+        finally:
+            self._oldest_in_hand = None
         committed = datetime.now(UTC)
         for raw in messages:
             self.ack(raw)
@@ -147,6 +160,7 @@ class AlarmLane:
             except OperationalError as exc:
                 # The store is locked or unreachable: wait and retry; the broker keeps the messages.
                 self._metrics.store_failures.inc()
+                self.store_error = str(exc.orig)
                 log.error("incident store unavailable, retrying in %.2fs: %s", delay, exc.orig)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX_S)
@@ -158,6 +172,7 @@ class AlarmLane:
                 )
                 self._metrics.store_failures.inc()
                 return await self._commit_one_by_one(batch)
+            self.store_error = None
             self._metrics.duplicates.inc(result.duplicates)
             for view in result.changed:
                 if view.trigger_count == 1 and view.status == "open":

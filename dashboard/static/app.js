@@ -1,6 +1,7 @@
 // Careline operator page: login, live incident queue, acknowledge and resolve.
 import {
-  t, has, setLanguage, initialLanguage, rememberLanguage, translatePage, formatAge, formatTime, parseUtc,
+  t, has, setLanguage, getLanguage, initialLanguage, rememberLanguage, translatePage, formatAge, formatTime,
+  parseUtc,
 } from "./i18n.js";
 
 const $ = (selector) => document.querySelector(selector);
@@ -10,9 +11,14 @@ const OUTCOMES = ["assisted_on_site", "emergency_services_called", "false_alarm"
   "cancelled_by_resident", "technical_fault", "other"];
 const HOUSEKEEPING_MS = 30_000; // stats refresh and safety resync, also the poll while offline
 const RECONNECT_MAX_MS = 30_000;
+const LOGIN_TEXT = {
+  en: { throttled: "Too many failed sign-ins. Try again in {s} seconds." },
+  "zh-CN": { throttled: "登录失败次数过多，请 {s} 秒后再试。" },
+};
 
 const state = {
   user: null,
+  csrf: null, // the session's CSRF token (from /api/login or /api/me), sent with every change
   incidents: new Map(), // id -> Incident (open or acknowledged only)
   escalations: new Map(), // incident id -> notifications (who was contacted, how, and what became of it)
   gone: new Set(), // ids seen resolved: a late or stale copy must not bring them back
@@ -27,13 +33,15 @@ const state = {
 };
 
 // status 0 = the network failed; detail = the API's {"detail": "..."} text, if any.
-const apiError = (status, detail = null) => Object.assign(new Error(`HTTP ${status}`), { status, detail });
+const apiError = (status, detail = null, retryAfter = null) =>
+  Object.assign(new Error(`HTTP ${status}`), { status, detail, retryAfter });
 const safeJson = (text) => { try { return JSON.parse(text); } catch { return {}; } };
 // Show a message element with this text, or hide it when the text is empty.
 const say = (selector, text) => Object.assign($(selector), { textContent: text || "", hidden: !text });
 
 async function api(path, { method = "GET", body } = {}) {
   const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
+  if (method !== "GET" && state.csrf) init.headers["X-CSRF-Token"] = state.csrf;
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -43,7 +51,7 @@ async function api(path, { method = "GET", body } = {}) {
   const data = res.status === 204 ? null : await res.json().catch(() => null);
   if (res.ok) return data;
   if (res.status === 401 && state.user) showLogin(t("login.expired"));
-  throw apiError(res.status, typeof data?.detail === "string" ? data.detail : null);
+  throw apiError(res.status, typeof data?.detail === "string" ? data.detail : null, res.headers.get("Retry-After"));
 }
 
 function noteServerClock(res) {
@@ -389,6 +397,7 @@ function showView(name) {
 
 function startSession(user) {
   state.user = user;
+  state.csrf = user.csrf_token;
   const chosen = state.langChosenBeforeLogin;
   if (chosen) rememberLanguage(chosen, user.username);
   state.langChosenBeforeLogin = null;
@@ -403,6 +412,7 @@ function startSession(user) {
 
 function showLogin(message) {
   state.user = null;
+  state.csrf = null;
   clearInterval(state.housekeeping);
   disconnect();
   closeResolve();
@@ -427,10 +437,17 @@ async function submitLogin(event) {
     say("#login-error", "");
     startSession(user);
   } catch (err) {
-    say("#login-error", err.status === 401 ? t("login.bad") : errorText(err));
+    say("#login-error", loginErrorText(err));
   } finally {
     $("#login-submit").disabled = false;
   }
+}
+
+function loginErrorText(err) {
+  if (err.status === 401) return t("login.bad");
+  if (err.status !== 429) return errorText(err);
+  const text = (LOGIN_TEXT[getLanguage()] || LOGIN_TEXT.en).throttled;
+  return text.replace("{s}", err.retryAfter || "?");
 }
 
 async function logout() {

@@ -1,9 +1,31 @@
 // Managers' sensor-log review: readings over time from /api/sensor-log, the alarms raised in the same
 // period from /api/review/alarms, and a CSV export of exactly what is shown.
-import { t, setLanguage, initialLanguage, rememberLanguage, translatePage, formatTime } from "/static/i18n.js";
+import {
+  t, setLanguage, getLanguage, initialLanguage, rememberLanguage, translatePage, formatTime,
+} from "/static/i18n.js";
 
 const $ = (sel) => document.querySelector(sel);
 const SVG = "http://www.w3.org/2000/svg";
+const AUDIT_TEXT = {
+  en: {
+    checking: "Checking the audit trail…",
+    intact: "Audit trail intact: {n} entries verified.",
+    broken: "Audit trail BROKEN at entry #{id} ({action}, {at}): {reason}. {n} entries before it verified.",
+    error: "The audit trail could not be checked: {error}",
+  },
+  "zh-CN": {
+    checking: "正在校验审计记录…",
+    intact: "审计记录完整：已校验 {n} 条。",
+    broken: "审计记录在第 #{id} 条被破坏（{action}，{at}）：{reason}。此前 {n} 条校验通过。",
+    error: "无法校验审计记录：{error}",
+  },
+};
+const AUDIT_REASONS = {
+  "zh-CN": {
+    "its contents were changed after it was written": "该条写入后被修改",
+    "the entry before it was removed or changed": "其前一条被删除或修改",
+  },
+};
 
 function svg(tag, attrs, text) {
   const node = document.createElementNS(SVG, tag);
@@ -60,6 +82,39 @@ function drawChart(rows, alarms, start, end) {
   }
 }
 
+let auditChain = { state: "checking" };
+
+function auditText(key, vars = {}) {
+  const text = (AUDIT_TEXT[getLanguage()] || AUDIT_TEXT.en)[key];
+  return text.replace(/\{(\w+)\}/g, (_, name) => String(vars[name] ?? ""));
+}
+
+function renderAuditChain() {
+  const node = $("#audit-chain");
+  const { state, report, error } = auditChain;
+  node.dataset.state = state;
+  if (state === "intact") node.textContent = auditText("intact", { n: report.verified });
+  else if (state === "broken") {
+    const reason = AUDIT_REASONS[getLanguage()]?.[report.reason] ?? report.reason;
+    node.textContent = auditText("broken", {
+      id: report.first_broken_id, action: report.first_broken_action,
+      at: formatTime(report.first_broken_at), reason, n: report.verified,
+    });
+  } else if (state === "error") node.textContent = auditText("error", { error });
+  else node.textContent = auditText("checking");
+}
+
+async function checkAuditChain() {
+  try {
+    const report = await getJson("/api/audit/verify");
+    if (!report) return;
+    auditChain = { state: report.intact ? "intact" : "broken", report };
+  } catch (err) {
+    auditChain = { state: "error", error: err.message };
+  }
+  renderAuditChain();
+}
+
 async function show(event) {
   event?.preventDefault();
   $("#review-error").hidden = true;
@@ -91,10 +146,12 @@ async function main() {
   setLanguage(initialLanguage(me));
   $("#lang").value = document.documentElement.lang;
   translatePage();
+  renderAuditChain();
   $("#lang").addEventListener("change", () => {
     setLanguage($("#lang").value);
     rememberLanguage($("#lang").value, me.username);
     translatePage();
+    renderAuditChain();
   });
   const now = new Date();
   // The input holds whole minutes: round up, or what happened this minute would fall outside the period.
@@ -103,6 +160,7 @@ async function main() {
   const params = new URLSearchParams(location.search);
   for (const key of ["resident", "device", "measurement"]) if (params.get(key)) $(`#${key}`).value = params.get(key);
   $("#review-form").addEventListener("submit", show);
+  checkAuditChain();
   show();
 }
 

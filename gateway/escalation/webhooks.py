@@ -2,28 +2,88 @@
 
 Every Twilio request is checked against its `X-Twilio-Signature` (computed over the public URL Twilio
 called); a forgery is refused with 403 and kept in the audit trail.
+
+An acknowledge link (e-mail, webhook payload) only shows the alarm and a button on GET: mail scanners and
+link previews fetch links, and must not accept a critical alarm for the responder. The button POSTs to
+the same address; each link works once.
 """
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Request, Response, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi import Path as PathParameter
 from fastapi.responses import HTMLResponse
 
 from gateway.config import Language
-from gateway.escalation.channels.messages import parse_sms_reply
+from gateway.escalation.channels.messages import (
+    alarm_label,
+    local_time_text,
+    parse_sms_reply,
+    place_text,
+    severity_label,
+)
 from gateway.escalation.channels.twilio_channels import gather_response
 from gateway.escalation.channels.twilio_webhooks import verify_twilio_signature
 from gateway.escalation.engine import EscalationEngine
-from gateway.escalation.store import EscalationStore
+from gateway.escalation.store import AckLink, EscalationStore, LinkOutcome
 from gateway.incidents.service import IncidentService
 from gateway.incidents.store import IncidentStore
+from gateway.metrics import Metrics
 
 TWIML = "application/xml"
 _EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+#: Tokens are made by `secrets.token_urlsafe(24)` and stored in 64 characters.
+AckToken = Annotated[str, PathParameter(min_length=1, max_length=64)]
+#: A notification's row id (64-bit): larger numbers are refused before they reach the database.
+NotificationId = Annotated[int, Query(ge=1, le=2**63 - 1)]
+
+_LINK_TEXT: dict[Language, dict[str, str]] = {
+    "en": {
+        "title": "Careline alarm",
+        "intro": "Opening this page does not accept the alarm. Press the button to accept it.",
+        "button": "Accept this alarm",
+        "alarm": "Alarm",
+        "severity": "Severity",
+        "resident": "Resident",
+        "place": "Place",
+        "time": "Time",
+        "incident": "Incident",
+        "status": "Status",
+        "status.open": "waiting for a responder",
+        "status.acknowledged": "already accepted",
+        "status.resolved": "resolved",
+        "acknowledged": "Accepted: you are handling this alarm.",
+        "late": "This alarm was already resolved; your answer was recorded.",
+        "used": "This link has already been used. It works only once.",
+        "unknown": "Unknown or expired link.",
+    },
+    "zh-CN": {
+        "title": "Careline 警情",
+        "intro": "打开本页面并不会确认接警。确认接警请按下方按钮。",
+        "button": "确认接警",
+        "alarm": "告警类型",
+        "severity": "级别",
+        "resident": "住户",
+        "place": "地点",
+        "time": "时间",
+        "incident": "事件编号",
+        "status": "状态",
+        "status.open": "等待接警",
+        "status.acknowledged": "已有人接警",
+        "status.resolved": "已处置完毕",
+        "acknowledged": "已确认接警，请立即处置。",
+        "late": "该警情已处置完毕，您的回复已记录。",
+        "used": "此链接已使用过，只能使用一次。",
+        "unknown": "链接无效或已过期。",
+    },
+}
+_LINK_STATUS = {"acknowledged": 200, "late": 200, "used": 409, "unknown": 404}
 
 
 @dataclass
@@ -34,6 +94,7 @@ class WebhookContext:
     public_url: str
     #: None when Twilio is not configured: its webhooks then refuse everything.
     twilio_auth_token: str | None
+    metrics: Metrics
     #: Twilio `<Say>` voice per language, as configured for calls.
     voices: Mapping[str, str] = field(default_factory=dict)
 
@@ -70,19 +131,21 @@ def webhook_router(ctx: WebhookContext) -> APIRouter:
         return Response(_EMPTY_TWIML, media_type=TWIML)
 
     @router.post("/api/twilio/sms-status")
-    async def sms_status(request: Request, n: int) -> Response:
+    async def sms_status(request: Request, n: NotificationId) -> Response:
         form = await _verified_form(request, ctx)
         await ctx.engine.provider_status(n, form.get("MessageStatus", form.get("SmsStatus", "unknown")))
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     @router.post("/api/twilio/call-status")
-    async def call_status(request: Request, n: int) -> Response:
+    async def call_status(request: Request, n: NotificationId) -> Response:
         form = await _verified_form(request, ctx)
         await ctx.engine.provider_status(n, form.get("CallStatus", "unknown"))
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     @router.post("/api/twilio/gather")
-    async def gather(request: Request, n: int, t: str) -> Response:
+    async def gather(
+        request: Request, n: NotificationId, t: Annotated[str, Query(max_length=64)]
+    ) -> Response:
         form = await _verified_form(request, ctx)
         digits = form.get("Digits", "")
         owner = await ctx.service.read(ctx.escalations.token_owner, t)
@@ -92,19 +155,92 @@ def webhook_router(ctx: WebhookContext) -> APIRouter:
         return Response(gather_response(digits, language, voice=ctx.voices.get(language)), media_type=TWIML)
 
     @router.get("/api/escalation/ack/{token}", response_class=HTMLResponse)
-    async def acknowledge_link(token: str) -> str:
-        outcome = await ctx.engine.acknowledge_by_token(token, "link")
-        if outcome == "unknown":
-            raise HTTPException(status.HTTP_404_NOT_FOUND, "unknown or expired link")
-        text = {
-            "acknowledged": ("Accepted: you are handling this alarm.", "已确认接警，请立即处置。"),
-            "late": (
-                "This alarm was already resolved; your answer was recorded.",
-                "该警情已处置完毕，您的回复已记录。",
-            ),
-        }
-        english, chinese = text[outcome]
-        page = "<!doctype html><meta charset=utf-8><title>Careline</title>"
-        return f"{page}<p>{english}</p><p lang=zh-CN>{chinese}</p>"
+    async def acknowledge_link_page(token: AckToken, request: Request) -> HTMLResponse:
+        """The alarm and a button; looking at it acknowledges nothing."""
+        link = await ctx.service.read(ctx.escalations.ack_link, token)
+        language = _page_language(request, ctx, link)
+        if link is None:
+            return _page(language, _LINK_TEXT[language]["unknown"], status.HTTP_404_NOT_FOUND)
+        return _page(language, _link_body(link, language))
+
+    @router.post("/api/escalation/ack/{token}", response_class=HTMLResponse)
+    async def acknowledge_link(token: AckToken, request: Request) -> HTMLResponse:
+        outcome = await ctx.engine.acknowledge_by_link(token)
+        if outcome in ("used", "unknown"):
+            ctx.metrics.ack_links_refused.labels(outcome).inc()
+        link = await ctx.service.read(ctx.escalations.ack_link, token)
+        language = _page_language(request, ctx, link)
+        return _page(language, _outcome_body(outcome, link, language), _LINK_STATUS[outcome])
 
     return router
+
+
+def _page_language(request: Request, ctx: WebhookContext, link: AckLink | None) -> Language:
+    """The responder's own language; for a webhook or an unknown link, the browser's."""
+    configured = ctx.escalations.configured_language(link.owner.responder_id) if link else None
+    return configured or accepted_language(request.headers.get("accept-language", "")) or "en"
+
+
+def accepted_language(header: str) -> Language | None:
+    """The Accept-Language entry we speak with the highest weight (zh-* is zh-CN), or None."""
+    best: tuple[float, Language] | None = None
+    for part in header.split(",")[:20]:
+        tag, _, params = part.strip().partition(";")
+        name, _, value = params.strip().partition("=")
+        try:
+            weight = float(value) if name.strip() == "q" else 1.0
+        except ValueError:
+            continue
+        language = _spoken(tag)
+        if language is not None and weight > 0 and (best is None or weight > best[0]):
+            best = (weight, language)
+    return best[1] if best else None
+
+
+def _spoken(tag: str) -> Language | None:
+    code = tag.strip().lower()
+    if code.startswith("zh"):
+        return "zh-CN"
+    return "en" if code.startswith("en") else None
+
+
+def _link_body(link: AckLink, language: Language) -> str:
+    text = _LINK_TEXT[language]
+    button = (
+        f'<form method="post"><button type="submit">{html.escape(text["button"])}</button></form>'
+        if link.used_at is None
+        else f"<p>{html.escape(text['used'])}</p>"
+    )
+    return f"<p>{html.escape(text['intro'])}</p>{_summary(link, language)}{button}"
+
+
+def _outcome_body(outcome: LinkOutcome, link: AckLink | None, language: Language) -> str:
+    message = f'<p class="outcome">{html.escape(_LINK_TEXT[language][outcome])}</p>'
+    return message + (_summary(link, language) if link else "")
+
+
+def _summary(link: AckLink, language: Language) -> str:
+    text, alarm = _LINK_TEXT[language], link.alarm
+    rows = [
+        ("alarm", alarm_label(alarm.rule, language)),
+        ("severity", severity_label(alarm.severity, language)),
+        ("resident", alarm.resident_name or "—"),
+        ("place", place_text(alarm, language)),
+        ("time", f"{local_time_text(alarm)} ({alarm.timezone})"),
+        ("incident", f"#{alarm.incident_id}"),
+        ("status", text.get(f"status.{link.status}", link.status)),
+    ]
+    items = "".join(f"<dt>{html.escape(text[key])}</dt><dd>{html.escape(value)}</dd>" for key, value in rows)
+    return f"<dl>{items}</dl>"
+
+
+def _page(language: Language, body: str, status_code: int = status.HTTP_200_OK) -> HTMLResponse:
+    title = html.escape(_LINK_TEXT[language]["title"])
+    page = (
+        f'<!doctype html><html lang="{language}"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<title>{title}</title><link rel="stylesheet" href="/static/ack.css"></head>'
+        f"<body><main><h1>{title}</h1>{body}</main></body></html>"
+    )
+    # The page names a resident and carries a one-time token: never kept by a cache.
+    return HTMLResponse(page, status_code, headers={"Cache-Control": "no-store"})

@@ -198,7 +198,8 @@ def _email_body(notification: Notification, link: str) -> str:
             f"触发次数：{alarm.trigger_count}",
             f"事件编号：#{alarm.incident_id}",
             "",
-            f"确认接警请打开：{link}",
+            "确认接警：请打开下面的链接，再按页面上的“确认接警”按钮（只打开链接不算确认）。",
+            link,
         ]
     else:
         lines = [
@@ -212,6 +213,8 @@ def _email_body(notification: Notification, link: str) -> str:
             f"Triggers: {alarm.trigger_count}",
             f"Incident: #{alarm.incident_id}",
             "",
-            f"Accept this alarm: {link}",
+            'To accept this alarm, open this link and press the "Accept this alarm" button on the page',
+            "(opening the link alone does not accept it):",
+            link,
         ]
     return "\n".join(lines) + "\n"
