@@ -5,12 +5,13 @@ on each one locks the key for 1 s, 2 s, 4 s ... up to `max_lock_s`. Attempts dur
 without checking the password, so guessing is slow and costs the gateway no hashing. Past the free
 failures a key gets one attempt at a time, so parallel requests cannot all slip in before the first
 failure is known. A key quiet for `quiet_s` after its lock is forgotten; each scope keeps at most
-`capacity` keys, the least recently failing forgotten first.
+`capacity` keys, the least recently failing (and unlocked) forgotten first.
 """
 
 from __future__ import annotations
 
 import enum
+import itertools
 import math
 import time
 from collections import OrderedDict
@@ -18,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 QUIET_MIN_S = 15 * 60.0
+#: How many of the oldest keys are looked at for an unlocked one to forget when a scope is full.
+EVICTION_SCAN = 64
 
 
 class Scope(enum.StrEnum):
@@ -140,11 +143,18 @@ class LoginThrottle:
         return record
 
     def _make_room(self, records: OrderedDict[str, _Record], now: float) -> None:
-        # Oldest first: expired records go, then, if still full, the least recently touched.
+        # Oldest first: expired records go; if still full, the least recently touched one that is not
+        # locked, so spraying made-up names cannot push a locked user name out and lift its lock.
         while records and self._expired(next(iter(records.values())), now):
             records.popitem(last=False)
-        while len(records) >= self._capacity:
+        if len(records) < self._capacity:
+            return
+        oldest = itertools.islice(records.items(), EVICTION_SCAN)
+        victim = next((key for key, record in oldest if record.locked_until <= now), None)
+        if victim is None:
             records.popitem(last=False)
+        else:
+            del records[victim]
 
     def _expired(self, record: _Record, now: float) -> bool:
         return not record.pending and now - max(record.last_failure, record.locked_until) > self._quiet_s

@@ -136,7 +136,8 @@ async def test_a_burst_of_wrong_passwords_is_locked_out_with_429_and_audited(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
     async with live_gateway(new_config(mosquitto.url, tmp_path)) as live:
-        async with httpx.AsyncClient(base_url=live.base_url) as attacker:
+        # A generous timeout: unthrottled, 200 password checks take a while, and the count is the point.
+        async with httpx.AsyncClient(base_url=live.base_url, timeout=120) as attacker:
             answers = await asyncio.gather(*(attacker.post("/api/login", json=WRONG) for _ in range(200)))
             codes = [answer.status_code for answer in answers]
             # Five free failures, then a lock that doubles: a burst gets only a handful of guesses checked.
@@ -234,6 +235,19 @@ def test_the_throttle_forgets_quiet_keys_and_never_holds_more_than_its_capacity(
     clock.now += 3600
     _fail(throttle, "late", "10.9.9.9")
     assert len(throttle) == 2
+
+
+def test_spraying_made_up_user_names_does_not_lift_a_users_lock() -> None:
+    clock = _Clock()
+    throttle = LoginThrottle(free_failures=3, max_lock_s=300, capacity=50, clock=clock)
+    for _ in range(3):
+        _fail(throttle, "operator", "10.0.0.1")
+    for n in range(500):
+        clock.now += 0.001  # 500 guesses within the user's first (1 s) lock
+        _fail(throttle, f"made-up-{n}", f"10.1.{n // 200}.{n % 200}")
+    with pytest.raises(ThrottledError) as locked:
+        throttle.begin("operator", "10.2.0.1")
+    assert locked.value.scope is Scope.USER
 
 
 # --- bounds on ids and dates ----------------------------------------------------------------------
