@@ -28,7 +28,8 @@ VOLUME ["/var/lib/careline"]
 # Dashboard and API. The config must set http.host: 0.0.0.0 to be reachable from outside the container.
 EXPOSE 8080
 
-# /api/healthz answers 503 (so urlopen raises) while either MQTT lane is disconnected from the broker.
+# /api/healthz answers 503 (so urlopen raises) while an MQTT lane is disconnected from the broker, alarm
+# commits are failing (database locked, read-only, full) or an alarm waits too long to be committed.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/api/healthz', timeout=3)"]
 

@@ -8,7 +8,7 @@ one phase per rate in `--rates`, `--duration` seconds each; DURING every phase a
 `--sos-interval` seconds on rotating pendants (the first round opens incidents, later rounds join them)
 and timed from publish to the incident frame on a logged-in WebSocket. After each phase: points that
 reached the store (InfluxQL `count(value)` over the phase's time window), what the gateway received and
-dropped (`/metrics`), the writer's status (`/api/healthz`), and CPU of every process involved.
+dropped (`/metrics`), the writer's status (`/api/health/details`), and CPU of every process involved.
 Prints a JSON summary, writes benchmarks/results/telemetry_load.json and the table in docs/benchmarks.md.
 
     .venv/bin/python benchmarks/telemetry_load.py [--rates 2000,5000,7500,10000] [--duration 15]
@@ -241,7 +241,7 @@ def _parse_metrics(text: str) -> dict[str, float]:
 
 
 class Gauges:
-    """What the gateway says about itself: `/metrics` and `/api/healthz`."""
+    """What the gateway says about itself: `/metrics` and `/api/health/details`."""
 
     RECEIVED = 'careline_messages_received_total{lane="telemetry"}'
     DROPPED = "careline_telemetry_dropped_total"
@@ -255,7 +255,8 @@ class Gauges:
 
     async def read(self) -> dict[str, Any]:
         metrics = _parse_metrics((await self.http.get("/metrics")).text)
-        writer = (await self.http.get("/api/healthz")).json().get("telemetry") or {}
+        # The writer's state is among the health details, which need the login this client holds.
+        writer = (await self.http.get("/api/health/details")).json().get("telemetry") or {}
         return {
             "t": time.monotonic(),
             "received": metrics.get(self.RECEIVED, 0.0),

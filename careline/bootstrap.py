@@ -21,6 +21,8 @@ from common.errors import CarelineError
 from dashboard.api import DashboardContext, create_app
 from dashboard.auth import UserStore
 from dashboard.hub import IncidentHub
+from dashboard.security import OriginPolicy
+from dashboard.throttle import LoginThrottle
 from devices.model import Lane, RawMessage
 from gateway.alarm_lane import AlarmLane
 from gateway.broker import EmbeddedBroker
@@ -147,6 +149,11 @@ class Gateway:
                 sensor_log=SensorLogReader.from_config(config.telemetry)
                 if config.telemetry.read_database
                 else None,
+                origins=OriginPolicy(config.http.trusted_origins),
+                throttle=LoginThrottle(config.http.login_free_failures, config.http.login_lock_max_s),
+                api_docs=config.http.api_docs,
+                metrics_enabled=config.http.metrics,
+                metrics_token=config.http.metrics_token(),
             )
         )
         self.http.include_router(
@@ -157,6 +164,7 @@ class Gateway:
                     service=self.service,
                     public_url=esc.public_url,
                     twilio_auth_token=twilio_auth_token(esc),
+                    metrics=self.metrics,
                     voices={str(k): v for k, v in esc.twilio.voices.items()} if esc.twilio else {},
                 )
             )
@@ -183,14 +191,27 @@ class Gateway:
             Lane.ALARM.value: "connected" if self.alarm_mqtt.connected.is_set() else "disconnected",
             Lane.TELEMETRY.value: "connected" if self.telemetry.connected.is_set() else "disconnected",
         }
-        ok = all(state == "connected" for state in lanes.values())
+        reasons = [f"{lane} lane disconnected" for lane, state in lanes.items() if state != "connected"]
+        reasons += self._alarm_path_problems()
         return {
             "telemetry": self.telemetry_status.get("writer"),
-            "status": "ok" if ok else "degraded",
+            "status": "degraded" if reasons else "ok",
+            "reasons": reasons,
             "broker": lanes,
             "alarm_queue": self.alarm_lane.waiting(),
             "started_at": self.started_at.isoformat(),
         }
+
+    def _alarm_path_problems(self) -> list[str]:
+        """An alarm that cannot be committed, or waits too long for it, makes the gateway degraded."""
+        problems = []
+        if self.alarm_lane.store_error is not None:
+            problems.append(f"alarm commits failing: {self.alarm_lane.store_error}")
+        waited = self.alarm_lane.uncommitted_wait_s(datetime.now(UTC))
+        limit = self.config.http.health_max_alarm_wait_s
+        if waited > limit:
+            problems.append(f"an alarm has waited {waited:.1f} s to be committed (limit {limit:g} s)")
+        return problems
 
     @contextlib.asynccontextmanager
     async def running(self) -> AsyncIterator[Gateway]:

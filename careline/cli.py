@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from careline.bootstrap import Gateway, bootstrap
 from common.errors import CarelineError
@@ -21,9 +23,10 @@ from dashboard.auth import Role, UserExistsError, UserStore
 from devices.model import EventKind
 from gateway.clock import zone_where_local_hour_is
 from gateway.config import CarelineConfig, load_config
-from gateway.directory import device_registry
+from gateway.directory import Directory, device_registry
 from gateway.incidents.db import make_engine
 from gateway.incidents.migrate import upgrade
+from gateway.incidents.store import IncidentStore
 
 app = typer.Typer(
     help="Careline: elders' alarms from MQTT to an acknowledged incident.", no_args_is_help=True
@@ -32,7 +35,9 @@ config_app = typer.Typer(help="Check configuration files.", no_args_is_help=True
 db_app = typer.Typer(help="Manage the incident store.", no_args_is_help=True)
 user_app = typer.Typer(help="Manage dashboard users.", no_args_is_help=True)
 simulate_app = typer.Typer(help="Publish simulated device traffic over real MQTT.", no_args_is_help=True)
+audit_app = typer.Typer(help="Check the tamper-evident audit trail.", no_args_is_help=True)
 app.add_typer(config_app, name="config")
+app.add_typer(audit_app, name="audit")
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 app.add_typer(simulate_app, name="simulate")
@@ -195,6 +200,36 @@ def user_add(
     finally:
         engine.dispose()
     typer.echo(f"user {username} ({role.value}) created")
+
+
+@audit_app.command("verify")
+def audit_verify(config: ConfigPath) -> None:
+    """Recompute the audit trail's hash chain: exit 0 when intact, 1 naming the first broken entry
+    (2 when the store cannot be read)."""
+    cfg = _load(config)
+    url = make_url(cfg.storage.url)
+    if url.get_backend_name() == "sqlite" and url.database and not Path(url.database).exists():
+        typer.echo(f"no incident store at {url.database}", err=True)
+        raise typer.Exit(2)
+    # Read only: a check of the evidence must not migrate or otherwise touch the store.
+    engine = make_engine(cfg.storage.url)
+    try:
+        report = IncidentStore(engine, Directory(cfg), lambda: datetime.now(UTC)).audit_chain()
+    except SQLAlchemyError as exc:
+        typer.echo(f"cannot read the audit trail: {exc}", err=True)
+        raise typer.Exit(2) from None
+    finally:
+        engine.dispose()
+    if report.intact:
+        typer.echo(f"audit trail intact: {report.verified} entries verified")
+        return
+    at = report.first_broken_at.isoformat() if report.first_broken_at else "?"
+    typer.echo(
+        f"audit trail BROKEN at entry #{report.first_broken_id} ({report.first_broken_action}, {at}): "
+        f"{report.reason}; {report.verified} entries before it verified",
+        err=True,
+    )
+    raise typer.Exit(1)
 
 
 @simulate_app.command("care-home")

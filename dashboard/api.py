@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import FastAPI, HTTPException, Request, Response, WebSocket, WebSocketDisconnect, status
+from fastapi import Path as PathParameter
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -17,14 +19,16 @@ from pydantic import BaseModel, Field
 
 from dashboard.auth import SESSION_COOKIE, Account, Role, UserStore
 from dashboard.catalogue import catalogue_router
-from dashboard.deps import Operator
+from dashboard.deps import Manager, Operator
 from dashboard.hub import IncidentHub
 from dashboard.review import sensor_log_router
+from dashboard.security import OriginPolicy, SecurityHeaders, csrf_token
+from dashboard.throttle import LockStarted, LoginThrottle, ThrottledError
 from gateway.escalation.store import EscalationStore
 from gateway.incidents.schema import Outcome
 from gateway.incidents.service import IncidentService
 from gateway.incidents.store import ACTIVE, IncidentConflictError, IncidentNotFoundError
-from gateway.incidents.views import AuditView, DeviceTestView, IncidentView
+from gateway.incidents.views import AuditChainView, AuditView, DeviceTestView, IncidentView
 from gateway.metrics import Metrics
 from gateway.telemetry.reads import SensorLogReader
 from gateway.telemetry_lane import DeviceHealth
@@ -41,6 +45,10 @@ _STATUSES: dict[str, tuple[str, ...]] = {
     "resolved": ("resolved",),
     "all": ("open", "acknowledged", "resolved"),
 }
+#: Row ids are 64-bit integers: anything larger is refused (422) before it reaches the database.
+MAX_ID = 2**63 - 1
+IncidentId = Annotated[int, PathParameter(ge=1, le=MAX_ID)]
+DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/openapi.json")
 
 
 @dataclass
@@ -55,6 +63,13 @@ class DashboardContext:
     session_hours: float = 12.0
     escalations: EscalationStore | None = None
     sensor_log: SensorLogReader | None = None
+    origins: OriginPolicy = field(default_factory=OriginPolicy)
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    #: /docs and /openapi.json; off unless `http.api_docs` is set.
+    api_docs: bool = False
+    metrics_enabled: bool = True
+    #: When set, /metrics needs `Authorization: Bearer <token>`.
+    metrics_token: str | None = None
 
 
 class Credentials(BaseModel):
@@ -66,6 +81,8 @@ class Me(BaseModel):
     username: str
     role: Role
     language: str
+    #: Send it back as the X-CSRF-Token header with every change (POST).
+    csrf_token: str
 
 
 class Resolution(BaseModel):
@@ -82,22 +99,40 @@ class Stats(BaseModel):
     open_incidents: int
 
 
-def _me(account: Account) -> Me:
-    return Me(username=account.username, role=account.role, language=account.language)
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+
+
+def _me(account: Account, session_token: str) -> Me:
+    return Me(
+        username=account.username,
+        role=account.role,
+        language=account.language,
+        csrf_token=csrf_token(session_token),
+    )
 
 
 def create_app(ctx: DashboardContext) -> FastAPI:
     app = FastAPI(
-        title="Careline", version="0.1.0", summary="Alarm queue and incident workflow for operators"
+        title="Careline",
+        version="0.1.0",
+        summary="Alarm queue and incident workflow for operators",
+        docs_url="/docs" if ctx.api_docs else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if ctx.api_docs else None,
     )
     app.state.careline = ctx
+    app.add_middleware(SecurityHeaders, docs_paths=DOCS_PATHS)
 
     @app.post("/api/login", tags=["session"])
-    async def login(credentials: Credentials, response: Response) -> Me:
-        found = await ctx.service.read(ctx.users.login, credentials.username, credentials.password)
-        if found is None:
-            raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
-        account, token = found
+    async def login(credentials: Credentials, request: Request, response: Response) -> Me:
+        # Another page must not sign the operator's browser in (as someone else) either.
+        refusal = ctx.origins.refusal(request)
+        if refusal is not None:
+            ctx.metrics.http_refused.labels("origin").inc()
+            raise HTTPException(status.HTTP_403_FORBIDDEN, refusal)
+        account = await _checked_credentials(ctx, credentials, _client_address(request))
+        token = await ctx.service.write(ctx.users.open_session, account)
         response.set_cookie(
             SESSION_COOKIE,
             token,
@@ -106,18 +141,16 @@ def create_app(ctx: DashboardContext) -> FastAPI:
             secure=ctx.secure_cookies,
             max_age=int(ctx.session_hours * 3600),
         )
-        return _me(account)
+        return _me(account, token)
 
     @app.post("/api/logout", status_code=status.HTTP_204_NO_CONTENT, tags=["session"])
-    async def logout(request: Request, response: Response) -> None:
-        token = request.cookies.get(SESSION_COOKIE)
-        if token:
-            await ctx.service.read(ctx.users.logout, token)
+    async def logout(_: Operator, request: Request, response: Response) -> None:
+        await ctx.service.write(ctx.users.logout, request.cookies[SESSION_COOKIE])
         response.delete_cookie(SESSION_COOKIE)
 
     @app.get("/api/me", tags=["session"])
-    async def me(account: Operator) -> Me:
-        return _me(account)
+    async def me(account: Operator, request: Request) -> Me:
+        return _me(account, request.cookies[SESSION_COOKIE])
 
     @app.get("/api/incidents", tags=["incidents"])
     async def incidents(_: Operator, status: StatusFilter = "active", limit: int = 500) -> IncidentList:
@@ -127,26 +160,26 @@ def create_app(ctx: DashboardContext) -> FastAPI:
         return IncidentList(incidents=rows)
 
     @app.get("/api/incidents/{incident_id}", tags=["incidents"])
-    async def incident(incident_id: int, _: Operator) -> IncidentView:
+    async def incident(incident_id: IncidentId, _: Operator) -> IncidentView:
         return await _guard(ctx.service.read(ctx.service.store.incident, incident_id))
 
     @app.get("/api/incidents/{incident_id}/audit", tags=["incidents"])
-    async def incident_audit(incident_id: int, _: Operator) -> list[AuditView]:
+    async def incident_audit(incident_id: IncidentId, _: Operator) -> list[AuditView]:
         return await ctx.service.read(ctx.service.store.audit_trail, incident_id)
 
     @app.get("/api/incidents/{incident_id}/escalation", tags=["incidents"])
-    async def incident_escalation(incident_id: int, _: Operator) -> list[dict[str, Any]]:
+    async def incident_escalation(incident_id: IncidentId, _: Operator) -> list[dict[str, Any]]:
         """Who was contacted, when, through which channel, and what became of it."""
         if ctx.escalations is None:
             return []
         return await ctx.service.read(ctx.escalations.notifications, incident_id)
 
     @app.post("/api/incidents/{incident_id}/ack", tags=["incidents"])
-    async def acknowledge(incident_id: int, account: Operator) -> IncidentView:
+    async def acknowledge(incident_id: IncidentId, account: Operator) -> IncidentView:
         return await _guard(ctx.service.acknowledge(incident_id, f"user:{account.username}"))
 
     @app.post("/api/incidents/{incident_id}/resolve", tags=["incidents"])
-    async def resolve(incident_id: int, resolution: Resolution, account: Operator) -> IncidentView:
+    async def resolve(incident_id: IncidentId, resolution: Resolution, account: Operator) -> IncidentView:
         return await _guard(
             ctx.service.resolve(incident_id, f"user:{account.username}", resolution.outcome, resolution.note)
         )
@@ -194,19 +227,46 @@ def create_app(ctx: DashboardContext) -> FastAPI:
     app.include_router(sensor_log_router(ctx))
     app.include_router(catalogue_router())
 
-    @app.get("/api/healthz", tags=["monitoring"])
-    async def healthz(response: Response) -> dict[str, Any]:
-        health = ctx.health()
-        if health.get("status") != "ok":
-            response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-        return health
+    @app.get("/api/audit/verify", tags=["audit"])
+    async def audit_verify(_: Manager) -> AuditChainView:
+        """Recompute the audit trail's hash chain: intact, or the first entry that was changed or follows
+        a removed one."""
+        return await ctx.service.read(ctx.service.store.audit_chain)
 
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    @app.get("/api/healthz", tags=["monitoring"])
+    async def healthz(response: Response) -> Health:
+        """For load balancers and the container's health check: "degraded" (503) while the alarm path
+        cannot commit promptly or a lane has lost its broker. Details need a login."""
+        health = _health(ctx, response)
+        return Health(status="ok" if health["status"] == "ok" else "degraded")
+
+    @app.get("/api/health/details", tags=["monitoring"])
+    async def health_details(_: Operator, response: Response) -> dict[str, Any]:
+        """Why the gateway is degraded, lane by lane (503 while it is)."""
+        return _health(ctx, response)
+
+    if ctx.metrics_enabled:
+
+        @app.get("/metrics", include_in_schema=False)
+        async def metrics(request: Request) -> Response:
+            if ctx.metrics_token is not None and not _bearer_matches(request, ctx.metrics_token):
+                ctx.metrics.http_refused.labels("metrics_token").inc()
+                raise HTTPException(
+                    status.HTTP_401_UNAUTHORIZED,
+                    "metrics need the bearer token",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+            return Response(generate_latest(ctx.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.websocket("/api/ws")
     async def incident_feed(websocket: WebSocket) -> None:
+        # Browsers send any page's cookies with a WebSocket handshake; only the gateway's own pages
+        # (and trusted origins) may open the feed.
+        refusal = ctx.origins.refusal(websocket)
+        if refusal is not None:
+            ctx.metrics.http_refused.labels("websocket_origin").inc()
+            await websocket.close(code=4403, reason=refusal[:120])
+            return
         account = await ctx.service.read(ctx.users.account_for, websocket.cookies.get(SESSION_COOKIE))
         if account is None:
             await websocket.close(code=4401, reason="log in first")
@@ -224,6 +284,60 @@ def create_app(ctx: DashboardContext) -> FastAPI:
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
+
+
+def _client_address(request: Request) -> str:
+    # Behind a reverse proxy this is the proxy unless uvicorn trusts its X-Forwarded-For
+    # (FORWARDED_ALLOW_IPS); see docs/configuration.md.
+    return request.client.host if request.client else "unknown"
+
+
+async def _checked_credentials(ctx: DashboardContext, credentials: Credentials, address: str) -> Account:
+    """The account, or 401 for wrong credentials and 429 while the user name or address is locked."""
+    username, throttle = credentials.username, ctx.throttle
+    try:
+        throttle.begin(username, address)
+    except ThrottledError as exc:
+        ctx.metrics.login_throttled.labels(exc.scope.value).inc()
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            f"too many failed logins for this {exc.scope.value}; try again in {exc.retry_after_header} s",
+            headers={"Retry-After": exc.retry_after_header},
+        ) from None
+    try:
+        account = await ctx.service.read(ctx.users.authenticate, username, credentials.password)
+    except BaseException:
+        throttle.abandoned(username, address)
+        raise
+    if account is not None:
+        throttle.succeeded(username, address)
+        return account
+    ctx.metrics.login_failures.inc()
+    for lock in throttle.failed(username, address):
+        await _audit_lock(ctx, lock, address)
+    raise HTTPException(status.HTTP_401_UNAUTHORIZED, "wrong user name or password")
+
+
+async def _audit_lock(ctx: DashboardContext, lock: LockStarted, address: str) -> None:
+    ctx.metrics.login_locks.labels(lock.scope.value).inc()
+    details = {"scope": lock.scope.value, "key": lock.key, "failures": lock.failures, "address": address}
+    try:
+        await ctx.service.write(ctx.service.store.record, "dashboard", "login.locked", details)
+    except Exception:
+        # The refusal stands even if the store cannot take the note; the log keeps it instead.
+        log.exception("could not audit a login lock: %s", details)
+
+
+def _bearer_matches(request: Request, token: str) -> bool:
+    scheme, _, presented = request.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(presented.strip().encode(), token.encode())
+
+
+def _health(ctx: DashboardContext, response: Response) -> dict[str, Any]:
+    health = ctx.health()
+    if health.get("status") != "ok":
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    return health
 
 
 async def _stream(websocket: WebSocket, ctx: DashboardContext) -> None:

@@ -75,21 +75,32 @@ class UserStore:
 
     def login(self, username: str, password: str) -> tuple[Account, str] | None:
         """The account and a new session token, or None for wrong credentials."""
-        with self._sessions.begin() as session:
+        account = self.authenticate(username, password)
+        return None if account is None else (account, self.open_session(account))
+
+    def authenticate(self, username: str, password: str) -> Account | None:
+        """The account these credentials belong to, or None. Only reads: run it beside the writer, so
+        password hashing never holds the thread that commits alarms."""
+        with self._reads() as session:
             user = session.scalar(select(User).where(User.username == username))
             if user is None or user.disabled or not self._verify(user.password_hash, password):
                 return None
-            token = secrets.token_urlsafe(32)
-            now = self._now()
+            return _account(user)
+
+    def open_session(self, account: Account) -> str:
+        """A new session for a verified account; its token (the cookie's value). A write."""
+        token = secrets.token_urlsafe(32)
+        now = self._now()
+        with self._sessions.begin() as session:
             session.add(
                 UserSession(
                     token_hash=_token_hash(token),
-                    user_id=user.id,
+                    user_id=account.id,
                     created_at=now,
                     expires_at=now + self._lifetime,
                 )
             )
-            return _account(user), token
+        return token
 
     def _verify(self, stored: str, password: str) -> bool:
         try:

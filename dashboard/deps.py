@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 
 from dashboard.auth import SESSION_COOKIE, Account, Role
+from dashboard.security import CSRF_HEADER, SAFE_METHODS, csrf_matches
 
 
 async def current_account(request: Request) -> Account:
     ctx = request.app.state.careline
-    account: Account | None = await ctx.service.read(
-        ctx.users.account_for, request.cookies.get(SESSION_COOKIE)
-    )
-    if account is None:
+    token = request.cookies.get(SESSION_COOKIE)
+    account: Account | None = await ctx.service.read(ctx.users.account_for, token)
+    if account is None or token is None:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "log in first")
+    if request.method not in SAFE_METHODS:
+        guard_change(request, ctx, token)
     return account
+
+
+def guard_change(request: Request, ctx: Any, session_token: str) -> None:
+    """A change made with the session cookie: from an allowed origin, with the session's CSRF token."""
+    refusal = ctx.origins.refusal(request)
+    if refusal is not None:
+        ctx.metrics.http_refused.labels("origin").inc()
+        raise HTTPException(status.HTTP_403_FORBIDDEN, refusal)
+    if not csrf_matches(session_token, request.headers.get(CSRF_HEADER)):
+        ctx.metrics.http_refused.labels("csrf").inc()
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, f"missing or wrong {CSRF_HEADER} header; reload the page"
+        )
 
 
 async def manager_account(request: Request) -> Account:

@@ -4,16 +4,36 @@ same period, CSV export. Reads go to InfluxDB and the store's read pool, never n
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import Response
+from pydantic import AfterValidator
 
 from dashboard.deps import Manager
 from gateway.incidents.views import IncidentView
 from gateway.telemetry.reads import SensorFilter, SensorRow, TelemetryQueryError, to_csv
 
 MAX_SPAN = timedelta(days=92)
+#: Review periods lie in these years; anything else is a typo, and year 1 or 9999 would overflow the
+#: arithmetic below (and InfluxDB's nanosecond timestamps).
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
+
+
+def _plausible(moment: datetime) -> datetime:
+    """In UTC (a time without a zone is taken as UTC, as the API writes them) and within the years above."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("date out of range") from None
+    if not EARLIEST <= moment < LATEST:
+        raise ValueError(f"give a time between {EARLIEST.year} and {LATEST.year}")
+    return moment
+
+
+ReviewTime = Annotated[datetime, AfterValidator(_plausible)]
 
 
 def _span(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
@@ -21,7 +41,7 @@ def _span(start: datetime | None, end: datetime | None) -> tuple[datetime, datet
     start = (start or end - timedelta(hours=24)).astimezone(UTC)
     if start >= end or end - start > MAX_SPAN:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_ENTITY, "start must be before end, at most 92 days apart"
+            status.HTTP_422_UNPROCESSABLE_CONTENT, "start must be before end, at most 92 days apart"
         )
     return start, end
 
@@ -41,8 +61,8 @@ def sensor_log_router(ctx: Any) -> APIRouter:
         room: str | None = None,
         resident: str | None = None,
         device: str | None = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
+        start: ReviewTime | None = None,
+        end: ReviewTime | None = None,
         every: str | None = Query(None, description="aggregate into windows, e.g. 1m, 15m, 1h"),
         fn: Literal["mean", "count", "min", "max"] = "mean",
         limit: int = Query(10_000, ge=1, le=100_000),
@@ -59,7 +79,7 @@ def sensor_log_router(ctx: Any) -> APIRouter:
                 else ctx.sensor_log.raw(measurement, filters, begin, finish, limit=limit)
             )
         except ValueError as exc:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY, str(exc)) from None
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
         except TelemetryQueryError as exc:
             raise HTTPException(status.HTTP_502_BAD_GATEWAY, str(exc)) from None
         if format == "csv":
@@ -82,8 +102,8 @@ def sensor_log_router(ctx: Any) -> APIRouter:
         site: str | None = None,
         resident: str | None = None,
         device: str | None = None,
-        start: datetime | None = None,
-        end: datetime | None = None,
+        start: ReviewTime | None = None,
+        end: ReviewTime | None = None,
     ) -> list[IncidentView]:
         begin, finish = _span(start, end)
         store = ctx.service.store

@@ -65,6 +65,15 @@ class AlarmLane:
         self._service = service
         self._metrics = metrics
         self._clock = clock
+        #: Why the incident store refused the last commit, until a commit succeeds (health shows it).
+        self.store_error: str | None = None
+        # Receipt time of the oldest message being handled; the queue is FIFO, so nothing waits longer.
+        self._oldest_in_hand: datetime | None = None
+
+    def uncommitted_wait_s(self, now: datetime) -> float:
+        """How long the oldest alarm message not yet committed has waited since it was received."""
+        oldest = self._oldest_in_hand
+        return max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
 
     def add_observer(self, observer: Callable[[Sequence[DeviceEvent]], None]) -> None:
         self._observers.append(observer)
@@ -96,8 +105,12 @@ class AlarmLane:
             await self._commit(AlarmBatch([RuledDecision(d, check_duplicate=False) for d in decisions]))
 
     async def handle(self, messages: list[RawMessage]) -> BatchResult:
-        batch, decoded = self._rule(messages)
-        result = await self._commit(batch) if batch else BatchResult()
+        self._oldest_in_hand = min((raw.received_at for raw in messages), default=None)
+        try:
+            batch, decoded = self._rule(messages)
+            result = await self._commit(batch) if batch else BatchResult()
+        finally:
+            self._oldest_in_hand = None
         committed = datetime.now(UTC)
         for raw in messages:
             self._acknowledge(raw)
@@ -160,6 +173,7 @@ class AlarmLane:
             except OperationalError as exc:
                 # The store is locked or unreachable: wait and retry; the broker keeps the messages.
                 self._metrics.store_failures.inc()
+                self.store_error = str(exc.orig)
                 log.error("incident store unavailable, retrying in %.2fs: %s", delay, exc.orig)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX_S)
@@ -171,6 +185,7 @@ class AlarmLane:
                 )
                 self._metrics.store_failures.inc()
                 return await self._commit_one_by_one(batch)
+            self.store_error = None
             self._count(result)
             return result
 

@@ -105,6 +105,42 @@ class HttpConfig(StrictModel):
     session_hours: float = Field(12.0, gt=0, le=24 * 30)
     #: Mark the session cookie Secure; turn on behind HTTPS.
     secure_cookies: bool = False
+    #: Origins (``https://host[:port]``) besides the request's own whose pages may send state-changing
+    #: requests with the session cookie, e.g. the public name of an HTTPS reverse proxy.
+    trusted_origins: tuple[str, ...] = ()
+    #: Serve the OpenAPI description and its interactive page (/docs, /openapi.json).
+    api_docs: bool = False
+    #: Serve Prometheus metrics at /metrics.
+    metrics: bool = True
+    #: Names the environment variable holding the bearer token that /metrics then requires.
+    metrics_token_env: str | None = None
+    #: Wrong passwords allowed per user name and per client address before each further one locks
+    #: logins for them, 1 s at first, doubling up to `login_lock_max_s`.
+    login_free_failures: int = Field(5, ge=1, le=100)
+    login_lock_max_s: float = Field(300.0, ge=1, le=24 * 3600)
+    #: /api/healthz says "degraded" while an alarm has waited longer than this to be committed.
+    health_max_alarm_wait_s: float = Field(5.0, gt=0, le=3600)
+
+    @field_validator("trusted_origins")
+    @classmethod
+    def _bare_origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in origins:
+            parts = urlsplit(origin)
+            if (
+                parts.scheme not in ("http", "https")
+                or not parts.hostname
+                or parts.path not in ("", "/")
+                or parts.query
+                or parts.fragment
+                or parts.username
+            ):
+                raise ValueError(
+                    f"trusted origin {origin!r} must look like https://host or https://host:port"
+                )
+        return origins
+
+    def metrics_token(self) -> str | None:
+        return secret_from_env(self.metrics_token_env)
 
 
 class RoomConfig(StrictModel):

@@ -72,3 +72,27 @@ class Metrics:
         self.websocket_clients = Gauge(
             "careline_websocket_clients", "Connected dashboard WebSockets", registry=r
         )
+        self.login_failures = Counter(
+            "careline_login_failures", "Logins refused for a wrong user name or password", registry=r
+        )
+        self.login_throttled = Counter(
+            "careline_login_throttled",
+            "Login attempts refused unchecked (429) while a user name or address is locked",
+            ["scope"],
+            registry=r,
+        )
+        self.login_locks = Counter(
+            "careline_login_locks", "Runs of failed logins that started a lock", ["scope"], registry=r
+        )
+        self.http_refused = Counter(
+            "careline_http_refused",
+            "Requests refused by the web checks (origin, CSRF token, WebSocket origin, metrics token)",
+            ["reason"],
+            registry=r,
+        )
+        self.ack_links_refused = Counter(
+            "careline_ack_links_refused",
+            "Acknowledge-link posts refused: the link was already used, or is unknown",
+            ["reason"],
+            registry=r,
+        )

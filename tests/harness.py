@@ -21,6 +21,7 @@ from services import free_port
 
 from careline.bootstrap import Gateway, bootstrap
 from dashboard.auth import Role
+from dashboard.security import CSRF_HEADER
 from devices.model import EventKind
 from gateway.clock import zone_where_local_hour_is
 from gateway.config import CarelineConfig
@@ -196,6 +197,8 @@ async def live_gateway(config: dict[str, Any]) -> AsyncIterator[LiveGateway]:
             await _until_http_up(http)
             response = await http.post("/api/login", json={"username": "operator", "password": PASSWORD})
             response.raise_for_status()
+            # What the operator page does: every change carries the session's CSRF token.
+            http.headers[CSRF_HEADER] = response.json()["csrf_token"]
             yield LiveGateway(gateway, http, f"ws://127.0.0.1:{port}/api/ws")
     finally:
         stop.set()

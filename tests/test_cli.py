@@ -14,7 +14,11 @@ from typer.testing import CliRunner
 
 from careline.cli import app
 from dashboard.auth import Role, UserStore
+from gateway.config import CarelineConfig
+from gateway.directory import Directory
 from gateway.incidents.db import make_engine
+from gateway.incidents.migrate import upgrade
+from gateway.incidents.store import IncidentStore
 
 ROOT = Path(__file__).resolve().parent.parent
 CARE_HOME = ROOT / "examples" / "care-home.yaml"
@@ -194,3 +198,46 @@ def test_python_dash_m_careline_runs_the_same_command_line(tmp_path: Path) -> No
     assert "OK (1 sites" in good.stdout
     assert refused.returncode == 1
     assert f"{bad}:2: broker.url" in refused.stderr
+
+
+def _audited_store(db_path: Path, rows: int) -> None:
+    """An incident store whose audit trail holds `rows` entries."""
+    engine = make_engine(f"sqlite:///{db_path}")
+    upgrade(engine)
+    store = IncidentStore(engine, Directory(CarelineConfig()), lambda: datetime.now(UTC))
+    for n in range(rows):
+        store.record("user:admin", "test.note", {"n": n})
+    engine.dispose()
+
+
+def test_audit_verify_counts_an_intact_trail_and_names_the_first_tampered_entry(
+    runner: CliRunner, config_file: Path, db_path: Path
+) -> None:
+    _audited_store(db_path, 5)
+    command = ["audit", "verify", "--config", str(config_file)]
+
+    intact = runner.invoke(app, command)
+
+    assert intact.exit_code == 0, intact.output
+    assert "audit trail intact: 5 entries verified" in intact.stdout
+
+    connection = sqlite3.connect(db_path)
+    try:
+        with connection:
+            connection.execute("DROP TRIGGER audit_log_no_update")
+            connection.execute("UPDATE audit_log SET actor = 'user:mallory' WHERE id = 3")
+    finally:
+        connection.close()
+    broken = runner.invoke(app, command)
+
+    assert broken.exit_code == 1
+    assert "audit trail BROKEN at entry #3 (test.note," in broken.stderr
+    assert "its contents were changed after it was written; 2 entries before it verified" in broken.stderr
+
+
+def test_audit_verify_without_a_store_exits_2(runner: CliRunner, config_file: Path, db_path: Path) -> None:
+    result = runner.invoke(app, ["audit", "verify", "--config", str(config_file)])
+
+    assert result.exit_code == 2
+    assert "no incident store" in result.stderr
+    assert not db_path.exists()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from harness import PASSWORD, Publisher, live_gateway, new_config
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
 from services import Mosquitto
 from test_catalogue import rule_names
 
@@ -39,6 +40,18 @@ async def browser() -> AsyncIterator[Browser]:
         await chromium.close()
 
 
+def policy_violations(page: Page) -> list[str]:
+    """Console reports of anything the Content-Security-Policy blocked on this page (kept filling)."""
+    seen: list[str] = []
+
+    def note(message: ConsoleMessage) -> None:
+        if "Content Security Policy" in message.text:
+            seen.append(message.text)
+
+    page.on("console", note)
+    return seen
+
+
 async def _log_in(page: Page, base_url: str) -> None:
     await page.goto(base_url)
     await page.fill("#username", "operator")
@@ -52,6 +65,7 @@ async def test_an_operator_sees_an_sos_arrive_live_and_acknowledges_and_resolves
 ) -> None:
     async with live_gateway(new_config(mosquitto.url, tmp_path)) as live:
         page = await browser.new_page(locale="en-GB")
+        blocked = policy_violations(page)
         await page.add_init_script("localStorage.clear()")
         await _log_in(page, live.base_url)
         await expect(page.locator("#no-incidents")).to_be_visible()
@@ -81,6 +95,9 @@ async def test_an_operator_sees_an_sos_arrive_live_and_acknowledges_and_resolves
             "Helped back to bed; no injury",
             "user:operator",
         )
+        # The acknowledgement and the resolution carried the session's CSRF token; nothing was blocked.
+        assert live.gateway.metrics.http_refused.labels("csrf")._value.get() == 0
+        assert blocked == []
         device.close()
 
 
@@ -110,3 +127,52 @@ async def test_the_page_speaks_simplified_chinese(
         await expect(row).to_contain_text("SOS call")
         await expect(faults).to_have_text("Device data faulty (1); alarm kept")
         device.close()
+
+
+async def test_a_manager_sees_whether_the_audit_trail_is_intact_and_where_it_was_tampered(
+    mosquitto: Mosquitto, tmp_path: Path, browser: Browser
+) -> None:
+    from test_sensor_log_review import manager_client
+
+    async with live_gateway(new_config(mosquitto.url, tmp_path)) as live:
+        device = Publisher(mosquitto.port)
+        device.sos("night", "night-pendant-wang")
+        [incident] = await live.wait_for(lambda i: len(i) == 1, "the SOS")
+        (await live.http.post(f"/api/incidents/{incident['id']}/ack")).raise_for_status()
+        device.close()
+        entries = live.gateway.store.audit_trail()
+        assert (await live.http.get("/api/audit/verify")).status_code == 403  # operators: no
+        manager = await manager_client(live.base_url, live)
+        report = (await manager.get("/api/audit/verify")).json()
+        assert (report["intact"], report["verified"], report["first_broken_id"]) == (True, len(entries), None)
+
+        context = await browser.new_context(locale="en-GB")
+        await context.add_cookies(
+            [{"name": k, "value": v, "url": live.base_url} for k, v in manager.cookies.items()]
+        )
+        page = await context.new_page()
+        blocked = policy_violations(page)
+        await page.goto(f"{live.base_url.rstrip('/')}/review")
+        line = page.locator("#audit-chain")
+        await expect(line).to_have_attribute("data-state", "intact")
+        await expect(line).to_have_text(f"Audit trail intact: {len(entries)} entries verified.")
+
+        tampered = entries[-1].id
+        with sqlite3.connect(tmp_path / "careline.db") as connection:
+            connection.execute("DROP TRIGGER audit_log_no_update")
+            connection.execute("UPDATE audit_log SET actor = 'user:mallory' WHERE id = ?", (tampered,))
+        connection.close()
+        report = (await manager.get("/api/audit/verify")).json()
+        assert (report["intact"], report["first_broken_id"], report["verified"]) == (
+            False,
+            tampered,
+            len(entries) - 1,
+        )
+        await page.reload()
+        await expect(line).to_have_attribute("data-state", "broken")
+        await expect(line).to_contain_text(f"BROKEN at entry #{tampered} (incident.acknowledged")
+        await page.select_option("#lang", "zh-CN")
+        await expect(line).to_contain_text(f"审计记录在第 #{tampered} 条被破坏")
+        assert blocked == []
+        await context.close()
+        await manager.aclose()

@@ -18,10 +18,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import httpx
 import pytest
 import yaml
+from aiosmtpd.controller import Controller
 from harness import Publisher, live_gateway, new_config
-from services import Mosquitto
+from services import Mosquitto, free_port
+from test_channels_email import Mailbox
 from test_crash_recovery import gateway_process
 from twilio_standin import RecordedRequest, TwilioStandIn
 
@@ -197,6 +200,64 @@ async def test_a_forged_webhook_is_refused_and_audited(
         assert (await live.incidents())[0]["status"] == "open"
         actions = [e.action for e in live.gateway.store.audit_trail()]
         assert "webhook.forged" in actions
+
+
+@pytest.fixture
+def mail_relay() -> Iterator[tuple[int, Mailbox]]:
+    """A real SMTP server (aiosmtpd) keeping what the gateway sends."""
+    mailbox = Mailbox()
+    controller = Controller(mailbox, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        yield controller.port, mailbox
+    finally:
+        controller.stop()
+
+
+async def test_an_email_link_only_shows_the_alarm_and_its_button_acknowledges_once(
+    mosquitto: Mosquitto, tmp_path: Path, twilio: TwilioStandIn, mail_relay: tuple[int, Mailbox]
+) -> None:
+    port, mailbox = mail_relay
+    config = escalating_config(mosquitto.url, tmp_path, twilio, tier1=["email"], wait_s=60, smtp_port=port)
+    async with live_gateway(config) as live, httpx.AsyncClient() as browser:
+        Publisher(mosquitto.port).sos("night", "night-pendant-wang")
+        await until(lambda: mailbox.messages, "the carer's e-mail")
+        body = mailbox.messages[0][1].get_content()
+        assert "“确认接警”按钮" in body  # the carer reads Chinese: the mail says to press the button
+        link = next(line for line in body.splitlines() if "/api/escalation/ack/" in line)
+
+        # What a mail scanner or a link preview does: fetch the link. Nothing is acknowledged.
+        for _ in range(3):
+            page = await browser.get(link, headers={"Accept-Language": "en"})
+            assert page.status_code == 200
+            assert page.headers["cache-control"] == "no-store"
+            assert '<html lang="zh-CN">' in page.text  # the responder's language, not the browser's
+            assert "王秀英" in page.text
+            assert "紧急呼叫" in page.text
+            assert '<form method="post"><button type="submit">确认接警</button></form>' in page.text
+        assert (await live.incidents())[0]["status"] == "open"
+
+        pressed = await browser.post(link)
+        assert pressed.status_code == 200
+        assert "已确认接警" in pressed.text
+        incident = (await live.incidents())[0]
+        assert incident["status"] == "acknowledged"
+        assert incident["acknowledged_by"] == "responder:carer via link"
+
+        again = await browser.post(link)
+        assert again.status_code == 409
+        assert "此链接已使用过" in again.text
+        assert "<form" not in (await browser.get(link)).text  # a used link offers no button
+
+        unknown = f"{live.base_url.rstrip('/')}/api/escalation/ack/no-such-token"
+        english = await browser.get(unknown, headers={"Accept-Language": "fr;q=1, en-GB;q=0.8, zh;q=0.5"})
+        assert english.status_code == 404
+        assert "Unknown or expired link." in english.text
+        chinese = await browser.post(unknown, headers={"Accept-Language": "zh-CN,zh;q=0.9,en;q=0.8"})
+        assert chinese.status_code == 404
+        assert "链接无效或已过期。" in chinese.text
+        refused = live.gateway.metrics.ack_links_refused
+        assert (refused.labels("used")._value.get(), refused.labels("unknown")._value.get()) == (1, 1)
 
 
 def _notification_statuses(db: Path) -> list[str]:

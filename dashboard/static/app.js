@@ -13,6 +13,7 @@ const RECONNECT_MAX_MS = 30_000;
 
 const state = {
   user: null,
+  csrf: null, // the session's CSRF token (from /api/login or /api/me), sent with every change
   incidents: new Map(), // id -> Incident (open or acknowledged only)
   escalations: new Map(), // incident id -> notifications (who was contacted, how, and what became of it)
   gone: new Set(), // ids seen resolved: a late or stale copy must not bring them back
@@ -27,13 +28,15 @@ const state = {
 };
 
 // status 0 = the network failed; detail = the API's {"detail": "..."} text, if any.
-const apiError = (status, detail = null) => Object.assign(new Error(`HTTP ${status}`), { status, detail });
+const apiError = (status, detail = null, retryAfter = null) =>
+  Object.assign(new Error(`HTTP ${status}`), { status, detail, retryAfter });
 const safeJson = (text) => { try { return JSON.parse(text); } catch { return {}; } };
 // Show a message element with this text, or hide it when the text is empty.
 const say = (selector, text) => Object.assign($(selector), { textContent: text || "", hidden: !text });
 
 async function api(path, { method = "GET", body } = {}) {
   const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
+  if (method !== "GET" && state.csrf) init.headers["X-CSRF-Token"] = state.csrf;
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -43,7 +46,7 @@ async function api(path, { method = "GET", body } = {}) {
   const data = res.status === 204 ? null : await res.json().catch(() => null);
   if (res.ok) return data;
   if (res.status === 401 && state.user) showLogin(t("login.expired"));
-  throw apiError(res.status, typeof data?.detail === "string" ? data.detail : null);
+  throw apiError(res.status, typeof data?.detail === "string" ? data.detail : null, res.headers.get("Retry-After"));
 }
 
 function noteServerClock(res) {
@@ -399,6 +402,7 @@ function showView(name) {
 
 function startSession(user) {
   state.user = user;
+  state.csrf = user.csrf_token;
   const chosen = state.langChosenBeforeLogin;
   if (chosen) rememberLanguage(chosen, user.username);
   state.langChosenBeforeLogin = null;
@@ -413,6 +417,7 @@ function startSession(user) {
 
 function showLogin(message) {
   state.user = null;
+  state.csrf = null;
   clearInterval(state.housekeeping);
   disconnect();
   closeResolve();
@@ -437,10 +442,16 @@ async function submitLogin(event) {
     say("#login-error", "");
     startSession(user);
   } catch (err) {
-    say("#login-error", err.status === 401 ? t("login.bad") : errorText(err));
+    say("#login-error", loginErrorText(err));
   } finally {
     $("#login-submit").disabled = false;
   }
+}
+
+function loginErrorText(err) {
+  if (err.status === 401) return t("login.bad");
+  if (err.status !== 429) return errorText(err);
+  return t("login.throttled", { s: err.retryAfter || "?" });
 }
 
 async function logout() {

@@ -7,6 +7,11 @@ import {
 const $ = (sel) => document.querySelector(sel);
 const SVG = "http://www.w3.org/2000/svg";
 let shownAlarms = []; // kept to redraw the list in another language
+// The verifier's reasons, as the gateway words them, to their catalogue entries.
+const AUDIT_REASONS = {
+  "its contents were changed after it was written": "audit.reason.changed",
+  "the entry before it was removed or changed": "audit.reason.removed",
+};
 
 function svg(tag, attrs, text) {
   const node = document.createElementNS(SVG, tag);
@@ -78,6 +83,34 @@ function drawChart(rows, alarms, start, end) {
   }
 }
 
+let auditChain = { state: "checking" };
+
+function renderAuditChain() {
+  const node = $("#audit-chain");
+  const { state, report, error } = auditChain;
+  node.dataset.state = state;
+  if (state === "intact") node.textContent = t("audit.intact", { n: report.verified });
+  else if (state === "broken") {
+    const reason = AUDIT_REASONS[report.reason] ? t(AUDIT_REASONS[report.reason]) : report.reason;
+    node.textContent = t("audit.broken", {
+      id: report.first_broken_id, action: report.first_broken_action,
+      at: formatTime(report.first_broken_at), reason, n: report.verified,
+    });
+  } else if (state === "error") node.textContent = t("audit.error", { error });
+  else node.textContent = t("audit.checking");
+}
+
+async function checkAuditChain() {
+  try {
+    const report = await getJson("/api/audit/verify");
+    if (!report) return;
+    auditChain = { state: report.intact ? "intact" : "broken", report };
+  } catch (err) {
+    auditChain = { state: "error", error: err.message };
+  }
+  renderAuditChain();
+}
+
 async function show(event) {
   event?.preventDefault();
   $("#review-error").hidden = true;
@@ -105,11 +138,13 @@ async function main() {
   setLanguage(initialLanguage(me));
   $("#lang").value = document.documentElement.lang;
   translatePage();
+  renderAuditChain();
   $("#lang").addEventListener("change", () => {
     setLanguage($("#lang").value);
     rememberLanguage($("#lang").value, me.username);
     translatePage();
     renderAlarms();
+    renderAuditChain();
   });
   const now = new Date();
   // The input holds whole minutes: round up, or what happened this minute would fall outside the period.
@@ -118,6 +153,7 @@ async function main() {
   const params = new URLSearchParams(location.search);
   for (const key of ["resident", "device", "measurement"]) if (params.get(key)) $(`#${key}`).value = params.get(key);
   $("#review-form").addEventListener("submit", show);
+  checkAuditChain();
   show();
 }
 

@@ -18,7 +18,7 @@ from dataclasses import replace
 from devices.model import DeviceEvent, DeviceType, EventKind
 from gateway.clock import Clock
 from gateway.escalation.model import Channel, ChannelKind, Delivery, Notification
-from gateway.escalation.store import EscalationStore, PlannedNotification
+from gateway.escalation.store import EscalationStore, LinkOutcome, PlannedNotification
 from gateway.incidents.service import IncidentService
 from gateway.incidents.store import AlarmBatch, IncidentConflictError, RuledDecision
 from rules.model import AlarmDecision, Severity
@@ -166,6 +166,13 @@ class EscalationEngine:
         except IncidentConflictError:
             return "late"
         return "acknowledged"
+
+    async def acknowledge_by_link(self, token: str) -> LinkOutcome:
+        """The button on an acknowledge link's page: works once per link."""
+        outcome, view = await self._service.write(self._store.redeem_ack_link, token, self._clock.now())
+        if view is not None:
+            self._service.announce([view])
+        return outcome
 
     async def provider_status(self, notification_id: int, status: str) -> None:
         if await self._service.bookkeeping(

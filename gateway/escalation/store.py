@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,6 +20,7 @@ from gateway.escalation.model import AlarmSummary, ChannelKind, Delivery, Recipi
 from gateway.escalation.rota import Reach, Rota
 from gateway.incidents.schema import Escalation, Incident, IncidentStatus, Notification
 from gateway.incidents.store import IncidentStore
+from gateway.incidents.views import IncidentView
 
 #: Statuses of a notification still under way; anything else is final.
 IN_FLIGHT = ("queued", "sending", "sent", "initiated", "ringing", "in-progress")
@@ -43,6 +44,19 @@ class TokenOwner:
     incident_id: int
     responder_id: str
     channel: str
+
+
+LinkOutcome = Literal["acknowledged", "late", "used", "unknown"]
+
+
+@dataclass(frozen=True, slots=True)
+class AckLink:
+    """What the acknowledge link's page shows before anyone presses its button."""
+
+    owner: TokenOwner
+    alarm: AlarmSummary
+    status: str
+    used_at: datetime | None
 
 
 class EscalationStore:
@@ -340,8 +354,35 @@ class EscalationStore:
             return TokenOwner(row.incident_id, row.responder_id, row.channel) if row else None
 
     def language_of(self, responder_id: str) -> Language:
+        return self.configured_language(responder_id) or "en"
+
+    def configured_language(self, responder_id: str) -> Language | None:
+        """The responder's language, or None for a webhook or a responder no longer configured."""
         responder = next((r for r in self._config.responders if r.id == responder_id), None)
-        return responder.language if responder else "en"
+        return responder.language if responder else None
+
+    def ack_link(self, token: str) -> AckLink | None:
+        with self._store.reading() as session:
+            row = session.scalar(select(Notification).where(Notification.ack_token == token))
+            incident = session.get(Incident, row.incident_id) if row else None
+            if row is None or incident is None:
+                return None
+            owner = TokenOwner(row.incident_id, row.responder_id, row.channel)
+            return AckLink(owner, self._summary(incident), incident.status, row.ack_used_at)
+
+    def redeem_ack_link(self, token: str, now: datetime) -> tuple[LinkOutcome, IncidentView | None]:
+        """Use an acknowledge link, once: the link is marked used in the acknowledgement's own
+        transaction, so two presses (or a replay) cannot both count."""
+        with self._store.transaction() as session:
+            row = session.scalar(select(Notification).where(Notification.ack_token == token))
+            if row is None:
+                return "unknown", None
+            if row.ack_used_at is not None:
+                return "used", None
+            row.ack_used_at, row.updated_at = now, now
+            actor = f"responder:{row.responder_id} via link"
+            view, late = self._store.acknowledge_in(session, row.incident_id, actor)
+        return ("late", None) if late else ("acknowledged", view)
 
     def latest_token_for_phone(self, phone: str) -> str | None:
         """The newest SMS to this number about an incident that is still open or acknowledged."""

@@ -2,6 +2,10 @@
 
 Every Twilio request is checked against its `X-Twilio-Signature` (computed over the public URL Twilio
 called); a forgery is refused with 403 and kept in the audit trail.
+
+An acknowledge link (e-mail, webhook payload) only shows the alarm and a button on GET: mail scanners and
+link previews fetch links, and must not accept a critical alarm for the responder. The button POSTs to
+the same address; each link works once.
 """
 
 from __future__ import annotations
@@ -10,22 +14,37 @@ import html
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Request, Response, status
+from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi import Path as PathParameter
 from fastapi.responses import HTMLResponse
 
 from common.settings import Language
-from gateway.catalogue import LANGUAGES, text
-from gateway.escalation.channels.messages import parse_sms_reply
+from gateway.catalogue import text
+from gateway.escalation.channels.messages import (
+    alarm_label,
+    local_time_text,
+    parse_sms_reply,
+    place_text,
+    severity_label,
+)
 from gateway.escalation.channels.twilio_channels import gather_response
 from gateway.escalation.channels.twilio_webhooks import verify_twilio_signature
 from gateway.escalation.engine import EscalationEngine
-from gateway.escalation.store import EscalationStore
+from gateway.escalation.store import AckLink, EscalationStore, LinkOutcome
 from gateway.incidents.service import IncidentService
 from gateway.incidents.store import IncidentStore
+from gateway.metrics import Metrics
 
 TWIML = "application/xml"
 _EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response/>'
+#: Tokens are made by `secrets.token_urlsafe(24)` and stored in 64 characters.
+AckToken = Annotated[str, PathParameter(min_length=1, max_length=64)]
+#: A notification's row id (64-bit): larger numbers are refused before they reach the database.
+NotificationId = Annotated[int, Query(ge=1, le=2**63 - 1)]
+
+_LINK_STATUS = {"acknowledged": 200, "late": 200, "used": 409, "unknown": 404}
 
 
 @dataclass
@@ -36,6 +55,7 @@ class WebhookContext:
     public_url: str
     #: None when Twilio is not configured: its webhooks then refuse everything.
     twilio_auth_token: str | None
+    metrics: Metrics
     #: Twilio `<Say>` voice per language, as configured for calls.
     voices: Mapping[str, str] = field(default_factory=dict)
 
@@ -72,19 +92,21 @@ def webhook_router(ctx: WebhookContext) -> APIRouter:
         return Response(_EMPTY_TWIML, media_type=TWIML)
 
     @router.post("/api/twilio/sms-status")
-    async def sms_status(request: Request, n: int) -> Response:
+    async def sms_status(request: Request, n: NotificationId) -> Response:
         form = await _verified_form(request, ctx)
         await ctx.engine.provider_status(n, form.get("MessageStatus", form.get("SmsStatus", "unknown")))
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     @router.post("/api/twilio/call-status")
-    async def call_status(request: Request, n: int) -> Response:
+    async def call_status(request: Request, n: NotificationId) -> Response:
         form = await _verified_form(request, ctx)
         await ctx.engine.provider_status(n, form.get("CallStatus", "unknown"))
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     @router.post("/api/twilio/gather")
-    async def gather(request: Request, n: int, t: str) -> Response:
+    async def gather(
+        request: Request, n: NotificationId, t: Annotated[str, Query(max_length=64)]
+    ) -> Response:
         form = await _verified_form(request, ctx)
         digits = form.get("Digits", "")
         owner = await ctx.service.read(ctx.escalations.token_owner, t)
@@ -94,16 +116,97 @@ def webhook_router(ctx: WebhookContext) -> APIRouter:
         return Response(gather_response(digits, language, voice=ctx.voices.get(language)), media_type=TWIML)
 
     @router.get("/api/escalation/ack/{token}", response_class=HTMLResponse)
-    async def acknowledge_link(token: str) -> HTMLResponse:
-        outcome = await ctx.engine.acknowledge_by_token(token, "link")
-        code = status.HTTP_404_NOT_FOUND if outcome == "unknown" else status.HTTP_200_OK
-        return HTMLResponse(_ack_link_page(outcome), status_code=code)
+    async def acknowledge_link_page(token: AckToken, request: Request) -> HTMLResponse:
+        """The alarm and a button; looking at it acknowledges nothing."""
+        link = await ctx.service.read(ctx.escalations.ack_link, token)
+        language = _page_language(request, ctx, link)
+        if link is None:
+            return _page(language, text("ack_link.unknown", language), status.HTTP_404_NOT_FOUND)
+        return _page(language, _link_body(link, language))
+
+    @router.post("/api/escalation/ack/{token}", response_class=HTMLResponse)
+    async def acknowledge_link(token: AckToken, request: Request) -> HTMLResponse:
+        outcome = await ctx.engine.acknowledge_by_link(token)
+        if outcome in ("used", "unknown"):
+            ctx.metrics.ack_links_refused.labels(outcome).inc()
+        link = await ctx.service.read(ctx.escalations.ack_link, token)
+        language = _page_language(request, ctx, link)
+        return _page(language, _outcome_body(outcome, link, language), _LINK_STATUS[outcome])
 
     return router
 
 
-def _ack_link_page(outcome: str) -> str:
-    # The link does not say who opened it, so the page answers in every language.
-    msgid = f"ack_link.{outcome}"
-    answers = "".join(f"<p lang={lang}>{html.escape(text(msgid, lang))}</p>" for lang in LANGUAGES)
-    return f"<!doctype html><meta charset=utf-8><title>Careline</title>{answers}"
+def _page_language(request: Request, ctx: WebhookContext, link: AckLink | None) -> Language:
+    """The responder's own language; for a webhook or an unknown link, the browser's."""
+    configured = ctx.escalations.configured_language(link.owner.responder_id) if link else None
+    return configured or accepted_language(request.headers.get("accept-language", "")) or "en"
+
+
+def accepted_language(header: str) -> Language | None:
+    """The Accept-Language entry we speak with the highest weight (zh-* is zh-CN), or None."""
+    best: tuple[float, Language] | None = None
+    for part in header.split(",")[:20]:
+        tag, _, params = part.strip().partition(";")
+        name, _, value = params.strip().partition("=")
+        try:
+            weight = float(value) if name.strip() == "q" else 1.0
+        except ValueError:
+            continue
+        language = _spoken(tag)
+        if language is not None and weight > 0 and (best is None or weight > best[0]):
+            best = (weight, language)
+    return best[1] if best else None
+
+
+def _spoken(tag: str) -> Language | None:
+    code = tag.strip().lower()
+    if code.startswith("zh"):
+        return "zh-CN"
+    return "en" if code.startswith("en") else None
+
+
+def _link_body(link: AckLink, language: Language) -> str:
+    button = (
+        f'<form method="post"><button type="submit">{_say("ack_link.button", language)}</button></form>'
+        if link.used_at is None
+        else f"<p>{_say('ack_link.used', language)}</p>"
+    )
+    return f"<p>{_say('ack_link.intro', language)}</p>{_summary(link, language)}{button}"
+
+
+def _say(msgid: str, language: Language) -> str:
+    return html.escape(text(msgid, language))
+
+
+def _outcome_body(outcome: LinkOutcome, link: AckLink | None, language: Language) -> str:
+    message = f'<p class="outcome">{_say(f"ack_link.{outcome}", language)}</p>'
+    return message + (_summary(link, language) if link else "")
+
+
+def _summary(link: AckLink, language: Language) -> str:
+    alarm = link.alarm
+    rows = [
+        ("alarm", alarm_label(alarm.rule, language)),
+        ("severity", severity_label(alarm.severity, language)),
+        ("resident", alarm.resident_name or "—"),
+        ("place", place_text(alarm, language)),
+        ("time", f"{local_time_text(alarm)} ({alarm.timezone})"),
+        ("incident", f"#{alarm.incident_id}"),
+        ("status", text(f"ack_link.status.{link.status}", language)),
+    ]
+    items = "".join(
+        f"<dt>{_say(f'ack_link.{key}', language)}</dt><dd>{html.escape(value)}</dd>" for key, value in rows
+    )
+    return f"<dl>{items}</dl>"
+
+
+def _page(language: Language, body: str, status_code: int = status.HTTP_200_OK) -> HTMLResponse:
+    title = _say("ack_link.title", language)
+    page = (
+        f'<!doctype html><html lang="{language}"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<title>{title}</title><link rel="stylesheet" href="/static/ack.css"></head>'
+        f"<body><main><h1>{title}</h1>{body}</main></body></html>"
+    )
+    # The page names a resident and carries a one-time token: never kept by a cache.
+    return HTMLResponse(page, status_code, headers={"Cache-Control": "no-store"})

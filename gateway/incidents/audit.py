@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -82,12 +83,28 @@ class AuditTrail:
         return self._last_hash
 
 
+@dataclass(frozen=True, slots=True)
+class ChainBreak:
+    entry: AuditEntry
+    #: Entries before it that verified.
+    intact_before: int
+    reason: str
+
+
 def verify_chain(entries: Iterable[AuditEntry]) -> int | None:
     """The id of the first entry whose hash does not match, or None when the chain is intact."""
-    prev = GENESIS
+    found = find_break(entries)
+    return found.entry.id if isinstance(found, ChainBreak) else None
+
+
+def find_break(entries: Iterable[AuditEntry]) -> ChainBreak | int:
+    """The first broken link, or the number of entries when the chain is intact."""
+    prev, count = GENESIS, 0
     for entry in entries:
+        if entry.prev_hash != prev:
+            return ChainBreak(entry, count, "the entry before it was removed or changed")
         expected = entry_hash(prev, entry.at, entry.actor, entry.action, entry.incident_id, entry.details)
-        if entry.prev_hash != prev or entry.hash != expected:
-            return entry.id
-        prev = entry.hash
-    return None
+        if entry.hash != expected:
+            return ChainBreak(entry, count, "its contents were changed after it was written")
+        prev, count = entry.hash, count + 1
+    return count

@@ -195,6 +195,8 @@ class Notification(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     provider_id: Mapped[str | None] = mapped_column(String(64), index=True)
     ack_token: Mapped[str] = mapped_column(String(64), unique=True)
+    #: When the acknowledge link (e-mail, webhook) was used: it works once.
+    ack_used_at: Mapped[datetime | None]
     detail: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]

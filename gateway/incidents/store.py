@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from devices.model import DeviceEvent, RawMessage
 from gateway.directory import Directory
-from gateway.incidents.audit import AuditTrail, verify_chain
+from gateway.incidents.audit import AuditTrail, ChainBreak, find_break, verify_chain
 from gateway.incidents.db import read_only, relaxed
 from gateway.incidents.schema import (
     AlarmEvent,
@@ -29,7 +29,7 @@ from gateway.incidents.schema import (
     IncidentStatus,
     Outcome,
 )
-from gateway.incidents.views import AuditView, DeviceTestView, IncidentView
+from gateway.incidents.views import AuditChainView, AuditView, DeviceTestView, IncidentView
 from rules.model import AlarmDecision, CancelDecision, Decision, DeviceTestDecision, Severity
 
 ACTIVE = (IncidentStatus.OPEN.value, IncidentStatus.ACKNOWLEDGED.value)
@@ -293,31 +293,39 @@ class IncidentStore:
 
     def acknowledge(self, incident_id: int, actor: str) -> IncidentView:
         with self.transaction() as session:
-            incident = self._get(session, incident_id)
-            if incident.status == IncidentStatus.RESOLVED.value:
-                # Kept on record (committed), then refused: a late answer is evidence of response time.
-                self.audit.append(
-                    session, at=self._now(), actor=actor, action="incident.late_ack", incident_id=incident.id
-                )
-                late = True
-            else:
-                late = False
-                if incident.status == IncidentStatus.OPEN.value:
-                    incident.status = IncidentStatus.ACKNOWLEDGED.value
-                    _stop_escalation(session, incident.id, "acknowledged", self._now())
-                    incident.acknowledged_at = self._now()
-                    incident.acknowledged_by = actor
-                    self.audit.append(
-                        session,
-                        at=incident.acknowledged_at,
-                        actor=actor,
-                        action="incident.acknowledged",
-                        incident_id=incident.id,
-                    )
-            view = IncidentView.of(incident, self.directory)
+            view, late = self.acknowledge_in(session, incident_id, actor)
         if late:
             raise IncidentConflictError(f"incident {incident_id} is already resolved")
         return view
+
+    def acknowledge_in(self, session: Session, incident_id: int, actor: str) -> tuple[IncidentView, bool]:
+        """Acknowledge within the caller's transaction: the incident, and whether the answer came late
+        (already resolved: kept on record, changes nothing)."""
+        incident = self._get(session, incident_id)
+        if incident.status == IncidentStatus.RESOLVED.value:
+            # A late answer is evidence of response time.
+            self.audit.append(
+                session, at=self._now(), actor=actor, action="incident.late_ack", incident_id=incident.id
+            )
+            return IncidentView.of(incident, self.directory), True
+        if incident.status == IncidentStatus.OPEN.value:
+            incident.status = IncidentStatus.ACKNOWLEDGED.value
+            _stop_escalation(session, incident.id, "acknowledged", self._now())
+            incident.acknowledged_at = self._now()
+            incident.acknowledged_by = actor
+            self.audit.append(
+                session,
+                at=incident.acknowledged_at,
+                actor=actor,
+                action="incident.acknowledged",
+                incident_id=incident.id,
+            )
+        return IncidentView.of(incident, self.directory), False
+
+    def record(self, actor: str, action: str, details: dict[str, Any]) -> None:
+        """One audit row of its own, about no incident (e.g. a login lock)."""
+        with self.transaction() as session:
+            self.audit.append(session, at=self._now(), actor=actor, action=action, details=details)
 
     def resolve(self, incident_id: int, actor: str, outcome: Outcome, note: str) -> IncidentView:
         with self.transaction() as session:
@@ -413,6 +421,24 @@ class IncidentStore:
     def verify_audit_chain(self) -> int | None:
         with self.reading() as session:
             return verify_chain(session.scalars(select(AuditEntry).order_by(AuditEntry.id)))
+
+    def audit_chain(self) -> AuditChainView:
+        """The whole chain recomputed, streamed in pages so a long trail is not held in memory at once."""
+        with self.reading() as session:
+            entries = session.scalars(
+                select(AuditEntry).order_by(AuditEntry.id).execution_options(yield_per=1000)
+            )
+            found = find_break(entries)
+            if not isinstance(found, ChainBreak):
+                return AuditChainView(intact=True, verified=found)
+            return AuditChainView(
+                intact=False,
+                verified=found.intact_before,
+                first_broken_id=found.entry.id,
+                first_broken_at=found.entry.at,
+                first_broken_action=found.entry.action,
+                reason=found.reason,
+            )
 
     def active_count(self) -> int:
         with self.reading() as session:

@@ -91,3 +91,15 @@ class AuditView(BaseModel):
     incident_id: int | None
     details: dict[str, object]
     hash: str
+
+
+class AuditChainView(BaseModel):
+    """The audit trail's hash chain, recomputed: intact, or where it first breaks."""
+
+    intact: bool
+    #: Entries that verified (all of them when intact).
+    verified: int
+    first_broken_id: int | None = None
+    first_broken_at: datetime | None = None
+    first_broken_action: str | None = None
+    reason: str | None = None

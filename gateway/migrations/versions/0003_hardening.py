@@ -1,4 +1,4 @@
-"""hardening: dead letters keep their size, alarm devices' tests are recorded
+"""hardening: dead letters keep their size, alarm devices' tests are recorded, ack links work once
 
 Revision ID: 0003
 Revises: 0002
@@ -31,8 +31,14 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('device_id')
     )
 
+    # An acknowledge link works once: a second use is refused (a forwarded or replayed link).
+    with op.batch_alter_table('notifications', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('ack_used_at', sa.DateTime(timezone=True), nullable=True))
+
 
 def downgrade() -> None:
+    with op.batch_alter_table('notifications', schema=None) as batch_op:
+        batch_op.drop_column('ack_used_at')
     op.drop_table('device_tests')
     with op.batch_alter_table('dead_letters', schema=None) as batch_op:
         batch_op.drop_column('payload_size')
