@@ -7,6 +7,7 @@ fails the session.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -37,10 +38,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         return
     described = [f"  pid {pid}: {command_line(pid)[:300]}" for pid in survivors]
     for pid in survivors:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
     message = "processes started by the tests outlived them (killed now):\n" + "\n".join(described)
     if reporter is not None:
