@@ -173,7 +173,7 @@ def decode(message: RawMessage, registry: DeviceRegistry) -> list[DeviceEvent]:
     """Decode one Careline message into exactly one attributed event, or raise `DecodeError`."""
     site, device_id = _parse_topic(message.topic)
     binding = _binding_for(registry, site, device_id)
-    payload = _parse_payload(message.payload, device_id)
+    payload = _parse_payload(message.payload, message.size, device_id)
     event = DeviceEvent(
         device_id=binding.device_id,
         device_type=binding.device_type,
@@ -217,9 +217,9 @@ def _binding_for(registry: DeviceRegistry, site: str, device_id: str) -> Binding
     return binding
 
 
-def _parse_payload(payload: bytes, device_id: str) -> CarelineEventPayload:
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise DecodeError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}", device_id=device_id)
+def _parse_payload(payload: bytes, size: int, device_id: str) -> CarelineEventPayload:
+    if size > MAX_PAYLOAD_BYTES:
+        raise DecodeError(f"payload of {size} bytes exceeds {MAX_PAYLOAD_BYTES}", device_id=device_id)
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError:

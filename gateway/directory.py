@@ -34,3 +34,8 @@ def device_registry(config: CarelineConfig) -> DeviceRegistry:
         )
         for d in config.devices
     )
+
+
+def alarm_lane_topics(config: CarelineConfig, registry: DeviceRegistry) -> list[str]:
+    """What the alarm lane subscribes to: the configured alarm topics and each Zigbee2MQTT alarm device's."""
+    return [*config.broker.alarm_topics, *registry.zigbee2mqtt_alarm_topics()]

@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 from devices.model import DeviceEvent, Lane
 from gateway.clock import SystemClock
 from gateway.config import CarelineConfig
-from gateway.directory import device_registry
+from gateway.directory import alarm_lane_topics, device_registry
 from gateway.ingest import MqttLane
 from gateway.metrics import Metrics
 from gateway.telemetry.writer import create_writer
@@ -121,10 +121,21 @@ async def _run_child(config: CarelineConfig, inbox: Any, outbox: Any) -> None:
         send_decisions,
         clock,
     )
-    writer = create_writer(config.telemetry)
+    # The writer's refusals become the lane's dead letters (`lane` is bound below, before any event).
+    writer = create_writer(
+        config.telemetry,
+        on_refused=lambda event, reason: lane.keep_refused_event(event, reason),
+        min_free_bytes=config.storage.min_free_bytes,
+    )
     sinks = [s for s in (health, wellbeing, writer) if s is not None]
+    registry = device_registry(config)
     lane = TelemetryLane(
-        device_registry(config), send_dead_letters, metrics, config.broker.telemetry_queue_max, sinks
+        registry,
+        send_dead_letters,
+        metrics,
+        config.broker.telemetry_queue_max,
+        sinks,
+        alarm_topics=alarm_lane_topics(config, registry),
     )
     mqtt = MqttLane(
         config.broker, Lane.TELEMETRY, list(config.broker.telemetry_topics), lane.submit, loop, metrics
@@ -182,6 +193,8 @@ async def _report(outbox: Any, metrics: Metrics, health: DeviceHealth, writer: A
                     "received": metrics.messages_received.labels("telemetry")._value.get(),
                     "dropped": metrics.telemetry_dropped._value.get(),
                     "dead_letters": metrics.dead_letters.labels("telemetry")._value.get(),
+                    "left_to_alarm_lane": metrics.telemetry_left_to_alarm_lane._value.get(),
+                    "disk_refused_points": writer.disk_refused_points if writer is not None else 0,
                     "queue_depth": metrics.queue_depth.labels("telemetry")._value.get(),
                     "lag_s": metrics.telemetry_lag._value.get(),
                     "devices": [asdict(state) for state in health.devices.values()],

@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -202,6 +203,11 @@ class Mosquitto(_ServerProcess):
     scheme = "mqtt"
     default_startup_timeout_s = 10.0
 
+    def __init__(self, *, port: int | None = None, extra_config: Sequence[str] = ()) -> None:
+        super().__init__(port=port)
+        #: Further mosquitto.conf lines, e.g. settings of the shipped deploy/mosquitto/mosquitto.conf.
+        self._extra_config = list(extra_config)
+
     @property
     def config_path(self) -> Path:
         return self._dir / "mosquitto.conf"
@@ -236,6 +242,7 @@ class Mosquitto(_ServerProcess):
             # Started as root, Mosquitto would switch to the `mosquitto` user, which cannot write our
             # temporary directory; staying the current user keeps the files ours.
             f"user {pwd.getpwuid(os.getuid()).pw_name}",
+            *self._extra_config,
         ]
         self.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
