@@ -154,7 +154,8 @@ def refused_event_message(event: DeviceEvent) -> RawMessage:
     }
     return RawMessage(
         topic=f"(telemetry event {event.kind})",
-        payload=json.dumps(described, ensure_ascii=False).encode(),
+        # A lone surrogate (JSON "\ud800") has no UTF-8 form: it is kept as its escape.
+        payload=json.dumps(described, ensure_ascii=False).encode("utf-8", "backslashreplace"),
         received_at=event.received_at,
         lane=Lane.TELEMETRY,
     )

@@ -203,8 +203,14 @@ class Mosquitto(_ServerProcess):
     scheme = "mqtt"
     default_startup_timeout_s = 10.0
 
-    def __init__(self, *, port: int | None = None, extra_config: Sequence[str] = ()) -> None:
-        super().__init__(port=port)
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        startup_timeout_s: float | None = None,
+        extra_config: Sequence[str] = (),
+    ) -> None:
+        super().__init__(port=port, startup_timeout_s=startup_timeout_s)
         #: Further mosquitto.conf lines, e.g. settings of the shipped deploy/mosquitto/mosquitto.conf.
         self._extra_config = list(extra_config)
 

@@ -136,6 +136,8 @@ class IncidentStore:
     ) -> dict[str, int]:
         """Keep each letter with a bounded prefix of its payload and its size; then delete each lane's
         oldest beyond the cap, so no publisher can fill the disk. Returns the deletions per lane."""
+        if not letters:
+            return {}
         for raw, reason, device_id in letters:
             session.add(
                 DeadLetter(
@@ -148,9 +150,9 @@ class IncidentStore:
                     device_id=device_id,
                 )
             )
+        session.flush()
         evicted: dict[str, int] = {}
         for lane in sorted({raw.lane.value for raw, _, _ in letters}):
-            session.flush()
             newest_kept = (
                 select(DeadLetter.id)
                 .where(DeadLetter.lane == lane)
