@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit bench system-deps clean
+.PHONY: demo test lint typecheck unit bench system-deps check-install clean
 
 $(BIN)/.installed: pyproject.toml
 	./scripts/ensure-python-venv.sh $(PYTHON)
@@ -30,6 +30,10 @@ typecheck: $(BIN)/.installed
 ## Install what the tests need (pip; apt: mosquitto, influxdb, victoria-metrics, chromium), lint, type-check, test.
 test: $(BIN)/.installed system-deps lint typecheck
 	$(BIN)/pytest -q
+
+## `pip install .` (no extras) into a fresh virtualenv must give a working `careline` (CI runs this first).
+check-install:
+	./scripts/check-install.sh $(PYTHON)
 
 ## Alarm latency benchmark: SOS publish -> committed incident -> WebSocket frame (writes docs/benchmarks.md).
 bench: $(BIN)/.installed system-deps

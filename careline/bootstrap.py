@@ -28,12 +28,13 @@ from gateway.alarm_lane import AlarmLane
 from gateway.broker import EmbeddedBroker
 from gateway.clock import Clock, SystemClock
 from gateway.config import CarelineConfig
-from gateway.directory import Directory, device_registry, rule_context
+from gateway.directory import Directory, alarm_lane_topics, device_registry, rule_context
 from gateway.escalation.engine import EscalationEngine
 from gateway.escalation.model import Channel, ChannelKind
 from gateway.escalation.store import EscalationStore
 from gateway.escalation.webhooks import WebhookContext, webhook_router
 from gateway.escalation.wiring import build_channels, build_webhooks, twilio_auth_token
+from gateway.headroom import watched_disks
 from gateway.incidents.db import make_engine
 from gateway.incidents.migrate import upgrade
 from gateway.incidents.service import IncidentService
@@ -87,7 +88,17 @@ class Gateway:
         self.registry = device_registry(config)
         self.rules = RuleEngine(default_rules(rule_context(config)))
         self.database = make_engine(config.storage.url, busy_timeout_s=config.storage.busy_timeout_s)
-        self.store = IncidentStore(self.database, Directory(config), self.clock.now)
+        self.store = IncidentStore(
+            self.database,
+            Directory(config),
+            self.clock.now,
+            dead_letters_max=config.storage.dead_letters_max,
+            on_evicted=lambda lane, count: self.metrics.dead_letters_evicted.labels(lane).inc(count),
+        )
+        #: Free space where incidents (and the telemetry spool) are written; see gateway/headroom.py.
+        self.disks = watched_disks(config)
+        for name, disk in self.disks.items():
+            self.metrics.disk_free_bytes.labels(name).set_function(disk.free_bytes_gauge)
         self.service = IncidentService(self.store)
         self.users = UserStore(self.database, self.clock.now, config.http.session_hours)
         self.hub = IncidentHub()
@@ -130,7 +141,9 @@ class Gateway:
             on_status=self._telemetry_status,
         )
         self.telemetry_status: dict[str, Any] = {}
-        self._telemetry_counted = {"received": 0.0, "dropped": 0.0, "dead_letters": 0.0}
+        self._telemetry_counted = dict.fromkeys(
+            ("received", "dropped", "dead_letters", "left_to_alarm_lane", "disk_refused_points"), 0.0
+        )
         self.alarm_lane.add_observer(self.telemetry.observe)
         self._workers: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
@@ -184,7 +197,7 @@ class Gateway:
         self.hub.publish_escalation(incident_id, notifications)
 
     def alarm_topics(self) -> list[str]:
-        return [*self.config.broker.alarm_topics, *self.registry.zigbee2mqtt_alarm_topics()]
+        return alarm_lane_topics(self.config, self.registry)
 
     def health(self) -> dict[str, Any]:
         lanes = {
@@ -200,6 +213,8 @@ class Gateway:
             "broker": lanes,
             "alarm_queue": self.alarm_lane.waiting(),
             "started_at": self.started_at.isoformat(),
+            # Low disk leaves the status alone: incidents are still committed, and a restart would not help.
+            "disk": {name: disk.report() for name, disk in self.disks.items()},
         }
 
     def _alarm_path_problems(self) -> list[str]:
@@ -250,6 +265,11 @@ class Gateway:
         self._spawn(self.alarm_lane.commit_decisions(decisions))
 
     def _telemetry_dead_letters(self, letters: list[DeadLetterItem]) -> None:
+        database = self.disks.get("database")
+        if database is not None and database.short():
+            # The space left is the incidents'; telemetry gives way first.
+            self.metrics.disk_refused.labels("telemetry_dead_letters").inc(len(letters))
+            return
         self._spawn(self.service.apply(AlarmBatch(dead_letters=letters)))
 
     def _telemetry_status(self, status: dict[str, Any]) -> None:
@@ -259,6 +279,8 @@ class Gateway:
             ("received", self.metrics.messages_received.labels("telemetry")),
             ("dropped", self.metrics.telemetry_dropped),
             ("dead_letters", self.metrics.dead_letters.labels("telemetry")),
+            ("left_to_alarm_lane", self.metrics.telemetry_left_to_alarm_lane),
+            ("disk_refused_points", self.metrics.disk_refused.labels("telemetry_spool_points")),
         ):
             # The child's counters restart with it: count only growth.
             counter.inc(max(0.0, status[name] - self._telemetry_counted[name]))

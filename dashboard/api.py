@@ -24,8 +24,9 @@ from dashboard.hub import IncidentHub
 from dashboard.review import sensor_log_router
 from dashboard.security import OriginPolicy, SecurityHeaders, csrf_token
 from dashboard.throttle import LockStarted, LoginThrottle, ThrottledError
+from devices.model import DEAD_LETTER_PREFIX_BYTES
 from gateway.escalation.store import EscalationStore
-from gateway.incidents.schema import Outcome
+from gateway.incidents.schema import DeadLetter, Outcome
 from gateway.incidents.service import IncidentService
 from gateway.incidents.store import ACTIVE, IncidentConflictError, IncidentNotFoundError
 from gateway.incidents.views import AuditChainView, AuditView, DeviceTestView, IncidentView
@@ -97,6 +98,23 @@ class IncidentList(BaseModel):
 class Stats(BaseModel):
     dead_letters: int
     open_incidents: int
+
+
+def _dead_letter(row: DeadLetter) -> dict[str, Any]:
+    # Rows from before migration 0003 kept the whole payload and no size.
+    size = len(row.payload) if row.payload_size is None else row.payload_size
+    prefix = row.payload[:DEAD_LETTER_PREFIX_BYTES]
+    return {
+        "id": row.id,
+        "received_at": row.received_at.isoformat(),
+        "lane": row.lane,
+        "topic": row.topic,
+        "reason": row.reason,
+        "device_id": row.device_id,
+        "payload": prefix.decode("utf-8", errors="replace"),
+        "payload_size": size,
+        "payload_truncated": size > len(prefix),
+    }
 
 
 class Health(BaseModel):
@@ -193,19 +211,9 @@ def create_app(ctx: DashboardContext) -> FastAPI:
 
     @app.get("/api/dead-letters", tags=["monitoring"])
     async def dead_letters(_: Operator, limit: int = 100) -> list[dict[str, Any]]:
+        """Newest first. `payload` is the kept prefix (at most 4 KiB) and `payload_size` the size received."""
         rows = await ctx.service.read(ctx.service.store.dead_letters, min(max(limit, 1), 1000))
-        return [
-            {
-                "id": r.id,
-                "received_at": r.received_at.isoformat(),
-                "lane": r.lane,
-                "topic": r.topic,
-                "reason": r.reason,
-                "device_id": r.device_id,
-                "payload": r.payload[:2000].decode("utf-8", errors="replace"),
-            }
-            for r in rows
-        ]
+        return [_dead_letter(r) for r in rows]
 
     @app.get("/api/device-tests", tags=["monitoring"])
     async def device_tests(_: Operator) -> list[DeviceTestView]:

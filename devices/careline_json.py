@@ -202,7 +202,7 @@ def decode(message: RawMessage, registry: DeviceRegistry) -> list[DeviceEvent]:
     gateway's receive time for a bad `ts`) or left out."""
     site, device_id = _parse_topic(message.topic)
     binding = _binding_for(registry, site, device_id)
-    document = _parse_document(message.payload, device_id)
+    document = _parse_document(message.payload, message.size, device_id)
     try:
         payload = CarelineEventPayload.model_validate(document)
     except ValidationError as exc:
@@ -325,9 +325,9 @@ def _binding_for(registry: DeviceRegistry, site: str, device_id: str) -> Binding
     return binding
 
 
-def _parse_document(payload: bytes, device_id: str) -> dict[str, object]:
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise DecodeError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}", device_id=device_id)
+def _parse_document(payload: bytes, size: int, device_id: str) -> dict[str, object]:
+    if size > MAX_PAYLOAD_BYTES:
+        raise DecodeError(f"payload of {size} bytes exceeds {MAX_PAYLOAD_BYTES}", device_id=device_id)
     try:
         text = payload.decode("utf-8")
     except UnicodeDecodeError:

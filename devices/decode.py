@@ -22,6 +22,8 @@ _ROUTES: tuple[tuple[str, str, _Decoder], ...] = (
 )
 
 PROFILES: tuple[str, ...] = tuple(name for _, name, _ in _ROUTES)
+#: No profile accepts a larger payload: ingest keeps only a prefix of one (see `RawMessage.prefix`).
+MAX_PAYLOAD_BYTES = max(careline_json.MAX_PAYLOAD_BYTES, zigbee2mqtt.MAX_PAYLOAD_BYTES)
 
 _MAX_DETAIL_CHARS = 200
 

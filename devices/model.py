@@ -5,6 +5,7 @@ Device quirks stop at this boundary: rules, incidents and telemetry only ever se
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -74,6 +75,11 @@ ALARM_EVENT_KINDS = frozenset(
 )
 
 
+#: How much of a payload no profile accepts is kept (in memory and in the dead-letter store); its real
+#: size is kept beside it. Enough to see what a broken publisher sends, too little to fill a disk.
+DEAD_LETTER_PREFIX_BYTES = 4 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class RawMessage:
     """One MQTT message exactly as the broker handed it over."""
@@ -86,6 +92,19 @@ class RawMessage:
     mid: int = 0
     duplicate: bool = False
     retained: bool = False
+    #: The payload's size as received, when `payload` keeps only a prefix of it (see `prefix`).
+    received_size: int | None = None
+
+    @property
+    def size(self) -> int:
+        """Bytes of the payload as the broker delivered it."""
+        return len(self.payload) if self.received_size is None else self.received_size
+
+    def prefix(self, limit: int) -> RawMessage:
+        """This message with at most `limit` bytes of its payload; `size` still tells the real size."""
+        if len(self.payload) <= limit:
+            return self
+        return dataclasses.replace(self, payload=self.payload[:limit], received_size=self.size)
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,9 +78,9 @@ def decode(message: RawMessage, registry: DeviceRegistry) -> list[DeviceEvent]:
     if route is None:
         return []
     binding, is_availability = route
-    if len(message.payload) > MAX_PAYLOAD_BYTES:
+    if message.size > MAX_PAYLOAD_BYTES:
         raise DecodeError(
-            f"payload of {len(message.payload)} bytes exceeds {MAX_PAYLOAD_BYTES}",
+            f"payload of {message.size} bytes exceeds {MAX_PAYLOAD_BYTES}",
             device_id=binding.device_id,
         )
     if is_availability:

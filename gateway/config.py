@@ -96,6 +96,15 @@ class StorageConfig(StrictModel):
     url: str = "sqlite:///var/careline.db"
     #: How long a writer waits for a SQLite lock before failing (another process may hold it).
     busy_timeout_s: float = Field(30.0, gt=0)
+    #: Dead letters kept per lane; beyond it the oldest are deleted (and counted).
+    dead_letters_max: int = Field(10_000, ge=100, le=10_000_000)
+    #: Headroom for incidents: below this much free space on the store's filesystem (and the telemetry
+    #: spool's), telemetry dead letters and the spool are refused (and counted); incidents go on.
+    min_free_mb: float = Field(200.0, ge=0)
+
+    @property
+    def min_free_bytes(self) -> int:
+        return int(self.min_free_mb * 1024 * 1024)
 
 
 class HttpConfig(StrictModel):

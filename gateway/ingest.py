@@ -22,7 +22,8 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from devices.model import Lane, RawMessage
+from devices.decode import MAX_PAYLOAD_BYTES
+from devices.model import DEAD_LETTER_PREFIX_BYTES, Lane, RawMessage
 from gateway.config import BrokerConfig
 from gateway.metrics import Metrics
 
@@ -163,6 +164,9 @@ class MqttLane:
             duplicate=bool(message.dup),
             retained=bool(message.retain),
         )
+        if raw.size > MAX_PAYLOAD_BYTES:
+            # It can only become a dead letter; queued whole, a flood of them would exhaust memory.
+            raw = raw.prefix(DEAD_LETTER_PREFIX_BYTES)
         self._arrived.append(raw)
         if not self._handoff_scheduled:
             # One wake-up of the event loop per burst, not per message: at thousands of telemetry

@@ -17,6 +17,31 @@ class Metrics:
         self.dead_letters = Counter(
             "careline_dead_letters", "Messages kept in the dead-letter store", ["lane"], registry=r
         )
+        self.telemetry_left_to_alarm_lane = Counter(
+            "careline_telemetry_left_to_alarm_lane",
+            "Undecodable messages the telemetry lane also received on an alarm-lane topic: the alarm lane "
+            "keeps the dead letter, so each message is stored once",
+            registry=r,
+        )
+        self.dead_letters_evicted = Counter(
+            "careline_dead_letters_evicted",
+            "Oldest dead letters deleted to keep a lane within storage.dead_letters_max",
+            ["lane"],
+            registry=r,
+        )
+        self.disk_refused = Counter(
+            "careline_disk_refused",
+            "Telemetry-side writes refused because the disk was short of storage.min_free_mb "
+            "(what: telemetry_dead_letters, telemetry_spool_points)",
+            ["what"],
+            registry=r,
+        )
+        self.disk_free_bytes = Gauge(
+            "careline_disk_free_bytes",
+            "Free bytes on the filesystem of the incident store or the telemetry spool",
+            ["store"],
+            registry=r,
+        )
         self.telemetry_dropped = Counter(
             "careline_telemetry_dropped",
             "Telemetry messages dropped because the lane's queue was full",

@@ -2,18 +2,25 @@
 
 Bounded: when telemetry floods faster than we keep up, the newest surplus is dropped and counted
 rather than growing memory without limit. Nothing here is awaited by the alarm lane.
+
+Each message is dead-lettered once: `zigbee2mqtt/#` also brings the topics of alarm devices, which the
+alarm lane receives too; an undecodable message there is the alarm lane's to keep, so this lane only
+counts it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from paho.mqtt.client import topic_matches_sub
+
 from devices.decode import decode
-from devices.model import DecodeError, DeviceEvent, EventKind, RawMessage
+from devices.model import DEAD_LETTER_PREFIX_BYTES, DecodeError, DeviceEvent, EventKind, Lane, RawMessage
 from devices.registry import DeviceRegistry
 from gateway.metrics import Metrics
 
@@ -62,11 +69,14 @@ class TelemetryLane:
         metrics: Metrics,
         queue_max: int,
         sinks: Sequence[TelemetrySink] = (),
+        alarm_topics: Sequence[str] = (),
     ) -> None:
         self._registry = registry
         self._keep_dead_letters = keep_dead_letters
         self._metrics = metrics
         self._sinks = list(sinks)
+        #: What the alarm lane subscribes to: undecodable messages there are its dead letters, not ours.
+        self._alarm_topics = tuple(alarm_topics)
         self.queue: asyncio.Queue[RawMessage] = asyncio.Queue(maxsize=queue_max)
         self._dead: list[DeadLetterItem] = []
 
@@ -99,9 +109,21 @@ class TelemetryLane:
         try:
             return decode(raw, self._registry)
         except DecodeError as exc:
-            self._metrics.dead_letters.labels("telemetry").inc()
-            self._dead.append((raw, exc.reason, exc.device_id))
+            if any(topic_matches_sub(pattern, raw.topic) for pattern in self._alarm_topics):
+                self._metrics.telemetry_left_to_alarm_lane.inc()
+            else:
+                self.keep_dead_letter((raw, exc.reason, exc.device_id))
             return []
+
+    def keep_dead_letter(self, letter: DeadLetterItem) -> None:
+        """Counted now, stored with the next batch; only a prefix of the payload is held."""
+        raw, reason, device_id = letter
+        self._metrics.dead_letters.labels("telemetry").inc()
+        self._dead.append((raw.prefix(DEAD_LETTER_PREFIX_BYTES), reason, device_id))
+
+    def keep_refused_event(self, event: DeviceEvent, reason: str) -> None:
+        """An event a sink could not take whole (the InfluxDB writer: a value of the wrong type)."""
+        self.keep_dead_letter((refused_event_message(event), reason, event.device_id))
 
     async def flush_dead_letters_forever(self) -> None:
         # Batched once a second: a storm of bad telemetry costs the shared store one commit per second.
@@ -119,3 +141,21 @@ class TelemetryLane:
             # Keep them for the next round, within bounds: bad telemetry must not grow memory forever.
             log.exception("could not store %d telemetry dead letters; retrying", len(letters))
             self._dead = (letters + self._dead)[-DEAD_LETTER_BACKLOG_MAX:]
+
+
+def refused_event_message(event: DeviceEvent) -> RawMessage:
+    """A dead letter's message for a decoded event: what the device said, as the gateway understood it."""
+    described = {
+        "kind": str(event.kind),
+        "value": event.value,
+        "extra": event.extra,
+        "ts": event.ts.isoformat(),
+        "message_key": event.message_key,
+    }
+    return RawMessage(
+        topic=f"(telemetry event {event.kind})",
+        # A lone surrogate (JSON "\ud800") has no UTF-8 form: it is kept as its escape.
+        payload=json.dumps(described, ensure_ascii=False).encode("utf-8", "backslashreplace"),
+        received_at=event.received_at,
+        lane=Lane.TELEMETRY,
+    )

@@ -13,19 +13,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import multiprocessing
+import os
 import queue
+import signal
+import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from multiprocessing.context import SpawnProcess
-from typing import Any
+from typing import Any, NoReturn
 
 from devices.model import DeviceEvent, Lane
 from gateway.clock import SystemClock
 from gateway.config import CarelineConfig
-from gateway.directory import device_registry, rule_context
+from gateway.directory import alarm_lane_topics, device_registry, rule_context
 from gateway.ingest import MqttLane
 from gateway.metrics import Metrics
 from gateway.telemetry.writer import create_writer
@@ -39,18 +44,61 @@ log = logging.getLogger(__name__)
 
 STATUS_PERIOD_S = 1.0
 DECISIONS, DEAD_LETTERS, STATUS = "decisions", "dead_letters", "status"
+#: How often the child looks whether the gateway that started it is still its parent.
+PARENT_WATCH_PERIOD_S = 0.5
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 # -- the child process ---------------------------------------------------------------------------------
 
 
-def telemetry_main(config_json: str, inbox: Any, outbox: Any) -> None:
+def telemetry_main(config_json: str, inbox: Any, outbox: Any, parent_pid: int) -> None:
     """Entry point of the child process."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s telemetry %(name)s: %(message)s"
     )
+    die_with_parent(parent_pid)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_run_child(CarelineConfig.model_validate_json(config_json), inbox, outbox))
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Never outlive the gateway. An orphan stays connected under the client id the restarted gateway's
+    own child uses, and the broker evicts one for the other every second; it also keeps writing."""
+    _set_parent_death_signal()
+    start_parent_watch(parent_pid)
+
+
+def _set_parent_death_signal() -> None:
+    """Linux: the kernel sends SIGKILL to this process when its parent dies (SIGKILL and OOM kills
+    included). It fires when the parent's thread that started the child ends; the gateway starts it
+    from its event loop's thread, which lives as long as the gateway does."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        failed = libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0
+    except (OSError, AttributeError):
+        failed = True
+    if failed:
+        log.warning("no parent-death signal (prctl failed); watching the gateway's pid instead")
+
+
+def start_parent_watch(parent_pid: int, period_s: float = PARENT_WATCH_PERIOD_S) -> None:
+    """The portable fallback: once the parent is gone this process is re-parented, so its ppid changes.
+    The first look is immediate, which also covers a parent that died before the death signal was set."""
+    threading.Thread(
+        target=_watch_parent, args=(parent_pid, period_s), daemon=True, name="parent-watch"
+    ).start()
+
+
+def _watch_parent(parent_pid: int, period_s: float) -> NoReturn:
+    while os.getppid() == parent_pid:
+        time.sleep(period_s)
+    log.critical("the gateway (pid %d) is gone; the telemetry process ends with it", parent_pid)
+    # At once, as the death signal would: nobody reads the outbox any more, so a graceful exit could
+    # block on it.
+    os._exit(1)
 
 
 async def _run_child(config: CarelineConfig, inbox: Any, outbox: Any) -> None:
@@ -73,10 +121,21 @@ async def _run_child(config: CarelineConfig, inbox: Any, outbox: Any) -> None:
         send_decisions,
         clock,
     )
-    writer = create_writer(config.telemetry)
+    # The writer's refusals become the lane's dead letters (`lane` is bound below, before any event).
+    writer = create_writer(
+        config.telemetry,
+        on_refused=lambda event, reason: lane.keep_refused_event(event, reason),
+        min_free_bytes=config.storage.min_free_bytes,
+    )
     sinks = [s for s in (health, wellbeing, writer) if s is not None]
+    registry = device_registry(config)
     lane = TelemetryLane(
-        device_registry(config), send_dead_letters, metrics, config.broker.telemetry_queue_max, sinks
+        registry,
+        send_dead_letters,
+        metrics,
+        config.broker.telemetry_queue_max,
+        sinks,
+        alarm_topics=alarm_lane_topics(config, registry),
     )
     mqtt = MqttLane(config.broker, Lane.TELEMETRY, list(config.broker.telemetry_topics), lane.submit, metrics)
     stopped = asyncio.Event()
@@ -132,6 +191,8 @@ async def _report(outbox: Any, metrics: Metrics, health: DeviceHealth, writer: A
                     "received": metrics.messages_received.labels("telemetry")._value.get(),
                     "dropped": metrics.telemetry_dropped._value.get(),
                     "dead_letters": metrics.dead_letters.labels("telemetry")._value.get(),
+                    "left_to_alarm_lane": metrics.telemetry_left_to_alarm_lane._value.get(),
+                    "disk_refused_points": writer.disk_refused_points if writer is not None else 0,
                     "queue_depth": metrics.queue_depth.labels("telemetry")._value.get(),
                     "lag_s": metrics.telemetry_lag._value.get(),
                     "devices": [asdict(state) for state in health.devices.values()],
@@ -176,7 +237,7 @@ class TelemetryProcess:
             target=telemetry_main,
             name="careline-telemetry",
             daemon=True,
-            args=(self._config_json, self._inbox, outbox),
+            args=(self._config_json, self._inbox, outbox, os.getpid()),
         )
         self._process.start()
         self._generation += 1

@@ -1,11 +1,24 @@
-"""Shared pytest fixtures. Helpers that run real services live in `services.py`."""
+"""Shared pytest fixtures. Helpers that run real services live in `services.py`.
+
+The session also checks that the tests leave no process behind: every process started during the
+session inherits a marker in its environment, and whatever still carries it at the end is killed and
+fails the session.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
-from services import Mosquitto
+from services import SESSION_MARKER, Mosquitto, command_line, parent_of, processes_marked
+
+#: A process that is exiting as the last test ends gets this long to finish.
+_SURVIVOR_GRACE_S = 3.0
 
 
 @pytest.fixture
@@ -13,3 +26,38 @@ def mosquitto() -> Iterator[Mosquitto]:
     """A real Mosquitto broker on a free port of 127.0.0.1, with persistence; stopped afterwards."""
     with Mosquitto() as broker:
         yield broker
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    os.environ[SESSION_MARKER] = uuid.uuid4().hex
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    survivors = _survivors(os.environ[SESSION_MARKER])
+    if not survivors:
+        return
+    described = [f"  pid {pid}: {command_line(pid)[:300]}" for pid in survivors]
+    for pid in survivors:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    message = "processes started by the tests outlived them (killed now):\n" + "\n".join(described)
+    if reporter is not None:
+        reporter.write_line(message, red=True, bold=True)
+    else:
+        print(message)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _survivors(marker: str) -> list[int]:
+    deadline = time.monotonic() + _SURVIVOR_GRACE_S
+    while True:
+        survivors = [pid for pid in processes_marked(marker) if not _ends_with_this_process(pid)]
+        if not survivors or time.monotonic() > deadline:
+            return survivors
+        time.sleep(0.1)
+
+
+def _ends_with_this_process(pid: int) -> bool:
+    # multiprocessing's resource tracker, started once for this interpreter, exits when it does.
+    return parent_of(pid) == os.getpid() and "multiprocessing.resource_tracker" in command_line(pid)

@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Self
@@ -202,6 +203,17 @@ class Mosquitto(_ServerProcess):
     scheme = "mqtt"
     default_startup_timeout_s = 10.0
 
+    def __init__(
+        self,
+        *,
+        port: int | None = None,
+        startup_timeout_s: float | None = None,
+        extra_config: Sequence[str] = (),
+    ) -> None:
+        super().__init__(port=port, startup_timeout_s=startup_timeout_s)
+        #: Further mosquitto.conf lines, e.g. settings of the shipped deploy/mosquitto/mosquitto.conf.
+        self._extra_config = list(extra_config)
+
     @property
     def config_path(self) -> Path:
         return self._dir / "mosquitto.conf"
@@ -236,6 +248,7 @@ class Mosquitto(_ServerProcess):
             # Started as root, Mosquitto would switch to the `mosquitto` user, which cannot write our
             # temporary directory; staying the current user keeps the files ours.
             f"user {pwd.getpwuid(os.getuid()).pw_name}",
+            *self._extra_config,
         ]
         self.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
@@ -346,3 +359,54 @@ class VictoriaMetrics(_ServerProcess):
         with urllib.request.urlopen(f"{self.url}/api/v1/export?{query}", timeout=10) as response:
             text = response.read().decode("utf-8")
         return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+# --- processes -------------------------------------------------------------------------------------------
+
+#: Set at the start of a test session (tests/conftest.py); every process the tests start inherits it.
+SESSION_MARKER = "CARELINE_TEST_SESSION"
+
+
+def _proc_read(pid: int, name: str) -> bytes | None:
+    try:
+        return Path(f"/proc/{pid}/{name}").read_bytes()
+    except OSError:
+        return None  # gone meanwhile, or not ours to read
+
+
+def _pids() -> list[int]:
+    return [int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+
+
+def parent_of(pid: int) -> int | None:
+    stat = _proc_read(pid, "stat")
+    if stat is None:
+        return None
+    # The command name (in brackets) may hold spaces; the fields after its closing bracket do not.
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return None if fields[0] == b"Z" else int(fields[1])
+
+
+def children_of(pid: int) -> list[int]:
+    """Live (not zombie) processes whose parent is `pid`."""
+    return [child for child in _pids() if parent_of(child) == pid]
+
+
+def alive(pid: int) -> bool:
+    return parent_of(pid) is not None
+
+
+def command_line(pid: int) -> str:
+    raw = _proc_read(pid, "cmdline") or b""
+    return raw.replace(b"\0", b" ").decode("utf-8", "replace").strip()
+
+
+def processes_marked(marker: str) -> list[int]:
+    """Live processes other than this one whose environment carries ``SESSION_MARKER=<marker>``."""
+    wanted = f"{SESSION_MARKER}={marker}".encode()
+    marked = []
+    for pid in _pids():
+        environ = _proc_read(pid, "environ")
+        if pid != os.getpid() and environ and wanted in environ.split(b"\0") and alive(pid):
+            marked.append(pid)
+    return marked

@@ -318,6 +318,57 @@ async def test_undecodable_telemetry_is_dead_lettered_from_the_telemetry_process
         device.close()
 
 
+async def test_an_oversized_message_on_an_alarm_devices_topic_is_kept_once_as_a_bounded_prefix(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """`zigbee2mqtt/#` brings the alarm devices' topics to the telemetry lane too: the alarm lane owns it."""
+    async with live_gateway(new_config(mosquitto.url, tmp_path)) as live:
+        device = Publisher(mosquitto.port)
+        oversized = b'{"action": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+        device.send("zigbee2mqtt/night/102/pendant", oversized)
+        left = live.gateway.metrics.telemetry_left_to_alarm_lane
+        for _ in range(100):
+            if left._value.get() == 1:
+                break
+            await asyncio.sleep(0.1)
+        assert left._value.get() == 1
+        await asyncio.sleep(2.5)  # a telemetry dead letter would have been flushed and stored by now
+        letters = (await live.http.get("/api/dead-letters")).json()
+        device.close()
+
+    [letter] = letters
+    assert (letter["lane"], letter["device_id"]) == ("alarm", "night-pendant-li")
+    assert f"payload of {len(oversized)} bytes exceeds 65536" in letter["reason"]
+    assert (letter["payload_size"], letter["payload_truncated"]) == (len(oversized), True)
+    assert letter["payload"] == oversized[:4096].decode()
+
+
+async def test_short_of_disk_space_telemetry_dead_letters_are_refused_and_alarms_still_committed(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    config = new_config(mosquitto.url, tmp_path)
+    config["storage"]["min_free_mb"] = 1e12  # more than any disk has: always short of headroom
+    async with live_gateway(config) as live:
+        device = Publisher(mosquitto.port)
+        device.send("careline/night/night-pendant-wang/telemetry", b"not json", qos=0)
+        refused = live.gateway.metrics.disk_refused.labels("telemetry_dead_letters")
+        for _ in range(100):
+            if refused._value.get() == 1:
+                break
+            await asyncio.sleep(0.1)
+        assert refused._value.get() == 1
+        device.sos("night", "night-pendant-wang")
+        await live.wait_for(lambda i: len(i) == 1, "the SOS, committed while the disk is short")
+        health = (await live.http.get("/api/healthz")).json()
+        stats = (await live.http.get("/api/stats")).json()
+        device.close()
+
+    assert health["status"] == "ok"
+    assert health["disk"]["database"]["low"] is True
+    assert health["disk"]["database"]["path"] == str(tmp_path)
+    assert stats["dead_letters"] == 0
+
+
 async def test_a_telemetry_process_that_dies_is_restarted_and_telemetry_flows_again(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:

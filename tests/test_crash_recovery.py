@@ -17,7 +17,7 @@ import httpx
 import pytest
 import yaml
 from harness import Publisher, new_config
-from services import Mosquitto
+from services import Mosquitto, alive, children_of, command_line
 
 from devices.model import EventKind
 
@@ -105,3 +105,18 @@ def test_a_gateway_killed_before_committing_an_sos_gets_it_again_and_records_one
         time.sleep(1.0)
         assert _incidents(db) == [("night-pendant-wang", 1, "open")]
         assert _alarm_messages_received(port) == 1
+
+
+@pytest.mark.slow
+def test_the_telemetry_process_dies_with_a_killed_gateway(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """An orphaned telemetry child would stay connected and fight the restarted gateway's for the broker."""
+    config = new_config(mosquitto.url, tmp_path)
+    port = config["http"]["port"]
+    config_path = tmp_path / "careline.yaml"
+    config_path.write_text(yaml.safe_dump(config, allow_unicode=True))
+
+    with gateway_process(config_path, port, tmp_path / "gateway.log") as gateway:
+        [telemetry] = [pid for pid in children_of(gateway.pid) if "spawn_main" in command_line(pid)]
+        gateway.send_signal(signal.SIGKILL)
+        gateway.wait(10)
+        _wait_until(lambda: not alive(telemetry), "the telemetry process to end", limit_s=5)

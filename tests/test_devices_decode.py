@@ -9,8 +9,17 @@ from datetime import UTC, datetime
 import pytest
 
 import devices
-from devices.decode import PROFILES, decode
-from devices.model import Binding, DecodeError, DeviceEvent, DeviceType, EventKind, Lane, RawMessage
+from devices.decode import MAX_PAYLOAD_BYTES, PROFILES, decode
+from devices.model import (
+    DEAD_LETTER_PREFIX_BYTES,
+    Binding,
+    DecodeError,
+    DeviceEvent,
+    DeviceType,
+    EventKind,
+    Lane,
+    RawMessage,
+)
 from devices.registry import DeviceRegistry
 
 RECEIVED = datetime(2025, 3, 14, 8, 30, tzinfo=UTC)
@@ -126,3 +135,19 @@ def test_any_topic_and_any_bytes_produce_events_or_a_decode_error() -> None:
         except DecodeError:
             continue
         assert all(isinstance(event, DeviceEvent) for event in events)
+
+
+@pytest.mark.parametrize(
+    ("topic", "device_id"),
+    [("careline/sunrise/pendant-7/alarm", "pendant-7"), ("zigbee2mqtt/wing-b/204/door", "door-9")],
+)
+def test_a_payload_ingest_kept_only_a_prefix_of_is_refused_with_its_real_size(
+    topic: str, device_id: str
+) -> None:
+    whole = message(topic, b"{" + b" " * 100_000 + b"}")
+    kept = whole.prefix(DEAD_LETTER_PREFIX_BYTES)
+    assert (len(kept.payload), kept.size) == (DEAD_LETTER_PREFIX_BYTES, 100_002)
+    with pytest.raises(DecodeError, match="payload of 100002 bytes exceeds 65536") as refused:
+        decode(kept, REGISTRY)
+    assert refused.value.device_id == device_id
+    assert MAX_PAYLOAD_BYTES == 65536

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
+from harness import Publisher
+from paho.mqtt.enums import CallbackAPIVersion
+from services import Mosquitto
 
+from devices.decode import MAX_PAYLOAD_BYTES
 from devices.model import DeviceType
 from gateway.config import CarelineConfig, load_config
 from gateway.directory import rule_context
@@ -80,3 +86,30 @@ def test_each_home_has_one_resident_with_a_pendant_and_a_door_sensor(homes: Care
         doors = [d for d in homes.devices if d.type == DeviceType.DOOR_SENSOR and d.site == resident.site]
         assert any(resident in watchers.residents_watched_by(d.site, d.room, d.resident) for d in doors)
     assert any(r.language == "en" for r in homes.responders)
+
+
+def test_the_shipped_broker_refuses_payloads_larger_than_the_gateway_accepts() -> None:
+    shipped = (ROOT / "deploy" / "mosquitto" / "mosquitto.conf").read_text(encoding="utf-8").splitlines()
+    [limit] = [line for line in shipped if line.startswith("message_size_limit ")]
+    assert int(limit.split()[1]) == MAX_PAYLOAD_BYTES
+
+    with Mosquitto(extra_config=[limit]) as broker:
+        arrived: list[int] = []
+        subscribed, last = threading.Event(), threading.Event()
+        listener = mqtt.Client(CallbackAPIVersion.VERSION2)
+        listener.on_subscribe = lambda *_: subscribed.set()
+        listener.on_message = lambda _c, _u, m: (arrived.append(len(m.payload)), last.set())
+        listener.connect(broker.host, broker.port)
+        listener.subscribe("careline/#", qos=1)
+        listener.loop_start()
+        device = Publisher(broker.port)
+        try:
+            assert subscribed.wait(10)
+            device.send("careline/a/b/alarm", b"x" * (MAX_PAYLOAD_BYTES + 1)).wait_for_publish(10)
+            device.send("careline/a/b/alarm", b"x" * MAX_PAYLOAD_BYTES).wait_for_publish(10)
+            assert last.wait(10)
+        finally:
+            device.close()
+            listener.disconnect()
+            listener.loop_stop()
+    assert arrived == [MAX_PAYLOAD_BYTES]

@@ -114,3 +114,37 @@ async def test_heart_rates_published_over_mqtt_can_be_reviewed_and_exported_by_a
                 await browser.close()
         await manager.aclose()
         device.close()
+
+
+async def test_a_string_heart_rate_becomes_a_telemetry_dead_letter_and_numbers_still_reach_influxdb(
+    mosquitto: Mosquitto, influxdb1: InfluxDB1, tmp_path: Path
+) -> None:
+    influxdb1.create_database("careline")
+    async with live_gateway(telemetry_config(mosquitto, influxdb1, tmp_path)) as live:
+        device = Publisher(mosquitto.port)
+        topic = "careline/night/night-vitals-wang/telemetry"
+        now_ms = time.time() * 1000
+        device.send(topic, careline_event(EventKind.HEART_RATE, "high", ts_ms=now_ms - 120_000), qos=0)
+        letters = await live.poll("/api/dead-letters", bool)
+        device.send(topic, careline_event(EventKind.HEART_RATE, 72, ts_ms=now_ms - 60_000), qos=0)
+        manager = await manager_client(live.base_url, live)
+        params = {"measurement": "heart_rate", "resident": "night-wang"}
+        rows: list[dict[str, Any]] = []
+        for _ in range(100):
+            rows = (await manager.get("/api/sensor-log", params=params)).json()["rows"]
+            if rows:
+                break
+            await asyncio.sleep(0.1)
+        await manager.aclose()
+        device.close()
+
+    assert [row["value"] for row in rows] == [72]
+    [letter] = letters
+    assert (letter["lane"], letter["device_id"], letter["topic"]) == (
+        "telemetry",
+        "night-vitals-wang",
+        "(telemetry event heart_rate)",
+    )
+    assert "value 'high' is not a finite number" in letter["reason"]
+    assert '"value": "high"' in letter["payload"]
+    assert live.gateway.metrics.dead_letters.labels("telemetry")._value.get() == 1

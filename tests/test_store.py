@@ -461,6 +461,47 @@ def test_dead_letters_are_stored_with_topic_payload_and_reason_and_counted(store
     )
 
 
+def test_a_dead_letter_keeps_a_bounded_prefix_of_its_payload_and_the_real_size(
+    store: IncidentStore, db_path: Path
+) -> None:
+    """13 messages of 9 MB once filled a 120 MB volume: each was kept whole."""
+    huge = b"x" * (9 * 1024 * 1024)
+    letters = [
+        (RawMessage("careline/sunrise/pendant-wang/alarm", huge, START, Lane.ALARM), "too large", None)
+        for _ in range(13)
+    ]
+    store.apply(AlarmBatch(dead_letters=letters))
+
+    kept = store.dead_letters()
+    assert len(kept) == 13
+    assert {(len(row.payload), row.payload_size) for row in kept} == {(4096, 9 * 1024 * 1024)}
+    on_disk = db_path.stat().st_size + db_path.with_name(db_path.name + "-wal").stat().st_size
+    assert on_disk < 1024 * 1024
+
+
+def test_each_lane_keeps_its_newest_dead_letters_up_to_the_cap_and_the_deletions_are_told(
+    engine: Engine, clock: FakeClock
+) -> None:
+    evicted: list[tuple[str, int]] = []
+    store = IncidentStore(
+        engine, Directory(CONFIG), clock.now, dead_letters_max=100, on_evicted=lambda *e: evicted.append(e)
+    )
+
+    def letter(lane: Lane, n: int) -> tuple[RawMessage, str, str | None]:
+        return RawMessage(f"t/{n}", b"bad", START, lane), "bad", None
+
+    store.apply(AlarmBatch(dead_letters=[letter(Lane.ALARM, n) for n in range(5)]))
+    for start in range(0, 300, 60):
+        store.apply(AlarmBatch(dead_letters=[letter(Lane.TELEMETRY, n) for n in range(start, start + 60)]))
+
+    rows = store.dead_letters(limit=1000)
+    telemetry = [row.topic for row in rows if row.lane == "telemetry"]
+    # A flood of bad telemetry cannot push out the alarm lane's dead letters.
+    assert [row.topic for row in rows if row.lane == "alarm"] == [f"t/{n}" for n in reversed(range(5))]
+    assert telemetry == [f"t/{n}" for n in reversed(range(200, 300))]
+    assert evicted == [("telemetry", 20), ("telemetry", 60), ("telemetry", 60), ("telemetry", 60)]
+
+
 def test_alarm_events_are_recorded_for_every_trigger(store: IncidentStore, engine: Engine) -> None:
     opened = one(apply(store, alarm(message_key="evt-1")))
     apply(store, alarm(message_key="evt-2"))

@@ -105,15 +105,44 @@ async def test_v1_write_and_influxql_reads_round_trip(influxdb1: InfluxDB1, tmp_
     assert extra["results"][0]["series"][0]["values"][0][1] == "red"  # type: ignore[index]
 
 
+async def test_a_string_heart_rate_is_refused_and_the_numbers_after_it_are_stored(
+    influxdb1: InfluxDB1, tmp_path: Path
+) -> None:
+    """Written first, "high" would fix heart_rate's `value` as a string for the shard, and InfluxDB would
+    refuse every numeric heart rate after it."""
+    db = new_database(influxdb1)
+    refused: list[str] = []
+    config = v1_config(influxdb1.url, db, tmp_path)
+    writer = InfluxWriter(config, on_refused=lambda _event, reason: refused.append(reason))
+    task = asyncio.create_task(writer.run())
+    writer([event(1, value="high")])
+    assert await writer.drain(10)
+    writer([event(2, value=72.0), event(3, value=75)])
+    assert await writer.drain(10)
+    await writer.close()
+    await task
+
+    assert values(influxdb1, db) == [72.0, 75.0]
+    assert refused == [
+        "not stored in InfluxDB: heart_rate from 'vitals-1': value 'high' is not a finite number"
+    ]
+    assert (writer.written_points, writer.refused_points, writer.failed_writes) == (2, 1, 0)
+    field_types: Any = influxdb1.query('SHOW FIELD KEYS FROM "heart_rate"', db=db)
+    assert field_types["results"][0]["series"][0]["values"] == [["value", "float"]]
+
+
 async def test_a_batch_the_server_rejects_is_counted_and_dropped(
     influxdb1: InfluxDB1, tmp_path: Path
 ) -> None:
     db = new_database(influxdb1)
-    await _write_all(InfluxWriter(v1_config(influxdb1.url, db, tmp_path / "a")), [event(0, value=70.0)])
+    # A field an earlier version wrote as a number; this one writes a device's own extras as text.
+    earlier = InfluxV1Backend(influxdb1.url, db)
+    earlier.write([f"heart_rate,device=vitals-1 value=70,x_note=1 {timestamp_ns(T0)}"])
+    earlier.close()
     writer = InfluxWriter(v1_config(influxdb1.url, db, tmp_path / "b"))
-    # "high" collides with the float field `value` of heart_rate: InfluxDB stores the other two and
-    # answers 400 partial write, dropped=1. Retrying could never help.
-    await _write_all(writer, [event(1), event(2, value="high"), event(3)])
+    # The text `x_note` collides with the float one: InfluxDB stores the other two points and answers
+    # 400 partial write, dropped=1. Retrying could never help.
+    await _write_all(writer, [event(1), event(2, extra={"note": "n"}), event(3)])
     assert (writer.written_points, writer.dropped_points, writer.failed_writes) == (2, 1, 1)
     assert writer.status()["spool_points"] == 0
     assert values(influxdb1, db) == [70.0, 1.0, 3.0]
@@ -229,8 +258,8 @@ def test_hostile_tags_and_fields_round_trip_as_one_point(
     written = count_points(influxdb1, hostile_db, "check_in")
     ts = T0 + timedelta(microseconds=written)
     hostile = event(
-        0, kind=EventKind.CHECK_IN, value=text, device=device, resident=resident, room=room,
-        extra={"note": note}, ts=ts,
+        0, kind=EventKind.CHECK_IN, device=device, resident=resident, room=room,
+        extra={"text": text, "note": note}, ts=ts,
     )  # fmt: skip
     line = to_line(hostile)
     backend = InfluxV1Backend(influxdb1.url, hostile_db)
@@ -247,14 +276,15 @@ def test_hostile_tags_and_fields_round_trip_as_one_point(
     assert row["device"] == clean_tag_value(device)
     assert row["resident"] == clean_tag_value(resident)
     assert row["room"] == clean_tag_value(room)
-    assert row["value"] == clean_string_field(text)
+    assert row["value"] is True  # a bare check-in: "I am OK"
+    assert row["x_text"] == clean_string_field(text)
     assert row["x_note"] == clean_string_field(note)
 
     # ... and the reader finds it by its hostile tags, and only it.
     rows = asyncio.run(
         _read(influxdb1, hostile_db, SensorFilter(device=device, resident=resident, room=room), ts)
     )
-    assert [(r.time_ns, r.value) for r in rows] == [(ns, clean_string_field(text))]
+    assert [(r.time_ns, r.value) for r in rows] == [(ns, True)]
 
 
 async def _read(server: InfluxDB1, db: str, filters: SensorFilter, ts: Any) -> list[Any]:

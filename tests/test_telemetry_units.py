@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import io
 import math
+import re
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,6 +20,8 @@ from telemetry_fixtures import T0, GatedBackend, event, eventually
 
 from common.errors import ConfigError
 from devices.model import EventKind
+from common.errors import ConfigError
+from gateway.headroom import Headroom
 from gateway.telemetry.backends import (
     InfluxV1Backend,
     RejectedBatchError,
@@ -26,12 +30,17 @@ from gateway.telemetry.backends import (
 )
 from gateway.telemetry.config import TelemetryConfig
 from gateway.telemetry.points import (
+    BARE_VALUES,
     REPLACEMENT,
+    VALUE_TYPES,
+    FieldType,
     InvalidEventError,
     clean_tag_value,
     extra_field_key,
+    extra_problems,
     timestamp_ns,
     to_line,
+    value_problem,
 )
 from gateway.telemetry.reads import (
     SensorFilter,
@@ -44,7 +53,7 @@ from gateway.telemetry.reads import (
     to_csv,
 )
 from gateway.telemetry.spool import Spool
-from gateway.telemetry.writer import InfluxWriter, create_writer
+from gateway.telemetry.writer import InfluxWriter, RefusedEvent, create_writer
 
 END = T0 + timedelta(hours=1)
 
@@ -106,25 +115,73 @@ def test_config_secrets_come_from_the_environment() -> None:
 
 def test_event_becomes_one_line_with_tags_fields_and_ns_time() -> None:
     ts = datetime(2026, 1, 5, 8, 0, 0, 123456, tzinfo=UTC)
-    line = to_line(event(0, value=72, ts=ts, extra={"rssi": -60, "ok": True, "note": "a b", "bad": math.nan}))
+    extra = {"rssi": -60, "ok": True, "note": "a b", "bad": math.nan, "contact": False}
+    line = to_line(event(0, value=72, ts=ts, extra=extra))
+    # A device's own extras are text; the profiles' own (here `contact`) keep their fixed types.
     assert line == (
         "heart_rate,device=vitals-1,device_type=vitals_monitor,resident=res-1,room=101,site=site-a "
-        'value=72,x_note="a b",x_ok=true,x_rssi=-60 1767600000123456000'
+        'value=72,x_contact=false,x_note="a b",x_ok="true",x_rssi="-60" 1767600000123456000'
     )
 
 
 @pytest.mark.parametrize(
-    ("value", "field"),
+    ("kind", "value", "field"),
     [
-        (None, "value=1 "),
-        (True, "value=true "),
-        (3, "value=3 "),
-        (2.5, "value=2.5 "),
-        ('say "hi"', r'"say \"hi\""'),
+        (EventKind.SOS, None, "value=1 "),
+        (EventKind.SOS, 3, "value=3 "),
+        (EventKind.HEART_RATE, 72.5, "value=72.5 "),
+        (EventKind.PRESENCE, False, "value=false "),
+        (EventKind.MOTION, None, "value=true "),
     ],
 )
-def test_value_types(value: float | bool | str | None, field: str) -> None:
-    assert field in to_line(event(0, kind=EventKind.SOS, value=value))
+def test_value_types(kind: EventKind, value: float | bool | str | None, field: str) -> None:
+    assert field in to_line(event(0, kind=kind, value=value))
+
+
+def test_every_kind_has_one_value_type_and_only_readings_need_a_value() -> None:
+    assert set(VALUE_TYPES) == set(EventKind)
+    needs_a_value = set(EventKind) - set(BARE_VALUES)
+    assert needs_a_value == {
+        EventKind.BATTERY,
+        EventKind.HEART_RATE,
+        EventKind.SPO2,
+        EventKind.BODY_TEMPERATURE,
+        EventKind.TEMPERATURE,
+        EventKind.HUMIDITY,
+        EventKind.LINK_QUALITY,
+    }
+    assert all(VALUE_TYPES[kind] is FieldType.FLOAT for kind in needs_a_value)
+
+
+@pytest.mark.parametrize(
+    ("kind", "value", "reason"),
+    [
+        (EventKind.HEART_RATE, "high", "heart_rate from 'vitals-1': value 'high' is not a finite number"),
+        (EventKind.HEART_RATE, True, "value True is not a finite number"),
+        (EventKind.HEART_RATE, None, "heart_rate from 'vitals-1' has no value; it needs a number"),
+        (EventKind.PRESENCE, 1, "value 1 is not a boolean"),
+        (EventKind.CHECK_IN, "ok", "value 'ok' is not a boolean"),
+        (EventKind.SOS, "pressed", "value 'pressed' is not a finite number"),
+    ],
+)
+def test_a_value_of_the_wrong_type_for_its_measurement_is_refused(
+    kind: EventKind, value: float | bool | str | None, reason: str
+) -> None:
+    # dataclasses.replace: the `event` helper gives a heart rate without a value a number.
+    wrong = dataclasses.replace(event(0, kind=kind), value=value)
+    problem = value_problem(wrong)
+    assert problem is not None
+    assert reason in problem
+    with pytest.raises(InvalidEventError, match=re.escape(problem)):
+        to_line(wrong)
+
+
+def test_an_extra_of_the_wrong_type_is_left_out_and_named() -> None:
+    partly = event(0, value=70, extra={"contact": "open", "action": "single"})
+    assert extra_problems(partly) == ["extra 'contact' of heart_rate: 'open' is not a boolean"]
+    line = to_line(partly)
+    assert "x_contact" not in line
+    assert 'x_action="single"' in line
 
 
 def test_values_that_cannot_be_stored_are_refused() -> None:
@@ -312,7 +369,13 @@ def test_csv_is_parseable_and_formula_safe() -> None:
 # --- the writer against a fake server ------------------------------------------------------------------
 
 
-def _writer(tmp_path: Path, backend: GatedBackend, **overrides: object) -> InfluxWriter:
+def _writer(
+    tmp_path: Path,
+    backend: GatedBackend,
+    on_refused: RefusedEvent | None = None,
+    headroom: Headroom | None = None,
+    **overrides: object,
+) -> InfluxWriter:
     settings: dict[str, object] = {
         "backend": "influxdb1",
         "url": "http://unused:8086",
@@ -323,7 +386,8 @@ def _writer(tmp_path: Path, backend: GatedBackend, **overrides: object) -> Influ
         "retry_min_s": 0.02,
         "retry_max_s": 0.05,
     }
-    return InfluxWriter(TelemetryConfig.model_validate(settings | overrides), backend=backend)
+    config = TelemetryConfig.model_validate(settings | overrides)
+    return InfluxWriter(config, backend=backend, on_refused=on_refused, headroom=headroom)
 
 
 def _seqs(lines: list[str]) -> list[int]:
@@ -368,6 +432,20 @@ async def test_writer_spools_through_an_outage_and_keeps_order(tmp_path: Path) -
     assert _seqs(backend.accepted) == list(range(70))
     assert writer.status()["healthy"] is True
     assert (writer.written_points, writer.dropped_points) == (70, 0)
+    await writer.close()
+    await task
+
+
+async def test_short_of_disk_space_the_writer_spools_nothing_and_counts_it(tmp_path: Path) -> None:
+    backend = GatedBackend()
+    backend.fail = TransientWriteError("connection refused")
+    # More than any disk has free: the real filesystem of tmp_path is always short of it.
+    writer = _writer(tmp_path, backend, headroom=Headroom(tmp_path, min_free_bytes=2**62))
+    task = asyncio.create_task(writer.run())
+    writer([event(i) for i in range(30)])
+    await eventually(lambda: writer.disk_refused_points == 30)
+    status = writer.status()
+    assert (status["spool_points"], status["disk_refused_points"], status["dropped_points"]) == (0, 30, 30)
     await writer.close()
     await task
 
@@ -425,6 +503,25 @@ async def test_close_spools_what_a_failing_server_did_not_take_and_a_new_writer_
     assert await second.drain(5)
     assert _seqs(fresh.accepted) == list(range(18))
     await second.close()
+    await task
+
+
+async def test_events_of_the_wrong_type_never_reach_the_buffer_and_are_reported(tmp_path: Path) -> None:
+    backend = GatedBackend()
+    refused: list[tuple[str, str]] = []
+    writer = _writer(tmp_path, backend, lambda e, reason: refused.append((e.message_key, reason)))
+    task = asyncio.create_task(writer.run())
+    wrong, partly = event(2, value="high"), event(3, extra={"contact": "open"})
+    writer([event(1), wrong, partly])
+    assert writer.status()["buffered_points"] == 2
+    assert await writer.drain(5)
+    assert _seqs(backend.accepted) == [1, 3]
+    assert "x_contact" not in backend.accepted[1]
+    assert [key for key, _ in refused] == [wrong.message_key, partly.message_key]
+    assert refused[0][1].startswith("not stored in InfluxDB: heart_rate")
+    assert refused[1][1].startswith("stored in InfluxDB without extra 'contact'")
+    assert (writer.refused_points, writer.dropped_points) == (1, 1)
+    await writer.close()
     await task
 
 

@@ -40,3 +40,8 @@ def device_registry(config: CarelineConfig) -> DeviceRegistry:
 def rule_context(config: CarelineConfig) -> RuleContext:
     """What the rules know of the configured sites and residents."""
     return RuleContext(config.sites, config.residents)
+
+
+def alarm_lane_topics(config: CarelineConfig, registry: DeviceRegistry) -> list[str]:
+    """What the alarm lane subscribes to: the configured alarm topics and each Zigbee2MQTT alarm device's."""
+    return [*config.broker.alarm_topics, *registry.zigbee2mqtt_alarm_topics()]

@@ -24,6 +24,14 @@ def make_engine(url: str, *, busy_timeout_s: float = 30.0) -> Engine:
     return engine
 
 
+def sqlite_directory(url: str) -> Path | None:
+    """The directory of a SQLite database file; None for other databases and in-memory SQLite."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database).parent
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # pysqlite's own transaction handling defers BEGIN; we emit our own (see below).
     dbapi_connection.isolation_level = None

@@ -117,6 +117,8 @@ class AuditEntry(Base):
 
 class DeadLetter(Base):
     __tablename__ = "dead_letters"
+    #: Each lane's newest rows are found by it when the oldest beyond the cap are deleted.
+    __table_args__ = (Index("ix_dead_letters_lane_id", "lane", "id"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     received_at: Mapped[datetime] = mapped_column(index=True)

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import CursorResult, Engine, delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from devices.model import DeviceEvent, RawMessage
+from devices.model import DEAD_LETTER_PREFIX_BYTES, DeviceEvent, RawMessage
 from gateway.directory import Directory
 from gateway.incidents.audit import AuditTrail, ChainBreak, find_break, verify_chain
 from gateway.incidents.db import read_only, relaxed
@@ -35,6 +35,11 @@ from rules.model import AlarmDecision, CancelDecision, Decision, DeviceTestDecis
 ACTIVE = (IncidentStatus.OPEN.value, IncidentStatus.ACKNOWLEDGED.value)
 #: Faults kept in an incident's evidence; a device repeating the same fault adds it once.
 MAX_INCIDENT_FAULTS = 20
+DEAD_LETTERS_MAX = 10_000
+#: MQTT allows 64 KiB topics; a dead letter keeps enough of one to tell where it came from.
+_TOPIC_MAX_CHARS = 512
+#: Told, after the commit, how many of a lane's oldest dead letters were deleted to stay within the cap.
+EvictionListener = Callable[[str, int], None]
 
 
 def _stop_escalation(session: Session, incident_id: int, reason: str, now: datetime) -> None:
@@ -79,7 +84,17 @@ class BatchResult:
 
 
 class IncidentStore:
-    def __init__(self, engine: Engine, directory: Directory, clock: Callable[[], datetime]) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        directory: Directory,
+        clock: Callable[[], datetime],
+        *,
+        dead_letters_max: int = DEAD_LETTERS_MAX,
+        on_evicted: EvictionListener | None = None,
+    ) -> None:
+        self._dead_letters_max = dead_letters_max
+        self._on_evicted = on_evicted
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._reads = sessionmaker(read_only(engine), expire_on_commit=False)
         self._bookkeeping = sessionmaker(relaxed(engine), expire_on_commit=False)
@@ -108,17 +123,7 @@ class IncidentStore:
         result = BatchResult()
         changed: dict[int, Incident] = {}
         with self.transaction() as session:
-            for raw, reason, device_id in batch.dead_letters:
-                session.add(
-                    DeadLetter(
-                        received_at=raw.received_at,
-                        lane=raw.lane.value,
-                        topic=raw.topic,
-                        payload=raw.payload,
-                        reason=reason,
-                        device_id=device_id,
-                    )
-                )
+            evicted = self._add_dead_letters(session, batch.dead_letters)
             for ruled in batch.decisions:
                 if ruled.check_duplicate and self._already_recorded(session, ruled.decision.event):
                     result.duplicates += 1
@@ -127,7 +132,48 @@ class IncidentStore:
                 if incident is not None:
                     changed[incident.id] = incident
         result.changed = [IncidentView.of(incident, self.directory) for incident in changed.values()]
+        if self._on_evicted is not None:
+            for lane, count in evicted.items():
+                self._on_evicted(lane, count)
         return result
+
+    def _add_dead_letters(
+        self, session: Session, letters: Sequence[tuple[RawMessage, str, str | None]]
+    ) -> dict[str, int]:
+        """Keep each letter with a bounded prefix of its payload and its size; then delete each lane's
+        oldest beyond the cap, so no publisher can fill the disk. Returns the deletions per lane."""
+        if not letters:
+            return {}
+        for raw, reason, device_id in letters:
+            session.add(
+                DeadLetter(
+                    received_at=raw.received_at,
+                    lane=raw.lane.value,
+                    topic=raw.topic[:_TOPIC_MAX_CHARS],
+                    payload=raw.prefix(DEAD_LETTER_PREFIX_BYTES).payload,
+                    payload_size=raw.size,
+                    reason=reason,
+                    device_id=device_id,
+                )
+            )
+        session.flush()
+        evicted: dict[str, int] = {}
+        for lane in sorted({raw.lane.value for raw, _, _ in letters}):
+            newest_kept = (
+                select(DeadLetter.id)
+                .where(DeadLetter.lane == lane)
+                .order_by(DeadLetter.id.desc())
+                .offset(self._dead_letters_max - 1)
+                .limit(1)
+                .scalar_subquery()
+            )
+            outcome = session.execute(
+                delete(DeadLetter).where(DeadLetter.lane == lane, DeadLetter.id < newest_kept)
+            )
+            deleted = outcome.rowcount if isinstance(outcome, CursorResult) else 0
+            if deleted:
+                evicted[lane] = deleted
+        return evicted
 
     def _already_recorded(self, session: Session, event: DeviceEvent) -> bool:
         found = session.scalar(

@@ -1,9 +1,14 @@
 """DeviceEvent → InfluxDB point, one line of line protocol per event.
 
 Schema: measurement = event kind (``heart_rate``, ``sos``, ``door_open`` ...); tags ``site``, ``room``,
-``resident``, ``device``, ``device_type`` (absent when unknown); field ``value`` (float for numbers,
-boolean for booleans, string for text; ``1.0`` = "it happened" for events without a value) plus each
-scalar of ``extra`` as ``x_<name>``; timestamp = ``event.ts`` in nanoseconds.
+``resident``, ``device``, ``device_type`` (absent when unknown); field ``value`` plus each scalar of
+``extra`` as ``x_<name>``; timestamp = ``event.ts`` in nanoseconds.
+
+Field types are the code's, never the device's (`VALUE_TYPES`, `EXTRA_TYPES`): InfluxDB fixes a field's
+type with the first point of a shard and refuses every later point of another type, so one device
+sending ``"high"`` as a heart rate would make every numeric heart rate after it unstorable. A value of
+the wrong type refuses the point (`value_problem`); an extra of the wrong type is left out of it
+(`extra_problems`); the writer turns both into telemetry dead letters.
 
 Tag values come from devices and may be hostile. All escaping is influxdb-client's `Point` serializer;
 before it we only normalise what line protocol cannot carry in a tag value, so every value stays one
@@ -23,13 +28,16 @@ read them back exactly). `clean_tag_value` is public so InfluxQL filters normali
 
 from __future__ import annotations
 
+import enum
+import json
 import math
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 from influxdb_client.client.write.point import Point
 
-from devices.model import DeviceEvent
+from devices.model import DeviceEvent, EventKind
 
 REPLACEMENT = "\ufffd"
 TAG_KEYS = ("site", "room", "resident", "device", "device_type")
@@ -46,8 +54,69 @@ _NS_PER_US = 1000
 FieldValue = float | bool | str
 
 
+class FieldType(enum.StrEnum):
+    FLOAT = "a number"
+    BOOLEAN = "a boolean"
+    STRING = "a string"
+
+
+#: Readings: the number is the point; an event without one cannot be stored.
+_READINGS = (
+    EventKind.BATTERY,
+    EventKind.HEART_RATE,
+    EventKind.SPO2,
+    EventKind.BODY_TEMPERATURE,
+    EventKind.TEMPERATURE,
+    EventKind.HUMIDITY,
+    EventKind.LINK_QUALITY,
+)
+#: Happenings: a bare event is stored as 1.0, "it happened" (a number, if the device gives one).
+_HAPPENINGS = (
+    EventKind.SOS,
+    EventKind.FALL,
+    EventKind.FALL_CANCEL,
+    EventKind.DOOR_OPEN,
+    EventKind.DOOR_CLOSED,
+    EventKind.SMOKE,
+    EventKind.SMOKE_CLEAR,
+    EventKind.TAMPER,
+    EventKind.BATTERY_LOW,
+    EventKind.HEARTBEAT,
+)
+#: States: on or off; a bare event says the state holds (true).
+_STATES = (
+    EventKind.PRESENCE,
+    EventKind.MOTION,
+    EventKind.AVAILABILITY,
+    EventKind.BED_OCCUPIED,
+    EventKind.CHECK_IN,
+)
+#: The type of each measurement's ``value`` field. No kind's value is textual today; a textual state
+#: (an action, a radar's fall state, "online") travels as an extra.
+VALUE_TYPES: Mapping[EventKind, FieldType] = {
+    **dict.fromkeys(_READINGS + _HAPPENINGS, FieldType.FLOAT),
+    **dict.fromkeys(_STATES, FieldType.BOOLEAN),
+}
+#: What an event that carries no value stores; kinds not listed (readings) need a value.
+BARE_VALUES: Mapping[EventKind, FieldValue] = {
+    **dict.fromkeys(_HAPPENINGS, 1.0),
+    **dict.fromkeys(_STATES, True),
+}
+#: The extras the device profiles produce, by name, with their types. Any other extra (a native device's
+#: own) is stored as text: a device-chosen name cannot be given a type another device might contradict.
+EXTRA_TYPES: Mapping[str, FieldType] = {
+    **dict.fromkeys(
+        ("action", "state", "fall_down_status", "fall_state", "fall_detection"), FieldType.STRING
+    ),
+    **dict.fromkeys(
+        ("sos", "alarm", "fall", "fall_cancel", "contact", "smoke", "tamper", "battery_low"),
+        FieldType.BOOLEAN,
+    ),
+}
+
+
 class InvalidEventError(ValueError):
-    """An event that cannot become a point (e.g. a NaN reading); it is counted and dropped."""
+    """An event that cannot become a point (a value of the wrong type, a NaN reading)."""
 
 
 def clean_tag_value(value: str) -> str:
@@ -85,35 +154,89 @@ def tags_of(event: DeviceEvent) -> dict[str, str]:
     return {key: clean_tag_value(value) for key, value in raw.items() if value}
 
 
-def field_value(value: object) -> FieldValue | None:
-    """The field value for a reading: bool stays bool, numbers become float, text stays text.
+def typed_value(expected: FieldType, value: object) -> FieldValue | None:
+    """`value` as a field of type `expected`; None when it is not of that type (or NaN, infinite).
 
-    Numbers are always floats so a device sending ``72`` and another ``72.5`` do not collide in
-    InfluxDB's per-field type. None for values a field cannot hold (NaN, infinity, other types).
+    Integers become floats, so a device sending ``72`` and another ``72.5`` write one type.
     """
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, int | float):
+    if expected is FieldType.FLOAT:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
         number = float(value)
         return number if math.isfinite(number) else None
-    if isinstance(value, str):
-        return clean_string_field(value)
+    if expected is FieldType.BOOLEAN:
+        return value if isinstance(value, bool) else None
+    return clean_string_field(value) if isinstance(value, str) else None
+
+
+def value_problem(event: DeviceEvent) -> str | None:
+    """Why the event's value cannot be stored in its measurement, or None when it can."""
+    try:
+        _value_field(event)
+    except InvalidEventError as exc:
+        return str(exc)
     return None
 
 
+def extra_problems(event: DeviceEvent) -> list[str]:
+    """The extras `fields_of` leaves out of the point, each with why."""
+    return [
+        f"extra {name!r} of {event.kind}: {_shown(raw)} is not {_described(EXTRA_TYPES.get(name))}"
+        for name, raw in event.extra.items()
+        if _extra_field(name, raw) is None
+    ]
+
+
 def fields_of(event: DeviceEvent) -> dict[str, FieldValue]:
-    value = 1.0 if event.value is None else field_value(event.value)
-    if value is None:
-        raise InvalidEventError(
-            f"{event.kind} from {event.device_id!r}: value {event.value!r} cannot be stored"
-        )
+    """The point's fields; raises `InvalidEventError` when the value cannot be stored, and leaves out the
+    extras `extra_problems` names."""
     fields: dict[str, FieldValue] = {}
     for name, raw in event.extra.items():
-        extra = field_value(raw)
+        extra = _extra_field(name, raw)
         if extra is not None:
             fields[extra_field_key(name)] = extra
-    fields[VALUE_FIELD] = value
+    fields[VALUE_FIELD] = _value_field(event)
     return fields
+
+
+def _value_field(event: DeviceEvent) -> FieldValue:
+    expected = VALUE_TYPES[event.kind]
+    if event.value is None:
+        bare = BARE_VALUES.get(event.kind)
+        if bare is None:
+            raise InvalidEventError(
+                f"{event.kind} from {event.device_id!r} has no value; it needs {expected}"
+            )
+        return bare
+    value = typed_value(expected, event.value)
+    if value is None:
+        shown, wanted = _shown(event.value), _described(expected)
+        raise InvalidEventError(f"{event.kind} from {event.device_id!r}: value {shown} is not {wanted}")
+    return value
+
+
+def _extra_field(name: str, raw: object) -> FieldValue | None:
+    expected = EXTRA_TYPES.get(name)
+    if expected is not None:
+        return typed_value(expected, raw)
+    if isinstance(raw, str):
+        return clean_string_field(raw)
+    if isinstance(raw, bool) or (isinstance(raw, int | float) and math.isfinite(raw)):
+        # An extra of a device's own is text, written as JSON writes it: 72 -> "72", true -> "true".
+        return json.dumps(raw)
+    return None
+
+
+def _described(expected: FieldType | None) -> str:
+    """What a field takes; None for a device's own extra (text, or a finite number or boolean as text)."""
+    if expected is None:
+        return "storable (text, a finite number or a boolean)"
+    return "a finite number" if expected is FieldType.FLOAT else str(expected)
+
+
+def _shown(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:39] + "…"
 
 
 def to_point(event: DeviceEvent) -> Point:

@@ -13,6 +13,11 @@ The path of a batch, on the worker thread (`_deliver`):
    exponentially up to `retry_max_s`; a rejected batch (a 4xx that no retry can fix) is counted and dropped.
 When the in-memory buffer passes `buffer_max_points` (server slow or backing off), it is handed to the
 worker to be spooled rather than allowed to grow.
+
+Two refusals, both counted: an event whose value has the wrong type for its measurement never enters the
+buffer (it is handed to `on_refused`, which makes it a dead letter; see points.py), and while the spool's
+filesystem is short of its headroom (gateway/headroom.py) nothing is spooled, so the incident store
+keeps the space.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from devices.model import DeviceEvent
+from gateway.headroom import Headroom
 from gateway.telemetry.backends import (
     LineProtocolBackend,
     RejectedBatchError,
@@ -37,7 +43,7 @@ from gateway.telemetry.backends import (
     make_backend,
 )
 from gateway.telemetry.config import TelemetryConfig
-from gateway.telemetry.points import to_line
+from gateway.telemetry.points import extra_problems, to_line, value_problem
 from gateway.telemetry.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -47,6 +53,8 @@ log = logging.getLogger(__name__)
 REPLAY_BATCHES_PER_TURN = 10
 _JITTER = (0.8, 1.0)
 _T = TypeVar("_T")
+#: Told of each event the writer refuses or stores only in part, and why (on the event loop).
+RefusedEvent = Callable[[DeviceEvent, str], None]
 
 
 class _Outcome(enum.Enum):
@@ -65,10 +73,14 @@ class InfluxWriter:
         *,
         backend: LineProtocolBackend | None = None,
         environ: Mapping[str, str] | None = None,
+        on_refused: RefusedEvent | None = None,
+        headroom: Headroom | None = None,
     ) -> None:
         self._config = config
         self._backend = backend if backend is not None else make_backend(config, environ)
         self._spool = Spool(config.spool_dir, config.spool_max_points)
+        self._on_refused = on_refused
+        self._headroom = headroom
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="careline-telemetry")
         self._buffer: list[DeviceEvent] = []
         self._wake = asyncio.Event()
@@ -91,6 +103,10 @@ class InfluxWriter:
         self.dropped_points = 0
         #: Write requests that failed, transiently or for good.
         self.failed_writes = 0
+        #: Events refused because their value has the wrong type for the measurement (also dropped).
+        self.refused_points = 0
+        #: Points not spooled because the disk was short of headroom (also dropped).
+        self.disk_refused_points = 0
 
     # --- on the event loop ------------------------------------------------------------------------------
 
@@ -100,11 +116,38 @@ class InfluxWriter:
             self.dropped_points += len(events)
             log.warning("telemetry writer is closed: dropped %d events", len(events))
             return
-        self._buffer.extend(events)
+        self._buffer.extend(self._storable(events))
         if len(self._buffer) >= self._config.batch_size:
             self._wake.set()
         if len(self._buffer) > self._config.buffer_max_points:
             self._spill()
+
+    def _storable(self, events: Sequence[DeviceEvent]) -> list[DeviceEvent]:
+        """The events whose value fits its measurement's type. A few dict look-ups each: cheap enough for
+        the event loop, and a refused event never takes a place in the buffer or the spool."""
+        storable = []
+        for event in events:
+            problem = value_problem(event)
+            if problem is not None:
+                self.refused_points += 1
+                self.dropped_points += 1
+                self._refuse(event, f"not stored in InfluxDB: {problem}")
+                continue
+            if event.extra:
+                left_out = extra_problems(event)
+                if left_out:
+                    self._refuse(event, f"stored in InfluxDB without {'; '.join(left_out)}")
+            storable.append(event)
+        return storable
+
+    def _refuse(self, event: DeviceEvent, reason: str) -> None:
+        if self._on_refused is None:
+            log.warning("telemetry event from %s: %s", event.device_id, reason)
+            return
+        try:
+            self._on_refused(event, reason)
+        except Exception:
+            log.exception("could not record a refused telemetry event")
 
     async def run(self) -> None:
         """Flush by size or time until `close()`; run it as a task of the gateway."""
@@ -168,6 +211,8 @@ class InfluxWriter:
             "spooled_points": self.spooled_points,
             "dropped_points": self.dropped_points,
             "failed_writes": self.failed_writes,
+            "refused_points": self.refused_points,
+            "disk_refused_points": self.disk_refused_points,
             "retry_in_s": round(retry_in, 3),
             "last_error": self.last_error,
             "last_write_at": self.last_write_at.isoformat() if self.last_write_at else None,
@@ -313,7 +358,7 @@ class InfluxWriter:
                 self._spilling -= len(events)
 
     def _spool_lines(self, lines: Sequence[str]) -> None:
-        if not lines:
+        if not lines or self._no_headroom(len(lines)):
             return
         try:
             self.dropped_points += self._spool.push(lines)
@@ -322,6 +367,14 @@ class InfluxWriter:
             log.exception("could not spool %d telemetry points; they are lost", len(lines))
             return
         self.spooled_points += len(lines)
+
+    def _no_headroom(self, points: int) -> bool:
+        """True (the points counted as refused) while the spool's disk is short of its headroom."""
+        if self._headroom is None or not self._headroom.short():
+            return False
+        self.disk_refused_points += points
+        self.dropped_points += points
+        return True
 
     def _final_flush(self, events: Sequence[DeviceEvent], server_ok: bool) -> None:
         try:
@@ -341,6 +394,17 @@ def _log_failure(future: Future[None]) -> None:
         log.error("telemetry spooling failed", exc_info=exc)
 
 
-def create_writer(config: TelemetryConfig, environ: Mapping[str, str] | None = None) -> InfluxWriter | None:
+def create_writer(
+    config: TelemetryConfig,
+    environ: Mapping[str, str] | None = None,
+    *,
+    on_refused: RefusedEvent | None = None,
+    min_free_bytes: int = 0,
+) -> InfluxWriter | None:
     """The writer `config` asks for, or None when telemetry is not stored (backend ``none``)."""
-    return InfluxWriter(config, environ=environ) if config.enabled else None
+    if not config.enabled:
+        return None
+    headroom = (
+        Headroom(config.spool_dir, min_free_bytes, "telemetry is not spooled") if min_free_bytes else None
+    )
+    return InfluxWriter(config, environ=environ, on_refused=on_refused, headroom=headroom)

@@ -21,6 +21,8 @@ def upgrade() -> None:
     # Only a bounded prefix of a dead letter's payload is kept; its real size is kept beside it.
     with op.batch_alter_table('dead_letters', schema=None) as batch_op:
         batch_op.add_column(sa.Column('payload_size', sa.Integer(), nullable=True))
+        # Each lane keeps at most storage.dead_letters_max rows; its oldest are found through this.
+        batch_op.create_index('ix_dead_letters_lane_id', ['lane', 'id'], unique=False)
 
     op.create_table('device_tests',
     sa.Column('device_id', sa.String(length=64), nullable=False),
@@ -41,4 +43,5 @@ def downgrade() -> None:
         batch_op.drop_column('ack_used_at')
     op.drop_table('device_tests')
     with op.batch_alter_table('dead_letters', schema=None) as batch_op:
+        batch_op.drop_index('ix_dead_letters_lane_id')
         batch_op.drop_column('payload_size')
