@@ -29,7 +29,7 @@ from gateway.broker import EmbeddedBroker
 from gateway.clock import Clock, SystemClock
 from gateway.config import CarelineConfig
 from gateway.directory import Directory, alarm_lane_topics, device_registry, rule_context
-from gateway.escalation.engine import EscalationEngine
+from gateway.escalation.escalator import Escalator
 from gateway.escalation.model import Channel, ChannelKind
 from gateway.escalation.store import EscalationStore
 from gateway.escalation.webhooks import WebhookContext, webhook_router
@@ -121,7 +121,7 @@ class Gateway:
         esc = config.escalation
         # Tiers skip channels that are not configured (audited) rather than failing on them.
         self.escalations = EscalationStore(self.store, config, frozenset(channels))
-        self.escalation = EscalationEngine(
+        self.escalator = Escalator(
             self.escalations,
             self.service,
             channels,
@@ -172,7 +172,7 @@ class Gateway:
         self.http.include_router(
             webhook_router(
                 WebhookContext(
-                    engine=self.escalation,
+                    escalator=self.escalator,
                     escalations=self.escalations,
                     service=self.service,
                     public_url=esc.public_url,
@@ -185,7 +185,7 @@ class Gateway:
 
     def _incidents_changed(self, views: Sequence[IncidentView]) -> None:
         if any(view.status == "open" and view.trigger_count == 1 for view in views):
-            self.escalation.wake()  # first contact at once, not at the next poll
+            self.escalator.wake()  # first contact at once, not at the next poll
 
     def _escalation_changed(self, incident_id: int) -> None:
         task = asyncio.get_running_loop().create_task(self._push_escalation(incident_id))
@@ -246,7 +246,7 @@ class Gateway:
                     ("alarm-lane", self.alarm_lane.run()),
                     ("alarm-timers", self.alarm_lane.run_timers()),
                     ("telemetry-supervisor", self.telemetry.supervise()),
-                    *([("escalation", self.escalation.run())] if self.config.escalation.enabled else []),
+                    *([("escalation", self.escalator.run())] if self.config.escalation.enabled else []),
                 )
             ]
             self._workers = tasks

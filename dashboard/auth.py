@@ -44,9 +44,9 @@ def _token_hash(token: str) -> str:
 
 
 class UserStore:
-    def __init__(self, engine: Engine, clock: Callable[[], datetime], session_hours: float) -> None:
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
-        self._reads = sessionmaker(read_only(engine), expire_on_commit=False)
+    def __init__(self, database: Engine, clock: Callable[[], datetime], session_hours: float) -> None:
+        self._sessions = sessionmaker(database, expire_on_commit=False)
+        self._reads = sessionmaker(read_only(database), expire_on_commit=False)
         self._now = clock
         self._lifetime = timedelta(hours=session_hours)
         self._hasher = PasswordHasher()

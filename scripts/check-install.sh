@@ -14,10 +14,10 @@ python="${1:-python3}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/careline-install.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
-# Build from a copy, so pip's build files never land in the working tree.
+# Build from a copy of the tracked files (as a clean clone has them), so pip's build files never land in
+# the working tree and a package left out of pyproject.toml's list fails here too.
 mkdir "$work/src"
-cp -r pyproject.toml README.md gateway devices rules dashboard simulators "$work/src/"
-find "$work/src" -name __pycache__ -prune -exec rm -rf {} +
+git ls-files -z | xargs -0 cp --parents -t "$work/src"
 
 "$python" -m venv "$work/venv"
 "$work/venv/bin/python" -m pip install -q --upgrade pip

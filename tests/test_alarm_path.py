@@ -359,7 +359,7 @@ async def test_short_of_disk_space_telemetry_dead_letters_are_refused_and_alarms
         assert refused._value.get() == 1
         device.sos("night", "night-pendant-wang")
         await live.wait_for(lambda i: len(i) == 1, "the SOS, committed while the disk is short")
-        health = (await live.http.get("/api/healthz")).json()
+        health = (await live.http.get("/api/health/details")).json()
         stats = (await live.http.get("/api/stats")).json()
         device.close()
 

@@ -21,7 +21,7 @@ import rules
 from dashboard.api import STATIC
 from devices.model import EventKind
 from gateway.catalogue import CATALOGUE, CATALOGUE_FILE, LANGUAGES, CatalogueError, Language, parse
-from gateway.escalation.engine import CHANNEL_FAILING_RULE
+from gateway.escalation.escalator import CHANNEL_FAILING_RULE
 from gateway.incidents.schema import IncidentStatus, Outcome
 from rules.model import Severity
 
@@ -30,7 +30,7 @@ _PLACEHOLDER = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
 
 def rule_names() -> set[str]:
     """Every rule a gateway can raise an incident under: the `name` of each rule class in rules/ (and
-    rules/wellbeing/), and the escalation engine's channel-health alarm."""
+    rules/wellbeing/), and the escalator's channel-health alarm."""
     names = {CHANNEL_FAILING_RULE}
     for found in pkgutil.walk_packages(rules.__path__, "rules."):
         module = importlib.import_module(found.name)

@@ -20,7 +20,6 @@ from telemetry_fixtures import T0, GatedBackend, event, eventually
 
 from common.errors import ConfigError
 from devices.model import EventKind
-from common.errors import ConfigError
 from gateway.headroom import Headroom
 from gateway.telemetry.backends import (
     InfluxV1Backend,

@@ -31,7 +31,7 @@ from gateway.escalation.channels.messages import (
 )
 from gateway.escalation.channels.twilio_channels import gather_response
 from gateway.escalation.channels.twilio_webhooks import verify_twilio_signature
-from gateway.escalation.engine import EscalationEngine
+from gateway.escalation.escalator import Escalator
 from gateway.escalation.store import AckLink, EscalationStore, LinkOutcome
 from gateway.incidents.service import IncidentService
 from gateway.incidents.store import IncidentStore
@@ -49,7 +49,7 @@ _LINK_STATUS = {"acknowledged": 200, "late": 200, "used": 409, "unknown": 404}
 
 @dataclass
 class WebhookContext:
-    engine: EscalationEngine
+    escalator: Escalator
     escalations: EscalationStore
     service: IncidentService
     public_url: str
@@ -88,19 +88,19 @@ def webhook_router(ctx: WebhookContext) -> APIRouter:
         form = await _verified_form(request, ctx)
         token = await ctx.service.read(ctx.escalations.latest_token_for_phone, form.get("From", ""))
         if token is not None and parse_sms_reply(form.get("Body", "")):
-            await ctx.engine.acknowledge_by_token(token, "sms")
+            await ctx.escalator.acknowledge_by_token(token, "sms")
         return Response(_EMPTY_TWIML, media_type=TWIML)
 
     @router.post("/api/twilio/sms-status")
     async def sms_status(request: Request, n: NotificationId) -> Response:
         form = await _verified_form(request, ctx)
-        await ctx.engine.provider_status(n, form.get("MessageStatus", form.get("SmsStatus", "unknown")))
+        await ctx.escalator.provider_status(n, form.get("MessageStatus", form.get("SmsStatus", "unknown")))
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     @router.post("/api/twilio/call-status")
     async def call_status(request: Request, n: NotificationId) -> Response:
         form = await _verified_form(request, ctx)
-        await ctx.engine.provider_status(n, form.get("CallStatus", "unknown"))
+        await ctx.escalator.provider_status(n, form.get("CallStatus", "unknown"))
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     @router.post("/api/twilio/gather")
@@ -112,7 +112,7 @@ def webhook_router(ctx: WebhookContext) -> APIRouter:
         owner = await ctx.service.read(ctx.escalations.token_owner, t)
         language: Language = ctx.escalations.language_of(owner.responder_id) if owner else "en"
         if digits == "1":
-            await ctx.engine.acknowledge_by_token(t, "voice")
+            await ctx.escalator.acknowledge_by_token(t, "voice")
         return Response(gather_response(digits, language, voice=ctx.voices.get(language)), media_type=TWIML)
 
     @router.get("/api/escalation/ack/{token}", response_class=HTMLResponse)
@@ -121,12 +121,12 @@ def webhook_router(ctx: WebhookContext) -> APIRouter:
         link = await ctx.service.read(ctx.escalations.ack_link, token)
         language = _page_language(request, ctx, link)
         if link is None:
-            return _page(language, text("ack_link.unknown", language), status.HTTP_404_NOT_FOUND)
+            return _page(language, f"<p>{_say('ack_link.unknown', language)}</p>", status.HTTP_404_NOT_FOUND)
         return _page(language, _link_body(link, language))
 
     @router.post("/api/escalation/ack/{token}", response_class=HTMLResponse)
     async def acknowledge_link(token: AckToken, request: Request) -> HTMLResponse:
-        outcome = await ctx.engine.acknowledge_by_link(token)
+        outcome = await ctx.escalator.acknowledge_by_link(token)
         if outcome in ("used", "unknown"):
             ctx.metrics.ack_links_refused.labels(outcome).inc()
         link = await ctx.service.read(ctx.escalations.ack_link, token)

@@ -86,7 +86,7 @@ class BatchResult:
 class IncidentStore:
     def __init__(
         self,
-        engine: Engine,
+        database: Engine,
         directory: Directory,
         clock: Callable[[], datetime],
         *,
@@ -95,9 +95,9 @@ class IncidentStore:
     ) -> None:
         self._dead_letters_max = dead_letters_max
         self._on_evicted = on_evicted
-        self._sessions = sessionmaker(engine, expire_on_commit=False)
-        self._reads = sessionmaker(read_only(engine), expire_on_commit=False)
-        self._bookkeeping = sessionmaker(relaxed(engine), expire_on_commit=False)
+        self._sessions = sessionmaker(database, expire_on_commit=False)
+        self._reads = sessionmaker(read_only(database), expire_on_commit=False)
+        self._bookkeeping = sessionmaker(relaxed(database), expire_on_commit=False)
         self.directory = directory
         self._now = clock
         self.audit = AuditTrail()

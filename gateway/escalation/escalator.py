@@ -1,4 +1,4 @@
-"""The escalation engine: due steps → notifications → channels, until somebody acknowledges.
+"""The escalator: due steps → notifications → channels, until somebody acknowledges.
 
 A pipeline of small stages, in order: claim due steps (rota lookup, de-duplicate and rate-limit per
 responder, next timer — one transaction) → send each notification in its own task with retries → record
@@ -33,7 +33,7 @@ SEND_GUARD_S = 30.0
 CHANNEL_FAILING_RULE = "channel_failing"
 
 
-class EscalationEngine:
+class Escalator:
     def __init__(
         self,
         store: EscalationStore,

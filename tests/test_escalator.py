@@ -1,4 +1,4 @@
-"""The escalation engine on an injected clock: tiers, rotas, acknowledgements, safety valves.
+"""The escalator on an injected clock: tiers, rotas, acknowledgements, safety valves.
 
 Channels here are recording test doubles so the walk can be checked step by step; the real channels
 (the twilio library against a local stand-in of Twilio's API, real SMTP, real webhooks) are tested in
@@ -20,7 +20,7 @@ from devices.model import DeviceEvent, DeviceType, EventKind
 from gateway.clock import FakeClock
 from gateway.config import CarelineConfig
 from gateway.directory import Directory
-from gateway.escalation.engine import EscalationEngine
+from gateway.escalation.escalator import Escalator
 from gateway.escalation.model import ChannelKind, Delivery, Notification
 from gateway.escalation.store import EscalationStore
 from gateway.incidents.db import make_engine
@@ -131,7 +131,7 @@ class Rig:
         self.service.start()
         self.escalations = EscalationStore(self.store, cfg)
         self.channels = channels
-        self.engine = EscalationEngine(
+        self.escalator = Escalator(
             self.escalations, self.service, channels, {}, self.clock, attempts=1, failure_alarm_after=3
         )
 
@@ -168,8 +168,8 @@ class Rig:
 
     async def step(self, seconds: float = 0) -> None:
         self.clock.advance(seconds)
-        await self.engine.run_due()
-        await self.engine.drain()
+        await self.escalator.run_due()
+        await self.escalator.drain()
 
     def audit(self, action: str) -> list[AuditEntry]:
         with self.store.transaction() as session:
