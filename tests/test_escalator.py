@@ -218,7 +218,7 @@ async def test_messages_carry_the_alarm_and_a_token_to_acknowledge(rig: Rig) -> 
         "A1",
         "+8613800000001",
     )
-    outcome = await rig.engine.acknowledge_by_token(sent.ack_token, "sms")
+    outcome = await rig.escalator.acknowledge_by_token(sent.ack_token, "sms")
     assert outcome == "acknowledged"
     incident = (await rig.service.read(rig.store.incidents, ("acknowledged",)))[0]
     assert incident.acknowledged_by == "responder:carer-a via sms"
@@ -239,7 +239,7 @@ async def test_a_voice_call_nobody_answers_moves_on_at_once(rig: Rig) -> None:
     await rig.step()
     await rig.step(60)
     call = rig.channels[ChannelKind.VOICE].sent[0]
-    await rig.engine.provider_status(call.notification_id, "no-answer")
+    await rig.escalator.provider_status(call.notification_id, "no-answer")
     await rig.step(1)  # not 60 s: the tier is over
     assert rig.channels[ChannelKind.SMS].to()[-1] == "son"
     assert rig.audit("escalation.moved_on")
@@ -250,9 +250,9 @@ async def test_a_late_acknowledgement_after_resolution_is_recorded(rig: Rig) -> 
     await rig.step()
     token = rig.channels[ChannelKind.SMS].sent[0].ack_token
     await rig.service.resolve(incident, "user:operator", Outcome.FALSE_ALARM, "")
-    assert await rig.engine.acknowledge_by_token(token, "sms") == "late"
+    assert await rig.escalator.acknowledge_by_token(token, "sms") == "late"
     assert [e.actor for e in rig.audit("incident.late_ack")] == ["responder:carer-a via sms"]
-    assert await rig.engine.acknowledge_by_token("forged-token", "sms") == "unknown"
+    assert await rig.escalator.acknowledge_by_token("forged-token", "sms") == "unknown"
 
 
 async def test_one_incident_never_floods_a_responder(tmp_path: Path) -> None:
@@ -305,15 +305,15 @@ async def test_a_hanging_channel_does_not_delay_another_incidents_message(tmp_pa
     }
     rig = Rig(tmp_path, config(**policy), channels)
     await rig.alarm("wang", "A1")
-    await rig.engine.run_due()
+    await rig.escalator.run_due()
     await asyncio.sleep(0.05)
     await rig.alarm("li", "B1")
     async with asyncio.timeout(2):
-        await rig.engine.run_due()
+        await rig.escalator.run_due()
         while len(channels[ChannelKind.SMS].sent) < 2:  # noqa: ASYNC110 (polling a test double)
             await asyncio.sleep(0.01)
     assert {n.incident_id for n in channels[ChannelKind.SMS].sent} == {1, 2}
-    for task in list(rig.engine._sending):
+    for task in list(rig.escalator._sending):
         task.cancel()
     rig.close()
 
