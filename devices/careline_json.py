@@ -207,14 +207,9 @@ def decode(message: RawMessage, registry: DeviceRegistry) -> list[DeviceEvent]:
         payload = CarelineEventPayload.model_validate(document)
     except ValidationError as exc:
         return [_salvage(document, exc, binding, message)]
-    event = DeviceEvent(
-        device_id=binding.device_id,
-        device_type=binding.device_type,
-        site=binding.site,
-        room=binding.room,
-        resident=binding.resident,
-        kind=payload.kind,
-        value=payload.value,
+    event = binding.event(
+        payload.kind,
+        payload.value,
         ts=payload.ts,
         received_at=message.received_at,
         message_key=_id_key(binding, payload.event_id),
@@ -237,14 +232,9 @@ def _salvage(
     event_id = document.get("event_id")
     usable_id = event_id if isinstance(event_id, str) and _USABLE_EVENT_ID.fullmatch(event_id) else None
     extra = _or_none(_EXTRA_READINGS.validate_python, document.get("extra", {})) or {}
-    return DeviceEvent(
-        device_id=binding.device_id,
-        device_type=binding.device_type,
-        site=binding.site,
-        room=binding.room,
-        resident=binding.resident,
-        kind=EventKind(kind),
-        value=_or_none(_optional_scalar, document.get("value")),
+    return binding.event(
+        EventKind(kind),
+        _or_none(_optional_scalar, document.get("value")),
         ts=_or_none(_event_time, document.get("ts")) or message.received_at,
         received_at=message.received_at,
         # No usable id: keyed by content, like Zigbee2MQTT, so only a DUP-flagged resend is compared.

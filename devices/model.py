@@ -120,6 +120,35 @@ class Binding:
     #: Zigbee2MQTT friendly name (the topic segment), when the device is paired through Zigbee2MQTT.
     friendly_name: str | None = None
 
+    def event(
+        self,
+        kind: EventKind,
+        value: float | bool | str | None,
+        *,
+        ts: datetime,
+        received_at: datetime,
+        message_key: str,
+        extra: dict[str, float | bool | str] | None = None,
+        faults: tuple[str, ...] = (),
+        test: bool = False,
+    ) -> DeviceEvent:
+        """An event of this device, attributed to where it is installed and whom it watches."""
+        return DeviceEvent(
+            device_id=self.device_id,
+            device_type=self.device_type,
+            site=self.site,
+            room=self.room,
+            resident=self.resident,
+            kind=kind,
+            value=value,
+            ts=ts,
+            received_at=received_at,
+            message_key=message_key,
+            extra=extra or {},
+            faults=faults,
+            test=test,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class DeviceEvent:

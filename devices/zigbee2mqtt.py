@@ -214,14 +214,9 @@ def _readings(state: dict[str, object], binding: Binding) -> tuple[list[_Reading
 def _event(
     binding: Binding, reading: _Reading, decoded: _Decoded, received_at: datetime, key: str
 ) -> DeviceEvent:
-    return DeviceEvent(
-        device_id=binding.device_id,
-        device_type=binding.device_type,
-        site=binding.site,
-        room=binding.room,
-        resident=binding.resident,
-        kind=reading.kind,
-        value=reading.value,
+    return binding.event(
+        reading.kind,
+        reading.value,
         ts=decoded.ts,
         received_at=received_at,
         message_key=key,
