@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from devices.decode import decode
-from devices.model import DecodeError, DeviceEvent, EventKind, RawMessage
+from devices.model import DecodeError, DeviceEvent, EventKind, RawMessage, UnboundDeviceError
 from devices.registry import DeviceRegistry
 from gateway.metrics import Metrics
+from gateway.unbound import UnboundDevices
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,10 @@ class DeviceHealth:
             elif event.kind is EventKind.AVAILABILITY:
                 state.online = bool(event.value)
 
+    def forget_unbound(self, registry: DeviceRegistry) -> None:
+        """Devices the directory no longer holds leave the operators' device list."""
+        self.devices = {device: state for device, state in self.devices.items() if registry.by_id(device)}
+
 
 class TelemetryLane:
     def __init__(
@@ -62,13 +67,20 @@ class TelemetryLane:
         metrics: Metrics,
         queue_max: int,
         sinks: Sequence[TelemetrySink] = (),
+        unbound: UnboundDevices | None = None,
     ) -> None:
         self._registry = registry
+        #: Messages from devices the directory does not hold are counted there, not dead-lettered.
+        self.unbound = unbound if unbound is not None else UnboundDevices()
         self._keep_dead_letters = keep_dead_letters
         self._metrics = metrics
         self._sinks = list(sinks)
         self.queue: asyncio.Queue[RawMessage] = asyncio.Queue(maxsize=queue_max)
         self._dead: list[DeadLetterItem] = []
+
+    def use(self, registry: DeviceRegistry) -> None:
+        """Decode with `registry` from the next message on (the directory applied live)."""
+        self._registry = registry
 
     def submit(self, raw: RawMessage) -> None:
         self._metrics.messages_received.labels("telemetry").inc()
@@ -98,6 +110,9 @@ class TelemetryLane:
     def _decode(self, raw: RawMessage) -> list[DeviceEvent]:
         try:
             return decode(raw, self._registry)
+        except UnboundDeviceError as exc:
+            self.unbound.record(raw, exc)
+            return []
         except DecodeError as exc:
             self._metrics.dead_letters.labels("telemetry").inc()
             self._dead.append((raw, exc.reason, exc.device_id))
