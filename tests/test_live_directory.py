@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +18,11 @@ import pytest
 from harness import LiveGateway, Publisher, live_gateway, new_config
 from services import Mosquitto
 from telemetry_fixtures import eventually
+from test_escalation_e2e import CARER, escalating_config, sent_to, until
+from twilio_standin import TwilioStandIn
 
 from common.errors import ConfigError
-from gateway.config import DeviceConfig, ResidentConfig
+from gateway.config import DeviceConfig, ResidentConfig, ResponderConfig
 from gateway.directory.sections import DirectorySections
 
 pytestmark = pytest.mark.asyncio
@@ -305,3 +308,27 @@ async def test_alarms_arriving_while_directories_are_applied_are_all_committed(
         assert len([t for t in live.gateway.alarm_mqtt.topics if t.startswith("zigbee2mqtt/spare-")]) == 6
         assert (await live.http.get("/api/devices/unbound")).json()["devices"] == []
         device.close()
+
+
+@pytest.fixture
+def twilio_standin(monkeypatch: pytest.MonkeyPatch) -> Iterator[TwilioStandIn]:
+    with TwilioStandIn() as stand_in:
+        monkeypatch.setenv("TEST_TWILIO_SID", stand_in.account_sid)
+        monkeypatch.setenv("TEST_TWILIO_TOKEN", stand_in.auth_token)
+        yield stand_in
+
+
+async def test_the_escalation_rota_follows_the_directory(
+    mosquitto: Mosquitto, tmp_path: Path, twilio_standin: TwilioStandIn
+) -> None:
+    nurse = "+8613800000009"
+    config = escalating_config(mosquitto.url, tmp_path, twilio_standin, tier1=["sms"], wait_s=30)
+    async with live_gateway(config) as live:
+        sections = sections_of(live)
+        new_nurse = ResponderConfig(id="nurse-wu", name="Nurse Wu", phone=nurse, roles=("carer",))
+        responders = (*(r for r in sections.responders if r.id != "carer"), new_nurse)
+        await live.gateway.apply_directory(sections.model_copy(update={"responders": responders}))
+        Publisher(mosquitto.port).sos("night", "night-pendant-wang")
+        await until(lambda: sent_to(twilio_standin, nurse), "the new nurse's SMS")
+        assert "王秀英" in (sent_to(twilio_standin, nurse)[0].get("Body") or "")
+        assert sent_to(twilio_standin, CARER) == []
