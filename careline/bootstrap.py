@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import uvicorn
 from fastapi import FastAPI
@@ -23,12 +24,21 @@ from dashboard.auth import UserStore
 from dashboard.hub import IncidentHub
 from dashboard.security import OriginPolicy
 from dashboard.throttle import LoginThrottle
+from dashboard.unbound import unbound_router
 from devices.model import Lane, RawMessage
+from devices.registry import DeviceRegistry
 from gateway.alarm_lane import AlarmLane
 from gateway.broker import EmbeddedBroker
 from gateway.clock import Clock, SystemClock
 from gateway.config import CarelineConfig
-from gateway.directory import Directory, alarm_lane_topics, device_registry, rule_context
+from gateway.directory import (
+    Directory,
+    alarm_lane_topics,
+    device_registry,
+    rule_context,
+    update_rule_context,
+)
+from gateway.directory.sections import DirectorySections
 from gateway.escalation.escalator import Escalator
 from gateway.escalation.model import Channel, ChannelKind
 from gateway.escalation.store import EscalationStore
@@ -45,10 +55,14 @@ from gateway.metrics import Metrics
 from gateway.telemetry.reads import SensorLogReader
 from gateway.telemetry_lane import DeadLetterItem, DeviceHealth, DeviceState
 from gateway.telemetry_process import TelemetryProcess
+from gateway.unbound import Drained, UnboundDevices
 from rules import RuleEngine, default_rules
 from rules.model import Decision
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+#: How long `apply_directory` waits for the telemetry process to take a new directory.
+CHILD_TAKES_DIRECTORY_S = 5.0
 
 
 def bootstrap(
@@ -86,7 +100,16 @@ class Gateway:
         self.clock = clock
         self.metrics = Metrics()
         self.registry = device_registry(config)
-        self.rules = RuleEngine(default_rules(rule_context(config)))
+        self.rule_context = rule_context(config)
+        self.rules = RuleEngine(default_rules(self.rule_context))
+        #: Devices heard but not in the directory, from both lanes (the child's are merged in).
+        self.unbound = UnboundDevices(
+            counted=lambda lane, profile, n: self.metrics.unbound_messages.labels(lane, profile).inc(n)
+        )
+        self.metrics.unbound_devices.set_function(lambda: len(self.unbound))
+        #: Directories applied while running; each apply waits for the one before it.
+        self.directory_version = 0
+        self._applying = asyncio.Lock()
         self.database = make_engine(config.storage.url, busy_timeout_s=config.storage.busy_timeout_s)
         self.store = IncidentStore(
             self.database,
@@ -117,6 +140,7 @@ class Gateway:
             self.clock,
             acknowledge=self.alarm_mqtt.ack,
             telemetry_topics=config.broker.telemetry_topics,
+            unbound=self.unbound,
         )
         esc = config.escalation
         # Tiers skip channels that are not configured (audited) rather than failing on them.
@@ -139,6 +163,7 @@ class Gateway:
             on_decisions=self._wellbeing_decided,
             on_dead_letters=self._telemetry_dead_letters,
             on_status=self._telemetry_status,
+            on_unbound=self._telemetry_unbound,
         )
         self.telemetry_status: dict[str, Any] = {}
         self._telemetry_counted = dict.fromkeys(
@@ -146,7 +171,7 @@ class Gateway:
         )
         self.alarm_lane.add_observer(self.telemetry.observe)
         self._workers: list[asyncio.Task[None]] = []
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
         self.started_at = datetime.now(UTC)
         self.http: FastAPI = create_app(
             DashboardContext(
@@ -182,6 +207,77 @@ class Gateway:
                 )
             )
         )
+
+        self.http.include_router(unbound_router(self.unbound))
+
+    # -- the directory, applied live -------------------------------------------------------------------
+
+    async def apply_directory(self, sections: DirectorySections) -> None:
+        """Put `sections` in force while the gateway runs, with no restart and no alarm lost or held up.
+
+        Validated as a whole first: `ConfigError` lists every problem and nothing changes. Then, in this
+        order, so an alarm accepted under the new directory finds everything it needs: the store's display
+        names and the escalation rota (on the store's writer thread, between two commits), the device
+        registry and the rules' facts (in one step on the event loop, between two alarm batches; the
+        rules keep their timers and per-resident state), the telemetry child (its inbox), and the alarm
+        lane's exact Zigbee2MQTT subscriptions. It returns once the broker has confirmed the new ones and
+        the telemetry child has taken the directory (each waited for a few seconds at most, and logged if
+        late), so a device added can raise alarms when it returns. Applies run one at a time, in call
+        order; a cancelled caller does not stop one half-way."""
+        async with self._applying:
+            # Off the event loop: validating thousands of devices takes long enough to delay an alarm.
+            prepared = await asyncio.to_thread(self._prepare_directory, sections)
+            await asyncio.shield(self._spawn_task(self._put_in_force(*prepared)))
+
+    def _prepare_directory(
+        self, sections: DirectorySections
+    ) -> tuple[CarelineConfig, DeviceRegistry, Directory, str]:
+        config = sections.applied_to(self.config)
+        return config, device_registry(config), self.store.directory.updated(config), config.model_dump_json()
+
+    async def _put_in_force(
+        self, config: CarelineConfig, registry: DeviceRegistry, names: Directory, config_json: str
+    ) -> None:
+        if self.service.started:
+            await self.service.write(self._use_in_store, config, names)
+        else:
+            self._use_in_store(config, names)
+        # From here to the next await: nothing else runs on the loop, so no alarm batch sees half of it.
+        self.config = config
+        self.registry = registry
+        self.alarm_lane.use(registry)
+        update_rule_context(self.rule_context, config, at=self.clock.now())
+        self.unbound.forget_bound(registry)
+        self.directory_version += 1
+        self.telemetry.apply(config_json, self.directory_version)
+        self.metrics.directory_applied.inc()
+        subscribed, child_took = await asyncio.gather(
+            self.alarm_mqtt.follow(self.alarm_topics()),
+            self.telemetry.taken(self.directory_version, limit_s=CHILD_TAKES_DIRECTORY_S),
+        )
+        if not subscribed and self.alarm_mqtt.connected.is_set():
+            log.error(
+                "the broker did not confirm the alarm lane's new subscriptions; they follow on reconnect"
+            )
+        if not child_took and self.telemetry.alive:
+            log.error("the telemetry process has not taken directory %d yet", self.directory_version)
+        log.info(
+            "directory %d applied: %d sites, %d residents, %d devices",
+            self.directory_version,
+            len(config.sites),
+            len(config.residents),
+            len(config.devices),
+        )
+
+    def _use_in_store(self, config: CarelineConfig, names: Directory) -> None:
+        """On the store's writer thread, where commits and escalation steps run."""
+        self.store.directory = names
+        self.escalations.use(config)
+
+    def _telemetry_unbound(self, drained: Drained) -> None:
+        self.unbound.merge(drained, self.registry)
+
+    # -- reactions ---------------------------------------------------------------------------------------
 
     def _incidents_changed(self, views: Sequence[IncidentView]) -> None:
         if any(view.status == "open" and view.trigger_count == 1 for view in views):
@@ -253,6 +349,12 @@ class Gateway:
             stack.callback(self._stop_tasks, tasks)
             self.alarm_mqtt.start()
             stack.callback(self.alarm_mqtt.stop)
+            # What lives now (imported libraries, the app, the directory: ~160k objects) lives as long as
+            # the gateway. Frozen, a full garbage collection no longer walks it: unfrozen it costs ~100 ms
+            # on this machine, stalling the alarm lane whenever allocation (an applied directory, a burst)
+            # triggers one (docs/benchmarks.md).
+            gc.freeze()
+            stack.callback(gc.unfreeze)
             yield self
 
     def open_store(self) -> None:
@@ -289,9 +391,13 @@ class Gateway:
         self.metrics.telemetry_lag.set(status["lag_s"])
 
     def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        self._spawn_task(work)
+
+    def _spawn_task(self, work: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         task = asyncio.get_running_loop().create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
 
     @staticmethod
     def _stop_tasks(tasks: list[asyncio.Task[None]]) -> None:

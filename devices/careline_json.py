@@ -31,7 +31,15 @@ from pydantic import (
 )
 
 from devices import lenient_json
-from devices.model import ALARM_DEVICE_TYPES, Binding, DecodeError, DeviceEvent, EventKind, RawMessage
+from devices.model import (
+    ALARM_DEVICE_TYPES,
+    Binding,
+    DecodeError,
+    DeviceEvent,
+    EventKind,
+    RawMessage,
+    UnboundDeviceError,
+)
 from devices.registry import DeviceRegistry
 
 PROFILE = "careline"
@@ -301,7 +309,9 @@ def _parse_topic(topic: str) -> tuple[str, str]:
 def _binding_for(registry: DeviceRegistry, site: str, device_id: str) -> Binding:
     binding = registry.by_id(device_id)
     if binding is None:
-        raise DecodeError(f"unknown device {device_id!r}", device_id=device_id)
+        raise UnboundDeviceError(
+            f"unknown device {device_id!r}", profile=PROFILE, identifier=device_id, site=site
+        )
     if binding.profile != PROFILE:
         # A Zigbee device cannot speak this profile; such a message is a misconfiguration or a spoof.
         raise DecodeError(

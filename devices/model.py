@@ -184,3 +184,18 @@ class DecodeError(ValueError):
         super().__init__(reason)
         self.reason = reason
         self.device_id = device_id
+
+
+class UnboundDeviceError(DecodeError):
+    """A well-formed topic naming a device the directory does not hold (not fitted yet, or retired).
+
+    Not a fault of the message: such messages are counted per device for the installer
+    (`gateway/unbound.py`), never kept as dead letters. `identifier` is the native device id or the
+    Zigbee2MQTT friendly name, whichever the topic carries; `profile` says which.
+    """
+
+    def __init__(self, reason: str, *, profile: str, identifier: str, site: str | None = None) -> None:
+        super().__init__(reason, device_id=identifier if profile == "careline" else None)
+        self.profile = profile
+        self.identifier = identifier
+        self.site = site

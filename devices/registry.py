@@ -30,6 +30,12 @@ class DeviceRegistry:
     def by_friendly_name(self, name: str) -> Binding | None:
         return self._by_friendly_name.get(name)
 
+    def binds(self, profile: str, identifier: str) -> bool:
+        """Whether a device heard as `identifier` (a device id, or a Zigbee2MQTT friendly name) is bound."""
+        if profile == "zigbee2mqtt":
+            return identifier in self._by_friendly_name
+        return identifier in self._by_id
+
     def zigbee2mqtt_alarm_topics(self) -> list[str]:
         """Exact topics of Zigbee2MQTT alarm devices; the alarm lane subscribes to each of them."""
         return sorted(

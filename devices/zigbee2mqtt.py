@@ -25,6 +25,7 @@ from devices.model import (
     DeviceType,
     EventKind,
     RawMessage,
+    UnboundDeviceError,
 )
 from devices.registry import ZIGBEE2MQTT_BASE, DeviceRegistry
 
@@ -112,8 +113,9 @@ def _route(topic: str, registry: DeviceRegistry) -> tuple[Binding, bool] | None:
             return binding, True
     if _is_command(name):
         return None
-    # No device_id: a friendly name is not a device id, and dead letters are grouped by device id.
-    raise DecodeError(f"unknown device {name.removesuffix(_AVAILABILITY_SUFFIX)!r}")
+    # No device_id: a friendly name is not a device id.
+    unknown = name.removesuffix(_AVAILABILITY_SUFFIX)
+    raise UnboundDeviceError(f"unknown device {unknown!r}", profile=PROFILE, identifier=unknown)
 
 
 def _is_command(name: str) -> bool:

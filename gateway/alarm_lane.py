@@ -16,12 +16,13 @@ from paho.mqtt.client import topic_matches_sub
 from sqlalchemy.exc import OperationalError
 
 from devices.decode import decode
-from devices.model import DecodeError, DeviceEvent, Lane, RawMessage
+from devices.model import DecodeError, DeviceEvent, Lane, RawMessage, UnboundDeviceError
 from devices.registry import DeviceRegistry
 from gateway.clock import Clock
 from gateway.incidents.service import IncidentService
 from gateway.incidents.store import AlarmBatch, BatchResult, RuledDecision
 from gateway.metrics import Metrics
+from gateway.unbound import UnboundDevices
 from rules.engine import RuleEngine
 from rules.model import Decision
 
@@ -52,6 +53,7 @@ class AlarmLane:
         *,
         acknowledge: Callable[[RawMessage], None],
         telemetry_topics: Sequence[str] = (),
+        unbound: UnboundDevices | None = None,
     ) -> None:
         #: Filled by the alarm lane's MQTT client; unbounded, because alarms are never dropped.
         self._inbox = inbox
@@ -62,6 +64,8 @@ class AlarmLane:
         self._observers: list[Callable[[Sequence[DeviceEvent]], None]] = []
         self._telemetry_topics = tuple(telemetry_topics)
         self._rules = rules
+        #: Messages from devices the directory does not hold are counted there, not dead-lettered.
+        self.unbound = unbound if unbound is not None else UnboundDevices()
         self._service = service
         self._metrics = metrics
         self._clock = clock
@@ -74,6 +78,11 @@ class AlarmLane:
         """How long the oldest alarm message not yet committed has waited since it was received."""
         oldest = self._oldest_in_hand
         return max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
+
+    def use(self, registry: DeviceRegistry) -> None:
+        """Decode with `registry` from the next batch on. A batch is decoded and ruled in one step on the
+        event loop, so each message sees one directory, never half of two."""
+        self._registry = registry
 
     def add_observer(self, observer: Callable[[Sequence[DeviceEvent]], None]) -> None:
         self._observers.append(observer)
@@ -146,6 +155,9 @@ class AlarmLane:
                 continue
             try:
                 events = decode(raw, self._registry)
+            except UnboundDeviceError as exc:
+                self.unbound.record(raw, exc)
+                continue
             except DecodeError as exc:
                 batch.dead_letters.append((raw, exc.reason, exc.device_id))
                 self._metrics.dead_letters.labels("alarm").inc()

@@ -12,8 +12,9 @@ import asyncio
 import logging
 import socket
 import ssl
+import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +31,10 @@ from gateway.metrics import Metrics
 log = logging.getLogger(__name__)
 
 MessageSink = Callable[[RawMessage], None]
+#: Topics per SUBSCRIBE / UNSUBSCRIBE packet: thousands of exact Zigbee2MQTT topics stay small packets.
+TOPICS_PER_PACKET = 100
+#: How long `follow` waits for the broker to confirm new subscriptions.
+SUBACK_WAIT_S = 5.0
 
 
 class MqttLane:
@@ -46,7 +51,14 @@ class MqttLane:
     ) -> None:
         self._config = config
         self._lane = lane
-        self._topics = topics
+        self._topics = list(dict.fromkeys(topics))
+        #: Guards the topic set between the event loop (`follow`) and paho's thread (`_on_connect`).
+        self._topics_lock = threading.Lock()
+        #: Topics dropped while no UNSUBSCRIBE could be sent: a persistent session would keep them, so
+        #: the next connect unsubscribes them.
+        self._stale: set[str] = set()
+        #: SUBSCRIBE packets `follow` sent, by message id, until the broker's SUBACK (event loop only).
+        self._awaiting: dict[int, tuple[asyncio.Future[bool], list[str]]] = {}
         self._sink = sink
         self._metrics = metrics
         self._alarm = lane is Lane.ALARM
@@ -78,6 +90,7 @@ class MqttLane:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         # Our own QoS 1 publications (none on the alarm lane today) may queue while disconnected.
         client.max_queued_messages_set(0)
         return client
@@ -112,6 +125,64 @@ class MqttLane:
             self._client.disconnect()
             self._client.loop_stop()
 
+    @property
+    def topics(self) -> list[str]:
+        with self._topics_lock:
+            return list(self._topics)
+
+    async def follow(self, topics: Sequence[str], *, limit_s: float = SUBACK_WAIT_S) -> bool:
+        """Listen to `topics` from now on: new ones are subscribed and dropped ones unsubscribed on the
+        live connection, without reconnecting (alarms keep flowing on the others). True once the broker
+        has confirmed every new subscription; False if the lane is not connected or the broker did not
+        confirm within `limit_s`, in which case the next connect subscribes the current set."""
+        wanted = list(dict.fromkeys(topics))
+        with self._topics_lock:
+            kept = set(wanted)
+            before = set(self._topics)
+            added = [topic for topic in wanted if topic not in before]
+            dropped = [topic for topic in self._topics if topic not in kept]
+            self._topics = wanted
+            self._stale.difference_update(added)
+            sent = self._subscribe(added) if added else {}
+            if dropped:
+                self._unsubscribe(dropped)
+        if sent is None:
+            return False
+        loop = asyncio.get_running_loop()
+        # Registered before this coroutine first yields, so before any SUBACK can be handled on the loop.
+        waits = {mid: (loop.create_future(), chunk) for mid, chunk in sent.items()}
+        self._awaiting.update(waits)
+        if not waits:
+            return True
+        done, pending = await asyncio.wait([future for future, _ in waits.values()], timeout=limit_s)
+        for mid in waits:
+            self._awaiting.pop(mid, None)
+        return not pending and all(future.result() for future in done)
+
+    def _subscribe(self, topics: list[str]) -> dict[int, list[str]] | None:
+        """SUBSCRIBE packets sent, by message id; None without a connection. Hold `_topics_lock`."""
+        client = self._client
+        if client is None:
+            return None
+        qos = 1 if self._alarm else 0
+        sent: dict[int, list[str]] = {}
+        for n in range(0, len(topics), TOPICS_PER_PACKET):
+            chunk = topics[n : n + TOPICS_PER_PACKET]
+            result, mid = client.subscribe([(topic, qos) for topic in chunk])
+            if result != mqtt.MQTT_ERR_SUCCESS or mid is None:
+                return None
+            sent[mid] = chunk
+        return sent
+
+    def _unsubscribe(self, topics: list[str]) -> None:
+        """Hold `_topics_lock`."""
+        client = self._client
+        for n in range(0, len(topics), TOPICS_PER_PACKET):
+            chunk = topics[n : n + TOPICS_PER_PACKET]
+            result = client.unsubscribe(chunk)[0] if client is not None else mqtt.MQTT_ERR_NO_CONN
+            if result != mqtt.MQTT_ERR_SUCCESS:
+                self._stale.update(chunk)
+
     def ack(self, message: RawMessage) -> None:
         if self._alarm and message.qos > 0 and self._client is not None:
             self._client.ack(message.mid, message.qos)
@@ -130,15 +201,21 @@ class MqttLane:
         if isinstance(sock, socket.socket):
             # Without it a ~40 ms delayed-ACK stall shows up in the latency tail (FACTS.md).
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        qos = 1 if self._alarm else 0
-        if self._topics:
-            client.subscribe([(topic, qos) for topic in self._topics])
+        with self._topics_lock:
+            # Under the lock: a `follow` on the event loop either sees this connection or has already
+            # changed the set subscribed here.
+            if self._topics:
+                self._subscribe(self._topics)
+            stale, self._stale = list(self._stale), set()
+            if stale:
+                self._unsubscribe(stale)
+            count = len(self._topics)
         log.info(
             "%s lane connected to %s:%s, %d topics",
             self._lane.value,
             self._config.host,
             self._config.port,
-            len(self._topics),
+            count,
         )
         self._metrics.broker_connected.labels(self._lane.value).set(1)
         self._call_on_loop(self.connected.set)
@@ -152,6 +229,31 @@ class MqttLane:
             log.warning("%s lane disconnected (%s); paho reconnects with backoff", self._lane.value, reason)
         self._metrics.broker_connected.labels(self._lane.value).set(0)
         self._call_on_loop(self.connected.clear)
+        self._call_on_loop(self._abandon_waits)
+
+    def _on_subscribe(
+        self, _client: mqtt.Client, _userdata: Any, mid: int, reasons: Any, _props: Any
+    ) -> None:
+        refused = sum(1 for reason in reasons if reason.is_failure)
+        self._call_on_loop(lambda: self._subscribed(mid, refused))
+
+    # -- on the event loop --------------------------------------------------------------------------
+
+    def _subscribed(self, mid: int, refused: int) -> None:
+        waiting = self._awaiting.pop(mid, None)
+        if refused:
+            self._metrics.subscriptions_refused.labels(self._lane.value).inc(refused)
+            shown = waiting[1][:5] if waiting else []
+            log.error("%s lane: the broker refused %d subscriptions %s", self._lane.value, refused, shown)
+        if waiting is not None and not waiting[0].done():
+            waiting[0].set_result(refused == 0)
+
+    def _abandon_waits(self) -> None:
+        """The connection is gone: the SUBACKs will not come; the reconnect subscribes everything."""
+        for future, _ in self._awaiting.values():
+            if not future.done():
+                future.set_result(False)
+        self._awaiting.clear()
 
     def _on_message(self, _client: mqtt.Client, _userdata: Any, message: mqtt.MQTTMessage) -> None:
         raw = RawMessage(

@@ -94,6 +94,24 @@ class Metrics:
             "queues up before the gateway (e.g. in TCP buffers), which the queue depth cannot show",
             registry=r,
         )
+        self.unbound_messages = Counter(
+            "careline_unbound_messages",
+            "Messages from devices the directory does not hold (listed at /api/devices/unbound)",
+            ["lane", "profile"],
+            registry=r,
+        )
+        self.unbound_devices = Gauge(
+            "careline_unbound_devices", "Devices heard but not bound, as listed (bounded)", registry=r
+        )
+        self.directory_applied = Counter(
+            "careline_directory_applied", "Directories applied while the gateway ran", registry=r
+        )
+        self.subscriptions_refused = Counter(
+            "careline_subscriptions_refused",
+            "Topic subscriptions the broker refused (an ACL, a quota)",
+            ["lane"],
+            registry=r,
+        )
         self.websocket_clients = Gauge(
             "careline_websocket_clients", "Connected dashboard WebSockets", registry=r
         )

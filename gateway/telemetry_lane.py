@@ -20,9 +20,18 @@ from datetime import UTC, datetime
 from paho.mqtt.client import topic_matches_sub
 
 from devices.decode import decode
-from devices.model import DEAD_LETTER_PREFIX_BYTES, DecodeError, DeviceEvent, EventKind, Lane, RawMessage
+from devices.model import (
+    DEAD_LETTER_PREFIX_BYTES,
+    DecodeError,
+    DeviceEvent,
+    EventKind,
+    Lane,
+    RawMessage,
+    UnboundDeviceError,
+)
 from devices.registry import DeviceRegistry
 from gateway.metrics import Metrics
+from gateway.unbound import UnboundDevices
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +69,10 @@ class DeviceHealth:
             elif event.kind is EventKind.AVAILABILITY:
                 state.online = bool(event.value)
 
+    def forget_unbound(self, registry: DeviceRegistry) -> None:
+        """Devices the directory no longer holds leave the operators' device list."""
+        self.devices = {device: state for device, state in self.devices.items() if registry.by_id(device)}
+
 
 class TelemetryLane:
     def __init__(
@@ -70,8 +83,11 @@ class TelemetryLane:
         queue_max: int,
         sinks: Sequence[TelemetrySink] = (),
         alarm_topics: Sequence[str] = (),
+        unbound: UnboundDevices | None = None,
     ) -> None:
         self._registry = registry
+        #: Messages from devices the directory does not hold are counted there, not dead-lettered.
+        self.unbound = unbound if unbound is not None else UnboundDevices()
         self._keep_dead_letters = keep_dead_letters
         self._metrics = metrics
         self._sinks = list(sinks)
@@ -79,6 +95,12 @@ class TelemetryLane:
         self._alarm_topics = tuple(alarm_topics)
         self.queue: asyncio.Queue[RawMessage] = asyncio.Queue(maxsize=queue_max)
         self._dead: list[DeadLetterItem] = []
+
+    def use(self, registry: DeviceRegistry, alarm_topics: Sequence[str]) -> None:
+        """Decode with `registry` from the next message on (the directory applied live), leaving the
+        alarm lane's new topics to it."""
+        self._registry = registry
+        self._alarm_topics = tuple(alarm_topics)
 
     def submit(self, raw: RawMessage) -> None:
         self._metrics.messages_received.labels("telemetry").inc()
@@ -108,6 +130,9 @@ class TelemetryLane:
     def _decode(self, raw: RawMessage) -> list[DeviceEvent]:
         try:
             return decode(raw, self._registry)
+        except UnboundDeviceError as exc:
+            self.unbound.record(raw, exc)
+            return []
         except DecodeError as exc:
             if any(topic_matches_sub(pattern, raw.topic) for pattern in self._alarm_topics):
                 self._metrics.telemetry_left_to_alarm_lane.inc()

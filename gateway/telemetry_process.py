@@ -23,20 +23,21 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from multiprocessing.context import SpawnProcess
 from typing import Any, NoReturn
 
 from devices.model import DeviceEvent, Lane
-from gateway.clock import SystemClock
+from gateway.clock import Clock, SystemClock
 from gateway.config import CarelineConfig
-from gateway.directory import alarm_lane_topics, device_registry, rule_context
+from gateway.directory import alarm_lane_topics, device_registry, rule_context, update_rule_context
 from gateway.ingest import MqttLane
 from gateway.metrics import Metrics
 from gateway.telemetry.writer import create_writer
 from gateway.telemetry_lane import DeadLetterItem, DeviceHealth, TelemetryLane
+from gateway.unbound import Drained, UnboundDevices
 from gateway.wellbeing import WellbeingMonitor
-from rules import RuleEngine
+from rules import RuleContext, RuleEngine
 from rules.model import Decision
 from rules.wellbeing import wellbeing_rules
 
@@ -48,18 +49,34 @@ DECISIONS, DEAD_LETTERS, STATUS = "decisions", "dead_letters", "status"
 PARENT_WATCH_PERIOD_S = 0.5
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
+#: Unbound devices heard since the last report; the directory version the child has taken.
+UNBOUND, DIRECTORY = "unbound", "directory"
+
+
+@dataclass(frozen=True)
+class DirectoryUpdate:
+    """Sent down the inbox when the directory is applied live: the whole configuration with the new
+    directory in it (validated by the gateway), and its version."""
+
+    version: int
+    config_json: str
+
 
 # -- the child process ---------------------------------------------------------------------------------
 
 
-def telemetry_main(config_json: str, inbox: Any, outbox: Any, parent_pid: int) -> None:
+def telemetry_main(
+    config_json: str, inbox: Any, outbox: Any, parent_pid: int, directory_version: int = 0
+) -> None:
     """Entry point of the child process."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s telemetry %(name)s: %(message)s"
     )
     die_with_parent(parent_pid)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run_child(CarelineConfig.model_validate_json(config_json), inbox, outbox))
+        asyncio.run(
+            _run_child(CarelineConfig.model_validate_json(config_json), inbox, outbox, directory_version)
+        )
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -101,7 +118,7 @@ def _watch_parent(parent_pid: int, period_s: float) -> NoReturn:
     os._exit(1)
 
 
-async def _run_child(config: CarelineConfig, inbox: Any, outbox: Any) -> None:
+async def _run_child(config: CarelineConfig, inbox: Any, outbox: Any, directory_version: int = 0) -> None:
     loop = asyncio.get_running_loop()
     clock, metrics, health = SystemClock(), Metrics(), DeviceHealth()
 
@@ -139,12 +156,15 @@ async def _run_child(config: CarelineConfig, inbox: Any, outbox: Any) -> None:
     )
     mqtt = MqttLane(config.broker, Lane.TELEMETRY, list(config.broker.telemetry_topics), lane.submit, metrics)
     stopped = asyncio.Event()
-    threading.Thread(target=_read_inbox, args=(inbox, loop, sinks, stopped), daemon=True).start()
+    directory = _ChildDirectory(lane, context, health, clock, outbox)
+    directory.taken(directory_version)
+    threading.Thread(target=_read_inbox, args=(inbox, loop, sinks, directory, stopped), daemon=True).start()
     workers = [
         lane.run(),
         lane.flush_dead_letters_forever(),
         wellbeing.run(),
         _report(outbox, metrics, health, writer, mqtt),
+        _report_unbound(outbox, lane.unbound),
     ]
     if writer is not None:
         workers.append(writer.run())
@@ -161,15 +181,57 @@ async def _run_child(config: CarelineConfig, inbox: Any, outbox: Any) -> None:
             await writer.close()
 
 
+class _ChildDirectory:
+    """The child's side of the directory applied live: its registry, rule context and device health."""
+
+    def __init__(
+        self, lane: TelemetryLane, context: RuleContext, health: DeviceHealth, clock: Clock, outbox: Any
+    ) -> None:
+        self._lane, self._context, self._health, self._clock, self._outbox = (
+            lane,
+            context,
+            health,
+            clock,
+            outbox,
+        )
+
+    def apply(self, version: int, config: CarelineConfig) -> None:
+        """On the child's event loop, between two chunks of telemetry: every message is decoded and
+        ruled under one directory. The rules keep their state; devices no longer bound leave the
+        device-health list."""
+        registry = device_registry(config)
+        self._lane.use(registry, alarm_lane_topics(config, registry))
+        update_rule_context(self._context, config, at=self._clock.now())
+        self._health.forget_unbound(registry)
+        self.taken(version)
+
+    def taken(self, version: int) -> None:
+        self._outbox.put((DIRECTORY, version))
+
+
 def _read_inbox(
     inbox: Any,
     loop: asyncio.AbstractEventLoop,
     sinks: list[Callable[[Sequence[DeviceEvent]], None]],
+    directory: _ChildDirectory,
     stopped: asyncio.Event,
 ) -> None:
-    while (events := inbox.get()) is not None:
-        loop.call_soon_threadsafe(_feed, sinks, events)
+    while (item := inbox.get()) is not None:
+        if isinstance(item, DirectoryUpdate):
+            # Parsed on this thread, so the event loop only swaps references.
+            config = CarelineConfig.model_validate_json(item.config_json)
+            loop.call_soon_threadsafe(directory.apply, item.version, config)
+        else:
+            loop.call_soon_threadsafe(_feed, sinks, item)
     loop.call_soon_threadsafe(stopped.set)
+
+
+async def _report_unbound(outbox: Any, unbound: UnboundDevices) -> None:
+    while True:
+        await asyncio.sleep(STATUS_PERIOD_S)
+        drained = unbound.drain()
+        if drained:
+            outbox.put((UNBOUND, drained.to_wire()))
 
 
 def _feed(sinks: list[Callable[[Sequence[DeviceEvent]], None]], events: Sequence[DeviceEvent]) -> None:
@@ -215,14 +277,22 @@ class TelemetryProcess:
         on_decisions: Callable[[list[Decision]], None],
         on_dead_letters: Callable[[list[DeadLetterItem]], None],
         on_status: Callable[[dict[str, Any]], None],
+        on_unbound: Callable[[Drained], None] | None = None,
     ) -> None:
         self._config_json = config.model_dump_json()
         self._on_status = on_status
+        self._on_unbound = on_unbound
         self._handlers: dict[str, Callable[[Any], None]] = {
             DECISIONS: on_decisions,
             DEAD_LETTERS: on_dead_letters,
             STATUS: self._status,
+            UNBOUND: self._unbound,
+            DIRECTORY: self._directory_taken,
         }
+        #: The directory version handed to the child (`apply`), and the one it reports having taken.
+        self._directory_version = 0
+        self.directory_version = 0
+        self._version_waiters: list[tuple[int, asyncio.Future[None]]] = []
         #: Set while the child reports its MQTT connection up; cleared when it dies.
         self.connected = asyncio.Event()
         self._context = multiprocessing.get_context("spawn")
@@ -237,7 +307,7 @@ class TelemetryProcess:
             target=telemetry_main,
             name="careline-telemetry",
             daemon=True,
-            args=(self._config_json, self._inbox, outbox, os.getpid()),
+            args=(self._config_json, self._inbox, outbox, os.getpid(), self._directory_version),
         )
         self._process.start()
         self._generation += 1
@@ -252,6 +322,14 @@ class TelemetryProcess:
         """Alarm-lane events, for signs of life and the sensor log (never blocks: a feeder thread sends)."""
         if self._inbox is not None:
             self._inbox.put(list(events))
+
+    def apply(self, config_json: str, version: int) -> None:
+        """Hand the child a new directory (inside the configuration `config_json`, already validated); a
+        restarted child starts with it."""
+        self._config_json = config_json
+        self._directory_version = version
+        if self._inbox is not None:
+            self._inbox.put(DirectoryUpdate(version, self._config_json))
 
     @property
     def alive(self) -> bool:
@@ -276,9 +354,35 @@ class TelemetryProcess:
             self.connected.clear()
         self._on_status(status)
 
+    def _unbound(self, wire: dict[str, Any]) -> None:
+        if self._on_unbound is not None:
+            self._on_unbound(Drained.from_wire(wire))
+
+    async def taken(self, version: int, limit_s: float) -> bool:
+        """Wait until the child has taken directory `version` (or a later one); False after `limit_s`."""
+        if self.directory_version >= version:
+            return True
+        if not self.alive:
+            return False  # not started, or restarting: a child started from now on begins with it
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._version_waiters.append((version, future))
+        try:
+            await asyncio.wait_for(asyncio.shield(future), limit_s)
+        except TimeoutError:
+            return False
+        finally:
+            self._version_waiters = [(v, f) for v, f in self._version_waiters if f is not future]
+        return True
+
+    def _directory_taken(self, version: int) -> None:
+        self.directory_version = version
+        for wanted, future in self._version_waiters:
+            if wanted <= version and not future.done():
+                future.set_result(None)
+
     def _dispatch(self, generation: int, kind: str, payload: Any) -> None:
         # A dead child's last status must not mark its successor connected; its decisions still count.
-        if kind == STATUS and generation != self._generation:
+        if kind in (STATUS, DIRECTORY) and generation != self._generation:
             return
         self._handlers[kind](payload)
 

@@ -71,6 +71,7 @@ class DoorLeftOpenRule:
         return ()
 
     def on_tick(self, now: datetime) -> Sequence[Decision]:
+        self._forget_unbound()
         due = [
             event for event in self._open_since.values() if now - event.received_at >= self._limit(event.site)
         ]
@@ -88,6 +89,13 @@ class DoorLeftOpenRule:
                 )
             )
         return decisions
+
+    def _forget_unbound(self) -> None:
+        """A door whose device or site left the directory while open is no longer timed: nobody would
+        know where to go, and the device's next report (if it is bound again) starts a new timer."""
+        for device_id, event in list(self._open_since.items()):
+            if self._context.device_left(device_id) or not self._context.has_site(event.site):
+                del self._open_since[device_id]
 
     def _limit(self, site: str) -> timedelta:
         return timedelta(minutes=self._context.rules_for(site).door_left_open_minutes)

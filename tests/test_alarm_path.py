@@ -219,18 +219,6 @@ async def test_a_smoke_detectors_self_test_opens_no_incident_and_is_listed_as_a_
         device.close()
 
 
-async def test_an_unknown_device_is_dead_lettered_with_the_reason(
-    mosquitto: Mosquitto, tmp_path: Path
-) -> None:
-    async with live_gateway(new_config(mosquitto.url, tmp_path)) as live:
-        device = Publisher(mosquitto.port)
-        device.sos("night", "stranger-pendant")
-        letters = await live.poll("/api/dead-letters", bool)
-        assert "unknown device" in letters[0]["reason"]
-        assert letters[0]["device_id"] == "stranger-pendant"
-        device.close()
-
-
 async def test_a_broker_restart_loses_no_alarm(mosquitto: Mosquitto, tmp_path: Path) -> None:
     async with live_gateway(new_config(mosquitto.url, tmp_path)) as live:
         device = Publisher(mosquitto.port)

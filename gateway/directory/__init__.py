@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from datetime import datetime
+
 from devices.model import Binding
 from devices.registry import DeviceRegistry
 from gateway.config import CarelineConfig
@@ -9,9 +12,26 @@ from rules.context import RuleContext
 
 
 class Directory:
-    def __init__(self, config: CarelineConfig) -> None:
-        self._sites = {site.id: site.name for site in config.sites}
-        self._residents = {resident.id: resident.name for resident in config.residents}
+    """Names for display. Immutable: the directory applied live is a new `Directory` put in place with
+    one assignment, so a view never mixes two directories' names."""
+
+    def __init__(
+        self,
+        config: CarelineConfig,
+        *,
+        former_sites: Mapping[str, str] | None = None,
+        former_residents: Mapping[str, str] | None = None,
+    ) -> None:
+        self._sites = {**(former_sites or {}), **{site.id: site.name for site in config.sites}}
+        self._residents = {
+            **(former_residents or {}),
+            **{resident.id: resident.name for resident in config.residents},
+        }
+
+    def updated(self, config: CarelineConfig) -> Directory:
+        """The names of `config`, remembering those it no longer holds: an incident of a resident who has
+        left keeps showing their name (until the gateway restarts)."""
+        return Directory(config, former_sites=self._sites, former_residents=self._residents)
 
     def site_name(self, site_id: str) -> str:
         return self._sites.get(site_id, site_id)
@@ -38,8 +58,13 @@ def device_registry(config: CarelineConfig) -> DeviceRegistry:
 
 
 def rule_context(config: CarelineConfig) -> RuleContext:
-    """What the rules know of the configured sites and residents."""
-    return RuleContext(config.sites, config.residents)
+    """What the rules know of the configured sites, residents and devices."""
+    return RuleContext(config.sites, config.residents, config.devices)
+
+
+def update_rule_context(context: RuleContext, config: CarelineConfig, *, at: datetime) -> None:
+    """Give the rules the facts of `config`; what they remember per resident and device stays."""
+    context.update(config.sites, config.residents, config.devices, at=at)
 
 
 def alarm_lane_topics(config: CarelineConfig, registry: DeviceRegistry) -> list[str]:

@@ -69,6 +69,11 @@ class EscalationStore:
         self._store = store
         #: Channels actually configured; a tier asking for another one skips it (and says so in the audit).
         self._available = available
+        self.use(config)
+
+    def use(self, config: CarelineConfig) -> None:
+        """Follow a new directory (responders, rota, policies). Call it on the store's writer thread, where
+        every escalation step runs, so no step mixes the old directory with the new."""
         self._config = config
         self._escalation = config.escalation
         self._rota = Rota(config)

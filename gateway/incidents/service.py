@@ -32,6 +32,10 @@ class IncidentService:
         """Start the writer thread; writes submitted before this fail loudly instead of waiting forever."""
         self._writer.start()
 
+    @property
+    def started(self) -> bool:
+        return self._writer.started
+
     def subscribe(self, listener: IncidentListener) -> None:
         self._listeners.append(listener)
 

@@ -32,6 +32,10 @@ class PriorityWriter:
             self._thread = threading.Thread(target=self._work, name=self._name, daemon=True)
             self._thread.start()
 
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
     def submit(self, job: Callable[[], Any], priority: int = ALARM) -> Future[Any]:
         if self._thread is None:
             raise RuntimeError(f"writer {self._name!r} is not started")

@@ -24,6 +24,7 @@ from rules.wellbeing.common import (
     WellbeingSource,
     all_residents,
     config_lookup,
+    resident_watched_since,
     residents_of,
     synthetic_event,
     zone_of,
@@ -66,7 +67,6 @@ class ActivityBaselineRule:
         self._config = config_lookup(config)
         self._start = start
         self._signs = SignsOfLife()
-        self._residents = {resident.id: resident for resident in all_residents(context)}
         self._activity: dict[str, _Activity] = {}
 
     def seed(self, resident_id: str, day_counts: npt.ArrayLike) -> None:
@@ -104,7 +104,7 @@ class ActivityBaselineRule:
 
     def on_tick(self, now: datetime) -> Sequence[Decision]:
         decisions: list[Decision] = []
-        for resident in self._residents.values():
+        for resident in all_residents(self._context):
             rules = self._config(resident.site).for_resident(resident.id).baseline
             if not rules.enabled:
                 continue
@@ -121,7 +121,7 @@ class ActivityBaselineRule:
         return decisions
 
     def _resident(self, resident_id: str) -> ResidentFacts:
-        resident = self._residents.get(resident_id)
+        resident = self._context.resident(resident_id)
         if resident is None:
             raise KeyError(f"unknown resident {resident_id!r}")
         return resident
@@ -134,7 +134,7 @@ class ActivityBaselineRule:
         if activity is None:
             days = self._config(resident.site).for_resident(resident.id).baseline.days
             activity = _Activity(
-                np.zeros((days, HOURS)), 0, day, np.zeros(HOURS), self._first_hour(day, zone)
+                np.zeros((days, HOURS)), 0, day, np.zeros(HOURS), self._first_hour(resident, day, zone)
             )
             self._activity[resident.id] = activity
         while activity.day < day:
@@ -143,16 +143,18 @@ class ActivityBaselineRule:
                 activity.known_days = min(activity.known_days + 1, activity.history.shape[0])
             activity.day += timedelta(days=1)
             activity.today = np.zeros(HOURS)
-            activity.first_hour = self._first_hour(activity.day, zone)
+            activity.first_hour = self._first_hour(resident, activity.day, zone)
             activity.judged_hours = 0
         return activity
 
-    def _first_hour(self, day: date, zone: ZoneInfo) -> int:
-        """First local hour of `day` watched from its beginning (24: none)."""
+    def _first_hour(self, resident: ResidentFacts, day: date, zone: ZoneInfo) -> int:
+        """First local hour of `day` watched from its beginning (24: none). A resident added to the
+        directory while the gateway runs is watched from then, like one present at the start."""
         midnight = datetime.combine(day, time(0), tzinfo=zone)
-        if self._start <= midnight:
+        since = resident_watched_since(self._context, resident.id, self._start)
+        if since <= midnight:
             return 0
-        local_start = self._start.astimezone(zone)
+        local_start = since.astimezone(zone)
         if local_start.date() > day:
             return HOURS
         whole_hour = local_start.minute == 0 and local_start.second == 0 and local_start.microsecond == 0

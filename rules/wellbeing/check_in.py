@@ -13,6 +13,7 @@ from rules.wellbeing.common import (
     all_residents,
     config_lookup,
     flag,
+    resident_watched_since,
     residents_of,
     synthetic_event,
     zone_of,
@@ -62,7 +63,7 @@ class MissedCheckInRule:
         local = now.astimezone(zone_of(self._context, resident.site))
         today = local.date()
         deadline = datetime.combine(today, rules.by, tzinfo=local.tzinfo)
-        if local < deadline or self._start > deadline:
+        if local < deadline or resident_watched_since(self._context, resident.id, self._start) > deadline:
             return None
         if self._checked_in.get(resident.id) == today or self._alarmed.get(resident.id) == today:
             return None
@@ -87,7 +88,9 @@ class MissedCheckInRule:
         evidence: dict[str, str | float | bool] = {
             "due_by": by.strftime("%H:%M"),
             "local_date": local.date().isoformat(),
-            "watching_since": max(self._start, midnight).astimezone(zone).isoformat(),
+            "watching_since": max(resident_watched_since(self._context, resident.id, self._start), midnight)
+            .astimezone(zone)
+            .isoformat(),
         }
         last_day = self._checked_in.get(resident.id)
         if last_day is not None:

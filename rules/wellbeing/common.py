@@ -29,6 +29,18 @@ def all_residents(context: RuleContext) -> tuple[ResidentFacts, ...]:
     return tuple(context.residents())
 
 
+def resident_watched_since(context: RuleContext, resident_id: str, start: datetime) -> datetime:
+    """Since when the rules could have heard from a resident: the gateway's start, or later if the
+    resident was added to the directory while it ran."""
+    joined = context.resident_joined(resident_id)
+    return start if joined is None else max(start, joined)
+
+
+def device_watched_since(context: RuleContext, device_id: str, start: datetime) -> datetime:
+    joined = context.device_joined(device_id)
+    return start if joined is None else max(start, joined)
+
+
 def site_of(context: RuleContext, site_id: str) -> SiteFacts | None:
     try:
         return context.site(site_id)

@@ -12,7 +12,14 @@ from datetime import datetime, timedelta
 from devices.model import DeviceEvent, EventKind
 from rules.context import DeviceFacts, RuleContext
 from rules.model import AlarmDecision, Decision, Severity
-from rules.wellbeing.common import WellbeingSource, config_lookup, flag, number, synthetic_event
+from rules.wellbeing.common import (
+    WellbeingSource,
+    config_lookup,
+    device_watched_since,
+    flag,
+    number,
+    synthetic_event,
+)
 from rules.wellbeing.config import DeviceHealthConfig
 
 OFFLINE = "offline"
@@ -29,8 +36,10 @@ _WHAT = {
 
 class DeviceHealthRule:
     """Feed it every event of every lane: any message is a sign the device lives. Devices listed in
-    `devices` are timed from `start` even if they never report; others from their first message.
-    `intervals` (device id -> seconds) overrides the configured expected reporting intervals."""
+    `devices` are timed from `start` even if they never report, and so are devices bound later through
+    the context's `update`, from when they were bound; others from their first message. A device removed
+    through `update` is forgotten. `intervals` (device id -> seconds) overrides the configured expected
+    reporting intervals."""
 
     name = "device_health"
 
@@ -73,7 +82,10 @@ class DeviceHealthRule:
 
     def on_tick(self, now: datetime) -> Sequence[Decision]:
         decisions: list[Decision] = []
-        for device in {*self._expected, *self._last}:
+        for device in {*self._expected, *self._context.devices_joined(), *self._last}:
+            if self._context.device_left(device):
+                self._forget(device)
+                continue
             decision = self._silence(device, now)
             if decision is not None:
                 decisions.append(decision)
@@ -118,21 +130,32 @@ class DeviceHealthRule:
         self._tamper_at[device] = event.received_at
         return (self._decision(event, TAMPER, Severity.MEDIUM, {}),)
 
+    def _forget(self, device: str) -> None:
+        self._last.pop(device, None)
+        self._battery.pop(device, None)
+        self._tamper_at.pop(device, None)
+        self._raised -= {(device, problem) for problem in _WHAT}
+
     def _silence(self, device: str, now: datetime) -> AlarmDecision | None:
         last = self._last.get(device)
-        expected = self._expected.get(device)
-        site = last.site if last is not None else expected.site if expected is not None else None
+        # The binding in force says where the device is now (it may have moved since its last message).
+        expected = self._context.device(device) or self._expected.get(device)
+        site = expected.site if expected is not None else last.site if last is not None else None
         if site is None or (device, SILENT) in self._raised or (device, OFFLINE) in self._raised:
             return None
         rules = self._config(site).device_health
-        seen_at = last.received_at if last is not None else self._start
+        seen_at = (
+            last.received_at if last is not None else device_watched_since(self._context, device, self._start)
+        )
         interval = self.expected_interval_s(device, site)
         if not rules.enabled or now - seen_at < timedelta(seconds=interval * rules.grace_factor):
             return None
         self._raised.add((device, SILENT))
         key = f"device_health:{site}:{device}:{SILENT}"
         if last is not None:
-            event = synthetic_event(self.name, key, now, site=site, resident=last.resident, last=last)
+            resident = expected.resident if expected is not None else last.resident
+            room = expected.room if expected is not None else None
+            event = synthetic_event(self.name, key, now, site=site, resident=resident, room=room, last=last)
         else:
             assert expected is not None
             event = synthetic_event(

@@ -13,6 +13,7 @@ from rules.wellbeing.common import (
     WellbeingSource,
     all_residents,
     config_lookup,
+    resident_watched_since,
     residents_of,
     synthetic_event,
     zone_of,
@@ -53,7 +54,11 @@ class InactivityRule:
 
     def last_sign_of_life(self, resident_id: str) -> datetime:
         last = self._last_sign.get(resident_id)
-        return last.received_at if last is not None else self._start
+        return (
+            last.received_at
+            if last is not None
+            else resident_watched_since(self._context, resident_id, self._start)
+        )
 
     def _overdue(self, resident: ResidentFacts, now: datetime) -> bool:
         rules = self._config(resident.site).for_resident(resident.id).inactivity
