@@ -25,7 +25,7 @@ from typing import Any
 from devices.model import DeviceEvent, Lane
 from gateway.clock import SystemClock
 from gateway.config import CarelineConfig
-from gateway.directory import device_registry, rule_context
+from gateway.directory import active_devices, device_registry, rule_context
 from gateway.ingest import MqttLane
 from gateway.metrics import Metrics
 from gateway.telemetry.writer import create_writer
@@ -67,7 +67,10 @@ async def _run_child(config: CarelineConfig, inbox: Any, outbox: Any) -> None:
     wellbeing = WellbeingMonitor(
         RuleEngine(
             wellbeing_rules(
-                context, lambda site: context.site(site).wellbeing, clock.now(), devices=config.devices
+                context,
+                lambda site: context.site(site).wellbeing,
+                clock.now(),
+                devices=active_devices(config),
             )
         ),
         send_decisions,

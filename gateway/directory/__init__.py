@@ -1,10 +1,15 @@
-"""Display names for the ids the store keeps: the config is the directory of sites and residents."""
+"""The directory of sites, residents, devices and responders, as the rest of the gateway sees it.
+
+`Directory` gives display names for the ids the incident store keeps (discharged residents keep theirs,
+for the incidents of their time). Only active devices are bound and only active residents are watched:
+a spare in the cupboard or a retired pendant raises nothing, a discharged resident is no one's concern.
+"""
 
 from __future__ import annotations
 
 from devices.model import Binding
 from devices.registry import DeviceRegistry
-from gateway.config import CarelineConfig
+from gateway.config import CarelineConfig, DeviceConfig
 from rules.context import RuleContext
 
 
@@ -22,6 +27,10 @@ class Directory:
         return self._residents.get(resident_id, resident_id)
 
 
+def active_devices(config: CarelineConfig) -> tuple[DeviceConfig, ...]:
+    return tuple(device for device in config.devices if device.active)
+
+
 def device_registry(config: CarelineConfig) -> DeviceRegistry:
     return DeviceRegistry(
         Binding(
@@ -33,10 +42,10 @@ def device_registry(config: CarelineConfig) -> DeviceRegistry:
             profile=d.profile,
             friendly_name=d.friendly_name,
         )
-        for d in config.devices
+        for d in active_devices(config)
     )
 
 
 def rule_context(config: CarelineConfig) -> RuleContext:
-    """What the rules know of the configured sites and residents."""
-    return RuleContext(config.sites, config.residents)
+    """What the rules know of the configured sites and their active residents."""
+    return RuleContext(config.sites, (resident for resident in config.residents if resident.active))
