@@ -27,6 +27,8 @@ from gateway.broker import EmbeddedBroker
 from gateway.clock import Clock, SystemClock
 from gateway.config import CarelineConfig
 from gateway.directory import Directory, device_registry, rule_context
+from gateway.directory.keysafe import KeySafeCipher
+from gateway.directory.store import DirectoryStore
 from gateway.escalation.engine import EscalationEngine
 from gateway.escalation.model import Channel, ChannelKind
 from gateway.escalation.store import EscalationStore
@@ -88,6 +90,9 @@ class Gateway:
         self.store = IncidentStore(self.database, Directory(config), self.clock.now)
         self.service = IncidentService(self.store)
         self.users = UserStore(self.database, self.clock.now, config.http.session_hours)
+        self.directory = DirectoryStore(
+            self.service, config, KeySafeCipher.from_env(config.storage.directory_key_env)
+        )
         self.hub = IncidentHub()
         self.service.subscribe(self.hub.publish)
         self.device_health = DeviceHealth()
@@ -144,6 +149,7 @@ class Gateway:
                 secure_cookies=config.http.secure_cookies,
                 session_hours=config.http.session_hours,
                 escalations=self.escalations,
+                directory=self.directory,
                 sensor_log=SensorLogReader.from_config(config.telemetry)
                 if config.telemetry.read_database
                 else None,
@@ -220,8 +226,10 @@ class Gateway:
             yield self
 
     def open_store(self) -> None:
-        """Bring the incident store to the newest schema (idempotent; also run by `running`)."""
+        """Bring the incident store to the newest schema and, on first start, seed the directory from the
+        configuration file (idempotent; also run by `running`)."""
         upgrade(self.database)
+        self.directory.seed(self.config)
 
     # -- what the telemetry process reports back (on the event loop) -------------------------------------
 

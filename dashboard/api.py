@@ -18,8 +18,10 @@ from pydantic import BaseModel, Field
 from dashboard.auth import SESSION_COOKIE, Account, Role, UserStore
 from dashboard.catalogue import catalogue_router
 from dashboard.deps import Operator
+from dashboard.directory_api import directory_router
 from dashboard.hub import IncidentHub
 from dashboard.review import sensor_log_router
+from gateway.directory.store import DirectoryStore
 from gateway.escalation.store import EscalationStore
 from gateway.incidents.schema import Outcome
 from gateway.incidents.service import IncidentService
@@ -55,6 +57,7 @@ class DashboardContext:
     session_hours: float = 12.0
     escalations: EscalationStore | None = None
     sensor_log: SensorLogReader | None = None
+    directory: DirectoryStore | None = None
 
 
 class Credentials(BaseModel):
@@ -193,6 +196,7 @@ def create_app(ctx: DashboardContext) -> FastAPI:
 
     app.include_router(sensor_log_router(ctx))
     app.include_router(catalogue_router())
+    app.include_router(directory_router())
 
     @app.get("/api/healthz", tags=["monitoring"])
     async def healthz(response: Response) -> dict[str, Any]:

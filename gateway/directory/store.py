@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from typing import Any, cast
 
 from pydantic import BaseModel, SecretStr, ValidationError
@@ -56,6 +56,7 @@ from gateway.incidents.schema import (
     DirectorySite,
 )
 from gateway.incidents.service import IncidentService
+from gateway.incidents.store import IncidentStore
 from gateway.incidents.views import AuditView
 from gateway.references import problem
 
@@ -142,6 +143,20 @@ class DirectoryStore:
     @property
     def cipher(self) -> KeySafeCipher:
         return self._cipher
+
+    @property
+    def incidents(self) -> IncidentStore:
+        """The incident store whose transactions and audit trail the directory's changes share."""
+        return self._incidents
+
+    def now(self) -> datetime:
+        return self._incidents.now()
+
+    def today(self, site_id: str) -> date:
+        """The date now at a site (a discharge's date), by the site's time zone."""
+        zone = next((site.zone for site in self.load().sites if site.id == site_id), None)
+        now = self._incidents.now()
+        return (now.astimezone(zone) if zone else now).date()
 
     def subscribe(self, listener: DirectoryListener) -> None:
         """`listener` is told the whole new directory after each committed change (on the event loop)."""

@@ -210,11 +210,15 @@ class _TableReader:
             return None
         fields: dict[str, Any] = {}
         contacts: dict[int, dict[str, Any]] = {}
+        unread: set[str] = set()
         for item, cell in zip(self.slots, cells, strict=False):
             if item is None:
                 continue
             (column, contact), name = item
+            before = len(self.problems)
             value = self._value(column, cell, row, name)
+            if len(self.problems) > before:
+                unread.add(name)
             if value is None:
                 continue
             (contacts.setdefault(contact, {}) if contact is not None else fields)[column.key] = value
@@ -224,7 +228,9 @@ class _TableReader:
             return MODELS[self.kind].model_validate(fields)
         except ValidationError as exc:
             for found in problems_of(exc, (self.kind, n)):
-                self.problems.append(_at(found, row, self.column_of(found.loc)))
+                column = self.column_of(found.loc)
+                if column not in unread:  # already told why that cell could not be read
+                    self.problems.append(_at(found, row, column))
             return None
 
     def _contact_list(self, n: int, row: int, contacts: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:

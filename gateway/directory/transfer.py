@@ -71,8 +71,11 @@ def refused(problems: Sequence[Problem], source: str | None = None) -> InvalidIn
 
 def describe(found: Problem, language: Language = "en") -> str:
     """A problem as one line: where (line, or row and column) and what, in `language`."""
-    where = f"line {found.line}: {found.where()}" if found.line is not None else found.where()
-    return f"{where}: {localized(found, language)}"
+    if found.line is not None:
+        return f"line {found.line}: {found.where()}: {localized(found, language)}"
+    if found.row is None and not found.loc:
+        return localized(found, language)
+    return f"{found.where()}: {localized(found, language)}"
 
 
 def localized(found: Problem, language: Language) -> str:
