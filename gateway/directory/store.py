@@ -13,6 +13,7 @@ directory's revision; if another change committed in between, the plan is made a
 from __future__ import annotations
 
 import logging
+from pathlib import PurePath
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -443,7 +444,7 @@ class DirectoryStore:
         when the database already holds the directory (it is the directory from then on)."""
         if not self.is_empty():
             return None
-        name = config.source or "configuration"
+        name = PurePath(config.source).name if config.source else "configuration"
         return self.apply_now(DirectorySections.of(config), f"import:{name}", source=name)
 
     def reveal_key_safe(self, resident_id: str, actor: str, scope: Scope = None) -> str | None:

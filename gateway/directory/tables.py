@@ -210,7 +210,7 @@ class _TableReader:
             return None
         fields: dict[str, Any] = {}
         contacts: dict[int, dict[str, Any]] = {}
-        unread: set[str] = set()
+        unread: set[str | None] = set()
         for item, cell in zip(self.slots, cells, strict=False):
             if item is None:
                 continue
@@ -229,8 +229,9 @@ class _TableReader:
         except ValidationError as exc:
             for found in problems_of(exc, (self.kind, n)):
                 column = self.column_of(found.loc)
-                if column not in unread:  # already told why that cell could not be read
+                if column not in unread:  # one reason per cell: the first is the one to fix
                     self.problems.append(_at(found, row, column))
+                    unread.add(column)
             return None
 
     def _contact_list(self, n: int, row: int, contacts: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:
