@@ -377,7 +377,10 @@ def _invalid_directory(problems: list[Problem]) -> InvalidInputError:
 
 
 def problems_of(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[Problem]:
-    """pydantic's errors as located problems: ours carry their catalogue code and parameters."""
+    """pydantic's errors as located problems: ours carry their catalogue code and parameters. An error
+    about a list whose item failed ("at least 1 item") is left out: the item's own error says why."""
+    errors = exc.errors()
+    deeper = {tuple(error["loc"][:n]) for error in errors for n in range(len(error["loc"]))}
     return [
         Problem(
             (*prefix, *error["loc"]),
@@ -385,7 +388,8 @@ def problems_of(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> lis
             _message(error["msg"]),
             {k: v for k, v in error.get("ctx", {}).items() if isinstance(v, str | int)},
         )
-        for error in exc.errors()
+        for error in errors
+        if not (error["type"] == "too_short" and tuple(error["loc"]) in deeper)
     ]
 
 

@@ -87,7 +87,8 @@ def directory_config(db_path: Path, **storage: Any) -> CarelineConfig:
     """The directory above in a configuration file next to the database (read as a gateway reads it)."""
     path = db_path.parent / "directory.yaml"
     path.write_text(
-        f"storage:\n  url: sqlite:///{db_path}\n  directory_key_env: {KEY_ENV}\n" + DIRECTORY_YAML, encoding="utf-8"
+        f"storage:\n  url: sqlite:///{db_path}\n  directory_key_env: {KEY_ENV}\n" + DIRECTORY_YAML,
+        encoding="utf-8",
     )
     config = load_config(path)
     if storage:

@@ -64,16 +64,26 @@ def test_import_export_import_is_the_identity(config: CarelineConfig) -> None:
         before = store.load()
         assert {r.status for r in before.residents} == {"active", "discharged"}
         exported = export_all(store)
-        assert "4711" not in exported and "key_safe_code: enc:" in exported
-        assert store.plan(store.importing(parse_yaml(exported, "x.yaml").incoming, None), "u").changes.changes == ()
-        assert imported(store, parse_yaml(exported, "x.yaml"))["devices"] == {"added": [], "changed": [], "removed": []}
+        assert "4711" not in exported
+        assert "key_safe_code: enc:" in exported
+        assert (
+            store.plan(store.importing(parse_yaml(exported, "x.yaml").incoming, None), "u").changes.changes
+            == ()
+        )
+        assert imported(store, parse_yaml(exported, "x.yaml"))["devices"] == {
+            "added": [],
+            "changed": [],
+            "removed": [],
+        }
         assert store.load() == before
         assert export_all(store).split("\n", 3)[3] == exported.split("\n", 3)[3]
 
 
 @pytest.mark.parametrize("language", ["en", "zh-CN"])
 @pytest.mark.parametrize("kind", ["residents", "devices"])
-def test_a_csv_export_imports_back_to_the_same_state(config: CarelineConfig, kind: str, language: str) -> None:
+def test_a_csv_export_imports_back_to_the_same_state(
+    config: CarelineConfig, kind: str, language: str
+) -> None:
     with directory_store(config) as store:
         store.seed(config)
         before = store.load()
@@ -89,13 +99,16 @@ def test_a_chinese_csv_of_devices_reads_words_and_codes_alike(config: CarelineCo
         rows = store.export_rows(["devices"])["devices"]
         text = export_csv("devices", rows, "zh-CN").decode("utf-8-sig")
         assert text.startswith("编号,类型,协议,站点")
-        assert "紧急呼叫按钮" in text and "备用" in text
+        assert "紧急呼叫按钮" in text
+        assert "备用" in text
         extra = "fall-201,fall_sensor,careline,sunrise,201,,,,,,使用中\r\n"
         result = imported(store, parse_csv((text + extra).encode("utf-8"), "设备.csv"))  # no BOM this time
         assert result["devices"] == {"added": ["fall-201"], "changed": [], "removed": []}
 
 
-def test_a_failing_row_applies_nothing_and_every_problem_has_its_row_and_column(config: CarelineConfig) -> None:
+def test_a_failing_row_applies_nothing_and_every_problem_has_its_row_and_column(
+    config: CarelineConfig,
+) -> None:
     with directory_store(config) as store:
         store.seed(config)
         before = store.load()
@@ -118,7 +131,9 @@ def test_a_failing_row_applies_nothing_and_every_problem_has_its_row_and_column(
             (6, "id", "duplicate_id"),
             (7, "room", "resident_room_of_other_site"),
         ]
-        assert problems[1].message == "resident 'wu' is at site 'lotus' but room '101' belongs to site 'sunrise'"
+        assert (
+            problems[1].message == "resident 'wu' is at site 'lotus' but room '101' belongs to site 'sunrise'"
+        )
         assert store.load() == before
 
 
@@ -139,12 +154,19 @@ def test_a_device_bound_to_a_room_of_another_site_is_located(config: CarelineCon
         assert (found.row, found.column, found.code) == (7, "room", "device_room_of_other_site")
 
 
-def test_formulas_are_neutralised_on_export_and_refused_on_import_in_free_text(config: CarelineConfig) -> None:
+def test_formulas_are_neutralised_on_export_and_refused_on_import_in_free_text(
+    config: CarelineConfig,
+) -> None:
     with directory_store(config) as store:
         store.seed(config)
         store.apply_now(
             lambda d: d.model_copy(
-                update={"residents": tuple(r.model_copy(update={"notes": "=HYPERLINK(\"http://x\")"}) if r.id == "wang" else r for r in d.residents)}
+                update={
+                    "residents": tuple(
+                        r.model_copy(update={"notes": '=HYPERLINK("http://x")'}) if r.id == "wang" else r
+                        for r in d.residents
+                    )
+                }
             ),
             "user:admin",
         )
@@ -196,19 +218,35 @@ def test_a_yaml_import_is_located_by_line_and_refuses_sections_that_are_not_the_
     with directory_store(config) as store:
         store.seed(config)
         parsed = parse_yaml(
-            "devices:\n  - {id: a, type: sos_button, site: sunrise}\n  - {id: b, type: sos_button, site: nowhere}\n",
+            "devices:\n"
+            "  - {id: a, type: sos_button, site: sunrise}\n"
+            "  - {id: b, type: sos_button, site: nowhere}\n",
             "d.yaml",
         )
         [found] = refusal(store, parsed)
         assert (found.line, found.loc, found.code) == (3, ("devices", 1, "site"), "device_unknown_site")
 
 
-def test_careline_directory_import_previews_and_applies_only_with_yes(config: CarelineConfig, tmp_path: Path) -> None:
+def test_careline_directory_import_previews_and_applies_only_with_yes(
+    config: CarelineConfig, tmp_path: Path
+) -> None:
     runner = CliRunner()
     config_file = Path(config.source or "")
     csv_file = tmp_path / "devices.csv"
     exported = runner.invoke(
-        app, ["directory", "export", "--config", str(config_file), "--kind", "devices", "--format", "csv", "-o", str(csv_file)]
+        app,
+        [
+            "directory",
+            "export",
+            "--config",
+            str(config_file),
+            "--kind",
+            "devices",
+            "--format",
+            "csv",
+            "-o",
+            str(csv_file),
+        ],
     )
     assert exported.exit_code == 0, exported.output
     csv_file.write_bytes(csv_file.read_bytes() + b"fall-201,fall_sensor,careline,sunrise,201,,,,,,active\r\n")
@@ -218,18 +256,24 @@ def test_careline_directory_import_previews_and_applies_only_with_yes(config: Ca
     assert "nothing was applied" in preview.output
     with directory_store(config) as store:
         assert "fall-201" not in {d.id for d in store.load().devices}
-    applied = runner.invoke(app, ["directory", "import", str(csv_file), "--config", str(config_file), "--yes"])
+    applied = runner.invoke(
+        app, ["directory", "import", str(csv_file), "--config", str(config_file), "--yes"]
+    )
     assert applied.exit_code == 0, applied.output
     with directory_store(config) as store:
         assert "fall-201" in {d.id for d in store.load().devices}
         assert store.history("device", "fall-201")[0].actor.startswith("cli:")
     csv_file.write_bytes(csv_file.read_bytes() + b"fall-x,fall_sensor,careline,sunrise,999,,,,,,active\r\n")
-    refused = runner.invoke(app, ["directory", "import", str(csv_file), "--config", str(config_file), "--yes"])
+    refused = runner.invoke(
+        app, ["directory", "import", str(csv_file), "--config", str(config_file), "--yes"]
+    )
     assert refused.exit_code == 1
     assert "row 8, column room: device 'fall-x' names unknown room '999' of site 'sunrise'" in refused.output
 
 
-def test_careline_directory_export_writes_yaml_that_the_import_finds_unchanged(config: CarelineConfig, tmp_path: Path) -> None:
+def test_careline_directory_export_writes_yaml_that_the_import_finds_unchanged(
+    config: CarelineConfig, tmp_path: Path
+) -> None:
     runner = CliRunner()
     out = tmp_path / "exported.yaml"
     config_file = str(config.source)
@@ -237,6 +281,6 @@ def test_careline_directory_export_writes_yaml_that_the_import_finds_unchanged(c
     again = runner.invoke(app, ["directory", "import", str(out), "--config", config_file])
     assert again.exit_code == 0, again.output
     assert "residents: 0 added, 0 changed, 0 discharged" in again.output
-    assert runner.invoke(app, ["directory", "template", "--kind", "devices", "--language", "en"]).output.startswith(
-        "\ufeffid,type,profile"
-    )
+    assert runner.invoke(
+        app, ["directory", "template", "--kind", "devices", "--language", "en"]
+    ).output.startswith("\ufeffid,type,profile")

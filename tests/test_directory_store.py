@@ -69,7 +69,9 @@ def test_afterwards_the_database_is_the_directory_and_the_file_no_longer_seeds(
 ) -> None:
     with directory_store(config) as store:
         store.seed(config)
-        store.apply_now(store.importing(Incoming(devices=DirectorySections.of(config).devices[:4]), None), "u")
+        store.apply_now(
+            store.importing(Incoming(devices=DirectorySections.of(config).devices[:4]), None), "u"
+        )
     edited_file = directory_config(db_path).model_copy(update={"devices": ()})
     with directory_store(edited_file) as store:
         assert store.seed(edited_file) is None
@@ -204,7 +206,8 @@ def test_the_key_safe_code_is_encrypted_at_rest_and_never_in_the_audit_log(
         assert store.reveal_key_safe("chen", "user:operator", frozenset({"sunrise"})) is None
         entries = [(e.action, e.details) for e in audit(store)]
         raw = b"".join(path.read_bytes() for path in db_path.parent.glob("careline.db*"))
-    assert b"4711" not in raw and b"9021" not in raw
+    assert b"4711" not in raw
+    assert b"9021" not in raw
     connection = sqlite3.connect(db_path)
     try:
         [(sealed,)] = connection.execute("SELECT key_safe FROM directory_residents WHERE id = 'chen'")
@@ -212,7 +215,9 @@ def test_the_key_safe_code_is_encrypted_at_rest_and_never_in_the_audit_log(
         connection.close()
     assert sealed.startswith("gAAAA")  # a Fernet token
     changed = [d for a, d in entries if a == "directory.resident.changed"]
-    assert changed == [{"kind": "resident", "id": "chen", "before": {}, "after": {}, "secrets": {"key_safe_code": "changed"}}]
+    assert changed == [
+        {"kind": "resident", "id": "chen", "before": {}, "after": {}, "secrets": {"key_safe_code": "changed"}}
+    ]
     assert [a for a, _ in entries].count("directory.resident.key_safe_revealed") == 1
     assert all("4711" not in str(d) and "9021" not in str(d) for _, d in entries)
 
@@ -275,9 +280,15 @@ async def test_the_audit_chain_holds_when_another_process_appended_in_between(co
     # `careline directory import` writes from its own process while the gateway runs.
     with directory_store(config) as gateway_side, directory_store(config) as command_line:
         gateway_side.seed(config)
-        await gateway_side.apply(lambda d: with_device(d, DeviceConfig(id="a", type="other", site="sunrise")), "u")
-        command_line.apply_now(lambda d: with_device(d, DeviceConfig(id="b", type="other", site="sunrise")), "c")
-        await gateway_side.apply(lambda d: with_device(d, DeviceConfig(id="c", type="other", site="sunrise")), "u")
+        await gateway_side.apply(
+            lambda d: with_device(d, DeviceConfig(id="a", type="other", site="sunrise")), "u"
+        )
+        command_line.apply_now(
+            lambda d: with_device(d, DeviceConfig(id="b", type="other", site="sunrise")), "c"
+        )
+        await gateway_side.apply(
+            lambda d: with_device(d, DeviceConfig(id="c", type="other", site="sunrise")), "u"
+        )
         assert gateway_side.incidents.verify_audit_chain() is None
 
 
@@ -304,7 +315,9 @@ def test_residents_written_the_earlier_way_read_the_same() -> None:
         ({"contacts": [{"name": "Li", "phones": ["138 0000 0001"]}]}, "phone_not_e164"),
     ],
 )
-def test_a_resident_that_does_not_hold_together_is_refused_with_our_reason(fields: dict[str, object], code: str) -> None:
+def test_a_resident_that_does_not_hold_together_is_refused_with_our_reason(
+    fields: dict[str, object], code: str
+) -> None:
     from pydantic import ValidationError
 
     with pytest.raises(ValidationError) as refused:
@@ -318,7 +331,10 @@ def test_changes_made_at_the_same_time_all_land(config: CarelineConfig) -> None:
             store.seed(config)
             await asyncio.gather(
                 *(
-                    store.apply(lambda d, i=i: with_device(d, DeviceConfig(id=f"n{i}", type="other", site="sunrise")), "u")
+                    store.apply(
+                        lambda d, i=i: with_device(d, DeviceConfig(id=f"n{i}", type="other", site="sunrise")),
+                        "u",
+                    )
                     for i in range(4)
                 )
             )

@@ -13,10 +13,10 @@ directory's revision; if another change committed in between, the plan is made a
 from __future__ import annotations
 
 import logging
-from pathlib import PurePath
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
+from pathlib import PurePath
 from typing import Any, cast
 
 from pydantic import BaseModel, SecretStr, ValidationError

@@ -228,10 +228,10 @@ class _TableReader:
             return MODELS[self.kind].model_validate(fields)
         except ValidationError as exc:
             for found in problems_of(exc, (self.kind, n)):
-                column = self.column_of(found.loc)
-                if column not in unread:  # one reason per cell: the first is the one to fix
-                    self.problems.append(_at(found, row, column))
-                    unread.add(column)
+                header_name = self.column_of(found.loc)
+                if header_name not in unread:  # one reason per cell: the first is the one to fix
+                    self.problems.append(_at(found, row, header_name))
+                    unread.add(header_name)
             return None
 
     def _contact_list(self, n: int, row: int, contacts: dict[int, dict[str, Any]]) -> list[dict[str, Any]]:

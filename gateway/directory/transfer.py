@@ -31,6 +31,8 @@ from gateway.escalation.config import Policy
 from gateway.references import problem
 
 MAX_IMPORT_BYTES = 5 * 1024 * 1024
+_Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_Dumper: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 _BOM = b"\xef\xbb\xbf"
 _SECTIONS = ("sites", "residents", "devices", "responders", "escalation")
 _MODELS: dict[Kind, type[BaseModel]] = {
@@ -119,7 +121,8 @@ class DirectoryFile:
 
     incoming: Incoming
     source: str
-    _root: yaml.Node | None = None
+    #: A YAML file's text, to find the lines of problems found later (composed only then).
+    _text: str | None = None
     _rows: Mapping[Kind, Sequence[int]] | None = None
     _columns: Any = None
 
@@ -131,9 +134,9 @@ class DirectoryFile:
         return [self._in_yaml(found) for found in problems]
 
     def _in_yaml(self, found: Problem) -> Problem:
-        if self._root is None or not found.loc or found.loc[0] not in _listed_sections(self.incoming):
+        if self._text is None or not found.loc or found.loc[0] not in _listed_sections(self.incoming):
             return found
-        return replace(found, line=line_of(self._root, found.loc))
+        return replace(found, line=line_of(yaml.compose(self._text, Loader=_Loader), found.loc))
 
     def _in_table(self, found: Problem) -> Problem:
         rows: Mapping[Any, Sequence[int]] = self._rows or {}
@@ -153,8 +156,8 @@ def _listed_sections(incoming: Incoming) -> set[str]:
 
 def parse_yaml(text: str, source: str) -> DirectoryFile:
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        # libyaml's parser where it is built in: a district's directory is half a megabyte.
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
         raise refused([problem((), "yaml_invalid", reason=str(exc))], source) from None
     if not isinstance(data, dict):
@@ -168,6 +171,7 @@ def parse_yaml(text: str, source: str) -> DirectoryFile:
     try:
         document = _Document.model_validate(data)
     except ValidationError as exc:
+        root = yaml.compose(text, Loader=_Loader)
         located = [replace(p, line=line_of(root, p.loc)) for p in problems_of(exc)]
         raise refused(located, source) from None
     incoming = Incoming(
@@ -177,7 +181,7 @@ def parse_yaml(text: str, source: str) -> DirectoryFile:
         responders=document.responders,
         policies=document.escalation.policies if document.escalation else None,
     )
-    return DirectoryFile(incoming, source, _root=root)
+    return DirectoryFile(incoming, source, _text=text)
 
 
 def export_yaml(rows: Mapping[Kind, Sequence[dict[str, Any]]], *, exported_by: str, at: datetime) -> str:
@@ -195,7 +199,7 @@ def export_yaml(rows: Mapping[Kind, Sequence[dict[str, Any]]], *, exported_by: s
         "# Import it with: careline directory import FILE --config CONFIG (add --yes to apply).\n"
         "# Key-safe codes are sealed with the directory key (enc:...): they import only where that key is.\n"
     )
-    return head + yaml.safe_dump(document, allow_unicode=True, sort_keys=False, width=110)
+    return head + yaml.dump(document, Dumper=_Dumper, allow_unicode=True, sort_keys=False, width=110)
 
 
 def _compact(kind: Kind, body: dict[str, Any]) -> dict[str, Any]:
