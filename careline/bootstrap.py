@@ -38,7 +38,9 @@ from gateway.directory import (
     rule_context,
     update_rule_context,
 )
+from gateway.directory.keysafe import KeySafeCipher
 from gateway.directory.sections import DirectorySections
+from gateway.directory.store import DirectoryStore
 from gateway.escalation.escalator import Escalator
 from gateway.escalation.model import Channel, ChannelKind
 from gateway.escalation.store import EscalationStore
@@ -60,6 +62,9 @@ from rules import RuleEngine, default_rules
 from rules.model import Decision
 
 log = logging.getLogger(__name__)
+
+#: How often the gateway looks for directory changes committed elsewhere (the CLI, another instance).
+DIRECTORY_POLL_S = 2.0
 T = TypeVar("T")
 #: How long `apply_directory` waits for the telemetry process to take a new directory.
 CHILD_TAKES_DIRECTORY_S = 5.0
@@ -124,6 +129,11 @@ class Gateway:
             self.metrics.disk_free_bytes.labels(name).set_function(disk.free_bytes_gauge)
         self.service = IncidentService(self.store)
         self.users = UserStore(self.database, self.clock.now, config.http.session_hours)
+        self.directory = DirectoryStore(
+            self.service, config, KeySafeCipher.from_env(config.storage.directory_key_env)
+        )
+        self.directory.subscribe(self._directory_committed)
+        self._directory_revision = -1
         self.hub = IncidentHub()
         self.service.subscribe(self.hub.publish)
         self.device_health = DeviceHealth()
@@ -184,6 +194,7 @@ class Gateway:
                 secure_cookies=config.http.secure_cookies,
                 session_hours=config.http.session_hours,
                 escalations=self.escalations,
+                directory=self.directory,
                 sensor_log=SensorLogReader.from_config(config.telemetry)
                 if config.telemetry.read_database
                 else None,
@@ -269,6 +280,30 @@ class Gateway:
             len(config.devices),
         )
 
+    async def _directory_committed(self, sections: DirectorySections) -> None:
+        """A change made through this gateway (pages, API): in force before the request is answered, so a
+        pendant pressed the moment the installer has saved it is accepted."""
+        try:
+            await self.apply_directory(sections)
+        except Exception:
+            # Validated as a whole before it was committed; refused here only by a bug. The follower
+            # tries the stored directory again at its next look.
+            log.exception("a committed directory change could not be put in force")
+            self._directory_revision = -1
+
+    async def _follow_directory(self) -> None:
+        """Changes committed elsewhere (`careline directory import` on this machine, another gateway
+        instance) reach this one within `DIRECTORY_POLL_S`."""
+        while True:
+            await asyncio.sleep(DIRECTORY_POLL_S)
+            try:
+                revision = await self.service.read(self.directory.revision)
+                if revision != self._directory_revision:
+                    await self.apply_directory(await self.service.read(self.directory.load))
+                    self._directory_revision = revision
+            except Exception:
+                log.exception("could not follow the directory; trying again")
+
     def _use_in_store(self, config: CarelineConfig, names: Directory) -> None:
         """On the store's writer thread, where commits and escalation steps run."""
         self.store.directory = names
@@ -331,6 +366,11 @@ class Gateway:
             self.open_store()
             self.service.start()
             stack.callback(self.close)
+            # The database is the directory (the file only seeded it): in force before any alarm arrives.
+            self._directory_revision = await self.service.read(self.directory.revision)
+            stored = await self.service.read(self.directory.load)
+            if stored != DirectorySections.of(self.config):
+                await self.apply_directory(stored)
             if self.config.broker.embedded:
                 await stack.enter_async_context(EmbeddedBroker(self.config.broker.embedded_port))
             # Registered first, so it runs last: the child flushes or spools what it was handed.
@@ -342,6 +382,7 @@ class Gateway:
                     ("alarm-lane", self.alarm_lane.run()),
                     ("alarm-timers", self.alarm_lane.run_timers()),
                     ("telemetry-supervisor", self.telemetry.supervise()),
+                    ("directory-follower", self._follow_directory()),
                     *([("escalation", self.escalator.run())] if self.config.escalation.enabled else []),
                 )
             ]
@@ -358,8 +399,10 @@ class Gateway:
             yield self
 
     def open_store(self) -> None:
-        """Bring the incident store to the newest schema (idempotent; also run by `running`)."""
+        """Bring the incident store to the newest schema and, on first start, seed the directory from the
+        configuration file (idempotent; also run by `running`)."""
         upgrade(self.database)
+        self.directory.seed(self.config)
 
     # -- what the telemetry process reports back (on the event loop) -------------------------------------
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import getpass
 import logging
 import os
 import secrets
 import shutil
 import signal
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -18,14 +21,21 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from careline.bootstrap import Gateway, bootstrap
-from common.errors import CarelineError
+from common.errors import CarelineError, InvalidInputError
 from dashboard.auth import Role, UserExistsError, UserStore
 from devices.model import EventKind
+from gateway.catalogue import normalize_language
 from gateway.clock import zone_where_local_hour_is
 from gateway.config import CarelineConfig, load_config
 from gateway.directory import Directory, device_registry
+from gateway.directory.changes import KINDS, ChangeSet, Kind
+from gateway.directory.keysafe import KeySafeCipher, new_key
+from gateway.directory.store import DirectoryStore
+from gateway.directory.tables import TableKind, export_csv, parse_csv, template
+from gateway.directory.transfer import DirectoryFile, decode_upload, describe, export_yaml, parse_yaml
 from gateway.incidents.db import make_engine
 from gateway.incidents.migrate import upgrade
+from gateway.incidents.service import IncidentService
 from gateway.incidents.store import IncidentStore
 
 app = typer.Typer(
@@ -36,11 +46,16 @@ db_app = typer.Typer(help="Manage the incident store.", no_args_is_help=True)
 user_app = typer.Typer(help="Manage dashboard users.", no_args_is_help=True)
 simulate_app = typer.Typer(help="Publish simulated device traffic over real MQTT.", no_args_is_help=True)
 audit_app = typer.Typer(help="Check the tamper-evident audit trail.", no_args_is_help=True)
+directory_app = typer.Typer(
+    help="Import, export and template the directory (sites, residents, devices, responders, policies).",
+    no_args_is_help=True,
+)
 app.add_typer(config_app, name="config")
 app.add_typer(audit_app, name="audit")
 app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 app.add_typer(simulate_app, name="simulate")
+app.add_typer(directory_app, name="directory")
 
 ConfigPath = Annotated[Path, typer.Option("--config", "-c", help="YAML configuration file")]
 log = logging.getLogger("careline")
@@ -271,6 +286,140 @@ def simulate_alarm(
             await publish_alarm(client, binding, kind)
 
     asyncio.run(send())
+
+
+@contextlib.contextmanager
+def _directory(cfg: CarelineConfig) -> Iterator[DirectoryStore]:
+    """The directory store on the configured database, migrated and seeded as a gateway would at start."""
+    engine = make_engine(cfg.storage.url, busy_timeout_s=cfg.storage.busy_timeout_s)
+    try:
+        upgrade(engine)
+        incidents = IncidentStore(engine, Directory(cfg), lambda: datetime.now(UTC))
+        store = DirectoryStore(
+            IncidentService(incidents), cfg, KeySafeCipher.from_env(cfg.storage.directory_key_env)
+        )
+        store.seed(cfg)
+        yield store
+    finally:
+        engine.dispose()
+
+
+def _who() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return "unknown"
+
+
+def _print_refusal(exc: InvalidInputError, source: str, parsed: DirectoryFile | None = None) -> None:
+    problems = parsed.locate(exc.problems) if parsed is not None else exc.problems
+    typer.echo(f"{source}: refused, nothing was applied:", err=True)
+    for found in problems:
+        typer.echo(f"  {describe(found)}", err=True)
+
+
+def _read_import(path: Path, kind: TableKind | None) -> DirectoryFile:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        typer.echo(f"{path}: cannot read: {exc.strerror}", err=True)
+        raise typer.Exit(1) from None
+    try:
+        if kind is not None or path.suffix.lower() == ".csv":
+            return parse_csv(data, path.name, kind)
+        return parse_yaml(decode_upload(data), path.name)
+    except InvalidInputError as exc:
+        _print_refusal(exc, path.name)
+        raise typer.Exit(1) from None
+
+
+def _print_changes(changes: ChangeSet) -> None:
+    for kind, line in zip(KINDS, changes.summary("en"), strict=True):
+        typer.echo(f"  {line}")
+        for verb, ids in changes.of(kind).items():
+            if ids:
+                shown = ", ".join(ids[:20]) + (f" … and {len(ids) - 20} more" if len(ids) > 20 else "")
+                typer.echo(f"      {verb}: {shown}")
+
+
+@directory_app.command("import")
+def directory_import(
+    file: Path,
+    config: ConfigPath,
+    yes: Annotated[
+        bool, typer.Option("--yes", help="Apply the changes (without it, only show them)")
+    ] = False,
+    kind: Annotated[
+        TableKind | None, typer.Option(help="What a CSV file lists (else told by its header)")
+    ] = None,
+) -> None:
+    """Show what importing FILE (YAML of the directory sections, or CSV of residents or devices) would
+    change; with --yes, apply it. Entries a listed kind leaves out are retired or discharged."""
+    cfg = _load(config)
+    parsed = _read_import(file, kind)
+    with _directory(cfg) as store:
+        try:
+            plan = store.plan(store.importing(parsed.incoming, None), f"cli:{_who()}", source=file.name)
+        except InvalidInputError as exc:
+            _print_refusal(exc, file.name, parsed)
+            raise typer.Exit(1) from None
+        typer.echo(f"{file.name}: {'applying' if yes else 'would apply'}:")
+        _print_changes(plan.changes)
+        if not yes:
+            typer.echo("nothing was applied; run again with --yes to apply")
+            return
+        store.commit(plan)
+        typer.echo("applied (audited); a running gateway follows the directory in its database")
+
+
+@directory_app.command("export")
+def directory_export(
+    config: ConfigPath,
+    kind: Annotated[TableKind | None, typer.Option(help="Only residents or devices")] = None,
+    format: Annotated[str, typer.Option("--format", help="yaml, or csv (with --kind)")] = "yaml",
+    language: Annotated[str, typer.Option(help="CSV headers and words: en or zh-CN")] = "en",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (else standard output)")
+    ] = None,
+) -> None:
+    """Write the directory as YAML (imports back to the same state) or one kind as CSV."""
+    cfg = _load(config)
+    if format not in ("yaml", "csv") or (format == "csv" and kind is None):
+        typer.echo("give --format yaml, or --format csv with --kind residents|devices", err=True)
+        raise typer.Exit(2)
+    with _directory(cfg) as store:
+        if format == "csv":
+            assert kind is not None
+            data = export_csv(kind, store.export_rows([kind])[kind], normalize_language(language))
+        else:
+            kinds: list[Kind] = list(KINDS) if kind is None else [kind]
+            data = export_yaml(store.export_rows(kinds), exported_by=f"cli:{_who()}", at=store.now()).encode()
+    _write_out(data, output)
+
+
+@directory_app.command("template")
+def directory_template(
+    kind: Annotated[TableKind, typer.Option(help="residents or devices")],
+    language: Annotated[str, typer.Option(help="Headers in en or zh-CN")] = "zh-CN",
+    output: Annotated[Path | None, typer.Option("--output", "-o")] = None,
+) -> None:
+    """An empty CSV with the headers of residents or devices, to fill in a spreadsheet."""
+    _write_out(template(kind, normalize_language(language)), output)
+
+
+@directory_app.command("new-key")
+def directory_new_key() -> None:
+    """Print a new Fernet key for storage.directory_key_env (keep it like a password)."""
+    typer.echo(new_key())
+
+
+def _write_out(data: bytes, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    output.write_bytes(data)
+    typer.echo(f"wrote {output} ({len(data)} bytes)")
 
 
 def main() -> None:

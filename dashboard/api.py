@@ -20,11 +20,13 @@ from pydantic import BaseModel, Field
 from dashboard.auth import SESSION_COOKIE, Account, Role, UserStore
 from dashboard.catalogue import catalogue_router
 from dashboard.deps import Manager, Operator
+from dashboard.directory_api import directory_router
 from dashboard.hub import IncidentHub
 from dashboard.review import sensor_log_router
 from dashboard.security import OriginPolicy, SecurityHeaders, csrf_token
 from dashboard.throttle import LockStarted, LoginThrottle, ThrottledError
 from devices.model import DEAD_LETTER_PREFIX_BYTES
+from gateway.directory.store import DirectoryStore
 from gateway.escalation.store import EscalationStore
 from gateway.incidents.schema import DeadLetter, Outcome
 from gateway.incidents.service import IncidentService
@@ -71,6 +73,7 @@ class DashboardContext:
     metrics_enabled: bool = True
     #: When set, /metrics needs `Authorization: Bearer <token>`.
     metrics_token: str | None = None
+    directory: DirectoryStore | None = None
 
 
 class Credentials(BaseModel):
@@ -234,6 +237,7 @@ def create_app(ctx: DashboardContext) -> FastAPI:
 
     app.include_router(sensor_log_router(ctx))
     app.include_router(catalogue_router())
+    app.include_router(directory_router())
 
     @app.get("/api/audit/verify", tags=["audit"])
     async def audit_verify(_: Manager) -> AuditChainView:

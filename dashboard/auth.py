@@ -33,6 +33,13 @@ class Account:
     username: str
     role: Role
     language: str
+    #: The sites this user sees; empty means every site (and an admin sees every site regardless).
+    sites: tuple[str, ...] = ()
+
+    @property
+    def scope(self) -> frozenset[str] | None:
+        """The sites this user may see and change, or None for every site."""
+        return None if self.role == Role.ADMIN or not self.sites else frozenset(self.sites)
 
 
 class UserExistsError(ValueError):
@@ -124,4 +131,10 @@ class UserStore:
 
 
 def _account(user: User) -> Account:
-    return Account(id=user.id, username=user.username, role=Role(user.role), language=user.language)
+    return Account(
+        id=user.id,
+        username=user.username,
+        role=Role(user.role),
+        language=user.language,
+        sites=tuple(user.sites or ()),
+    )

@@ -7,24 +7,31 @@ the secret. `load_config` turns pydantic's errors into messages carrying the YAM
 from __future__ import annotations
 
 import re
+from datetime import date
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
+    AfterValidator,
     Field,
+    PrivateAttr,
+    SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
-from common.errors import ConfigError
+from common.errors import ConfigError, InvalidInputError, Problem
 from common.settings import Identifier, Language, StrictModel, secret_from_env
 from devices.model import DeviceType
+from gateway.catalogue import CATALOGUE
 from gateway.escalation.config import EscalationConfig, Shift
+from gateway.references import reference_problems
 from gateway.telemetry.config import TelemetryConfig
 from rules.settings import RulesConfig
 from rules.wellbeing.config import WellbeingConfig
@@ -106,6 +113,10 @@ class StorageConfig(StrictModel):
     def min_free_bytes(self) -> int:
         return int(self.min_free_mb * 1024 * 1024)
 
+    #: Environment variable holding the Fernet key(s) that encrypt residents' key-safe codes at rest
+    #: (comma-separated: the first encrypts, every one decrypts, for rotation). None: no codes are kept.
+    directory_key_env: str | None = None
+
 
 class HttpConfig(StrictModel):
     host: str = "127.0.0.1"
@@ -152,18 +163,66 @@ class HttpConfig(StrictModel):
         return secret_from_env(self.metrics_token_env)
 
 
+def _refusal(code: str, **params: str | int) -> PydanticCustomError:
+    """A validation error of ours: its type is the catalogue's `problem.<code>`, so a user reads it in their
+    own language; the English text comes from the catalogue too (the configuration file's messages)."""
+    return PydanticCustomError(code, CATALOGUE.entries[f"problem.{code}"]["en"], params)
+
+
+def _e164(phone: str) -> str:
+    compact = re.sub(r"[\s\-.()]", "", phone)
+    if not re.fullmatch(r"\+[1-9]\d{6,14}", compact):
+        raise _refusal("phone_not_e164", phone=repr(phone))
+    return compact
+
+
+#: E.164; spaces, dashes, dots and brackets are removed ("+86 138 0000 0001" → "+8613800000001"), so
+#: SMS replies, which Twilio reports in E.164, are matched to the person.
+Phone = Annotated[str, AfterValidator(_e164)]
+#: A line of free text (a name, a relation, a model number).
+Line = Annotated[str, Field(min_length=1, max_length=200)]
+#: Free text for people: notes, addresses, directions.
+Text = Annotated[str, Field(max_length=2000)]
+
+Risk = Literal["falls", "wandering", "falling_from_bed", "pressure_sores", "choking", "scalds"]
+#: The risk flags of GB/T 38600 (elderly care service quality): what carers must know before they go in.
+RISKS: tuple[Risk, ...] = get_args(Risk)
+SiteKind = Literal["care_home", "home", "district"]
+DeviceState = Literal["active", "spare", "retired"]
+ResidentStatus = Literal["active", "discharged"]
+
+
+def _unique(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(dict.fromkeys(values))
+
+
+#: A list that keeps each value once, in the order first given.
+Distinct = AfterValidator(_unique)
+
+
 class RoomConfig(StrictModel):
     id: Identifier
     name: str | None = None
     wing: str | None = None
 
 
+class WingConfig(StrictModel):
+    """A part of a care home with its own carers on shift (rooms name it in `wing`)."""
+
+    id: Annotated[str, Field(min_length=1, max_length=64)]
+    name: str | None = None
+
+
 class SiteConfig(StrictModel):
     id: Identifier
     name: str
-    kind: Literal["care_home", "home"] = "care_home"
+    #: care_home: one building with rooms; home: one elder's (or couple's) home; district: a community
+    #: service area whose elders live in their own homes.
+    kind: SiteKind = "care_home"
     timezone: str = "Asia/Shanghai"
-    address: str | None = None
+    address: Text | None = None
+    #: When given, every room's `wing` must be one of these.
+    wings: tuple[WingConfig, ...] = ()
     rooms: tuple[RoomConfig, ...] = ()
     rules: RulesConfig = RulesConfig()
     #: Quiet-emergency rules on telemetry (inactivity, check-in, bed exit, vitals, device health, baseline).
@@ -175,7 +234,7 @@ class SiteConfig(StrictModel):
         try:
             ZoneInfo(name)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {name!r} (use an IANA name such as Asia/Shanghai)") from None
+            raise _refusal("unknown_time_zone", name=repr(name)) from None
         return name
 
     @property
@@ -183,14 +242,89 @@ class SiteConfig(StrictModel):
         return ZoneInfo(self.timezone)
 
 
+class ContactConfig(StrictModel):
+    """Family or another person to call about a resident; a resident's contacts are listed in the order
+    to call them."""
+
+    name: Line
+    relation: Line | None = None
+    phones: Annotated[tuple[Phone, ...], Distinct] = Field(min_length=1, max_length=5)
+    languages: Annotated[tuple[Language, ...], Distinct] = Field(("zh-CN",), min_length=1)
+
+
 class ResidentConfig(StrictModel):
     id: Identifier
-    name: str
+    name: Line
     site: Identifier
     room: Identifier | None = None
-    wandering_risk: bool = False
-    language: Language = "zh-CN"
-    notes: str | None = None
+    birth_year: int | None = None
+    #: The languages the resident speaks, the preferred one first.
+    languages: Annotated[tuple[Language, ...], Distinct] = Field(("zh-CN",), min_length=1)
+    #: Where responders go (a resident at home) and how they get in.
+    address: Text | None = None
+    access_notes: Text | None = None
+    #: The code of the key safe at the door. Encrypted at rest; never exported in clear nor audited.
+    key_safe_code: SecretStr | None = None
+    conditions: Annotated[tuple[Line, ...], Distinct] = Field((), max_length=30)
+    #: Care notes for carers: keep them short and useful in an emergency.
+    notes: Text | None = None
+    risks: Annotated[tuple[Risk, ...], Distinct] = ()
+    #: The resident agreed to a daily check-in (the missed check-in rule).
+    check_in_consent: bool = False
+    contacts: tuple[ContactConfig, ...] = Field((), max_length=10)
+    status: ResidentStatus = "active"
+    discharged_on: date | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _earlier_spellings(cls, data: Any) -> Any:
+        # Files written before the richer resident keep working: `wandering_risk: true` is the risk flag
+        # `wandering`, `language` the one language spoken.
+        if not isinstance(data, dict) or not {"wandering_risk", "language"} & data.keys():
+            return data
+        data = dict(data)
+        if data.pop("wandering_risk", False) is True:
+            data["risks"] = (*data.get("risks", ()), "wandering")
+        if "language" in data:
+            if "languages" in data:
+                raise _refusal("language_and_languages")
+            data["languages"] = (data.pop("language"),)
+        return data
+
+    @field_validator("birth_year")
+    @classmethod
+    def _plausible_birth_year(cls, year: int | None) -> int | None:
+        if year is not None and not 1880 <= year <= date.today().year:
+            raise _refusal("birth_year_implausible", year=year)
+        return year
+
+    @field_validator("key_safe_code")
+    @classmethod
+    def _key_safe_code(cls, code: SecretStr | None) -> SecretStr | None:
+        # Either the code itself or, as exported, sealed with the directory key ("enc:<Fernet token>");
+        # the directory store opens sealed codes before it compares or keeps them.
+        value = code.get_secret_value() if code is not None else None
+        if value is not None and not re.fullmatch(r"[0-9A-Za-z#*-]{1,16}|enc:[A-Za-z0-9_=-]{40,400}", value):
+            raise _refusal("key_safe_code_form")
+        return code
+
+    @model_validator(mode="after")
+    def _discharge_has_a_date(self) -> ResidentConfig:
+        if (self.status == "discharged") != (self.discharged_on is not None):
+            raise _refusal("discharge_date")
+        return self
+
+    @property
+    def wandering_risk(self) -> bool:
+        return "wandering" in self.risks
+
+    @property
+    def language(self) -> Language:
+        return self.languages[0]
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
 
 
 class DeviceConfig(StrictModel):
@@ -202,21 +336,29 @@ class DeviceConfig(StrictModel):
     resident: Identifier | None = None
     #: Zigbee2MQTT friendly name; defaults to the device id.
     friendly_name: str | None = None
+    model: Line | None = None
+    vendor: Line | None = None
+    installed_on: date | None = None
+    #: Only active devices are bound (their messages are read); spares wait in the cupboard; retired
+    #: devices are kept with their history.
+    state: DeviceState = "active"
 
     @model_validator(mode="after")
     def _friendly_name_has_no_wildcards(self) -> DeviceConfig:
         name = self.friendly_name or ""
         if any(c in name for c in "+#") or name.startswith("/"):
-            raise ValueError("friendly_name may not contain MQTT wildcards or start with '/'")
+            raise _refusal("friendly_name_wildcards")
         return self
+
+    @property
+    def active(self) -> bool:
+        return self.state == "active"
 
 
 class ResponderConfig(StrictModel):
     id: Identifier
     name: str
-    #: E.164; spaces, dashes, dots and brackets are removed ("+86 138 0000 0001" → "+8613800000001"), so
-    #: SMS replies, which Twilio reports in E.164, are matched to the responder.
-    phone: str | None = None
+    phone: Phone | None = None
     email: str | None = None
     language: Language = "zh-CN"
     #: e.g. carer, nurse, supervisor, family: escalation tiers target roles.
@@ -225,16 +367,6 @@ class ResponderConfig(StrictModel):
     sites: tuple[Identifier, ...] = ()
     #: When this responder is on duty; none means always reachable (family, supervisors on call).
     shifts: tuple[Shift, ...] = ()
-
-    @field_validator("phone")
-    @classmethod
-    def _e164(cls, phone: str | None) -> str | None:
-        if phone is None:
-            return None
-        compact = re.sub(r"[\s\-.()]", "", phone)
-        if not re.fullmatch(r"\+[1-9]\d{6,14}", compact):
-            raise ValueError(f"phone {phone!r} is not an international number like +8613800000001")
-        return compact
 
 
 class CarelineConfig(StrictModel):
@@ -248,14 +380,20 @@ class CarelineConfig(StrictModel):
     escalation: EscalationConfig = EscalationConfig()
     #: Where every reading and event is kept for review (InfluxDB 2.x or 1.x); off by default.
     telemetry: TelemetryConfig = TelemetryConfig()
+    _source: str | None = PrivateAttr(None)
 
     @model_validator(mode="after")
     def _references_resolve(self, info: ValidationInfo) -> CarelineConfig:
         # parse_config asks for every problem at once, with line numbers; direct callers get the first.
         problems = reference_problems(self)
         if problems and not (info.context or {}).get("collect_references"):
-            raise ValueError(problems[0][1])
+            raise ValueError(problems[0].message)
         return self
+
+    @property
+    def source(self) -> str | None:
+        """The file this configuration was read from, if it was."""
+        return self._source
 
     def site(self, site_id: str) -> SiteConfig:
         for site in self.sites:
@@ -264,112 +402,41 @@ class CarelineConfig(StrictModel):
         raise KeyError(site_id)
 
 
-Problem = tuple[tuple[str | int, ...], str]
-
-
-def reference_problems(config: CarelineConfig) -> list[Problem]:
-    """Ids that repeat and references (site, room, resident) that lead nowhere, each with its location."""
-    problems: list[Problem] = []
-    for section in ("sites", "residents", "devices", "responders"):
-        problems += _duplicates(section, [item.id for item in getattr(config, section)])
-    rooms = {s.id: {r.id for r in s.rooms} for s in config.sites}
-    residents = {r.id: r for r in config.residents}
-    for n, resident in enumerate(config.residents):
-        problems += _place_problems(
-            ("residents", n), f"resident {resident.id!r}", resident.site, resident.room, rooms
-        )
-    for n, device in enumerate(config.devices):
-        problems += _place_problems(("devices", n), f"device {device.id!r}", device.site, device.room, rooms)
-        owner = residents.get(device.resident) if device.resident else None
-        if device.resident and owner is None:
-            problems.append(
-                (
-                    ("devices", n, "resident"),
-                    f"device {device.id!r} names unknown resident {device.resident!r}",
-                )
-            )
-        elif owner is not None and owner.site != device.site:
-            problems.append(
-                (
-                    ("devices", n, "site"),
-                    f"device {device.id!r} is at site {device.site!r} but its resident lives at "
-                    f"{owner.site!r}",
-                )
-            )
-    for n, responder in enumerate(config.responders):
-        for k, site in enumerate(responder.sites):
-            if site not in rooms:
-                problems.append(
-                    (("responders", n, "sites", k), f"responder {responder.id!r} names unknown site {site!r}")
-                )
-    problems += _escalation_problems(config)
-    names = [(n, d.friendly_name or d.id) for n, d in enumerate(config.devices) if d.profile == "zigbee2mqtt"]
-    seen: set[str] = set()
-    for n, name in names:
-        if name in seen:
-            problems.append(
-                (("devices", n, "friendly_name"), f"duplicate zigbee2mqtt friendly name {name!r}")
-            )
-        seen.add(name)
-    return problems
-
-
-def _escalation_problems(config: CarelineConfig) -> list[Problem]:
-    responders = {r.id for r in config.responders}
-    problems: list[Problem] = []
-    for p, policy in enumerate(config.escalation.policies):
-        for t, tier in enumerate(policy.tiers):
-            for g, target in enumerate(tier.targets):
-                loc: tuple[str | int, ...] = ("escalation", "policies", p, "tiers", t, "targets", g)
-                if target.responder is not None and target.responder not in responders:
-                    problems.append(
-                        (
-                            (*loc, "responder"),
-                            f"policy {policy.id!r} names unknown responder {target.responder!r}",
-                        )
-                    )
-                if target.webhook is not None and target.webhook not in config.escalation.webhooks:
-                    problems.append(
-                        ((*loc, "webhook"), f"policy {policy.id!r} names unknown webhook {target.webhook!r}")
-                    )
-    return problems
-
-
-def _duplicates(section: str, ids: list[str]) -> list[Problem]:
-    seen: set[str] = set()
-    problems: list[Problem] = []
-    for n, item in enumerate(ids):
-        if item in seen:
-            problems.append(((section, n, "id"), f"duplicate id {item!r} in {section}"))
-        seen.add(item)
-    return problems
-
-
-def _place_problems(
-    loc: tuple[str | int, ...], what: str, site: str, room: str | None, rooms: dict[str, set[str]]
-) -> list[Problem]:
-    if site not in rooms:
-        return [((*loc, "site"), f"{what} names unknown site {site!r}")]
-    if room is not None and room not in rooms[site]:
-        return [((*loc, "room"), f"{what} names unknown room {room!r} of site {site!r}")]
-    return []
-
-
 def validated_copy(config: CarelineConfig, **sections: Any) -> CarelineConfig:
-    """`config` with `sections` replaced, validated as a whole like a file; `ConfigError` lists every
+    """`config` with `sections` replaced, validated as a whole like a file; `InvalidInputError` lists every
     problem (ids that repeat, references that lead nowhere), located by section and position."""
     data = {**config.model_dump(mode="python"), **sections}
     try:
         updated = CarelineConfig.model_validate(data, context={"collect_references": True})
     except ValidationError as exc:
-        lines = [f"  {_where(error['loc'])}: {_message(error['msg'])}" for error in exc.errors()]
-        raise ConfigError("invalid directory:\n" + "\n".join(lines)) from None
+        raise _invalid_directory(problems_of(exc)) from None
     problems = reference_problems(updated)
     if problems:
-        raise ConfigError(
-            "invalid directory:\n" + "\n".join(f"  {_where(loc)}: {msg}" for loc, msg in problems)
-        )
+        raise _invalid_directory(problems)
+    updated._source = config.source
     return updated
+
+
+def _invalid_directory(problems: list[Problem]) -> InvalidInputError:
+    lines = [f"  {p.where()}: {p.message}" for p in problems]
+    return InvalidInputError("invalid directory:\n" + "\n".join(lines), problems)
+
+
+def problems_of(exc: ValidationError, prefix: tuple[str | int, ...] = ()) -> list[Problem]:
+    """pydantic's errors as located problems: ours carry their catalogue code and parameters. An error
+    about a list whose item failed ("at least 1 item") is left out: the item's own error says why."""
+    errors = exc.errors()
+    deeper = {tuple(error["loc"][:n]) for error in errors for n in range(len(error["loc"]))}
+    return [
+        Problem(
+            (*prefix, *error["loc"]),
+            error["type"],
+            _message(error["msg"]),
+            {k: v for k, v in error.get("ctx", {}).items() if isinstance(v, str | int)},
+        )
+        for error in errors
+        if not (error["type"] == "too_short" and tuple(error["loc"]) in deeper)
+    ]
 
 
 def _where(loc: tuple[Any, ...]) -> str:
@@ -386,7 +453,9 @@ def load_config(path: Path) -> CarelineConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    return parse_config(text, source=str(path))
+    config = parse_config(text, source=str(path))
+    config._source = str(path)
+    return config
 
 
 def parse_config(text: str, *, source: str = "<config>") -> CarelineConfig:
@@ -406,17 +475,17 @@ def parse_config(text: str, *, source: str = "<config>") -> CarelineConfig:
         raise ConfigError("invalid configuration:\n" + "\n".join(lines)) from None
     problems = reference_problems(config)
     if problems:
-        lines = [_describe({"loc": loc, "msg": message}, root, source) for loc, message in problems]
+        lines = [_describe({"loc": p.loc, "msg": p.message}, root, source) for p in problems]
         raise ConfigError("invalid configuration:\n" + "\n".join(lines))
     return config
 
 
 def _describe(error: Any, root: yaml.Node | None, source: str) -> str:
     loc = tuple(error["loc"])
-    return f"  {source}:{_line_of(root, loc)}: {_where(loc)}: {_message(error['msg'])}"
+    return f"  {source}:{line_of(root, loc)}: {_where(loc)}: {_message(error['msg'])}"
 
 
-def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int:
+def line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int:
     """Line (1-based) of the deepest YAML node the error location reaches."""
     if node is None:
         return 1

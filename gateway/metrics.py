@@ -70,6 +70,12 @@ class Metrics:
         self.store_failures = Counter(
             "careline_store_failures", "Failed incident-store commits (retried)", registry=r
         )
+        self.directory_imports = Counter(
+            "careline_directory_imports",
+            "Directory file uploads: applied, refused (invalid), too_large",
+            ["outcome"],
+            registry=r,
+        )
         self.alarm_latency = Histogram(
             "careline_alarm_commit_seconds",
             "Broker receipt to durable incident commit",

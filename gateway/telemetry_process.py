@@ -30,7 +30,13 @@ from typing import Any, NoReturn
 from devices.model import DeviceEvent, Lane
 from gateway.clock import Clock, SystemClock
 from gateway.config import CarelineConfig
-from gateway.directory import alarm_lane_topics, device_registry, rule_context, update_rule_context
+from gateway.directory import (
+    active_devices,
+    alarm_lane_topics,
+    device_registry,
+    rule_context,
+    update_rule_context,
+)
 from gateway.ingest import MqttLane
 from gateway.metrics import Metrics
 from gateway.telemetry.writer import create_writer
@@ -132,7 +138,10 @@ async def _run_child(config: CarelineConfig, inbox: Any, outbox: Any, directory_
     wellbeing = WellbeingMonitor(
         RuleEngine(
             wellbeing_rules(
-                context, lambda site: context.site(site).wellbeing, clock.now(), devices=config.devices
+                context,
+                lambda site: context.site(site).wellbeing,
+                clock.now(),
+                devices=active_devices(config),
             )
         ),
         send_decisions,

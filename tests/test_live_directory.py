@@ -15,14 +15,16 @@ from typing import Any
 
 import httpx
 import pytest
+from directory_fixtures import directory_store
 from harness import LiveGateway, Publisher, live_gateway, new_config
 from services import Mosquitto
 from telemetry_fixtures import eventually
 from test_escalation_e2e import CARER, escalating_config, sent_to, until
 from twilio_standin import TwilioStandIn
 
+from careline.bootstrap import DIRECTORY_POLL_S
 from common.errors import ConfigError
-from gateway.config import DeviceConfig, ResidentConfig, ResponderConfig
+from gateway.config import CarelineConfig, DeviceConfig, ResidentConfig, ResponderConfig
 from gateway.directory.sections import DirectorySections
 
 pytestmark = pytest.mark.asyncio
@@ -332,3 +334,37 @@ async def test_the_escalation_rota_follows_the_directory(
         await until(lambda: sent_to(twilio_standin, nurse), "the new nurse's SMS")
         assert "王秀英" in (sent_to(twilio_standin, nurse)[0].get("Body") or "")
         assert sent_to(twilio_standin, CARER) == []
+
+
+def added_zhao(current: DirectorySections) -> DirectorySections:
+    return with_changes(current, residents=(NEW_RESIDENT,), devices=(NATIVE,))
+
+
+async def test_a_change_committed_to_the_directory_store_takes_alarms_without_a_restart(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    async with live_gateway(new_config(mosquitto.url, tmp_path)) as live:
+        device = Publisher(mosquitto.port)
+        changes, _ = await live.gateway.directory.apply(added_zhao, "user:admin")
+        assert changes
+        started = time.monotonic()
+        incident = await sos_until_incident(live, lambda: device.sos("night", NATIVE.id), NATIVE.id)
+        device.close()
+    assert time.monotonic() - started < ACCEPTED_WITHIN_S
+    assert incident["resident_name"] == NEW_RESIDENT.name
+
+
+async def test_a_directory_changed_by_another_process_is_followed(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    config = new_config(mosquitto.url, tmp_path)
+    async with live_gateway(config) as live:
+        before = live.gateway.directory_version
+        # As `careline directory import --yes` does it: its own store on the same database.
+        with directory_store(CarelineConfig.model_validate(config)) as elsewhere:
+            await asyncio.to_thread(elsewhere.apply_now, added_zhao, "cli:installer")
+        await eventually(lambda: live.gateway.directory_version > before, timeout_s=DIRECTORY_POLL_S + 3)
+        device = Publisher(mosquitto.port)
+        incident = await sos_until_incident(live, lambda: device.sos("night", NATIVE.id), NATIVE.id)
+        device.close()
+    assert incident["resident_name"] == NEW_RESIDENT.name

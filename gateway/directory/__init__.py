@@ -1,4 +1,9 @@
-"""Display names for the ids the store keeps: the config is the directory of sites and residents."""
+"""The directory of sites, residents, devices and responders, as the rest of the gateway sees it.
+
+`Directory` gives display names for the ids the incident store keeps (discharged residents keep theirs,
+for the incidents of their time). Only active devices are bound and only active residents are watched:
+a spare in the cupboard or a retired pendant raises nothing, a discharged resident is no one's concern.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,7 @@ from datetime import datetime
 
 from devices.model import Binding
 from devices.registry import DeviceRegistry
-from gateway.config import CarelineConfig
+from gateway.config import CarelineConfig, DeviceConfig, ResidentConfig
 from rules.context import RuleContext
 
 
@@ -42,6 +47,14 @@ class Directory:
         return self._residents.get(resident_id, resident_id)
 
 
+def active_residents(config: CarelineConfig) -> tuple[ResidentConfig, ...]:
+    return tuple(resident for resident in config.residents if resident.active)
+
+
+def active_devices(config: CarelineConfig) -> tuple[DeviceConfig, ...]:
+    return tuple(device for device in config.devices if device.active)
+
+
 def device_registry(config: CarelineConfig) -> DeviceRegistry:
     return DeviceRegistry(
         Binding(
@@ -53,18 +66,18 @@ def device_registry(config: CarelineConfig) -> DeviceRegistry:
             profile=d.profile,
             friendly_name=d.friendly_name,
         )
-        for d in config.devices
+        for d in active_devices(config)
     )
 
 
 def rule_context(config: CarelineConfig) -> RuleContext:
-    """What the rules know of the configured sites, residents and devices."""
-    return RuleContext(config.sites, config.residents, config.devices)
+    """What the rules know of the configured sites, active residents and active devices."""
+    return RuleContext(config.sites, active_residents(config), active_devices(config))
 
 
 def update_rule_context(context: RuleContext, config: CarelineConfig, *, at: datetime) -> None:
     """Give the rules the facts of `config`; what they remember per resident and device stays."""
-    context.update(config.sites, config.residents, config.devices, at=at)
+    context.update(config.sites, active_residents(config), active_devices(config), at=at)
 
 
 def alarm_lane_topics(config: CarelineConfig, registry: DeviceRegistry) -> list[str]:

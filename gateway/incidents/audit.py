@@ -46,6 +46,9 @@ class AuditTrail:
 
     def __init__(self) -> None:
         self._last_hash: str | None = None
+        # The tail is read once per transaction, under its write lock: another process (`careline
+        # directory import`, a second gateway) may have appended since our last commit.
+        self._tail_session: Session | None = None
 
     def append(
         self,
@@ -74,9 +77,11 @@ class AuditTrail:
 
     def forget_cache(self) -> None:
         """Call after a rollback: the cached tail hash may belong to a row that was never written."""
-        self._last_hash = None
+        self._last_hash, self._tail_session = None, None
 
     def _previous_hash(self, session: Session) -> str:
+        if self._tail_session is not session:
+            self._tail_session, self._last_hash = session, None
         if self._last_hash is None:
             last = session.scalar(select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1))
             self._last_hash = last or GENESIS

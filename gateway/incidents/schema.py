@@ -153,6 +153,8 @@ class User(Base):
     language: Mapped[str] = mapped_column(String(8))
     created_at: Mapped[datetime]
     disabled: Mapped[bool] = mapped_column(default=False)
+    #: The sites this user may see and edit; empty means every site (admins always see every site).
+    sites: Mapped[list[str]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
 
 
 class UserSession(Base):
@@ -202,3 +204,86 @@ class Notification(Base):
     detail: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+# -- The directory (gateway/directory/store.py) ------------------------------------------------------
+# One table per kind: the columns lists search, filter and page on, indexed; `body` is the whole
+# validated entry as JSON, so a new field needs no migration and a row reads back as exactly what was
+# validated. `position` keeps the order the directory was given in (first-match escalation policies).
+
+
+class DirectorySite(Base):
+    __tablename__ = "directory_sites"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: Sites, responders and policies left out of an import are withdrawn, never deleted.
+    removed_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
+class DirectoryResident(Base):
+    __tablename__ = "directory_residents"
+    __table_args__ = (Index("ix_directory_residents_site_status_name", "site", "status", "name"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    site: Mapped[str] = mapped_column(String(64))
+    room: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: The key-safe code, Fernet-encrypted (never in `body`, never in the audit log).
+    key_safe: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+
+class DirectoryDevice(Base):
+    __tablename__ = "directory_devices"
+    __table_args__ = (Index("ix_directory_devices_site_state", "site", "state"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    site: Mapped[str] = mapped_column(String(64))
+    room: Mapped[str | None] = mapped_column(String(64))
+    resident: Mapped[str | None] = mapped_column(String(64), index=True)
+    type: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16))
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime]
+
+
+class DirectoryResponder(Base):
+    __tablename__ = "directory_responders"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    removed_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
+class DirectoryPolicy(Base):
+    __tablename__ = "directory_policies"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    removed_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
+class DirectoryHistory(Base):
+    """Which audit entries are about which directory entry (or user): an entity's history is one indexed
+    lookup. The audited details name the entry too, so this index can be rebuilt from the hashed trail."""
+
+    __tablename__ = "directory_history"
+    __table_args__ = (Index("ix_directory_history_entity", "kind", "entity_id"),)
+
+    audit_id: Mapped[int] = mapped_column(ForeignKey("audit_log.id"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    entity_id: Mapped[str] = mapped_column(String(64))
