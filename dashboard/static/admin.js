@@ -79,7 +79,7 @@ const coded = (prefix, codes) => codes.map((c) => [c, label(prefix, c)]);
 // Columns: [field, catalogue key, how to show it]. Fields: the form, in order.
 const KINDS = {
   residents: {
-    singular: "resident", ending: "discharge", endKey: "admin.discharge",
+    singular: "resident", ending: "discharge", endKey: "admin.discharge", defaults: { languages: ["zh-CN"] },
     columns: [["id", "field.id"], ["name", "field.name"], ["site", "field.site"], ["room", "field.room"],
       ["status", "field.status", (v) => label("resident_status", v)]],
     filters: [["site", "field.site", siteOptions], ["status", "field.status", () => coded("resident_status", ["active", "discharged"])]],
@@ -101,7 +101,7 @@ const KINDS = {
     ],
   },
   devices: {
-    singular: "device", ending: "retire", endKey: "admin.retire",
+    singular: "device", ending: "retire", endKey: "admin.retire", defaults: { state: "active" },
     columns: [["id", "field.id"], ["type", "field.type", (v) => label("device_type", v)], ["site", "field.site"],
       ["room", "field.room"], ["resident", "field.resident"], ["state", "field.state", (v) => label("device_state", v)],
       ["last_seen", "admin.lastSeen"], ["battery", "admin.battery"], ["last_test", "admin.lastTest"]],
@@ -136,7 +136,7 @@ const KINDS = {
     ],
   },
   responders: {
-    singular: "responder", ending: "withdraw", endKey: "admin.withdraw",
+    singular: "responder", ending: "withdraw", endKey: "admin.withdraw", defaults: { language: "zh-CN" },
     columns: [["id", "field.id"], ["name", "field.name"], ["phone", "field.phone"], ["roles", "field.roles", (v) => (v || []).join(", ")],
       ["sites", "field.sites", (v) => (v || []).join(", ")], ["shifts", "field.shifts", (v) => (v || []).map(shiftText).join("; ")]],
     filters: [],
@@ -153,7 +153,7 @@ const KINDS = {
     ],
   },
   users: {
-    singular: "user", ending: null,
+    singular: "user", ending: null, defaults: { role: "operator", language: "zh-CN" },
     columns: [["username", "field.username"], ["role", "field.role", (v) => label("role", v)],
       ["language", "field.language", (v) => t(`language_name.${v}`)], ["sites", "field.sites", (v) => (v || []).join(", ")],
       ["disabled", "field.disabled", (v) => (v ? t("admin.yes") : t("admin.no"))]],
@@ -496,8 +496,8 @@ async function openEditor(id) {
       entry = kind === "users"
         ? (await api("/api/directory/users")).find((u) => u.username === id) || {}
         : await api(`/api/directory/${kind}/${encodeURIComponent(id)}`);
-    } else if (state.sites[0]) {
-      entry = { site: state.sites[0].id };
+    } else {
+      entry = { ...(spec.defaults || {}), ...(state.sites[0] ? { site: state.sites[0].id } : {}) };
     }
   } catch (err) {
     showError(err);
