@@ -21,6 +21,7 @@ import rules
 from dashboard.api import STATIC
 from devices.model import EventKind
 from gateway.catalogue import CATALOGUE, CATALOGUE_FILE, LANGUAGES, CatalogueError, Language, parse
+from gateway.directory.changes import SINGULAR
 from gateway.escalation.escalator import CHANNEL_FAILING_RULE
 from gateway.incidents.schema import IncidentStatus, Outcome
 from rules.model import Severity
@@ -110,17 +111,19 @@ def test_every_text_the_administration_page_builds_is_in_the_catalogue() -> None
     built = {f"admin.{verb}.{s}" for s in singulars for verb in ("new", "edit")}
     built |= {f"{ending}.confirm" for ending in endings}
     built |= {f"admin.pairing.by.{basis}" for basis in ("model", "exposes", "unknown")}
+    # Every audit action of the directory a history can show: how each kind's entries end differs.
+    ending = {"devices": "retired", "residents": "discharged"}
     built |= {
-        f"history.directory.{kind}.{verb}"
-        for kind in ("site", "resident", "device", "responder", "policy")
-        for verb in ("added", "changed", "removed")
+        f"history.directory.{SINGULAR[kind]}.{verb}"
+        for kind in SINGULAR
+        for verb in ("added", "changed", ending.get(kind, "removed"))
     }
     built |= {
-        "history.directory.device.retired",
-        "history.directory.resident.discharged",
         "history.directory.imported",
+        "history.directory.resident.key_safe_revealed",
+        "history.directory.user.added",
+        "history.directory.user.changed",
     }
-    built |= {"history.directory.resident.key_safe_revealed", "history.directory.user.added"}
     assert sorted(built - set(CATALOGUE.entries)) == []
 
 
