@@ -61,7 +61,7 @@ MODEL_TYPES: Mapping[str, DeviceType] = {
     "SNZB-03": DeviceType.MOTION_SENSOR,
     "RTCZCGQ11LM": DeviceType.PRESENCE_SENSOR,
 }
-_SOS_ACTIONS = frozenset({"sos", "emergency", "panic"})
+_SOS_ACTIONS = frozenset({"sos", "emergency", "panic", "alarm"})  # as devices/zigbee2mqtt.py reads them
 #: What a device reports, when its model is unknown, in the order to trust it.
 _EXPOSE_TYPES = (
     ("smoke", DeviceType.SMOKE_DETECTOR),
