@@ -9,6 +9,7 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from directory_fixtures import KEY_ENV, new_key
 from harness import PASSWORD, Publisher, live_gateway, new_config
@@ -224,3 +225,57 @@ async def test_an_operator_cannot_reach_the_edit_forms(
             }"""
         )
         assert status == 403
+
+
+async def test_an_import_is_previewed_with_located_errors_in_chinese_then_applied(
+    mosquitto: Mosquitto, tmp_path: Path, browser: Browser
+) -> None:
+    async with live_gateway(new_config(mosquitto.url, tmp_path)) as live:
+        live.gateway.users.create("guanli", PASSWORD, Role.ADMIN, language="zh-CN")
+        async with httpx.AsyncClient(base_url=live.base_url) as client:
+            signed_in = await client.post("/api/login", json={"username": "guanli", "password": PASSWORD})
+            signed_in.raise_for_status()
+            export = await client.get(
+                "/api/directory/export", params={"format": "csv", "kind": "devices", "language": "en"}
+            )
+        existing = export.content.decode("utf-8-sig").strip().splitlines()
+        header = existing[0]
+        rows = "\n".join(
+            existing
+            + [",".join(_device_row(header, f"night-door-{n}", "101")) for n in (201, 202)]
+            + [",".join(_device_row(header, "night-door-203", "999"))]
+        )
+        bad = tmp_path / "设备.csv"
+        bad.write_text(rows + "\n", encoding="utf-8")
+        page = await browser.new_page(locale="zh-CN")
+        faults = page_faults(page)
+        await sign_in(page, live.base_url, "guanli")
+        await open_admin(page, live.base_url, "import")
+        await page.set_input_files("#import-file", str(bad))
+        await page.click("#import-preview")
+        problems = page.locator("#import-problems li")
+        await expect(problems).to_have_count(1)
+        await expect(problems).to_contain_text("999")
+        await expect(problems).to_contain_text("第 14 行，room 列")  # header, 10 devices, 3 new
+        await expect(page.locator("#import-apply")).to_be_disabled()
+
+        good = tmp_path / "设备-改.csv"
+        good.write_text(rows.replace(",999,", ",102,") + "\n", encoding="utf-8")
+        await page.set_input_files("#import-file", str(good))
+        await page.click("#import-preview")
+        await expect(page.locator("#import-summary")).to_contain_text("新增 3")
+        assert await _device_count(live) == 10
+        await page.click("#import-apply")
+        await expect(page.locator("#import-summary")).to_contain_text("已导入")
+        assert await _device_count(live) == 13
+        assert faults == []
+
+
+def _device_row(header: str, device_id: str, room: str) -> list[str]:
+    values = {"id": device_id, "type": "door_sensor", "site": "night", "room": room, "state": "active"}
+    return [values.get(column, "") for column in header.split(",")]
+
+
+async def _device_count(live: object) -> int:
+    response = await live.http.get("/api/directory/devices", params={"limit": 1})  # type: ignore[attr-defined]
+    return int(response.json()["total"])

@@ -654,6 +654,14 @@ async function bindOffer(offer, choice, row) {
 
 // -- import ------------------------------------------------------------------------------------------
 
+// Where in the file a problem is: a CSV row (the header is row 1) and column, or a YAML line.
+function place(problem) {
+  if (problem.row && problem.column) return t("admin.import.rowColumn", { row: problem.row, column: problem.column });
+  if (problem.row) return t("admin.import.row", { row: problem.row });
+  if (problem.line) return t("admin.import.line", { line: problem.line });
+  return "";
+}
+
 async function importFile(apply) {
   const file = $("#import-file").files[0];
   const result = $("#import-result");
@@ -673,7 +681,7 @@ async function importFile(apply) {
     $("#import-apply").disabled = true;
     const problems = err.detail?.problems || [];
     result.replaceChildren(el("p", { class: "form-error", text: t("admin.import.refused") }),
-      el("ul", { id: "import-problems" }, ...problems.map((p) => el("li", { text: p.message }))));
+      el("ul", { id: "import-problems" }, ...problems.map((p) => el("li", { text: `${place(p)}${p.message}` }))));
     if (!problems.length) showError(err);
   }
 }
