@@ -279,3 +279,47 @@ def _device_row(header: str, device_id: str, room: str) -> list[str]:
 async def _device_count(live: object) -> int:
     response = await live.http.get("/api/directory/devices", params={"limit": 1})  # type: ignore[attr-defined]
     return int(response.json()["total"])
+
+
+async def test_a_thousand_residents_page_and_search_quickly_and_a_rota_changes_in_one_step(
+    mosquitto: Mosquitto, tmp_path: Path, browser: Browser
+) -> None:
+    config = new_config(mosquitto.url, tmp_path)
+    config["residents"] += [
+        {"id": f"resident-{n:04d}", "name": f"住户{n:04d}", "site": "day", "room": "101"} for n in range(1000)
+    ]
+    config["responders"] = [
+        {"id": f"carer-{n}", "name": f"护理员{n}", "phone": f"+861380013800{n}", "roles": ["carer"]}
+        for n in range(3)
+    ]
+    async with live_gateway(config) as live:
+        live.gateway.users.create("admin", PASSWORD, Role.ADMIN, language="en")
+        page = await browser.new_page(locale="en-GB")
+        faults = page_faults(page)
+        await sign_in(page, live.base_url, "admin")
+        await open_admin(page, live.base_url)
+        await expect(page.locator("#page-info")).to_have_text("1–50 of 1004")
+        await page.click("#next-page")
+        await expect(page.locator("#page-info")).to_have_text("51–100 of 1004")
+        await page.fill("#search", "resident-0999")
+        await expect(page.locator("#entries tbody tr")).to_have_count(1, timeout=2_000)
+        await expect(page.locator("#entries tbody tr")).to_contain_text("住户0999")
+
+        await page.click('[data-tab="responders"]')
+        await expect(page.locator("#entries tbody tr")).to_have_count(3)
+        for n in (0, 1):
+            await page.locator(f'#entries tr[data-entry-id="carer-{n}"] input[type="checkbox"]').check()
+        await expect(page.locator("#bulk-count")).to_have_text("2 selected")
+        await page.fill("#bulk-shifts", "mon,tue 07:00-19:00")
+        await page.click("#bulk-rota")
+        await expect(page.locator("#notice")).to_contain_text("2 changed")
+        shifts = [
+            (await live.http.get(f"/api/directory/responders/carer-{n}")).json().get("shifts")
+            for n in range(3)
+        ]
+        assert shifts[0] == shifts[1]
+        assert [(s["days"], s["start"][:5], s["end"][:5]) for s in shifts[0]] == [
+            (["mon", "tue"], "07:00", "19:00")
+        ]
+        assert not shifts[2]
+        assert faults == []
