@@ -97,6 +97,11 @@ async def test_an_admin_adds_a_resident_and_a_pendant_whose_first_sos_reaches_th
         await expect(admin.locator("#notice")).to_contain_text("1 added")
         await expect(admin.locator("#history tbody tr")).to_have_count(1)
         await expect(admin.locator("#entry-form")).not_to_contain_text("4711")
+        assert await admin.input_value("#f-key_safe_code") == ""  # never sent back to the page
+        await admin.click("#reveal-key-safe")
+        await expect(admin.locator("#key-safe-shown")).to_have_text("4711")
+        history = await live.http.get("/api/directory/residents/night-zhao/history")
+        assert [e["action"] for e in history.json()][-1] == "directory.resident.key_safe_revealed"
 
         await admin.click('[data-tab="devices"]')
         await admin.fill("#search", "night-pendant")
@@ -198,6 +203,24 @@ async def test_the_administration_pages_speak_chinese(
         await page.click('[data-tab="residents"]')
         await expect(page.locator("#page-info")).to_have_text("第 1–4 条，共 4 条")
         assert faults == []
+
+
+async def test_a_manager_gets_the_residents_and_the_import_but_not_the_devices_forms(
+    mosquitto: Mosquitto, tmp_path: Path, browser: Browser
+) -> None:
+    async with live_gateway(new_config(mosquitto.url, tmp_path)) as live:
+        live.gateway.users.create("zhuguan", PASSWORD, Role.MANAGER, language="en")
+        page = await browser.new_page(locale="en-GB")
+        await sign_in(page, live.base_url, "zhuguan")
+        await page.click("#admin-link")
+        await expect(page.locator("#new-entry")).to_be_visible()
+        for tab in ("pairing", "sites", "responders", "users"):
+            await expect(page.locator(f'[data-tab="{tab}"]')).to_be_hidden()
+        await page.click('[data-tab="devices"]')
+        await expect(page.locator("#new-entry")).to_be_hidden()
+        await page.locator("#entries tbody tr").first.click()
+        await expect(page.locator("#entry-save")).to_be_hidden()
+        await expect(page.locator("#f-type")).to_be_disabled()
 
 
 async def test_an_operator_cannot_reach_the_edit_forms(

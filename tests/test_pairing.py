@@ -214,3 +214,27 @@ async def test_devices_move_together_or_not_at_all(mosquitto: Mosquitto, tmp_pat
         assert "只有主管和管理员" in page.text
         async with httpx.AsyncClient(base_url=live.base_url) as anonymous:
             assert (await anonymous.get("/admin")).status_code == 303
+
+
+@pytest.mark.asyncio
+async def test_a_large_networks_device_list_is_read_and_is_no_dead_letter(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    pendant = next(d for d in json.loads(FIXTURE.read_text()) if d["friendly_name"] == "sunrise/201/pendant")
+    network = [
+        {**pendant, "ieee_address": f"0x{n:016x}", "friendly_name": f"wing-{n // 50}/pendant-{n}"}
+        for n in range(600)
+    ]
+    payload = json.dumps(network).encode()
+    assert len(payload) > 10 * 64 * 1024  # well over a lane's limit for a device's message
+    async with live_gateway(new_config(mosquitto.url, tmp_path)) as live:
+        device = Publisher(mosquitto.port)
+        device.client.publish("zigbee2mqtt/bridge/devices", payload, qos=1, retain=True)
+        listing = await live.poll("/api/devices/pairing", lambda j: len(j["devices"]) == 600)
+        assert len(listing["devices"]) == 600
+        assert listing["refused"] == {}
+        device.zigbee("night/102/pendant", action="emergency")  # a bound device's alarm still arrives
+        await live.wait_for(lambda found: len(found) == 1, "the bound Zigbee pendant's incident")
+        # Dead letters of the telemetry process arrive in batches: wait long enough for one.
+        assert await live.poll("/api/dead-letters", bool, limit_s=2.5) == []
+        device.close()
