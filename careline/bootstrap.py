@@ -117,7 +117,10 @@ class Gateway:
         )
         self.metrics.unbound_devices.set_function(lambda: len(self.unbound))
         #: Zigbee devices paired with Zigbee2MQTT, offered for binding (gateway/pairing.py).
-        self.paired = PairedDevices(now=clock.now)
+        self.paired = PairedDevices(
+            now=clock.now, on_refused=lambda reason: self.metrics.zigbee_bridge_refused.labels(reason).inc()
+        )
+        self.metrics.paired_devices.set_function(lambda: len(self.paired.devices))
         self.bridge = BridgeListener(config.broker, self.paired)
         #: Directories applied while running; each apply waits for the one before it.
         self.directory_version = 0

@@ -162,6 +162,8 @@ class PairedDevices:
     """What Zigbee2MQTT has paired, by IEEE address, bounded; refusals counted by reason."""
 
     now: Callable[[], datetime]
+    #: Told the reason of each refusal (a Prometheus counter, in the gateway).
+    on_refused: Callable[[str], None] = lambda reason: None
     devices: dict[str, PairedDevice] = field(default_factory=dict)
     refused: dict[str, int] = field(default_factory=dict)
     #: Devices left out because the list was longer than `MAX_DEVICES`.
@@ -169,6 +171,7 @@ class PairedDevices:
 
     def _refuse(self, reason: str) -> None:
         self.refused[reason] = self.refused.get(reason, 0) + 1
+        self.on_refused(reason)
         log.warning("zigbee2mqtt bridge message refused: %s", reason)
 
     def _decode(self, payload: bytes) -> Any:

@@ -85,7 +85,9 @@ def test_known_models_are_suggested_from_the_table(model: str, expected: DeviceT
 
 
 def test_bad_bridge_messages_are_counted_and_leave_the_last_good_list() -> None:
+    told: list[str] = []
     paired = paired_from_fixture()
+    paired.on_refused = told.append
     before = paired.listing()
     paired.on_devices(b"[" + b" " * MAX_BRIDGE_BYTES + b"]")
     paired.on_devices(b"{not json")
@@ -93,6 +95,7 @@ def test_bad_bridge_messages_are_counted_and_leave_the_last_good_list() -> None:
     paired.on_event(b'{"type": "device_joined"}')
     assert paired.listing() == before
     assert paired.refused == {"too_large": 1, "not_json": 1, "not_a_list": 1, "not_an_event": 1}
+    assert told == ["too_large", "not_json", "not_a_list", "not_an_event"]
 
 
 def test_joins_interviews_and_leaves_follow_the_network() -> None:
@@ -233,6 +236,8 @@ async def test_a_large_networks_device_list_is_read_and_is_no_dead_letter(
         listing = await live.poll("/api/devices/pairing", lambda j: len(j["devices"]) == 600)
         assert len(listing["devices"]) == 600
         assert listing["refused"] == {}
+        metrics = (await live.http.get("/metrics")).text
+        assert "careline_zigbee_paired_devices 600.0" in metrics
         device.zigbee("night/102/pendant", action="emergency")  # a bound device's alarm still arrives
         await live.wait_for(lambda found: len(found) == 1, "the bound Zigbee pendant's incident")
         # Dead letters of the telemetry process arrive in batches: wait long enough for one.
