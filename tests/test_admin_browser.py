@@ -346,3 +346,26 @@ async def test_a_thousand_residents_page_and_search_quickly_and_a_rota_changes_i
         ]
         assert not shifts[2]
         assert faults == []
+
+
+async def test_a_device_is_retired_and_a_discharge_with_a_device_still_bound_is_refused_saying_why(
+    mosquitto: Mosquitto, tmp_path: Path, browser: Browser
+) -> None:
+    async with live_gateway(new_config(mosquitto.url, tmp_path)) as live:
+        live.gateway.users.create("admin", PASSWORD, Role.ADMIN, language="en")
+        page = await browser.new_page(locale="en-GB")
+        page.on("dialog", lambda dialog: dialog.accept())
+        await sign_in(page, live.base_url, "admin")
+        await open_admin(page, live.base_url, "devices")
+        await page.locator('#entries tr[data-entry-id="night-fall-101"]').click()
+        await page.click("#entry-end")
+        await expect(page.locator("#notice")).to_contain_text("1 retired")
+        await expect(page.locator('#entries tr[data-entry-id="night-fall-101"]')).to_contain_text("Retired")
+        await expect(page.locator("#history tbody tr")).to_have_count(2)
+
+        await page.click('[data-tab="residents"]')
+        await page.locator('#entries tr[data-entry-id="night-wang"]').click()
+        await page.click("#entry-end")
+        await expect(page.locator("#form-problems")).to_contain_text("night-pendant-wang")
+        resident = (await live.http.get("/api/directory/residents/night-wang")).json()
+        assert resident["status"] == "active"
