@@ -19,9 +19,12 @@ import uvicorn
 from fastapi import FastAPI
 
 from common.errors import CarelineError
+from dashboard.admin_api import admin_bulk_router
+from dashboard.admin_pages import admin_pages_router
 from dashboard.api import DashboardContext, create_app
 from dashboard.auth import UserStore
 from dashboard.hub import IncidentHub
+from dashboard.pairing_api import pairing_router
 from dashboard.security import OriginPolicy
 from dashboard.throttle import LoginThrottle
 from dashboard.unbound import unbound_router
@@ -54,6 +57,7 @@ from gateway.incidents.store import AlarmBatch, IncidentStore
 from gateway.incidents.views import IncidentView
 from gateway.ingest import MqttLane
 from gateway.metrics import Metrics
+from gateway.pairing import BridgeListener, PairedDevices
 from gateway.telemetry.reads import SensorLogReader
 from gateway.telemetry_lane import DeadLetterItem, DeviceHealth, DeviceState
 from gateway.telemetry_process import TelemetryProcess
@@ -112,6 +116,12 @@ class Gateway:
             counted=lambda lane, profile, n: self.metrics.unbound_messages.labels(lane, profile).inc(n)
         )
         self.metrics.unbound_devices.set_function(lambda: len(self.unbound))
+        #: Zigbee devices paired with Zigbee2MQTT, offered for binding (gateway/pairing.py).
+        self.paired = PairedDevices(
+            now=clock.now, on_refused=lambda reason: self.metrics.zigbee_bridge_refused.labels(reason).inc()
+        )
+        self.metrics.paired_devices.set_function(lambda: len(self.paired.devices))
+        self.bridge = BridgeListener(config.broker, self.paired)
         #: Directories applied while running; each apply waits for the one before it.
         self.directory_version = 0
         self._applying = asyncio.Lock()
@@ -220,6 +230,11 @@ class Gateway:
         )
 
         self.http.include_router(unbound_router(self.unbound))
+        self.http.include_router(
+            pairing_router(self.paired, self.unbound, lambda: self.registry, lambda: self.bridge.connected)
+        )
+        self.http.include_router(admin_pages_router())
+        self.http.include_router(admin_bulk_router())
 
     # -- the directory, applied live -------------------------------------------------------------------
 
@@ -383,6 +398,7 @@ class Gateway:
                     ("alarm-timers", self.alarm_lane.run_timers()),
                     ("telemetry-supervisor", self.telemetry.supervise()),
                     ("directory-follower", self._follow_directory()),
+                    ("zigbee2mqtt-bridge", self.bridge.run()),
                     *([("escalation", self.escalator.run())] if self.config.escalation.enabled else []),
                 )
             ]

@@ -100,6 +100,15 @@ class Metrics:
             "queues up before the gateway (e.g. in TCP buffers), which the queue depth cannot show",
             registry=r,
         )
+        self.zigbee_bridge_refused = Counter(
+            "careline_zigbee_bridge_refused",
+            "Zigbee2MQTT bridge messages refused by the pairing listener (too large, not JSON, wrong shape)",
+            ["reason"],
+            registry=r,
+        )
+        self.paired_devices = Gauge(
+            "careline_zigbee_paired_devices", "Devices Zigbee2MQTT reports paired (bounded)", registry=r
+        )
         self.unbound_messages = Counter(
             "careline_unbound_messages",
             "Messages from devices the directory does not hold (listed at /api/devices/unbound)",

@@ -21,6 +21,7 @@ import rules
 from dashboard.api import STATIC
 from devices.model import EventKind
 from gateway.catalogue import CATALOGUE, CATALOGUE_FILE, LANGUAGES, CatalogueError, Language, parse
+from gateway.directory.changes import SINGULAR
 from gateway.escalation.escalator import CHANNEL_FAILING_RULE
 from gateway.incidents.schema import IncidentStatus, Outcome
 from rules.model import Severity
@@ -84,6 +85,8 @@ def _page_keys() -> tuple[set[str], set[str]]:
         source = path.read_text(encoding="utf-8")
         keys |= set(re.findall(r'data-i18n(?:-title|-aria-label)?="([^"]+)"', source))
         keys |= set(re.findall(r'\bt\(\s*"([\w.-]+)"', source))
+        # The administration page declares its fields' and actions' labels as data.
+        keys |= set(re.findall(r'\b(?:i18n|endKey):\s*"([\w.-]+)"', source))
         for first, second in re.findall(r'\bt\(\s*\w+\s*\?\s*"([\w.-]+)"\s*:\s*"([\w.-]+)"', source):
             keys |= {first, second}
         prefixes |= set(re.findall(r'\blabel\(\s*"(\w+)"', source))
@@ -97,6 +100,31 @@ def test_every_text_the_page_names_is_in_the_catalogue() -> None:
     assert sorted(keys - set(CATALOGUE.entries)) == []
     known_prefixes = {msgid.split(".", 1)[0] for msgid in CATALOGUE.entries}
     assert {"rule", "severity", "status", "outcome"} <= prefixes <= known_prefixes
+
+
+def test_every_text_the_administration_page_builds_is_in_the_catalogue() -> None:
+    source = (STATIC / "admin.js").read_text(encoding="utf-8")
+    singulars = re.findall(r'\bsingular:\s*"(\w+)"', source)
+    endings = re.findall(r'\bendKey:\s*"([\w.-]+)"', source)
+    assert {"resident", "device", "site", "responder", "user"} <= set(singulars)
+    assert {"admin.discharge", "admin.retire", "admin.withdraw"} <= set(endings)
+    built = {f"admin.{verb}.{s}" for s in singulars for verb in ("new", "edit")}
+    built |= {f"{ending}.confirm" for ending in endings}
+    built |= {f"admin.pairing.by.{basis}" for basis in ("model", "exposes", "unknown")}
+    # Every audit action of the directory a history can show: how each kind's entries end differs.
+    ending = {"devices": "retired", "residents": "discharged"}
+    built |= {
+        f"history.directory.{SINGULAR[kind]}.{verb}"
+        for kind in SINGULAR
+        for verb in ("added", "changed", ending.get(kind, "removed"))
+    }
+    built |= {
+        "history.directory.imported",
+        "history.directory.resident.key_safe_revealed",
+        "history.directory.user.added",
+        "history.directory.user.changed",
+    }
+    assert sorted(built - set(CATALOGUE.entries)) == []
 
 
 def test_the_page_keeps_no_dictionary_of_its_own() -> None:

@@ -53,6 +53,8 @@ LEAST_ROLE: dict[tuple[str, str], str] = {
     ("POST", "/api/directory/import/apply"): "manager",
     ("GET", "/api/directory/export"): "manager",
     ("GET", "/api/directory/template"): "operator",
+    ("POST", "/api/directory/devices/move"): "admin",
+    ("POST", "/api/directory/responders/rota"): "admin",
 }
 
 
@@ -199,6 +201,12 @@ async def prepared(site: Site, method: str, path: str, place: str) -> Call:
         if method == "DELETE":
             return lambda c: c.delete(f"/api/directory/{kind}/{body['id']}")
         return lambda c: c.post(f"/api/directory/{kind}/{body['id']}/{parts[-1]}", json={})
+    if path == "/api/directory/devices/move":
+        move = {"ids": [f"{place}-door-101"], "site": place, "room": "102"}
+        return lambda c: c.post(path, json=move)
+    if path == "/api/directory/responders/rota":
+        rota = {"ids": [f"{place}-nurse"], "shifts": [{"start": "07:00", "end": "19:00"}]}
+        return lambda c: c.post(path, json=rota)
     if path.endswith("/key-safe"):
         return lambda c: c.post(f"/api/directory/residents/{place}-wang/key-safe")
     if path.startswith("/api/directory/users"):

@@ -15,6 +15,7 @@ from devices.decode import MAX_PAYLOAD_BYTES
 from devices.model import DeviceType
 from gateway.config import CarelineConfig, load_config
 from gateway.directory import rule_context
+from gateway.pairing import MAX_BRIDGE_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIGS = [
@@ -88,10 +89,12 @@ def test_each_home_has_one_resident_with_a_pendant_and_a_door_sensor(homes: Care
     assert any(r.language == "en" for r in homes.responders)
 
 
-def test_the_shipped_broker_refuses_payloads_larger_than_the_gateway_accepts() -> None:
+def test_the_shipped_broker_carries_zigbee2mqtts_device_list_and_refuses_anything_larger() -> None:
+    # One limit for every topic: large enough for a big network's retained `bridge/devices` (the
+    # pairing page's source); device messages are held to MAX_PAYLOAD_BYTES by the gateway itself.
     shipped = (ROOT / "deploy" / "mosquitto" / "mosquitto.conf").read_text(encoding="utf-8").splitlines()
     [limit] = [line for line in shipped if line.startswith("message_size_limit ")]
-    assert int(limit.split()[1]) == MAX_PAYLOAD_BYTES
+    assert int(limit.split()[1]) == MAX_BRIDGE_BYTES > 16 * MAX_PAYLOAD_BYTES
 
     with Mosquitto(extra_config=[limit]) as broker:
         arrived: list[int] = []
@@ -100,16 +103,16 @@ def test_the_shipped_broker_refuses_payloads_larger_than_the_gateway_accepts() -
         listener.on_subscribe = lambda *_: subscribed.set()
         listener.on_message = lambda _c, _u, m: (arrived.append(len(m.payload)), last.set())
         listener.connect(broker.host, broker.port)
-        listener.subscribe("careline/#", qos=1)
+        listener.subscribe("zigbee2mqtt/bridge/devices", qos=1)
         listener.loop_start()
         device = Publisher(broker.port)
         try:
             assert subscribed.wait(10)
-            device.send("careline/a/b/alarm", b"x" * (MAX_PAYLOAD_BYTES + 1)).wait_for_publish(10)
-            device.send("careline/a/b/alarm", b"x" * MAX_PAYLOAD_BYTES).wait_for_publish(10)
+            device.send("zigbee2mqtt/bridge/devices", b"x" * (MAX_BRIDGE_BYTES + 1)).wait_for_publish(10)
+            device.send("zigbee2mqtt/bridge/devices", b"x" * MAX_BRIDGE_BYTES).wait_for_publish(10)
             assert last.wait(10)
         finally:
             device.close()
             listener.disconnect()
             listener.loop_stop()
-    assert arrived == [MAX_PAYLOAD_BYTES]
+    assert arrived == [MAX_BRIDGE_BYTES]

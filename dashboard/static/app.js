@@ -327,6 +327,8 @@ function applyLanguage(lang) {
   renderDeadLetters();
   const user = state.user;
   $("#user").textContent = user ? t("user", { user: user.username, role: label("role", user.role) }) : "";
+  // Operators read the directory but do not edit it: the administration page is for managers and admins.
+  $("#admin-link").hidden = !user || user.role === "operator";
   if (user) render();
 }
 
