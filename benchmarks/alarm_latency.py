@@ -33,7 +33,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from harness import Publisher  # noqa: E402
 from services import Mosquitto, free_port  # noqa: E402
-from support import start_gateway  # noqa: E402
+from support import replace_section, start_gateway  # noqa: E402
 
 from devices.model import EventKind  # noqa: E402
 from simulators.payloads import careline_event  # noqa: E402
@@ -178,12 +178,7 @@ def _write(results: dict[str, Any]) -> None:
             end,
         ]
     )
-    text = doc.read_text() if doc.exists() else ""
-    if begin in text:
-        text = text[: text.index(begin)] + table + text[text.index(end) + len(end) :]
-    else:
-        text += "\n" + table + "\n"
-    doc.write_text(text)
+    replace_section(doc, begin, end, table)
 
 
 def main() -> None:

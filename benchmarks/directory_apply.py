@@ -43,6 +43,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from harness import Publisher  # noqa: E402
 from services import Mosquitto, free_port  # noqa: E402
+from support import replace_section  # noqa: E402
 
 from careline.bootstrap import Gateway, bootstrap  # noqa: E402
 from gateway.config import CarelineConfig, DeviceConfig, ResidentConfig, SiteConfig  # noqa: E402
@@ -313,12 +314,7 @@ def _write(results: dict[str, Any]) -> None:
             end,
         ]
     )
-    text = doc.read_text() if doc.exists() else ""
-    if begin in text:
-        text = text[: text.index(begin)] + table + text[text.index(end) + len(end) :]
-    else:
-        text += "\n" + table + "\n"
-    doc.write_text(text)
+    replace_section(doc, begin, end, table)
 
 
 def main() -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cryptography.fernet import Fernet
+from support import replace_section
 
 from gateway.config import CarelineConfig, DeviceConfig
 from gateway.directory import Directory
@@ -201,12 +202,7 @@ def _write(results: dict[str, Any]) -> None:
             end,
         ]
     )
-    text = doc.read_text() if doc.exists() else ""
-    if begin in text:
-        text = text[: text.index(begin)] + table + text[text.index(end) + len(end) :]
-    else:
-        text += "\n" + table + "\n"
-    doc.write_text(text)
+    replace_section(doc, begin, end, table)
 
 
 def main() -> None:

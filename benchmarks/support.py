@@ -63,3 +63,14 @@ def start_gateway(
     process.kill()
     process.wait()
     raise SystemExit(f"gateway did not start: {log_path.read_text()[-2000:]}")
+
+
+def replace_section(doc: Path, begin: str, end: str, table: str) -> None:
+    """Put `table` (which starts with `begin` and ends with `end`) in place of that section of `doc`,
+    or at its end the first time."""
+    text = doc.read_text() if doc.exists() else ""
+    if begin in text:
+        text = text[: text.index(begin)] + table + text[text.index(end) + len(end) :]
+    else:
+        text += "\n" + table + "\n"
+    doc.write_text(text)
