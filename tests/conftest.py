@@ -12,10 +12,19 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from services import SESSION_MARKER, Mosquitto, command_line, parent_of, processes_marked
+from playwright.async_api import Browser, async_playwright
+from services import (
+    CHROMIUM,
+    CHROMIUM_PRESENT,
+    SESSION_MARKER,
+    Mosquitto,
+    command_line,
+    parent_of,
+    processes_marked,
+)
 
 #: A process that is exiting as the last test ends gets this long to finish.
 _SURVIVOR_GRACE_S = 3.0
@@ -61,3 +70,24 @@ def _survivors(marker: str) -> list[int]:
 def _ends_with_this_process(pid: int) -> bool:
     # multiprocessing's resource tracker, started once for this interpreter, exits when it does.
     return parent_of(pid) == os.getpid() and "multiprocessing.resource_tracker" in command_line(pid)
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """Headless Chromium for the pages' tests; the flags keep it off this machine's closed network."""
+    if not CHROMIUM_PRESENT:
+        pytest.fail("Chromium is missing: `make test` installs it (apt-get install chromium)")
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=[
+                "--no-sandbox",
+                "--disable-dev-shm-usage",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+            ],
+        )
+        yield chromium
+        await chromium.close()

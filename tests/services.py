@@ -410,3 +410,8 @@ def processes_marked(marker: str) -> list[int]:
         if pid != os.getpid() and environ and wanted in environ.split(b"\0") and alive(pid):
             marked.append(pid)
     return marked
+
+
+#: Debian's Chromium (`make test` installs it); Playwright drives it, never a browser it downloads itself.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_PRESENT = Path(CHROMIUM).exists()

@@ -6,36 +6,20 @@ operator does not get the page."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 from directory_fixtures import KEY_ENV, new_key
 from harness import PASSWORD, Publisher, live_gateway, new_config
-from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
+from playwright.async_api import Browser, ConsoleMessage, Page, expect
 from services import Mosquitto
 
 from dashboard.auth import Role
 from gateway.catalogue import CATALOGUE
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_PRESENT = Path(CHROMIUM).exists()
 FIXTURE = Path(__file__).parent / "fixtures" / "zigbee2mqtt_bridge_devices.json"
 pytestmark = [pytest.mark.asyncio, pytest.mark.browser]
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    if not CHROMIUM_PRESENT:
-        pytest.fail("Chromium is missing: `make test` installs it (apt-get install chromium)")
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", "--no-first-run"],
-        )
-        yield chromium
-        await chromium.close()
 
 
 def page_faults(page: Page) -> list[str]:

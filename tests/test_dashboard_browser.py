@@ -4,40 +4,17 @@ from __future__ import annotations
 
 import re
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from harness import PASSWORD, Publisher, live_gateway, new_config
-from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
+from playwright.async_api import Browser, ConsoleMessage, Page, expect
 from services import Mosquitto
 from test_catalogue import rule_names
 
 from gateway.catalogue import CATALOGUE
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_PRESENT = Path(CHROMIUM).exists()
 pytestmark = [pytest.mark.asyncio, pytest.mark.browser]
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    if not CHROMIUM_PRESENT:
-        pytest.fail("Chromium is missing: `make test` installs it (apt-get install chromium)")
-    async with async_playwright() as playwright:
-        chromium = await playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-dev-shm-usage",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-            ],
-        )
-        yield chromium
-        await chromium.close()
 
 
 def policy_violations(page: Page) -> list[str]:

@@ -15,8 +15,7 @@ import httpx
 import pytest
 from harness import Publisher, live_gateway, new_config
 from playwright.async_api import async_playwright, expect
-from services import InfluxDB1, Mosquitto
-from test_dashboard_browser import CHROMIUM, CHROMIUM_PRESENT
+from services import CHROMIUM, CHROMIUM_PRESENT, InfluxDB1, Mosquitto
 
 from dashboard.auth import Role
 from devices.model import EventKind
