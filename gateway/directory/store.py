@@ -253,18 +253,7 @@ class DirectoryStore:
                 .order_by(AuditEntry.id)
                 .limit(limit)
             )
-            return [
-                AuditView(
-                    id=e.id,
-                    at=e.at,
-                    actor=e.actor,
-                    action=e.action,
-                    incident_id=e.incident_id,
-                    details=e.details,
-                    hash=e.hash,
-                )
-                for e in entries
-            ]
+            return [AuditView.model_validate(e) for e in entries]
 
     def export_rows(self, kinds: Sequence[Kind], scope: Scope = None) -> dict[Kind, list[dict[str, Any]]]:
         """Every entry of `kinds` as its stored body; a key-safe code only sealed (`enc:<token>`)."""

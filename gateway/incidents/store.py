@@ -451,18 +451,7 @@ class IncidentStore:
             query = select(AuditEntry).order_by(AuditEntry.id)
             if incident_id is not None:
                 query = query.where(AuditEntry.incident_id == incident_id)
-            return [
-                AuditView(
-                    id=e.id,
-                    at=e.at,
-                    actor=e.actor,
-                    action=e.action,
-                    incident_id=e.incident_id,
-                    details=e.details,
-                    hash=e.hash,
-                )
-                for e in session.scalars(query)
-            ]
+            return [AuditView.model_validate(e) for e in session.scalars(query)]
 
     def verify_audit_chain(self) -> int | None:
         with self.reading() as session:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from gateway.directory import Directory
 from gateway.incidents.schema import DeviceTest, Incident
@@ -84,6 +84,10 @@ class DeviceTestView(BaseModel):
 
 
 class AuditView(BaseModel):
+    """One audit entry as the API shows it (read straight from the row)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
     id: int
     at: datetime
     actor: str
