@@ -20,10 +20,10 @@ from fastapi import FastAPI
 
 from common.errors import CarelineError
 from dashboard.admin_api import admin_bulk_router
-from dashboard.admin_pages import admin_pages_router
 from dashboard.api import DashboardContext, create_app
 from dashboard.auth import UserStore
 from dashboard.hub import IncidentHub
+from dashboard.pages import pages_router
 from dashboard.pairing_api import pairing_router
 from dashboard.security import OriginPolicy
 from dashboard.throttle import LoginThrottle
@@ -233,7 +233,7 @@ class Gateway:
         self.http.include_router(
             pairing_router(self.paired, self.unbound, lambda: self.registry, lambda: self.bridge.connected)
         )
-        self.http.include_router(admin_pages_router())
+        self.http.include_router(pages_router())
         self.http.include_router(admin_bulk_router())
 
     # -- the directory, applied live -------------------------------------------------------------------

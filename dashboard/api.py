@@ -290,10 +290,6 @@ def create_app(ctx: DashboardContext) -> FastAPI:
     async def page() -> FileResponse:
         return FileResponse(STATIC / "index.html")
 
-    @app.get("/review", include_in_schema=False)
-    async def review_page() -> FileResponse:
-        return FileResponse(STATIC / "review.html")
-
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 

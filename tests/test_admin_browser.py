@@ -217,7 +217,7 @@ async def test_an_operator_cannot_reach_the_edit_forms(
         response = await page.goto(f"{live.base_url}/admin")
         assert response is not None
         assert response.status == 403
-        await expect(page.locator("#refused")).to_have_text(CATALOGUE.text("admin.refused", "zh-CN"))
+        await expect(page.locator("#refused")).to_have_text(CATALOGUE.text("page.refused", "zh-CN"))
         assert await page.locator("#entry-form").count() == 0
         # Nor may the page's own requests change anything, whatever a script sends.
         status = await page.evaluate(
