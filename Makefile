@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit bench system-deps check-install clean
+.PHONY: demo test lint typecheck unit bench system-deps check-install screenshots clean
 
 $(BIN)/.installed: pyproject.toml
 	./scripts/ensure-python-venv.sh $(PYTHON)
@@ -38,6 +38,10 @@ check-install:
 ## Alarm latency benchmark: SOS publish -> committed incident -> WebSocket frame (writes docs/benchmarks.md).
 bench: $(BIN)/.installed system-deps
 	$(BIN)/python benchmarks/alarm_latency.py
+
+## docs/screenshots/: the main screens in English and Chinese, from a live demo (installs fonts-noto-cjk).
+screenshots: $(BIN)/.installed system-deps
+	$(BIN)/python scripts/screenshots.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
