@@ -24,23 +24,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-_DEFAULT_MQTT_PORTS = frozenset({1883, 8883})
+from common.net import free_port
+
+__all__ = ["INFLUXD", "INFLUXD_HINT", "InfluxDB1", "ServerProcess", "free_port", "influxd_installed"]
+
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 #: What to run when `influxd` is missing (the influx part of the system-deps script).
 INFLUXD_HINT = "install it with `./scripts/install-system-deps.sh influxdb` (Debian package influxdb)"
-
-
-_DEFAULT_MQTT_PORTS = frozenset({1883, 8883})
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now (never a well-known MQTT port)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-        if port not in _DEFAULT_MQTT_PORTS:
-            return port
 
 
 def accepts_connections(host: str, port: int) -> bool:
