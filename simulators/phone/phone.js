@@ -84,7 +84,7 @@ async function act(work) {
 
 function entryNode(entry) {
   const kind = entry.kind === "sms" ? `✉ ${t("phone.sms")}` : `☎ ${t("phone.call")}`;
-  const node = el("article", { class: `entry ${entry.kind}`, "data-kind": entry.kind },
+  const node = el("article", { class: `entry ${entry.kind}`, "data-kind": entry.kind, "data-id": String(entry.id) },
     el("div", { class: "kind" }, `${kind} · ${localTime(entry.at)} · ${t("phone.from", { number: entry.from })}`),
     el("div", { class: "text" }, entry.text));
   for (const x of entry.exchanges) node.append(exchangeNode(x, entry.kind));
