@@ -39,7 +39,7 @@ from gateway.directory.store import DirectoryStore
 from gateway.directory.tables import TableKind, export_csv, parse_csv, template
 from gateway.directory.transfer import DirectoryFile, decode_upload, describe, export_yaml, parse_yaml
 from gateway.escalation.config import TwilioConfig
-from gateway.incidents.db import make_engine
+from gateway.incidents.db import make_engine, relaxed
 from gateway.incidents.migrate import upgrade
 from gateway.incidents.service import IncidentService
 from gateway.incidents.store import IncidentStore
@@ -161,6 +161,7 @@ def demo(
     data_dir.mkdir(parents=True)
     with contextlib.ExitStack() as stack:
         influx = _start_influx(data_dir, influx_port)
+        log.info("demo: InfluxDB %s after %.1f s", "up" if influx else "off", time.monotonic() - started)
         if influx is not None:
             stack.callback(influx.stop)
         phones = _start_phones(base, http_port, phone_port)
@@ -175,6 +176,7 @@ def demo(
         )
         gateway = bootstrap(demo_config)
         history = _write_history(gateway, influx, HistorySettings(days=history_days, seed=seed))
+        log.info("demo: history written after %.1f s", time.monotonic() - started)
         gateway.open_store()
         password = secrets.token_urlsafe(12)
         gateway.users.create("admin", password, Role.ADMIN, language="zh-CN")
@@ -206,7 +208,11 @@ def _start_phones(config: CarelineConfig, http_port: int, phone_port: int) -> Tw
     phones = TwilioStandIn(
         sid, token, port=phone_port, gateway_url=f"http://127.0.0.1:{http_port}", phone_book=book
     )
-    phones.start()
+    try:
+        phones.start()
+    except RuntimeError:
+        typer.echo(f"careline demo: port {phone_port} is in use; choose another with --phone-port", err=True)
+        raise typer.Exit(1) from None
     return phones
 
 
@@ -287,8 +293,9 @@ def _write_history(gateway: Gateway, influx: InfluxDB1 | None, settings: History
             if influx is not None
             else None
         )
+        # A made-up past, wiped at the next start: its commits need not each wait for the disk.
         written = write_incidents(
-            lambda clock: IncidentStore(gateway.database, directory, clock.now), planned
+            lambda clock: IncidentStore(relaxed(gateway.database), directory, clock.now), planned
         )
         try:
             point_count = points.result() if points is not None else 0

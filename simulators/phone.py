@@ -117,6 +117,9 @@ class ResponderPhones:
         with self._lock:
             entries = list(self._entries)
         numbers = list(self.names) + [e.to for e in entries if e.to not in self.names]
+        # The phones that were reached last come first: that is where the visitor looks.
+        last = {e.to: e.id for e in entries}
+        numbers.sort(key=lambda number: -last.get(number, 0))
         phones = [
             {
                 "number": number,
