@@ -6,6 +6,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import getpass
+import itertools
 import logging
 import os
 import random
@@ -47,6 +48,7 @@ from gateway.telemetry.config import TelemetryConfig
 from simulators.care_home import site_zones
 from simulators.history import (
     HistorySettings,
+    incident_lines,
     plan_history,
     telemetry_lines,
     write_incidents,
@@ -286,8 +288,13 @@ def _write_history(gateway: Gateway, influx: InfluxDB1 | None, settings: History
                 write_telemetry,
                 influx.url,
                 DEMO_DATABASE,
-                telemetry_lines(
-                    CareHomeRhythm(bindings, site_zones(config), random.Random(settings.seed)), now, settings
+                itertools.chain(
+                    telemetry_lines(
+                        CareHomeRhythm(bindings, site_zones(config), random.Random(settings.seed)),
+                        now,
+                        settings,
+                    ),
+                    incident_lines(planned),
                 ),
             )
             if influx is not None

@@ -326,6 +326,21 @@ def telemetry_lines(
         at += step
 
 
+def incident_lines(planned: Sequence[PastIncident]) -> Iterator[str]:
+    """The readings behind the past wellbeing alarms, so the sensor log shows what raised them: the
+    abnormal heart rate for the rule's two minutes, the bed left empty for half an hour."""
+    series: dict[tuple[str, EventKind], str] = {}
+    for p in planned:
+        if p.rule == "vitals" and p.value is not None:
+            for before_s in (150, 90, 30, 0):
+                at = p.opened_at - timedelta(seconds=before_s)
+                yield _line(series, p.binding, EventKind.HEART_RATE, p.value, at)
+        elif p.rule == "bed_exit":
+            for before_min in (35, 20, 5, 0):
+                at = p.opened_at - timedelta(minutes=before_min)
+                yield _line(series, p.binding, EventKind.BED_OCCUPIED, False, at)
+
+
 def _line(
     series: dict[tuple[str, EventKind], str],
     binding: Binding,

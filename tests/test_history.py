@@ -21,6 +21,7 @@ from gateway.incidents.store import IncidentStore
 from simulators.care_home import site_zones
 from simulators.history import (
     HistorySettings,
+    incident_lines,
     noisy_pendant,
     plan_history,
     telemetry_lines,
@@ -117,6 +118,20 @@ def test_past_telemetry_follows_the_day_and_lands_in_influxdb() -> None:
         assert sum(night) / len(night) > 0.85, "in bed at night, up now and then"
         assert sum(day) / len(day) < 0.25, "up by day"
         assert not all(night), "a bed exit at night now and then"
+
+
+def test_the_readings_behind_past_wellbeing_alarms_are_in_the_sensor_log() -> None:
+    planned = plan_history(BINDINGS, RESPONDERS, NOW, SETTINGS)
+    vitals = [p for p in planned if p.rule == "vitals"]
+    with InfluxDB1() as influx:
+        influx.create_database("careline")
+        write_telemetry(influx.url, "careline", incident_lines(planned))
+        result = influx.query('SELECT "value", "device" FROM "heart_rate"', db="careline")
+        rows = result["results"][0]["series"][0]["values"]  # type: ignore[index]
+    assert len(rows) == 4 * len(vitals) > 0
+    abnormal = {(p.binding.device_id, p.value) for p in vitals}
+    assert {(row[2], row[1]) for row in rows} == abnormal
+    assert all(not 50 <= row[1] <= 100 for row in rows), "what raised the alarm: out of range"
 
 
 def test_the_rhythm_drains_batteries_slowly() -> None:
