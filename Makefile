@@ -12,8 +12,11 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-## Run the whole product on embedded defaults: amqtt broker, SQLite, simulated care home, dashboard on :8080.
+## Run the whole product on embedded defaults: amqtt broker, SQLite, InfluxDB 1.x, a simulated care home
+## with 7 days of history, dashboard on :8080, the responders' phones on :8090/phone (docs/demo.md).
+## InfluxDB is installed first when missing; if that fails, the demo runs without telemetry.
 demo: $(BIN)/.installed
+	@[ -x /usr/bin/influxd ] || ./scripts/install-system-deps.sh influxdb || echo "InfluxDB could not be installed: the demo runs without telemetry"
 	$(BIN)/careline demo
 
 system-deps:

@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import getpass
+import itertools
 import logging
 import os
+import random
 import secrets
 import shutil
 import signal
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from careline.bootstrap import Gateway, bootstrap
+from careline.services import INFLUXD, INFLUXD_HINT, InfluxDB1, influxd_installed
 from common.errors import CarelineError, InvalidInputError
 from dashboard.auth import Role, UserExistsError, UserStore
 from devices.model import EventKind
@@ -33,10 +39,23 @@ from gateway.directory.keysafe import KeySafeCipher, new_key
 from gateway.directory.store import DirectoryStore
 from gateway.directory.tables import TableKind, export_csv, parse_csv, template
 from gateway.directory.transfer import DirectoryFile, decode_upload, describe, export_yaml, parse_yaml
-from gateway.incidents.db import make_engine
+from gateway.escalation.config import TwilioConfig
+from gateway.incidents.db import make_engine, relaxed
 from gateway.incidents.migrate import upgrade
 from gateway.incidents.service import IncidentService
 from gateway.incidents.store import IncidentStore
+from gateway.telemetry.config import TelemetryConfig
+from simulators.care_home import site_zones
+from simulators.history import (
+    HistorySettings,
+    incident_lines,
+    plan_history,
+    telemetry_lines,
+    write_incidents,
+    write_telemetry,
+)
+from simulators.rhythm import CareHomeRhythm
+from simulators.twilio_standin import TwilioStandIn
 
 app = typer.Typer(
     help="Careline: elders' alarms from MQTT to an acknowledged incident.", no_args_is_help=True
@@ -68,6 +87,9 @@ def _setup_logging(verbose: bool = False) -> None:
     )
     logging.getLogger("amqtt").setLevel(logging.WARNING)
     logging.getLogger("transitions").setLevel(logging.WARNING)
+    # One line per request to InfluxDB or Twilio would bury what matters.
+    for chatty in ("httpx", "twilio.http_client"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)
 
 
 def _load(path: Path) -> CarelineConfig:
@@ -111,29 +133,131 @@ def run(config: ConfigPath, verbose: bool = False) -> None:
     asyncio.run(_serve_until_signalled(gateway))
 
 
+#: Where the demo's telemetry goes in its InfluxDB.
+DEMO_DATABASE = "careline"
+#: The environment variables holding the demo's Twilio credentials, made up at every start.
+DEMO_TWILIO_SID_ENV, DEMO_TWILIO_TOKEN_ENV = (
+    "CARELINE_DEMO_TWILIO_ACCOUNT_SID",
+    "CARELINE_DEMO_TWILIO_AUTH_TOKEN",
+)
+DEMO_FROM_NUMBER = "+15005550006"
+
+
 @app.command()
 def demo(
     config: ConfigPath = Path("examples/care-home.yaml"),
     data_dir: Annotated[Path, typer.Option(help="Wiped at every start")] = Path("var/demo"),
     http_port: int = 8080,
     mqtt_port: int = 1883,
+    influx_port: Annotated[int, typer.Option(help="InfluxDB 1.x HTTP port (0: a free one)")] = 0,
+    phone_port: Annotated[int, typer.Option(help="The simulated responders' phones (and Twilio)")] = 8090,
+    history_days: Annotated[int, typer.Option(min=0, max=60, help="Days of past incidents")] = 7,
+    seed: int = 7,
 ) -> None:
-    """The whole product on embedded defaults: amqtt broker, SQLite, a simulated care home, dashboard."""
+    """The whole product on embedded defaults: amqtt broker, SQLite, InfluxDB (when installed), a
+    simulated care home with a few days of history, and the responders' phones."""
     _setup_logging()
-    demo_config = _demo_config(_load(config), data_dir, http_port, mqtt_port)
+    started = time.monotonic()
+    base = _load(config)
     shutil.rmtree(data_dir, ignore_errors=True)
-    gateway = bootstrap(demo_config)
-    gateway.open_store()
-    password = secrets.token_urlsafe(12)
-    gateway.users.create("admin", password, Role.ADMIN, language="zh-CN")
-    asyncio.run(_demo(gateway, password))
+    data_dir.mkdir(parents=True)
+    with contextlib.ExitStack() as stack:
+        influx = _start_influx(data_dir, influx_port)
+        log.info("demo: InfluxDB %s after %.1f s", "up" if influx else "off", time.monotonic() - started)
+        if influx is not None:
+            stack.callback(influx.stop)
+        phones = _start_phones(base, http_port, phone_port)
+        stack.callback(phones.stop)
+        demo_config = _demo_config(
+            base,
+            data_dir,
+            http_port,
+            mqtt_port,
+            influx_url=influx.url if influx else None,
+            twilio_url=phones.base_url,
+        )
+        gateway = bootstrap(demo_config)
+        history = _write_history(gateway, influx, HistorySettings(days=history_days, seed=seed))
+        log.info("demo: history written after %.1f s", time.monotonic() - started)
+        gateway.open_store()
+        password = secrets.token_urlsafe(12)
+        gateway.users.create("admin", password, Role.ADMIN, language="zh-CN")
+        banner = _banner(gateway, password, influx, phones, history)
+        asyncio.run(_demo(gateway, banner, started, seed))
 
 
-def _demo_config(config: CarelineConfig, data_dir: Path, http_port: int, mqtt_port: int) -> CarelineConfig:
+def _start_influx(data_dir: Path, port: int) -> InfluxDB1 | None:
+    """A local InfluxDB 1.x for the demo's telemetry, killed with the demo; None (and why) without it."""
+    if not influxd_installed():
+        typer.echo(f"careline demo: telemetry is off: {INFLUXD} is missing; {INFLUXD_HINT}", err=True)
+        return None
+    influx = InfluxDB1(port=port or None, directory=data_dir / "influxdb", die_with_parent=True)
+    try:
+        influx.start()
+        influx.create_database(DEMO_DATABASE)
+    except (RuntimeError, OSError) as exc:
+        influx.stop()
+        typer.echo(f"careline demo: telemetry is off: InfluxDB did not start: {exc}", err=True)
+        return None
+    return influx
+
+
+def _start_phones(config: CarelineConfig, http_port: int, phone_port: int) -> TwilioStandIn:
+    """The local Twilio stand-in with the responders' phone page; credentials made up for this run."""
+    sid, token = "AC" + secrets.token_hex(16), secrets.token_hex(16)
+    os.environ[DEMO_TWILIO_SID_ENV], os.environ[DEMO_TWILIO_TOKEN_ENV] = sid, token
+    book = {r.phone: r.name for r in config.responders if r.phone}
+    phones = TwilioStandIn(
+        sid, token, port=phone_port, gateway_url=f"http://127.0.0.1:{http_port}", phone_book=book
+    )
+    try:
+        phones.start()
+    except RuntimeError:
+        typer.echo(f"careline demo: port {phone_port} is in use; choose another with --phone-port", err=True)
+        raise typer.Exit(1) from None
+    return phones
+
+
+def _demo_config(
+    config: CarelineConfig,
+    data_dir: Path,
+    http_port: int,
+    mqtt_port: int,
+    *,
+    influx_url: str | None = None,
+    twilio_url: str | None = None,
+) -> CarelineConfig:
     # Put the sites where it is about 02:00 now, so the night-door rule shows whatever the hour.
     # Only the demo does this; timestamps stay true UTC.
     zone = zone_where_local_hour_is(2)
     sites = tuple(site.model_copy(update={"timezone": zone}) for site in config.sites)
+    telemetry = (
+        TelemetryConfig(
+            backend="influxdb1",
+            url=influx_url,
+            database=DEMO_DATABASE,
+            spool_dir=data_dir / "telemetry-spool",
+            flush_interval_ms=500,
+        )
+        if influx_url
+        else config.telemetry.model_copy(update={"spool_dir": data_dir / "telemetry-spool"})
+    )
+    escalation = config.escalation.model_copy(
+        update={
+            "public_url": f"http://127.0.0.1:{http_port}",
+            "smtp": None,
+            "webhooks": {},
+            "twilio": TwilioConfig(
+                account_sid_env=DEMO_TWILIO_SID_ENV,
+                auth_token_env=DEMO_TWILIO_TOKEN_ENV,
+                from_number=DEMO_FROM_NUMBER,
+                api_base_url=twilio_url,
+                timeout_s=5,
+            )
+            if twilio_url
+            else None,
+        }
+    )
     return config.model_copy(
         update={
             "broker": config.broker.model_copy(
@@ -142,27 +266,81 @@ def _demo_config(config: CarelineConfig, data_dir: Path, http_port: int, mqtt_po
             "storage": config.storage.model_copy(update={"url": f"sqlite:///{data_dir / 'careline.db'}"}),
             "http": config.http.model_copy(update={"host": "127.0.0.1", "port": http_port}),
             "sites": sites,
+            "telemetry": telemetry,
+            "escalation": escalation,
         }
     )
 
 
-async def _demo(gateway: Gateway, password: str) -> None:
-    from simulators.care_home import run_care_home
+def _write_history(gateway: Gateway, influx: InfluxDB1 | None, settings: HistorySettings) -> str:
+    """The past days, before anything else is written, so the audit trail runs in time order."""
+    if settings.days == 0:
+        return "no history"
+    upgrade(gateway.database)
+    config, now = gateway.config, datetime.now(UTC)
+    bindings = device_registry(config).bindings()
+    planned = plan_history(bindings, [r.id for r in config.responders], now, settings)
+    directory = Directory(config)
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="history") as pool:
+        # The telemetry (InfluxDB works on its own core) while the incidents are committed one by one.
+        points = (
+            pool.submit(
+                write_telemetry,
+                influx.url,
+                DEMO_DATABASE,
+                itertools.chain(
+                    telemetry_lines(
+                        CareHomeRhythm(bindings, site_zones(config), random.Random(settings.seed)),
+                        now,
+                        settings,
+                    ),
+                    incident_lines(planned),
+                ),
+            )
+            if influx is not None
+            else None
+        )
+        # A made-up past, wiped at the next start: its commits need not each wait for the disk.
+        written = write_incidents(
+            lambda clock: IncidentStore(relaxed(gateway.database), directory, clock.now), planned
+        )
+        try:
+            point_count = points.result() if points is not None else 0
+        except httpx.HTTPError as exc:
+            log.warning("past telemetry not written: %s", exc)
+            point_count = 0
+    return f"{written} past incidents and {point_count} telemetry points over the last {settings.days} days"
 
+
+def _banner(
+    gateway: Gateway, password: str, influx: InfluxDB1 | None, phones: TwilioStandIn, history: str
+) -> str:
     http = gateway.config.http
-    banner = (
-        f"\n  Careline demo: open http://{http.host}:{http.port}  and log in as  admin / {password}\n"
-        f"  Embedded MQTT broker on 127.0.0.1:{gateway.config.broker.port}; a simulated care home "
-        "publishes alarms.\n  Sites are placed in a time zone where it is night now, so the "
-        "night-door rule fires.\n  Ctrl-C stops.\n"
+    telemetry = (
+        f"InfluxDB 1.x on {influx.url} (database {DEMO_DATABASE})"
+        if influx
+        else f"off ({INFLUXD} is missing: {INFLUXD_HINT})"
     )
-    print(banner, flush=True)
+    return (
+        f"\n  Careline demo: open http://{http.host}:{http.port}  and log in as  admin / {password}\n"
+        f"  Responders' phones (SMS and calls arrive here; reply or press 1): {phones.base_url}/phone\n"
+        f"  Telemetry: {telemetry}\n"
+        f"  History: {history}\n"
+        f"  Embedded MQTT broker on 127.0.0.1:{gateway.config.broker.port}; a simulated care home "
+        "publishes alarms and telemetry.\n  Sites are placed in a time zone where it is night now, so "
+        "the night-door rule fires.\n  Ctrl-C stops.\n"
+    )
+
+
+async def _demo(gateway: Gateway, banner: str, started: float, seed: int) -> None:
+    from simulators.care_home import run_care_home
 
     async def simulate() -> None:
         await asyncio.sleep(0.5)
         await gateway.wait_connected()
+        print(banner + f"  Ready in {time.monotonic() - started:.1f} s.\n", flush=True)
         bindings = device_registry(gateway.config).bindings()
-        await run_care_home(gateway.config, bindings, "127.0.0.1", gateway.config.broker.port)
+        await run_care_home(gateway.config, bindings, "127.0.0.1", gateway.config.broker.port, seed=seed)
 
     simulation = asyncio.create_task(simulate())
     await _serve_until_signalled(gateway, simulation)

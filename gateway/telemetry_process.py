@@ -78,6 +78,8 @@ def telemetry_main(
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s telemetry %(name)s: %(message)s"
     )
+    # httpx logs every write request at INFO: one line a second says nothing an operator needs.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     die_with_parent(parent_pid)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(

@@ -4,13 +4,21 @@
 # `playwright install`). Idempotent: installs only what is missing.
 set -euo pipefail
 
+#
+# With arguments, only those parts: `install-system-deps.sh influxdb` is what `make demo` runs when the
+# demo's telemetry store is missing.
+wanted=("$@")
+[ ${#wanted[@]} -gt 0 ] || wanted=(mosquitto chromium influxdb victoria-metrics)
+want() { [[ " ${wanted[*]} " == *" $1 "* ]]; }
+
 need=()
-command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
-[ -x /usr/bin/chromium ] || need+=(chromium)
+want mosquitto && { command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto); }
+want chromium && { [ -x /usr/bin/chromium ] || need+=(chromium); }
 # InfluxDB 1.6.7 (v1 /write and InfluxQL /query) and VictoriaMetrics (accepts InfluxDB v2 writes): the
-# telemetry tests start their own on free ports in temporary directories.
-[ -x /usr/bin/influxd ] || need+=(influxdb)
-command -v victoria-metrics >/dev/null 2>&1 || need+=(victoria-metrics)
+# telemetry tests start their own on free ports in temporary directories; `careline demo` starts an
+# InfluxDB of its own under its data directory.
+want influxdb && { [ -x /usr/bin/influxd ] || need+=(influxdb); }
+want victoria-metrics && { command -v victoria-metrics >/dev/null 2>&1 || need+=(victoria-metrics); }
 [ ${#need[@]} -eq 0 ] && exit 0
 
 sudo=""

@@ -1,7 +1,9 @@
 """A simulated care home at night: pendants, fall radars and door sensors publishing real MQTT.
 
 The scripted opening (a few SOS presses, one pressed twice, a fall, a night-time door opening by a
-resident at risk of wandering) is followed by background telemetry and an occasional SOS, until stopped.
+resident at risk of wandering) is followed, until stopped, by the telemetry of every device the home has
+(vital signs, bed occupancy, motion and presence following the day and night, doors, batteries and radio
+links: `simulators/rhythm.py`) and an occasional SOS.
 """
 
 from __future__ import annotations
@@ -12,18 +14,14 @@ import random
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import aiomqtt
 
 from devices.model import Binding, DeviceType, EventKind
 from gateway.config import CarelineConfig
-from simulators.payloads import (
-    alarm_message,
-    careline_event,
-    careline_topic,
-    zigbee2mqtt_state,
-    zigbee2mqtt_topic,
-)
+from simulators.payloads import alarm_message, telemetry_message
+from simulators.rhythm import CareHomeRhythm, Readings
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +73,13 @@ async def publish_alarm(client: aiomqtt.Client, binding: Binding, kind: EventKin
     log.info("simulated %s from %s", kind.value, binding.device_id)
 
 
-async def publish_telemetry(client: aiomqtt.Client, binding: Binding, rng: random.Random) -> None:
-    battery = rng.randint(40, 100)
-    if binding.profile == "zigbee2mqtt":
-        await client.publish(zigbee2mqtt_topic(binding), zigbee2mqtt_state(battery=battery, linkquality=90))
-    else:
-        await client.publish(careline_topic(binding, "telemetry"), careline_event(EventKind.BATTERY, battery))
+async def publish_telemetry(client: aiomqtt.Client, binding: Binding, readings: Readings) -> None:
+    for topic, payload in telemetry_message(binding, readings):
+        await client.publish(topic, payload)
+
+
+def site_zones(config: CarelineConfig) -> dict[str, str]:
+    return {site.id: site.timezone for site in config.sites}
 
 
 async def run_care_home(
@@ -92,8 +91,11 @@ async def run_care_home(
     forever: bool = True,
     seed: int = 7,
     telemetry_period_s: float = 5.0,
+    sos_every_rounds: int = 24,
 ) -> None:
     rng = random.Random(seed)
+    rhythm = CareHomeRhythm(bindings, site_zones(config), random.Random(seed + 1))
+    doors = _of_type(bindings, DeviceType.DOOR_SENSOR)
     async with mqtt_client(host, port, f"careline-sim-{rng.randrange(1 << 30)}") as client:
         elapsed = 0.0
         for step in opening_scenario(bindings, config):
@@ -104,8 +106,18 @@ async def run_care_home(
         rounds = 0
         while forever:
             await asyncio.sleep(telemetry_period_s)
-            for binding in rng.sample(list(bindings), k=min(5, len(bindings))):
-                await publish_telemetry(client, binding, rng)
+            await _telemetry_round(client, rhythm, doors)
             rounds += 1
-            if pendants and rounds % 12 == 0:
+            if pendants and rounds % sos_every_rounds == 0:
                 await publish_alarm(client, rng.choice(pendants), EventKind.SOS)
+
+
+async def _telemetry_round(client: aiomqtt.Client, rhythm: CareHomeRhythm, doors: Sequence[Binding]) -> None:
+    now = datetime.now(UTC)
+    # Batteries and links are reported seldom (every ~10 rounds per device), as real devices do.
+    for binding, readings in rhythm.readings(now, health_every=10):
+        await publish_telemetry(client, binding, readings)
+    for door in rhythm.door_openings(now, doors, chance_by_day=0.01):
+        await publish_alarm(client, door, EventKind.DOOR_OPEN)
+        await asyncio.sleep(2.0)
+        await publish_alarm(client, door, EventKind.DOOR_CLOSED)

@@ -63,3 +63,26 @@ def _zigbee2mqtt_keys(kind: EventKind) -> dict[str, Any]:
         EventKind.SMOKE: {"smoke": True, "battery": 88},
     }
     return keys[kind]
+
+
+#: The Zigbee2MQTT state keys of the readings the simulators send from Zigbee devices.
+_ZIGBEE2MQTT_READINGS: dict[EventKind, str] = {
+    EventKind.BATTERY: "battery",
+    EventKind.LINK_QUALITY: "linkquality",
+    EventKind.PRESENCE: "occupancy",
+    EventKind.MOTION: "occupancy",
+    EventKind.TEMPERATURE: "temperature",
+    EventKind.HUMIDITY: "humidity",
+}
+
+
+def telemetry_message(
+    binding: Binding, readings: dict[EventKind, float | bool], *, ts_ms: float | None = None
+) -> list[tuple[str, bytes]]:
+    """Topics and payloads for readings from a device in its own profile: a Zigbee device sends them
+    together in one state message, a native device one event per reading on its telemetry topic."""
+    if binding.profile == "zigbee2mqtt":
+        state = {_ZIGBEE2MQTT_READINGS[kind]: value for kind, value in readings.items()}
+        return [(zigbee2mqtt_topic(binding), zigbee2mqtt_state(**state))]
+    topic = careline_topic(binding, "telemetry")
+    return [(topic, careline_event(kind, value, ts_ms=ts_ms)) for kind, value in readings.items()]

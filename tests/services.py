@@ -1,198 +1,50 @@
 """Real services for tests: started on 127.0.0.1, on free ports, in temporary directories, and stopped.
 
+The process-launching code (and InfluxDB 1.x, which the demo runs too) lives in `careline/services.py`;
+here are the servers only the tests run, and the helpers that check no process outlives the tests.
 Nothing here installs anything; `make test` installs the programs these helpers run.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import pwd
 import shutil
-import signal
-import socket
-import subprocess
-import tempfile
-import time
-from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
-from typing import Self
+
+from careline.services import (
+    INFLUXD,
+    InfluxDB1,
+    ServerProcess,
+    accepts_connections,
+    free_port,
+    http_status,
+    tail,
+)
+
+__all__ = [
+    "CHROMIUM",
+    "CHROMIUM_PRESENT",
+    "INFLUXD",
+    "MOSQUITTO",
+    "SESSION_MARKER",
+    "InfluxDB1",
+    "Mosquitto",
+    "ServerProcess",
+    "VictoriaMetrics",
+    "alive",
+    "children_of",
+    "command_line",
+    "free_port",
+    "parent_of",
+    "processes_marked",
+]
 
 MOSQUITTO = Path("/usr/sbin/mosquitto")
-_DEFAULT_MQTT_PORTS = frozenset({1883, 8883})
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now (never a well-known MQTT port)."""
-    while True:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            sock.bind(("127.0.0.1", 0))
-            port: int = sock.getsockname()[1]
-        if port not in _DEFAULT_MQTT_PORTS:
-            return port
-
-
-def _accepts_connections(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return "(no output)"
-    return "\n".join(text.splitlines()[-lines:]) or "(empty)"
-
-
-INFLUXD = Path("/usr/bin/influxd")
-
-
-def _http_status(url: str, timeout_s: float = 0.5) -> int | None:
-    """Status of a GET on `url`, or None when nothing answers (stdlib only: this module installs nothing)."""
-    import urllib.error
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:
-            status: int = response.status
-            return status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return None
-
-
-class _ServerProcess(ABC):
-    """A server program on a free port of 127.0.0.1 with its data in a temporary directory.
-
-    Use it as a context manager, or call `start()`, `stop()` and `restart()` yourself; `restart()` keeps the
-    port and the data directory, so what the server stored survives it, as it would survive a real outage.
-    Subclasses say how to start the program (`_command()`), what to write before each start (`_prepare()`)
-    and when it is ready (`_ready()`); `name` names it in messages and in its files.
-    """
-
-    host = "127.0.0.1"
-    name = "server"
-    scheme = "http"
-    default_startup_timeout_s = 20.0
-
-    def __init__(self, *, port: int | None = None, startup_timeout_s: float | None = None) -> None:
-        self._port = port if port is not None else free_port()
-        self._startup_timeout_s = (
-            self.default_startup_timeout_s if startup_timeout_s is None else startup_timeout_s
-        )
-        self._dir = Path(tempfile.mkdtemp(prefix=f"careline-{self.name}-"))
-        self._process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def port(self) -> int:
-        return self._port
-
-    @property
-    def url(self) -> str:
-        return f"{self.scheme}://{self.host}:{self._port}"
-
-    @property
-    def directory(self) -> Path:
-        return self._dir
-
-    @property
-    def output_path(self) -> Path:
-        """What the program prints (for Mosquitto: before its log file is open, e.g. bad config)."""
-        return self._dir / f"{self.name}.out"
-
-    @property
-    def running(self) -> bool:
-        return self._process is not None and self._process.poll() is None
-
-    @abstractmethod
-    def _command(self) -> list[str]:
-        """The program and its arguments; raises when the program is missing."""
-
-    def _prepare(self) -> None:  # noqa: B027 (a hook: not every server writes configuration)
-        """Write configuration files before each start."""
-
-    @abstractmethod
-    def _ready(self) -> bool:
-        """True once the server answers."""
-
-    def _logs(self) -> str:
-        return _tail(self.output_path)
-
-    def start(self) -> None:
-        if self.running:
-            return
-        command = self._command()
-        if _accepts_connections(self.host, self._port):
-            raise RuntimeError(f"cannot start {self.name}: {self.host}:{self._port} is already in use")
-        self._prepare()
-        with self.output_path.open("ab") as output:
-            self._process = subprocess.Popen(
-                command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, cwd=self._dir
-            )
-        self._wait_until_ready()
-
-    def stop(self) -> None:
-        """SIGTERM and wait, so the server writes and closes its files (Mosquitto: persistence) first."""
-        process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
-    def cleanup(self) -> None:
-        """Stop the server and delete its temporary directory."""
-        self.stop()
-        shutil.rmtree(self._dir, ignore_errors=True)
-
-    def __enter__(self) -> Self:
-        try:
-            self.start()
-        except BaseException:
-            self.cleanup()
-            raise
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.cleanup()
-
-    def _wait_until_ready(self) -> None:
-        deadline = time.monotonic() + self._startup_timeout_s
-        while time.monotonic() < deadline:
-            if self._process is None or self._process.poll() is not None:
-                code = None if self._process is None else self._process.returncode
-                self._process = None
-                raise RuntimeError(f"{self.name} exited with status {code}:\n{self._logs()}")
-            if self._ready():
-                return
-            time.sleep(0.02)
-        with contextlib.suppress(Exception):
-            self.stop()
-        raise RuntimeError(
-            f"{self.name} was not ready on {self.url} within {self._startup_timeout_s:g} s:\n{self._logs()}"
-        )
-
-
-class Mosquitto(_ServerProcess):
+class Mosquitto(ServerProcess):
     """A real Mosquitto broker with persistence, in its own temporary directory.
 
     `restart()` keeps the port and the persistence directory, so persistent sessions and their queued
@@ -228,7 +80,7 @@ class Mosquitto(_ServerProcess):
         return [str(MOSQUITTO), "-c", str(self.config_path)]
 
     def _ready(self) -> bool:
-        return _accepts_connections(self.host, self._port)
+        return accepts_connections(self.host, self._port)
 
     def _prepare(self) -> None:
         lines = [
@@ -253,73 +105,10 @@ class Mosquitto(_ServerProcess):
         self.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     def _logs(self) -> str:
-        return f"--- output ---\n{super()._logs()}\n--- {self.log_path} ---\n{_tail(self.log_path)}"
+        return f"--- output ---\n{super()._logs()}\n--- {self.log_path} ---\n{tail(self.log_path)}"
 
 
-class InfluxDB1(_ServerProcess):
-    """A real InfluxDB 1.x (Debian's 1.6.7: `/write` and InfluxQL `/query`, no v2 API).
-
-    Every listener is on 127.0.0.1 (HTTP on `port`, the backup RPC service on a second free port);
-    meta, data and WAL live in the temporary directory; no usage reporting, no `_internal` monitoring.
-    """
-
-    name = "influxdb1"
-
-    def __init__(self, *, port: int | None = None, startup_timeout_s: float = 20.0) -> None:
-        super().__init__(port=port, startup_timeout_s=startup_timeout_s)
-        self._rpc_port = free_port()
-
-    @property
-    def config_path(self) -> Path:
-        return self._dir / "influxdb.conf"
-
-    def _command(self) -> list[str]:
-        if not INFLUXD.exists():
-            raise RuntimeError(f"{INFLUXD} is missing: `make test` installs it (Debian package influxdb)")
-        return [str(INFLUXD), "-config", str(self.config_path)]
-
-    def _ready(self) -> bool:
-        return _http_status(f"{self.url}/ping") == 204
-
-    def _prepare(self) -> None:
-        lines = [
-            "reporting-disabled = true",
-            f'bind-address = "{self.host}:{self._rpc_port}"',
-            "[meta]",
-            f'  dir = "{self._dir}/meta"',
-            "[data]",
-            f'  dir = "{self._dir}/data"',
-            f'  wal-dir = "{self._dir}/wal"',
-            "  query-log-enabled = false",
-            "[monitor]",
-            "  store-enabled = false",
-            "[http]",
-            f'  bind-address = "{self.host}:{self._port}"',
-            "  log-enabled = false",
-            "[continuous_queries]",
-            "  enabled = false",
-            "[logging]",
-            '  level = "warn"',
-        ]
-        self.config_path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-    def query(self, q: str, *, db: str | None = None) -> dict[str, object]:
-        """Run one InfluxQL statement (POST, so CREATE/DROP work too) and return the decoded JSON."""
-        import json
-        import urllib.parse
-        import urllib.request
-
-        params = {"q": q, **({"db": db} if db else {})}
-        body = urllib.parse.urlencode(params).encode()
-        with urllib.request.urlopen(f"{self.url}/query", data=body, timeout=10) as response:
-            result: dict[str, object] = json.loads(response.read())
-            return result
-
-    def create_database(self, name: str) -> None:
-        self.query(f'CREATE DATABASE "{name}"')
-
-
-class VictoriaMetrics(_ServerProcess):
+class VictoriaMetrics(ServerProcess):
     """A real VictoriaMetrics (Debian's 1.79.5), which accepts InfluxDB v2 writes at `/api/v2/write`.
 
     Read back with `flush()` then `export()`: metric names are `<measurement>_<field>`, times in ms.
@@ -341,11 +130,11 @@ class VictoriaMetrics(_ServerProcess):
         ]
 
     def _ready(self) -> bool:
-        return _http_status(f"{self.url}/health") == 200
+        return http_status(f"{self.url}/health") == 200
 
     def flush(self) -> None:
         """Make what was written so far searchable (VictoriaMetrics buffers for about a second)."""
-        status = _http_status(f"{self.url}/internal/force_flush", timeout_s=10)
+        status = http_status(f"{self.url}/internal/force_flush", timeout_s=10)
         if status != 200:
             raise RuntimeError(f"force_flush answered {status}")
 

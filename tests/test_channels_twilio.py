@@ -16,7 +16,6 @@ import pytest
 from fastapi import FastAPI, HTTPException, Request, Response
 from services import free_port
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
-from twilio_standin import TwilioStandIn, UvicornThread
 
 from gateway.escalation.channels.messages import sms_text, voice_script
 from gateway.escalation.channels.twilio_channels import (
@@ -36,6 +35,7 @@ from gateway.escalation.channels.twilio_webhooks import (
 )
 from gateway.escalation.config import TwilioConfig
 from gateway.escalation.model import AlarmSummary, Channel, Delivery, Notification, Recipient
+from simulators.twilio_standin import TwilioStandIn, UvicornThread
 
 FROM = "+15005550006"
 PUBLIC = "https://careline.example.org"

@@ -13,7 +13,6 @@ from datetime import UTC, datetime
 import pytest
 from fastapi import FastAPI, Request, Response
 from services import free_port
-from twilio_standin import UvicornThread
 
 from gateway.escalation.channels.webhook import (
     SignedWebhook,
@@ -22,6 +21,7 @@ from gateway.escalation.channels.webhook import (
 )
 from gateway.escalation.config import WebhookConfig
 from gateway.escalation.model import AlarmSummary, Channel, Notification, Recipient
+from simulators.twilio_standin import UvicornThread
 
 SECRET = "shared-secret-for-tests"
 PUBLIC = "https://careline.example.org"

@@ -1,5 +1,5 @@
 """Escalation end to end: real Mosquitto, real gateway, the real `twilio` library talking to a LOCAL
-STAND-IN of Twilio's REST API (tests/twilio_standin.py; Twilio's cloud is unreachable here), webhooks
+STAND-IN of Twilio's REST API (simulators/twilio_standin.py; Twilio's cloud is unreachable here), webhooks
 signed by `twilio.request_validator` exactly as Twilio signs them, and a real SMTP peer."""
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from harness import Publisher, live_gateway, new_config
 from services import Mosquitto, free_port
 from test_channels_email import Mailbox
 from test_crash_recovery import gateway_process
-from twilio_standin import RecordedRequest, TwilioStandIn
 
 from gateway.catalogue import LANGUAGES, text
+from simulators.twilio_standin import RecordedRequest, TwilioStandIn
 
 CARER, BOSS = "+8613800000001", "+8613800000004"
 

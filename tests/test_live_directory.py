@@ -20,12 +20,12 @@ from harness import LiveGateway, Publisher, live_gateway, new_config
 from services import Mosquitto
 from telemetry_fixtures import eventually
 from test_escalation_e2e import CARER, escalating_config, sent_to, until
-from twilio_standin import TwilioStandIn
 
 from careline.bootstrap import DIRECTORY_POLL_S
 from common.errors import ConfigError
 from gateway.config import CarelineConfig, DeviceConfig, ResidentConfig, ResponderConfig
 from gateway.directory.sections import DirectorySections
+from simulators.twilio_standin import TwilioStandIn
 
 pytestmark = pytest.mark.asyncio
 

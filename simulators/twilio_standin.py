@@ -1,4 +1,4 @@
-"""A LOCAL STAND-IN for Twilio's REST API, for tests. It is not Twilio.
+"""A LOCAL STAND-IN for Twilio's REST API, for tests and the demo. It is not Twilio.
 
 Twilio's cloud is unreachable from this machine, so the real `twilio` client is pointed at this small
 FastAPI app instead (`client.api.base_url = stand_in.base_url`). It implements only what Careline uses:
@@ -12,6 +12,9 @@ FastAPI app instead (`client.api.base_url = stand_in.base_url`). It implements o
   to OUR webhook URL, signed with `X-Twilio-Signature` exactly as Twilio signs it.
 
 What it cannot tell us: how real carriers deliver, Twilio's rate limits, or its exact validation rules.
+
+Given the gateway's URL, it also serves the simulated responders' phones (`simulators/phone.py`) at
+`/phone`: the demo's visitor sees the SMS and calls arrive and answers them as a responder would.
 
 `UvicornThread` runs any ASGI app on 127.0.0.1 in a background thread; the webhook tests use it too.
 """
@@ -35,8 +38,10 @@ import httpx
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from services import free_port
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
+
+from common.net import free_port
+from simulators.phone import ResponderPhones, phone_router
 
 API_VERSION = "2010-04-01"
 
@@ -127,11 +132,21 @@ class _State:
 class TwilioStandIn:
     """The stand-in server. Use as a context manager; `base_url` goes into `TwilioConfig.api_base_url`."""
 
-    def __init__(self, account_sid: str | None = None, auth_token: str | None = None) -> None:
+    def __init__(
+        self,
+        account_sid: str | None = None,
+        auth_token: str | None = None,
+        *,
+        port: int | None = None,
+        gateway_url: str | None = None,
+        phone_book: Mapping[str, str] | None = None,
+    ) -> None:
         self.account_sid = account_sid or "AC" + secrets.token_hex(16)
         self.auth_token = auth_token or secrets.token_hex(16)
         self._state = _State()
-        self._server = UvicornThread(self._app())
+        #: The responders' phones (with `gateway_url`): phone number → name in `phone_book`.
+        self.phones = ResponderPhones(phone_book or {}, gateway_url, self.auth_token) if gateway_url else None
+        self._server = UvicornThread(self._app(), port=port)
 
     # -- lifecycle ------------------------------------------------------------------------------------
 
@@ -201,6 +216,8 @@ class TwilioStandIn:
         async def create_call(sid: str, request: Request) -> JSONResponse:
             return await self._handle("Calls", sid, request)
 
+        if self.phones is not None:
+            app.include_router(phone_router(self.phones))
         return app
 
     async def _handle(self, resource: str, sid: str, request: Request) -> JSONResponse:
@@ -221,6 +238,8 @@ class TwilioStandIn:
         if missing is not None:
             return _error(400, *missing)
         body = _message_json(sid, record) if resource == "Messages" else _call_json(sid, record)
+        if self.phones is not None:
+            self.phones.received(resource, record.pairs)
         return JSONResponse(body, status_code=201)
 
     def _authorized(self, sid: str, header: str | None) -> bool:
