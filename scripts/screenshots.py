@@ -78,11 +78,12 @@ class Demo:
     """`careline demo` in a subprocess; the admin password is read from its banner."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.http_port = _free_port()
+        self.http_port, self.phone_port = _free_port(), _free_port()
         self.log_path = data_dir / "demo.log"
         self._log = self.log_path.open("wb")
         command = [sys.executable, "-m", "careline", "demo", "--data-dir", str(data_dir / "demo")]
         command += ["--http-port", str(self.http_port), "--mqtt-port", str(_free_port())]
+        command += ["--phone-port", str(self.phone_port), "--influx-port", "0"]
         self.process = subprocess.Popen(command, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
         self.base_url = f"http://127.0.0.1:{self.http_port}"
 
@@ -138,6 +139,17 @@ async def _extra_screens(page: Page, base_url: str, language: str) -> list[Path]
     return [await _photograph(page, base_url, screen, language)]
 
 
+async def _phone(browser: Browser, phone_url: str) -> Path:
+    """The simulated responders' phones, where the escalation's SMS and calls arrive."""
+    page = await browser.new_page(viewport=VIEWPORT)
+    await page.goto(phone_url)
+    await page.wait_for_timeout(3000)
+    target = OUT / "phone.png"
+    await page.screenshot(path=str(target))
+    await page.close()
+    return target
+
+
 async def photograph_all(browser: Browser, base_url: str, password: str) -> list[Path]:
     taken: list[Path] = []
     for language in LANGUAGES:
@@ -157,13 +169,14 @@ async def photograph_all(browser: Browser, base_url: str, password: str) -> list
     return taken
 
 
-async def _run(base_url: str, password: str) -> list[Path]:
+async def _run(demo: Demo, password: str) -> list[Path]:
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
             executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"]
         )
         try:
-            return await photograph_all(browser, base_url, password)
+            taken = await photograph_all(browser, demo.base_url, password)
+            return [*taken, await _phone(browser, f"http://127.0.0.1:{demo.phone_port}/phone")]
         finally:
             await browser.close()
 
@@ -174,7 +187,7 @@ def main() -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="careline-screens-"))
     demo = Demo(data_dir)
     try:
-        taken = asyncio.run(_run(demo.base_url, demo.password()))
+        taken = asyncio.run(_run(demo, demo.password()))
     finally:
         demo.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
