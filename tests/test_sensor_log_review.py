@@ -8,14 +8,17 @@ import csv
 import io
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from harness import Publisher, live_gateway, new_config
-from playwright.async_api import async_playwright, expect
+from playwright.async_api import Browser, async_playwright, expect
 from services import CHROMIUM, CHROMIUM_PRESENT, InfluxDB1, Mosquitto
+from test_admin_browser import page_faults
+from test_device_board import add_users
 
 from dashboard.auth import Role
 from devices.model import EventKind
@@ -152,3 +155,101 @@ async def test_a_string_heart_rate_becomes_a_telemetry_dead_letter_and_numbers_s
     assert "value 'high' is not a finite number" in letter["reason"]
     assert '"value": "high"' in letter["payload"]
     assert live.gateway.metrics.dead_letters.labels("telemetry")._value.get() == 1
+
+
+#: The alarms the chart marks on its time axis: each mark's name (the rule's) and when.
+CHART_ALARMS = """() => echarts.getInstanceByDom(document.querySelector('#chart')).getOption().series
+    .find((s) => s.id === 'alarms').markLine.data.map((mark) => ({ name: mark.name, at: mark.xAxis }))"""
+
+
+async def test_a_rooms_readings_are_charted_per_device_with_the_rooms_alarms_on_the_same_time_axis(
+    mosquitto: Mosquitto, influxdb1: InfluxDB1, tmp_path: Path, browser: Browser
+) -> None:
+    influxdb1.create_database("careline")
+    config = telemetry_config(mosquitto, influxdb1, tmp_path)
+    for device, room in (("night-climate-a", "101"), ("night-climate-b", "101"), ("night-climate-c", "102")):
+        config["devices"].append({"id": device, "type": "other", "site": "night", "room": room})
+    async with live_gateway(config) as live:
+        clients = await add_users(live)
+        manager = clients["manager"]
+        device = Publisher(mosquitto.port)
+        now_ms = time.time() * 1000
+        for n, (name, celsius) in enumerate(
+            (
+                ("night-climate-a", 21.5),
+                ("night-climate-b", 19.0),
+                ("night-climate-c", 30.0),
+                ("night-climate-a", 22.0),
+            )
+        ):
+            device.send(
+                f"careline/night/{name}/telemetry",
+                careline_event(EventKind.TEMPERATURE, celsius, ts_ms=now_ms - (5 - n) * 60_000),
+                qos=0,
+            )
+        device.sos("night", "night-pendant-wang")  # room 101
+        device.zigbee("night/102/pendant", action="sos")  # room 102: not this room's
+        await live.wait_for(lambda incidents: len(incidents) == 2, "both SOS alarms")
+        room = {"site": "night", "room": "101", "measurement": "temperature"}
+        answer: dict[str, Any] = {}
+        for _ in range(100):
+            answer = (await manager.get("/api/sensor-log", params=room)).json()
+            if len(answer["rows"]) == 3:
+                break
+            await asyncio.sleep(0.1)
+        assert [(r["tags"]["device"], r["value"]) for r in answer["rows"]] == [
+            ("night-climate-a", 21.5),
+            ("night-climate-b", 19.0),
+            ("night-climate-a", 22.0),
+        ]
+        alarms = (await manager.get("/api/review/alarms", params={"site": "night", "room": "101"})).json()
+        assert [(a["device_id"], a["rule"]) for a in alarms] == [("night-pendant-wang", "sos")]
+        hourly = (await manager.get("/api/sensor-log", params={**room, "every": "1h", "fn": "max"})).json()
+        assert {r["tags"]["device"] for r in hourly["rows"]} == {"night-climate-a", "night-climate-b"}
+
+        # A manager of the day house reads only the day house.
+        day = clients["day"]
+        assert (await day.get("/api/sensor-log", params=room)).status_code == 403
+        assert (await day.get("/api/review/alarms", params={"site": "night"})).status_code == 403
+        assert (await day.get("/api/review/alarms")).json() == []  # their only site, taken for them
+        assert (await day.get("/api/sensor-log", params={"measurement": "temperature"})).json()["rows"] == []
+
+        context = await browser.new_context(locale="en-GB", viewport={"width": 1366, "height": 768})
+        await context.add_cookies(
+            [{"name": k, "value": v, "url": live.base_url} for k, v in manager.cookies.items()]
+        )
+        page = await context.new_page()
+        faults = page_faults(page)
+        await page.goto(f"{live.base_url.rstrip('/')}/review?site=night&room=101&measurement=temperature")
+        await expect(page.locator("#summary")).to_have_text("3 points")
+        await expect(page.locator("#chart svg")).to_have_count(1)  # drawn by ECharts (SVG renderer)
+        assert await page.evaluate(CHART_SERIES) == [
+            {"id": "device:night-climate-a", "values": [21.5, 22.0]},
+            {"id": "device:night-climate-b", "values": [19.0]},
+        ]
+        [mark] = await page.evaluate(CHART_ALARMS)
+        assert mark["name"] == CATALOGUE.text("rule.sos", "en")
+        assert mark["at"] == int(datetime.fromisoformat(alarms[0]["opened_at"]).timestamp() * 1000)
+        link = page.locator("#alarms li a")
+        await expect(link).to_have_attribute("href", f"/incident/{alarms[0]['id']}")
+        await expect(page.locator("#chart")).to_contain_text(CATALOGUE.text("rule.sos", "en"))
+
+        href = await page.locator("#csv").get_attribute("href")
+        assert href is not None
+        downloaded = await page.evaluate("(url) => fetch(url).then((r) => r.text())", href)
+        assert downloaded == (await manager.get(href)).text
+        assert [row[1:] for row in csv.reader(io.StringIO(downloaded))][1:] == [
+            ["night", "101", "", "night-climate-a", "other", "21.5"],
+            ["night", "101", "", "night-climate-b", "other", "19.0"],
+            ["night", "101", "", "night-climate-a", "other", "22.0"],
+        ]
+
+        await page.select_option("#lang", "zh-CN")
+        await expect(page.locator("#alarms li a")).to_contain_text(CATALOGUE.text("rule.sos", "zh-CN"))
+        [mark] = await page.evaluate(CHART_ALARMS)
+        assert mark["name"] == CATALOGUE.text("rule.sos", "zh-CN")
+        assert faults == []
+        await context.close()
+        device.close()
+        for client in clients.values():
+            await client.aclose()
