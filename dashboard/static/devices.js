@@ -11,7 +11,7 @@ const TYPES = ["sos_button", "fall_sensor", "door_sensor", "smoke_detector", "pr
   "motion_sensor", "vitals_monitor", "bed_sensor", "other"];
 // What each flag looks like beside its words.
 const SYMBOL = {
-  fault_over_2h: "⚠", offline: "✖", silent: "✖", battery_low: "▼", test_overdue: "⏱",
+  fault_over_2h: "⚠", offline: "✖", silent: "✖", battery_low: "▼", test_overdue: "◷",
   weak_signal: "◔", never_heard: "?",
 };
 let shown = null; // the last answer, kept to redraw in another language
@@ -72,7 +72,7 @@ function signal(row) {
 function lastTest(row) {
   if (!["sos_button", "smoke_detector"].includes(row.type) && !row.last_test_at) return "—";
   const text = row.last_test_at ? formatTime(row.last_test_at, { full: true }) : t("board.neverTested");
-  return row.test_overdue ? `⏱ ${text}` : text;
+  return row.test_overdue ? `◷ ${text}` : text;
 }
 
 function rowOf(row, first) {

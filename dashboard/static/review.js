@@ -92,7 +92,7 @@ function seriesOf(rows) {
 // words say what happened; the colour only repeats it).
 function alarmSeries(alarms) {
   return {
-    id: "alarms", name: t("review.alarmSeries"), type: "line", data: [],
+    id: "alarms", name: t("review.alarmSeries"), type: "line", data: [], color: "#f85149",
     markLine: {
       symbol: "none", silent: false, animation: false,
       lineStyle: { color: "#f85149", type: "dashed", width: 2 },
