@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
@@ -101,12 +102,14 @@ class BoardRow:
         return [flag for flag in FLAGS if getattr(self, flag)]
 
     def urgency(self) -> tuple[int, float, str]:
-        """Most urgent first: the first flag in FLAGS order, then the longest fault, then the oldest test."""
+        """Most urgent first: by the first flag in FLAGS order, then the longest fault, or else the test
+        longest ago (never tested first)."""
         flags = self.flags
         rank = FLAGS.index(flags[0]) if flags else len(FLAGS)
-        waited = self.fault_for_s if self.fault_for_s is not None else 0.0
-        tested = self.last_test_at.timestamp() if self.last_test_at is not None else 0.0
-        return rank, -waited if waited else tested, self.device_id
+        if self.fault_for_s:
+            return rank, -self.fault_for_s, self.device_id
+        tested = self.last_test_at.timestamp() if self.last_test_at is not None else -math.inf
+        return rank, tested, self.device_id
 
     def as_json(self) -> dict[str, Any]:
         row = asdict(self)
@@ -117,10 +120,13 @@ class BoardRow:
         return row
 
 
-def _utc(moment: datetime | None) -> datetime | None:
-    if moment is None:
-        return None
+def _utc(moment: datetime) -> datetime:
+    # SQLite gives back naive datetimes; the store writes them in UTC.
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _utc_or_none(moment: datetime | None) -> datetime | None:
+    return None if moment is None else _utc(moment)
 
 
 def assess(
@@ -137,7 +143,7 @@ def assess(
     low = health is not None and health.battery_low
     starts = [
         _offline_start(health, offline_reason),
-        _utc(health.battery_low_since) if health and low else None,
+        _utc_or_none(health.battery_low_since) if health and low else None,
     ]
     fault_since = min((s for s in starts if s is not None), default=None)
     fault_for = (now - fault_since).total_seconds() if fault_since else None
@@ -178,8 +184,7 @@ def _offline_reason(
         return "unavailable"
     interval = rules.interval_overrides_s.get(device.id, rules.heartbeat_interval_s)
     silent_after = timedelta(seconds=interval * rules.grace_factor)
-    last_seen = _utc(health.last_seen)
-    return "silent" if last_seen is not None and now - last_seen > silent_after else None
+    return "silent" if now - _utc(health.last_seen) > silent_after else None
 
 
 def _offline_start(health: DeviceState | None, reason: str | None) -> datetime | None:
@@ -274,7 +279,6 @@ def device_board_router() -> APIRouter:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no site {site!r}")
         tests = await ctx.service.read(ctx.service.store.device_tests)
         now = _utc(ctx.service.store.now())
-        assert now is not None
         rows = board(sections, dict(ctx.devices.devices), tests, now, scope)
         rows = [r for r in rows if (site is None or r.site == site) and (type is None or r.type == type)]
         shown = [r for r in rows if flag is None or getattr(r, flag)]

@@ -85,8 +85,7 @@ class DeviceHealth:
             if event.kind is EventKind.AVAILABILITY:
                 self._availability(state, bool(event.value), event.received_at)
             elif event.kind is EventKind.BATTERY and isinstance(event.value, int | float):
-                state.battery = float(event.value)
-                self._battery_level(state, event)
+                self._battery_level(state, float(event.value), event)
             elif event.kind is EventKind.BATTERY_LOW:
                 self._battery_flag(state, event)
             elif event.kind is EventKind.LINK_QUALITY and isinstance(event.value, int | float):
@@ -97,12 +96,12 @@ class DeviceHealth:
         state.online = online
         state.offline_since = None if online else state.offline_since or at
 
-    def _battery_level(self, state: DeviceState, event: DeviceEvent) -> None:
+    def _battery_level(self, state: DeviceState, level: float, event: DeviceEvent) -> None:
+        state.battery = level
         rules = self._rules(event.site)
-        assert state.battery is not None
-        if state.battery <= rules.battery_low_pct:
+        if level <= rules.battery_low_pct:
             _battery_low(state, event.received_at)
-        elif state.battery > rules.battery_low_pct + rules.battery_recover_pct:
+        elif level > rules.battery_low_pct + rules.battery_recover_pct:
             state.battery_low, state.battery_low_since = False, None
 
     @staticmethod
