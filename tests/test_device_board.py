@@ -9,6 +9,8 @@ import csv
 import io
 import json
 import time
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,7 @@ from dashboard.auth import Role
 from dashboard.device_board import assess, board
 from dashboard.security import CSRF_HEADER
 from devices.model import DeviceEvent, DeviceType, EventKind
+from gateway.clock import FakeClock
 from gateway.config import DeviceConfig
 from gateway.directory.sections import DirectorySections
 from gateway.incidents.views import DeviceTestView
@@ -50,19 +53,28 @@ async def signed_in(live: LiveGateway, username: str) -> httpx.AsyncClient:
     return client
 
 
-async def add_users(live: LiveGateway) -> dict[str, httpx.AsyncClient]:
-    """An admin, a manager of every site and a manager of the day house only."""
+@asynccontextmanager
+async def users(live: LiveGateway) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
+    """Signed-in clients of an admin, a manager of every site and a manager of the day house only."""
     live.gateway.users.create("admin", PASSWORD, Role.ADMIN, language="en")
-    admin = await signed_in(live, "admin")
-    for name, sites in (("manager", []), ("day-manager", ["day"])):
-        body = {"username": name, "password": PASSWORD, "role": "manager", "sites": sites, "language": "en"}
-        created = await admin.post("/api/directory/users", json=body)
-        assert created.status_code == 200, created.text
-    return {
-        "admin": admin,
-        "manager": await signed_in(live, "manager"),
-        "day": await signed_in(live, "day-manager"),
-    }
+    async with AsyncExitStack() as stack:
+        admin = await signed_in(live, "admin")
+        stack.push_async_callback(admin.aclose)
+        for name, sites in (("manager", []), ("day-manager", ["day"])):
+            body = {
+                "username": name,
+                "password": PASSWORD,
+                "role": "manager",
+                "sites": sites,
+                "language": "en",
+            }
+            created = await admin.post("/api/directory/users", json=body)
+            assert created.status_code == 200, created.text
+        clients = {"admin": admin}
+        for key, name in (("manager", "manager"), ("day", "day-manager")):
+            clients[key] = await signed_in(live, name)
+            stack.push_async_callback(clients[key].aclose)
+        yield clients
 
 
 def by_id(answer: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -72,8 +84,7 @@ def by_id(answer: dict[str, Any]) -> dict[str, dict[str, Any]]:
 async def test_the_board_flags_offline_low_weak_and_untested_devices_from_real_telemetry(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
-    async with live_gateway(board_config(mosquitto, tmp_path)) as live:
-        clients = await add_users(live)
+    async with live_gateway(board_config(mosquitto, tmp_path)) as live, users(live) as clients:
         manager = clients["manager"]
         device = Publisher(mosquitto.port)
         published_at = datetime.now(UTC)
@@ -161,15 +172,45 @@ async def test_the_board_flags_offline_low_weak_and_untested_devices_from_real_t
         assert {r["device_id"]: r["battery_low"] for r in table}["night-pendant-li"] == "true"
         assert {r["device_id"]: r["test_overdue"] for r in table}["night-pendant-wang"] == "true"
         device.close()
-        for client in clients.values():
-            await client.aclose()
+
+
+async def test_a_device_offline_for_over_two_hours_tops_the_attention_list(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    config = board_config(mosquitto, tmp_path)
+    for site in config["sites"]:  # nobody falls silent in the 2 hours the clock is moved on
+        site["wellbeing"] = {"device_health": {"heartbeat_interval_s": 86_400}}
+    clock = FakeClock(datetime.now(UTC))
+    async with live_gateway(config, clock) as live, users(live) as clients:
+        manager = clients["manager"]
+        device = Publisher(mosquitto.port)
+        device.zigbee("night/102/pendant", battery=80, linkquality=100)
+        device.send("zigbee2mqtt/day/102/pendant/availability", json.dumps({"state": "offline"}).encode())
+        answer = await poll(
+            manager,
+            "/api/office/devices",
+            lambda a: (
+                by_id(a)["day-pendant-li"]["offline"] and not by_id(a)["night-pendant-li"]["never_heard"]
+            ),
+        )
+        assert by_id(answer)["day-pendant-li"]["fault_over_2h"] is False
+        clock.advance(2 * 3600 + 60)
+        late = (await manager.get("/api/office/devices")).json()
+        offline = by_id(late)["day-pendant-li"]
+        assert (offline["fault_over_2h"], offline["flags"][0]) == (True, "fault_over_2h")
+        assert offline["fault_for_s"] > 2 * 3600
+        assert late["attention"][0]["device_id"] == "day-pendant-li"
+        assert late["summary"]["fault_over_2h"] == 1
+        assert by_id(late)["night-pendant-li"]["offline"] is False  # heard 2 h ago: not yet silent
+        over = (await manager.get("/api/office/devices", params={"flag": "fault_over_2h"})).json()
+        assert [row["device_id"] for row in over["devices"]] == ["day-pendant-li"]
+        device.close()
 
 
 async def test_a_site_manager_sees_only_their_site_and_operators_are_refused(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
-    async with live_gateway(board_config(mosquitto, tmp_path)) as live:
-        clients = await add_users(live)
+    async with live_gateway(board_config(mosquitto, tmp_path)) as live, users(live) as clients:
         day = (await clients["day"].get("/api/office/devices")).json()
         assert {row["site"] for row in day["devices"]} == {"day"}
         assert day["summary"]["total"] == 6
@@ -194,8 +235,6 @@ async def test_a_site_manager_sees_only_their_site_and_operators_are_refused(
         assert (
             await clients["manager"].get("/api/office/devices", params={"site": "moon"})
         ).status_code == 404
-        for client in clients.values():
-            await client.aclose()
 
 
 async def poll(client: httpx.AsyncClient, path: str, done: Any, limit_s: float = 15.0) -> dict[str, Any]:

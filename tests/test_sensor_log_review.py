@@ -18,7 +18,7 @@ from harness import Publisher, live_gateway, new_config
 from playwright.async_api import Browser, async_playwright, expect
 from services import CHROMIUM, CHROMIUM_PRESENT, InfluxDB1, Mosquitto
 from test_admin_browser import page_faults
-from test_device_board import add_users
+from test_device_board import users
 
 from dashboard.auth import Role
 from devices.model import EventKind
@@ -169,8 +169,7 @@ async def test_a_rooms_readings_are_charted_per_device_with_the_rooms_alarms_on_
     config = telemetry_config(mosquitto, influxdb1, tmp_path)
     for device, room in (("night-climate-a", "101"), ("night-climate-b", "101"), ("night-climate-c", "102")):
         config["devices"].append({"id": device, "type": "other", "site": "night", "room": room})
-    async with live_gateway(config) as live:
-        clients = await add_users(live)
+    async with live_gateway(config) as live, users(live) as clients:
         manager = clients["manager"]
         device = Publisher(mosquitto.port)
         now_ms = time.time() * 1000
@@ -251,5 +250,3 @@ async def test_a_rooms_readings_are_charted_per_device_with_the_rooms_alarms_on_
         assert faults == []
         await context.close()
         device.close()
-        for client in clients.values():
-            await client.aclose()
