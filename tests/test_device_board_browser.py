@@ -32,6 +32,7 @@ async def test_the_board_shows_an_offline_pendant_first_in_both_languages(
         page = await browser.new_page(locale="en-GB", viewport={"width": 1366, "height": 768})
         faults = page_faults(page)
         await sign_in(page, live.base_url, "boss")
+        await page.clock.install()  # the page's 30-second refresh, run on demand
         await page.goto(f"{live.base_url}/office/devices")
 
         first = page.locator("#attention tbody tr").first
@@ -44,6 +45,13 @@ async def test_the_board_shows_an_offline_pendant_first_in_both_languages(
         await expect(page.locator("#count-test_overdue")).to_have_text("4")  # four pendants, never tested
         await expect(page.locator('#nav a[href="/office/devices"]')).to_have_attribute("aria-current", "page")
 
+        device.send("zigbee2mqtt/day/102/pendant/availability", json.dumps({"state": "offline"}).encode())
+        await live.poll("/api/devices", lambda rows: sum(not r["online"] for r in rows) == 2)
+        await page.clock.run_for(29_000)
+        await expect(page.locator("#count-offline")).to_have_text("1")  # not refreshed before 30 s
+        await page.clock.run_for(1_500)
+        await expect(page.locator("#count-offline")).to_have_text("2")
+
         await page.select_option("#lang", "zh-CN")
         offline_zh = CATALOGUE.text("board.flag.offline", "zh-CN")
         await expect(first.locator(".flag").first).to_have_text(f"✖ {offline_zh}")
@@ -55,9 +63,18 @@ async def test_the_board_shows_an_offline_pendant_first_in_both_languages(
         assert RAW_KEY.findall(text) == []
 
         await page.select_option("#filter-flag", "offline")
-        await expect(page.locator("#devices tbody tr")).to_have_count(1)
-        await expect(page.locator("#devices tbody tr")).to_have_attribute("data-device", "night-pendant-li")
-        await expect(page.locator("#csv")).to_have_attribute("href", re.compile(r"flag=offline.*format=csv"))
+        rows = page.locator("#devices tbody tr")
+        await expect(rows).to_have_count(2)
+        assert sorted(await rows.evaluate_all("(rows) => rows.map((r) => r.dataset.device)")) == [
+            "day-pendant-li",
+            "night-pendant-li",
+        ]
+        await page.select_option("#filter-site", "day")
+        await expect(rows).to_have_count(1)
+        await expect(page.locator("#count-total")).to_have_text("5")  # the tiles follow the site
+        await expect(page.locator("#csv")).to_have_attribute(
+            "href", re.compile(r"site=day&flag=offline&format=csv")
+        )
         await page.select_option("#lang", "en")
         text = await page.locator("body").inner_text()
         assert RAW_KEY.findall(text) == []
