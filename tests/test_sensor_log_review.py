@@ -8,7 +8,7 @@ import csv
 import io
 import time
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +206,8 @@ async def test_a_rooms_readings_are_charted_per_device_with_the_rooms_alarms_on_
         hourly = (await manager.get("/api/sensor-log", params={**room, "every": "1h", "fn": "max"})).json()
         assert {r["tags"]["device"] for r in hourly["rows"]} == {"night-climate-a", "night-climate-b"}
 
+        assert (await live.http.get("/review")).status_code == 403  # the operator: not this page
+        assert (await live.http.get("/api/review/alarms", params={"site": "night"})).status_code == 403
         # A manager of the day house reads only the day house.
         day = clients["day"]
         assert (await day.get("/api/sensor-log", params=room)).status_code == 403
@@ -247,6 +249,21 @@ async def test_a_rooms_readings_are_charted_per_device_with_the_rooms_alarms_on_
         await expect(page.locator("#alarms li a")).to_contain_text(CATALOGUE.text("rule.sos", "zh-CN"))
         [mark] = await page.evaluate(CHART_ALARMS)
         assert mark["name"] == CATALOGUE.text("rule.sos", "zh-CN")
+
+        # One device, over a period of the manager's own choosing, picked from the directory's lists.
+        await page.select_option("#scope", "device")
+        other = CATALOGUE.text("device_type.other", "zh-CN")
+        await page.select_option("#target", label=f"night-climate-b · {other} · Night House")
+        await page.select_option("#period", "custom")
+        await expect(page.locator("#start")).to_be_visible()
+        await page.fill("#start", (datetime.now() - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M"))
+        await page.click("#show")
+        await expect(page.locator("#summary")).to_have_text(CATALOGUE.text("review.points", "zh-CN", n=1))
+        assert await page.evaluate(CHART_SERIES) == [{"id": "device:night-climate-b", "values": [19.0]}]
+        assert await page.evaluate(CHART_ALARMS) == []  # the SOS was the pendant's, not this device's
+        href = await page.locator("#csv").get_attribute("href")
+        assert href is not None
+        assert "device=night-climate-b" in href
         assert faults == []
         await context.close()
         device.close()
