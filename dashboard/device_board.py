@@ -17,11 +17,13 @@ tests, at the moment of the request:
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -112,12 +114,15 @@ class BoardRow:
         return rank, tested, self.device_id
 
     def as_json(self) -> dict[str, Any]:
-        row = asdict(self)
-        for key, value in row.items():
-            if isinstance(value, datetime):
-                row[key] = value.isoformat()
+        row: dict[str, Any] = {}
+        for name in _FIELDS:
+            value = getattr(self, name)
+            row[name] = value.isoformat() if isinstance(value, datetime) else value
         row["flags"] = self.flags
         return row
+
+
+_FIELDS = tuple(f.name for f in fields(BoardRow))
 
 
 def _utc(moment: datetime) -> datetime:
@@ -279,23 +284,44 @@ def device_board_router() -> APIRouter:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no site {site!r}")
         tests = await ctx.service.read(ctx.service.store.device_tests)
         now = _utc(ctx.service.store.now())
-        rows = board(sections, dict(ctx.devices.devices), tests, now, scope)
-        rows = [r for r in rows if (site is None or r.site == site) and (type is None or r.type == type)]
-        shown = [r for r in rows if flag is None or getattr(r, flag)]
-        if format == "csv":
-            name = f"careline-devices-{now:%Y%m%d%H%M}.csv"
-            return Response(
-                to_csv(shown),
-                media_type="text/csv; charset=utf-8",
-                headers={"Content-Disposition": f'attachment; filename="{name}"'},
-            )
-        return {
-            "generated_at": now.isoformat(),
-            "test_interval_days": TEST_INTERVAL.days,
-            "fault_limit_hours": FAULT_LIMIT.total_seconds() / 3600,
-            "summary": summary(rows),
-            "attention": [r.as_json() for r in rows if r.flags],
-            "devices": [r.as_json() for r in shown],
-        }
+        # Thousands of devices take tens of milliseconds to assess and encode: not on the event loop
+        # the alarm lane shares. (The health snapshot is replaced whole every second, never changed.)
+        return await asyncio.to_thread(
+            _answer, sections, dict(ctx.devices.devices), tests, now, scope, (site, type, flag), format
+        )
 
     return router
+
+
+def _answer(
+    sections: DirectorySections,
+    health: Mapping[str, DeviceState],
+    tests: Sequence[DeviceTestView],
+    now: datetime,
+    scope: frozenset[str] | None,
+    narrowing: tuple[str | None, DeviceType | None, Flag | None],
+    format: Literal["json", "csv"],
+) -> Response:
+    site, kind, flag = narrowing
+    rows = [
+        row
+        for row in board(sections, health, tests, now, scope)
+        if (site is None or row.site == site) and (kind is None or row.type == kind)
+    ]
+    shown = [row for row in rows if flag is None or getattr(row, flag)]
+    if format == "csv":
+        name = f"careline-devices-{now:%Y%m%d%H%M}.csv"
+        return Response(
+            to_csv(shown),
+            media_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+    body = {
+        "generated_at": now.isoformat(),
+        "test_interval_days": TEST_INTERVAL.days,
+        "fault_limit_hours": FAULT_LIMIT.total_seconds() / 3600,
+        "summary": summary(rows),
+        "attention": [row.as_json() for row in rows if row.flags],
+        "devices": [row.as_json() for row in shown],
+    }
+    return Response(json.dumps(body, ensure_ascii=False), media_type="application/json")
