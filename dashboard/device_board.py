@@ -62,6 +62,7 @@ CSV_COLUMNS = (
     "resident",
     "resident_name",
     "online",
+    "offline_reason",
     "last_seen",
     "battery",
     "link_quality",

@@ -21,7 +21,7 @@ from harness import PASSWORD, LiveGateway, Publisher, live_gateway, new_config
 from services import Mosquitto
 
 from dashboard.auth import Role
-from dashboard.device_board import assess, board
+from dashboard.device_board import assess, board, to_csv
 from dashboard.security import CSRF_HEADER
 from devices.model import DeviceEvent, DeviceType, EventKind
 from gateway.clock import FakeClock
@@ -341,3 +341,11 @@ def test_tests_are_due_weekly_for_sos_buttons_and_smoke_detectors_only() -> None
     rows = board(sections, {}, [last_test(button, 8)], NOW, None)
     # Never tested before tested long ago; a door sensor that is only unheard comes after both.
     assert [row.device_id for row in rows] == ["smoke-1", "pendant-1", "door-1"]
+
+
+def test_the_csv_keeps_a_residents_name_from_becoming_a_spreadsheet_formula() -> None:
+    device = DeviceConfig(id="pendant-1", type=DeviceType.SOS_BUTTON, site="home", resident="r1")
+    row = assess(device, None, None, DeviceHealthConfig(), NOW, {"resident:r1": "=HYPERLINK(evil)"})
+    [exported] = list(csv.DictReader(io.StringIO(to_csv([row]))))
+    assert exported["resident_name"] == "'=HYPERLINK(evil)"
+    assert (exported["never_heard"], exported["test_overdue"], exported["battery"]) == ("true", "true", "")
