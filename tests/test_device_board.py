@@ -349,3 +349,15 @@ def test_the_csv_keeps_a_residents_name_from_becoming_a_spreadsheet_formula() ->
     [exported] = list(csv.DictReader(io.StringIO(to_csv([row]))))
     assert exported["resident_name"] == "'=HYPERLINK(evil)"
     assert (exported["never_heard"], exported["test_overdue"], exported["battery"]) == ("true", "true", "")
+
+
+def test_a_device_that_only_flags_its_battery_is_low_until_it_says_otherwise() -> None:
+    device, health = pendant(), DeviceHealth()
+    went_low = NOW - timedelta(minutes=30)
+    health([reported(device, EventKind.BATTERY_LOW, None, went_low)])  # Zigbee2MQTT: battery_low: true
+    health([reported(device, EventKind.BATTERY_LOW, True, NOW - timedelta(minutes=10))])
+    row = assess(device, health.devices[device.id], None, DeviceHealthConfig(), NOW, {})
+    assert (row.battery_low, row.fault_since, row.battery) == (True, went_low, None)
+    health([reported(device, EventKind.BATTERY_LOW, False, NOW)])
+    row = assess(device, health.devices[device.id], None, DeviceHealthConfig(), NOW, {})
+    assert (row.battery_low, row.fault_since) == (False, None)
