@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 from dashboard.auth import SESSION_COOKIE, Account, Role, UserStore
 from dashboard.catalogue import catalogue_router
 from dashboard.deps import Manager, Operator
+from dashboard.device_board import device_board_router
 from dashboard.directory_api import directory_router
 from dashboard.hub import IncidentHub
 from dashboard.review import sensor_log_router
@@ -231,6 +232,10 @@ def create_app(ctx: DashboardContext) -> FastAPI:
                 "last_seen": s.last_seen.isoformat(),
                 "battery": s.battery,
                 "online": s.online,
+                "link_quality": s.link_quality,
+                "battery_low": s.battery_low,
+                "offline_since": s.offline_since.isoformat() if s.offline_since else None,
+                "battery_low_since": s.battery_low_since.isoformat() if s.battery_low_since else None,
             }
             for s in ctx.devices.devices.values()
         ]
@@ -238,6 +243,7 @@ def create_app(ctx: DashboardContext) -> FastAPI:
     app.include_router(sensor_log_router(ctx))
     app.include_router(catalogue_router())
     app.include_router(directory_router())
+    app.include_router(device_board_router())
 
     @app.get("/api/audit/verify", tags=["audit"])
     async def audit_verify(_: Manager) -> AuditChainView:

@@ -1,5 +1,7 @@
-"""Managers' review of sensor logs: readings and events from InfluxDB (InfluxQL), the alarms raised in the
-same period, CSV export. Reads go to InfluxDB and the store's read pool, never near the alarm lane."""
+"""Managers' review of sensor logs: readings and events from InfluxDB (InfluxQL) of a resident, a room or
+a device, the alarms raised in the same period, CSV export. Reads go to InfluxDB and the store's read
+pool, never near the alarm lane. A manager with sites reads only theirs: the site is then required (or
+taken as their only one), and another site's is refused."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import Response
 from pydantic import AfterValidator
 
+from dashboard.auth import Account
 from dashboard.deps import Manager
 from gateway.incidents.views import IncidentView
 from gateway.telemetry.reads import SensorFilter, SensorRow, TelemetryQueryError, to_csv
@@ -46,6 +49,21 @@ def _span(start: datetime | None, end: datetime | None) -> tuple[datetime, datet
     return start, end
 
 
+def _site_in_scope(account: Account, site: str | None) -> str | None:
+    """The site to read: as given, or the user's only one; 403 for a site not theirs, 422 if they have
+    several and gave none (their readings could otherwise mix with other sites')."""
+    scope = account.scope
+    if scope is None:
+        return site
+    if site is None:
+        if len(scope) == 1:
+            return next(iter(scope))
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "choose one of your sites")
+    if site not in scope:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"site {site!r} is not one of yours")
+    return site
+
+
 def _row(row: SensorRow) -> dict[str, Any]:
     return {"time": row.time.isoformat(), "value": row.value, "tags": dict(row.tags)}
 
@@ -55,7 +73,7 @@ def sensor_log_router(ctx: Any) -> APIRouter:
 
     @router.get("/api/sensor-log")
     async def sensor_log(
-        _: Manager,
+        account: Manager,
         measurement: str,
         site: str | None = None,
         room: str | None = None,
@@ -71,10 +89,14 @@ def sensor_log_router(ctx: Any) -> APIRouter:
         if ctx.sensor_log is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no telemetry store is configured")
         begin, finish = _span(start, end)
+        site = _site_in_scope(account, site)
         filters = SensorFilter(site=site, room=room, resident=resident, device=device)
         try:
             rows = await (
-                ctx.sensor_log.aggregated(measurement, filters, begin, finish, every=every, fn=fn)
+                # Per device: a room's or a resident's devices are each a series of their own.
+                ctx.sensor_log.aggregated(
+                    measurement, filters, begin, finish, every=every, fn=fn, by=("device",)
+                )
                 if every
                 else ctx.sensor_log.raw(measurement, filters, begin, finish, limit=limit)
             )
@@ -98,15 +120,20 @@ def sensor_log_router(ctx: Any) -> APIRouter:
 
     @router.get("/api/review/alarms")
     async def alarms(
-        _: Manager,
+        account: Manager,
         site: str | None = None,
+        room: str | None = None,
         resident: str | None = None,
         device: str | None = None,
         start: ReviewTime | None = None,
         end: ReviewTime | None = None,
     ) -> list[IncidentView]:
+        """Incidents opened in the period (newest first) of the resident, room or device reviewed."""
         begin, finish = _span(start, end)
+        site = _site_in_scope(account, site)
         store = ctx.service.store
-        return list(await ctx.service.read(store.incidents_between, begin, finish, site, resident, device))
+        return list(
+            await ctx.service.read(store.incidents_between, begin, finish, site, resident, device, room)
+        )
 
     return router

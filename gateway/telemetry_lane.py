@@ -32,6 +32,8 @@ from devices.model import (
 from devices.registry import DeviceRegistry
 from gateway.metrics import Metrics
 from gateway.unbound import UnboundDevices
+from rules.wellbeing.common import flag
+from rules.wellbeing.config import DeviceHealthConfig
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +52,29 @@ class DeviceState:
     last_seen: datetime
     battery: float | None = None
     online: bool = True
+    #: Zigbee link quality (LQI, 0..255) or the device's own signal figure, as last reported.
+    link_quality: float | None = None
+    #: At or below the site's `device_health.battery_low_pct` (or the device said so), until it reads
+    #: above that plus `battery_recover_pct`, as the device-health rule decides.
+    battery_low: bool = False
+    #: When the device went offline / its battery went low; None while it is not. The managers' board
+    #: times its faults from these (JGJ/T 484: a workaround within 2 hours of a device fault).
+    offline_since: datetime | None = None
+    battery_low_since: datetime | None = None
+
+
+def _default_rules(_site: str) -> DeviceHealthConfig:
+    return DeviceHealthConfig()
 
 
 class DeviceHealth:
-    """Last sign of life per device, for the operators' device list."""
+    """Last sign of life per device, its battery, link quality and since when it is faulty, for the
+    operators' device list and the managers' device board. `rules` gives a site's device-health settings
+    (the battery threshold), as the device-health rule reads them."""
 
-    def __init__(self) -> None:
+    def __init__(self, rules: Callable[[str], DeviceHealthConfig] = _default_rules) -> None:
         self.devices: dict[str, DeviceState] = {}
+        self._rules = rules
 
     def __call__(self, events: Sequence[DeviceEvent]) -> None:
         for event in events:
@@ -64,14 +82,45 @@ class DeviceHealth:
             if state is None:
                 state = self.devices[event.device_id] = DeviceState(event.device_id, event.received_at)
             state.last_seen = max(state.last_seen, event.received_at)
-            if event.kind is EventKind.BATTERY and isinstance(event.value, int | float):
-                state.battery = float(event.value)
-            elif event.kind is EventKind.AVAILABILITY:
-                state.online = bool(event.value)
+            if event.kind is EventKind.AVAILABILITY:
+                self._availability(state, bool(event.value), event.received_at)
+            elif event.kind is EventKind.BATTERY and isinstance(event.value, int | float):
+                self._battery_level(state, float(event.value), event)
+            elif event.kind is EventKind.BATTERY_LOW:
+                self._battery_flag(state, event)
+            elif event.kind is EventKind.LINK_QUALITY and isinstance(event.value, int | float):
+                state.link_quality = float(event.value)
+
+    @staticmethod
+    def _availability(state: DeviceState, online: bool, at: datetime) -> None:
+        state.online = online
+        state.offline_since = None if online else state.offline_since or at
+
+    def _battery_level(self, state: DeviceState, level: float, event: DeviceEvent) -> None:
+        state.battery = level
+        rules = self._rules(event.site)
+        if level <= rules.battery_low_pct:
+            _battery_low(state, event.received_at)
+        elif level > rules.battery_low_pct + rules.battery_recover_pct:
+            state.battery_low, state.battery_low_since = False, None
+
+    @staticmethod
+    def _battery_flag(state: DeviceState, event: DeviceEvent) -> None:
+        low = flag(event.value, none_means=True)
+        if low:
+            _battery_low(state, event.received_at)
+        elif low is False and state.battery is None:
+            # A level, when the device reports one, decides; the flag alone clears only flag-only devices.
+            state.battery_low, state.battery_low_since = False, None
 
     def forget_unbound(self, registry: DeviceRegistry) -> None:
         """Devices the directory no longer holds leave the operators' device list."""
         self.devices = {device: state for device, state in self.devices.items() if registry.by_id(device)}
+
+
+def _battery_low(state: DeviceState, at: datetime) -> None:
+    state.battery_low = True
+    state.battery_low_since = state.battery_low_since or at
 
 
 class TelemetryLane:

@@ -46,6 +46,7 @@ from gateway.wellbeing import WellbeingMonitor
 from rules import RuleContext, RuleEngine
 from rules.model import Decision
 from rules.wellbeing import wellbeing_rules
+from rules.wellbeing.config import DeviceHealthConfig
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +129,7 @@ def _watch_parent(parent_pid: int, period_s: float) -> NoReturn:
 
 async def _run_child(config: CarelineConfig, inbox: Any, outbox: Any, directory_version: int = 0) -> None:
     loop = asyncio.get_running_loop()
-    clock, metrics, health = SystemClock(), Metrics(), DeviceHealth()
+    clock, metrics = SystemClock(), Metrics()
 
     async def send_decisions(decisions: Sequence[Decision]) -> None:
         outbox.put((DECISIONS, list(decisions)))
@@ -137,6 +138,12 @@ async def _run_child(config: CarelineConfig, inbox: Any, outbox: Any, directory_
         outbox.put((DEAD_LETTERS, letters))
 
     context = rule_context(config)
+    # The context follows the directory applied live, so a site's new battery threshold counts at once.
+    health = DeviceHealth(
+        lambda site: (
+            context.site(site).wellbeing.device_health if context.has_site(site) else DeviceHealthConfig()
+        )
+    )
     wellbeing = WellbeingMonitor(
         RuleEngine(
             wellbeing_rules(

@@ -23,7 +23,7 @@ from careline.bootstrap import Gateway, bootstrap
 from dashboard.auth import Role
 from dashboard.security import CSRF_HEADER
 from devices.model import EventKind
-from gateway.clock import zone_where_local_hour_is
+from gateway.clock import Clock, zone_where_local_hour_is
 from gateway.config import CarelineConfig
 from simulators.payloads import careline_event
 
@@ -183,8 +183,10 @@ async def next_incident_frame(ws: websockets.ClientConnection, limit_s: float = 
 
 
 @asynccontextmanager
-async def live_gateway(config: dict[str, Any]) -> AsyncIterator[LiveGateway]:
-    gateway = bootstrap(CarelineConfig.model_validate(config))
+async def live_gateway(config: dict[str, Any], clock: Clock | None = None) -> AsyncIterator[LiveGateway]:
+    """`clock` is the gateway's (the store's, the sessions', the pages' "now"); its telemetry process
+    keeps the system clock."""
+    gateway = bootstrap(CarelineConfig.model_validate(config), clock=clock)
     gateway.open_store()
     gateway.users.create("operator", PASSWORD, Role.OPERATOR)
     stop = asyncio.Event()

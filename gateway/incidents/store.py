@@ -428,6 +428,7 @@ class IncidentStore:
         site: str | None = None,
         resident: str | None = None,
         device: str | None = None,
+        room: str | None = None,
     ) -> list[IncidentView]:
         """Incidents opened in a period, for managers' review (newest first)."""
         query = select(Incident).where(Incident.opened_at >= start, Incident.opened_at < end)
@@ -435,6 +436,7 @@ class IncidentStore:
             (Incident.site, site),
             (Incident.resident, resident),
             (Incident.device_id, device),
+            (Incident.room, room),
         ):
             if value is not None:
                 query = query.where(column == value)

@@ -126,6 +126,8 @@ class DeviceHealthConfig(StrictModel):
     battery_recover_pct: float = Field(5.0, ge=0, le=50)
     #: Tamper switches often report only "true"; a tamper still reported is raised again after this.
     tamper_repeat_s: float = Field(3600.0, ge=60)
+    #: Below this link quality (Zigbee LQI, 0..255) the managers' device board flags a weak signal.
+    weak_link_quality: float = Field(40.0, ge=0, le=255)
 
 
 class BaselineConfig(StrictModel):
