@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -96,8 +97,11 @@ def _audit_conditions(filters: AuditFilter) -> ColumnElement[bool]:
     text = None
     if filters.text:
         pattern = f"%{escape_like(filters.text)}%"
+        # The details are JSON with non-ASCII written as \uXXXX escapes: look for that spelling too.
+        escaped = f"%{escape_like(json.dumps(filters.text)[1:-1])}%"
         text = or_(
             cast(AuditEntry.details, String).like(pattern, escape="\\"),
+            cast(AuditEntry.details, String).like(escaped, escape="\\"),
             AuditEntry.actor.like(pattern, escape="\\"),
             AuditEntry.action.like(pattern, escape="\\"),
         )
