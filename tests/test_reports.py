@@ -119,12 +119,14 @@ def test_an_unanswered_alarm_counts_against_the_share_and_not_in_the_times(engin
     total = report(engine).total
     assert (total.incidents, total.acknowledged, total.resolved) == (2, 1, 1)
     assert total.acknowledge.median_s == 20
-    assert total.targets[0].share == 0.5 and total.targets[0].met is False
+    assert total.targets[0].share == 0.5
+    assert total.targets[0].met is False
 
 
 def test_an_empty_period_has_no_figures_and_no_verdict(engine: Engine) -> None:
     total = report(engine).total
-    assert total.incidents == 0 and total.acknowledge.median_s is None
+    assert total.incidents == 0
+    assert total.acknowledge.median_s is None
     assert [(t.share, t.met) for t in total.targets] == [(None, None), (None, None)]
 
 
@@ -180,7 +182,8 @@ def test_by_operator_a_responder_is_one_whatever_channel_they_answered_through(e
     )
     rows = {row.group: row.kpi for row in report(engine, group="operator").rows}
     assert set(rows) == {"responder:r1", "user:li", ""}
-    assert rows["responder:r1"].incidents == 2 and rows["responder:r1"].acknowledge.mean_s == 15
+    assert rows["responder:r1"].incidents == 2
+    assert rows["responder:r1"].acknowledge.mean_s == 15
     assert rows["user:li"].targets[1].met is False
     assert operator_of("responder:r1 via link") == "responder:r1"
 
@@ -235,7 +238,8 @@ def test_false_alarms_per_device_and_per_type(engine: Engine) -> None:
         ("pendant-a", 4, 2, 1),
         ("pendant-b", 1, 0, 0),
     ]
-    assert by_device[1].false_alarm_rate == 0.5 and by_device[1].cancelled_rate == 0.25
+    assert by_device[1].false_alarm_rate == 0.5
+    assert by_device[1].cancelled_rate == 0.25
     assert by_device[1].site == "west"
     assert [(r.key, r.incidents, r.false_alarms) for r in by_rule] == [("fall", 1, 1), ("sos", 5, 2)]
 
@@ -246,9 +250,11 @@ def test_the_csv_holds_the_same_figures_as_the_rows(engine: Engine) -> None:
     rows = [response_row(row) for row in result.rows]
     parsed = list(csv.DictReader(io.StringIO(to_csv(RESPONSE_COLUMNS, rows))))
     assert [r["group"] for r in parsed] == ["east", "west"]
-    assert parsed[0]["ack_p90_s"] == "180.0" and parsed[0]["met_60s"] == "false"
+    assert parsed[0]["ack_p90_s"] == "180.0"
+    assert parsed[0]["met_60s"] == "false"
     assert float(parsed[0]["share_60s"]) == pytest.approx(7 / 11, abs=1e-6)
-    assert parsed[1]["met_180s"] == "true" and parsed[1]["bucket"] == "2026-03"
+    assert parsed[1]["met_180s"] == "true"
+    assert parsed[1]["bucket"] == "2026-03"
 
 
 def test_history_filters_by_wing_rule_outcome_operator_and_pages(engine: Engine) -> None:
@@ -307,7 +313,8 @@ def test_audit_filters_and_scope(engine: Engine) -> None:
     assert ids(action="directory.changed") == [3]
     assert ids(incident_id=1) == [1]
     assert ids(text="新房间") == [3]
-    assert ids(text="101_a") == [3] and ids(text="1%a") == []
+    assert ids(text="101_a") == [3]
+    assert ids(text="1%a") == []
     assert ids(sites=frozenset({"east"})) == [1]
 
 
