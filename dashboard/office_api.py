@@ -134,7 +134,9 @@ def office_router(ctx: Any) -> APIRouter:
         resident: Text = None,
         rule: Text = None,
         outcome: Outcome | None = None,
-        operator: Text = Query(None, description='who acknowledged or resolved: "user:li", "responder:r1"'),
+        operator: Annotated[
+            str | None, Query(max_length=200, description='acknowledged or resolved by: "user:li"')
+        ] = None,
         offset: int = Query(0, ge=0, le=MAX_OFFSET),
         limit: int = Query(100, ge=1, le=500),
         format: Format = "json",
