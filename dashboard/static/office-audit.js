@@ -48,7 +48,14 @@ function filters() {
   return query;
 }
 
-const details = (d) => (d && Object.keys(d).length ? JSON.stringify(d) : "—");
+// Long details (a whole site's settings) are cut on the screen; the tooltip and the CSV hold them whole.
+const DETAILS_SHOWN = 240;
+function details(d) {
+  if (!d || !Object.keys(d).length) return "—";
+  const text = JSON.stringify(d);
+  const shown = text.length > DETAILS_SHOWN ? `${text.slice(0, DETAILS_SHOWN)}…` : text;
+  return el("span", { class: "details", title: text, text: shown });
+}
 
 const COLUMNS = [
   ["office.col.id", (e) => e.id],

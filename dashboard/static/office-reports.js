@@ -79,10 +79,11 @@ function resetCharts() {
 function drawShares(series) {
   const chart = chartOf("shares", $("#share-chart"));
   const buckets = series.map((r) => r.bucket);
-  const line = (key, name, target) => ({
+  // The two target lines lie 1.5 points apart: one label above its line, the other below.
+  const line = (key, name, target, position) => ({
     name, type: "line", data: series.map((r) => (r[key] === null ? null : Number((r[key] * 100).toFixed(2)))),
     connectNulls: false, symbolSize: 7,
-    markLine: { symbol: "none", label: { formatter: `${t("office.target")} ${target} %` },
+    markLine: { symbol: "none", label: { formatter: `${t("office.target")} ${target} %`, position, color: "#e8edf2", fontSize: 13 },
       lineStyle: { type: "dashed" }, data: [{ yAxis: target }] },
   });
   chart.setOption({
@@ -90,11 +91,12 @@ function drawShares(series) {
     textStyle: { fontSize: 14 },
     tooltip: { trigger: "axis", valueFormatter: (v) => (v === null || v === undefined ? "—" : `${v} %`) },
     legend: { textStyle: { color: "#e8edf2", fontSize: 14 } },
-    grid: { left: 60, right: 110, top: 40, bottom: 40 },
+    grid: { left: 60, right: 30, top: 40, bottom: 40 },
     xAxis: { type: "category", data: buckets, axisLabel: { color: "#a3b0bd" } },
     yAxis: { type: "value", min: (v) => Math.max(0, Math.floor(Math.min(v.min, 95) - 1)), max: 100,
-      axisLabel: { color: "#a3b0bd", formatter: "{value} %" } },
-    series: [line("share_60s", t("office.kpi.within60"), 97.5), line("share_180s", t("office.kpi.within180"), 99)],
+      axisLabel: { color: "#a3b0bd", formatter: "{value} %" }, splitLine: { lineStyle: { color: "#2e3843" } } },
+    series: [line("share_60s", t("office.kpi.within60"), 97.5, "insideEndBottom"),
+      line("share_180s", t("office.kpi.within180"), 99, "insideEndTop")],
   }, true);
 }
 
@@ -108,7 +110,7 @@ function drawFalseAlarms(rows, by) {
     legend: { textStyle: { color: "#e8edf2", fontSize: 14 } },
     grid: { left: 60, right: 30, top: 40, bottom: 70 },
     xAxis: { type: "category", data: names, axisLabel: { color: "#a3b0bd", rotate: 30 } },
-    yAxis: { type: "value", axisLabel: { color: "#a3b0bd" } },
+    yAxis: { type: "value", minInterval: 1, axisLabel: { color: "#a3b0bd" }, splitLine: { lineStyle: { color: "#2e3843" } } },
     series: [
       { name: t("office.col.falseAlarms"), type: "bar", stack: "n", data: top.map((r) => r.false_alarms) },
       { name: t("office.col.cancelled"), type: "bar", stack: "n", data: top.map((r) => r.cancelled_by_resident) },
