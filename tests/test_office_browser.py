@@ -124,6 +124,15 @@ async def test_the_history_filters_and_shows_an_incidents_timeline(
         await page.click("#show")
         await expect(page.locator("#history-table tbody tr[data-incident-id]")).to_have_count(2)
         await no_raw_keys(page)
+
+        await page.select_option("#period", "custom")
+        await page.fill("#start", "")
+        await page.click("#show")
+        await expect(page.locator("#error-text")).to_have_text("请选择时间段的开始和结束日期。")
+        await page.fill("#start", "2020-01-01")
+        await page.fill("#end", "2020-01-31")
+        await page.click("#show")
+        await expect(page.locator("#history-total")).to_have_text("共 0 条事件符合条件")
         assert faults == []
 
 

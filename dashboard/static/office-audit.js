@@ -79,9 +79,9 @@ function render() {
 async function show(event, at = 0) {
   event?.preventDefault();
   offset = at;
-  const query = filters();
-  $("#audit-csv").href = downloadLink("/api/office/audit", { ...query, format: "csv" });
   try {
+    const query = filters();
+    $("#audit-csv").href = downloadLink("/api/office/audit", { ...query, format: "csv" });
     shown = await api(downloadLink("/api/office/audit", { ...query, offset, limit: PAGE_SIZE }));
     $("#error-banner").hidden = true;
     render();

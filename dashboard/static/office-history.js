@@ -115,9 +115,9 @@ function render() {
 async function show(event, at = 0) {
   event?.preventDefault();
   offset = at;
-  const query = filters();
-  $("#history-csv").href = downloadLink("/api/office/incidents", { ...query, format: "csv" });
   try {
+    const query = filters();
+    $("#history-csv").href = downloadLink("/api/office/incidents", { ...query, format: "csv" });
     shown = await api(downloadLink("/api/office/incidents", { ...query, offset, limit: PAGE_SIZE }));
     $("#error-banner").hidden = true;
     render();

@@ -133,14 +133,14 @@ function render() {
 
 async function show(event) {
   event?.preventDefault();
-  const query = params();
-  const group = $("#group").value, bucket = $("#bucket").value, by = $("#fa-by").value;
-  const table = { ...query, group, bucket };
-  const chart = { ...query, group: "site", bucket: chartBucket(query) };
-  const wrong = { ...query, by };
-  $("#groups-csv").href = downloadLink("/api/reports/response-times", { ...table, format: "csv" });
-  $("#fa-csv").href = downloadLink("/api/reports/false-alarms", { ...wrong, format: "csv" });
   try {
+    const query = params();
+    const group = $("#group").value, bucket = $("#bucket").value, by = $("#fa-by").value;
+    const table = { ...query, group, bucket };
+    const chart = { ...query, group: "site", bucket: chartBucket(query) };
+    const wrong = { ...query, by };
+    $("#groups-csv").href = downloadLink("/api/reports/response-times", { ...table, format: "csv" });
+    $("#fa-csv").href = downloadLink("/api/reports/false-alarms", { ...wrong, format: "csv" });
     const [report, forChart, falseAlarms] = await Promise.all([
       api(downloadLink("/api/reports/response-times", table)),
       bucket === "none" ? api(downloadLink("/api/reports/response-times", chart)) : null,

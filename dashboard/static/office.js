@@ -23,6 +23,7 @@ export function chosenPeriod(preset) {
   if (days) return { start: new Date(now.getTime() - days * DAY_MS), end: now };
   const start = dayStart($("#start").value);
   const end = new Date(dayStart($("#end").value).getTime() + DAY_MS);
+  if (Number.isNaN(start.getTime()) || Number.isNaN(end.getTime())) throw new Error(t("office.badDates"));
   return { start, end };
 }
 
