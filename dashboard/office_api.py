@@ -162,6 +162,8 @@ def office_router(ctx: Any) -> APIRouter:
             "total": page.total,
             "offset": offset,
             "limit": limit,
+            #: Every outcome an incident may have, for the page's filter (new ones appear by themselves).
+            "outcomes": [o.value for o in Outcome],
             "incidents": [
                 {**IncidentView.of(i, directory).model_dump(mode="json"), "link": f"/incident/{i.id}"}
                 for i in page.items

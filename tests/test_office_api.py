@@ -171,6 +171,7 @@ async def test_the_history_filters_and_pages_and_links_each_incident(
             exported = rows_of((await manager.get("/api/office/incidents", params={"format": "csv"})).text)
             assert [int(r["id"]) for r in exported] == [i["id"] for i in everything["incidents"]]
             assert exported[-1]["outcome"] == "false_alarm"
+            assert "false_alarm" in everything["outcomes"]
 
             audit = (await manager.get("/api/office/audit", params={"action": "incident.resolved"})).json()
             assert audit["total"] == 1

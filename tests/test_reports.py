@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +16,9 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import Engine, insert
 from sqlalchemy.orm import Session
+from test_catalogue import rule_names
 
+from dashboard.api import STATIC
 from gateway.config import CarelineConfig
 from gateway.incidents.db import make_engine
 from gateway.incidents.migrate import upgrade
@@ -335,3 +338,10 @@ def test_the_shifts_setting_must_cover_each_minute_once() -> None:
     )  # fmt: skip
     assert [s.name for s in three.reports.shifts] == ["early", "late", "night"]
     assert [s.name for s in CarelineConfig().reports.shifts] == ["day", "night"]
+
+
+def test_the_history_page_offers_every_alarm_type_the_gateway_raises() -> None:
+    source = (STATIC / "office-history.js").read_text(encoding="utf-8")
+    listed = re.search(r"const RULES = \[([^\]]*)\]", source)
+    assert listed is not None
+    assert sorted(re.findall(r'"(\w+)"', listed.group(1))) == sorted(rule_names())

@@ -7,7 +7,8 @@ import { fillSites, fillTable, loadSites, periodParams, seconds, setUpPeriod } f
 // The codes the filters offer; their words come from the catalogue.
 const RULES = ["sos", "fall", "smoke", "door_night", "door_left_open", "inactivity", "missed_check_in",
   "bed_exit", "vitals", "device_health", "activity_baseline", "channel_failing"];
-const OUTCOMES = ["assisted_on_site", "emergency_services_called", "false_alarm", "cancelled_by_resident",
+// Until the first answer names them all (`outcomes`, from the gateway's list).
+let outcomes = ["assisted_on_site", "emergency_services_called", "false_alarm", "cancelled_by_resident",
   "technical_fault", "other"];
 const PAGE_SIZE = 50;
 let sites = [];
@@ -119,6 +120,10 @@ async function show(event, at = 0) {
     const query = filters();
     $("#history-csv").href = downloadLink("/api/office/incidents", { ...query, format: "csv" });
     shown = await api(downloadLink("/api/office/incidents", { ...query, offset, limit: PAGE_SIZE }));
+    if (shown.outcomes.join() !== outcomes.join()) {
+      outcomes = shown.outcomes;
+      codeOptions($("#outcome"), "outcome", outcomes);
+    }
     $("#error-banner").hidden = true;
     render();
     document.body.dataset.loaded = "true";
@@ -130,7 +135,7 @@ async function show(event, at = 0) {
 async function main() {
   await startPage({ onLanguage: () => {
     codeOptions($("#rule"), "rule", RULES);
-    codeOptions($("#outcome"), "outcome", OUTCOMES);
+    codeOptions($("#outcome"), "outcome", outcomes);
     fillSites($("#site"), sites);
     fillWings();
     render();
