@@ -1,7 +1,7 @@
 """Time to acknowledge and to resolve, and the share acknowledged within 60 s and 180 s against the
 TEC Quality yardsticks (97.5 % and 99 %), per site, shift, alarm type or operator, by day or month.
 
-One indexed query fetches the period's incidents with their durations computed in SQL (site and
+One indexed query fetches the period's incidents with their times as epoch seconds computed in SQL (site and
 `opened_at` are what `ix_incidents_site_opened` / `ix_incidents_opened_at` serve); grouping by the
 site-local day, month and shift, and the percentiles, are done on those columns with numpy."""
 
@@ -20,13 +20,20 @@ from sqlalchemy import Connection, select
 from gateway.incidents.schema import Incident
 from gateway.reports.config import ReportsConfig
 from gateway.reports.sql import all_of, epoch_seconds, in_sites
-from gateway.reports.zones import day_labels, local_seconds, minute_of_day, month_labels
+from gateway.reports.zones import (
+    Coded,
+    day_label,
+    day_numbers,
+    local_seconds,
+    minute_of_day,
+    month_label,
+    month_numbers,
+)
 
 Group = Literal["site", "shift", "rule", "operator"]
 Bucket = Literal["day", "month", "none"]
 #: Test calls are not alarms anyone had to answer (the console's outcome): they do not count.
 NOT_COUNTED_OUTCOMES = ("test_call",)
-SEPARATOR = "\x1f"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,9 +141,10 @@ def _operators(actors: tuple[str | None, ...]) -> npt.NDArray[np.str_]:
     return np.array([operator_of(a or None) for a in distinct.tolist()], dtype=np.str_)[inverse]
 
 
-def _seconds(values: tuple[float | None, ...]) -> npt.NDArray[np.float64]:
-    # None becomes NaN. SQLite's julianday() is exact to about 20 µs: to the millisecond, 60 s stays 60.
-    return np.asarray(np.round(np.array(values, dtype=np.float64), 3), dtype=np.float64)
+def _duration(opened: npt.NDArray[np.float64], ends: tuple[float | None, ...]) -> npt.NDArray[np.float64]:
+    # None becomes NaN.
+    seconds = np.array(ends, dtype=np.float64) - opened
+    return np.asarray(np.round(seconds, 3), dtype=np.float64)
 
 
 def _fetch(connection: Connection, filters: ReportFilter, group: Group) -> _Columns:
@@ -146,8 +154,8 @@ def _fetch(connection: Connection, filters: ReportFilter, group: Group) -> _Colu
         Incident.site,
         key,
         opened,
-        epoch_seconds(Incident.acknowledged_at) - opened,
-        epoch_seconds(Incident.resolved_at) - opened,
+        epoch_seconds(Incident.acknowledged_at),
+        epoch_seconds(Incident.resolved_at),
     ).where(
         all_of(
             Incident.opened_at >= filters.start,
@@ -158,13 +166,16 @@ def _fetch(connection: Connection, filters: ReportFilter, group: Group) -> _Colu
     )
     rows = connection.execute(query).all()
     columns: list[tuple[Any, ...]] = list(zip(*rows, strict=True)) if rows else [()] * 5
-    site = np.array(columns[0], dtype=np.str_)
+    # Durations are differences of epoch seconds taken here: SQL would read `opened_at` three times.
+    # julianday() is exact to about 20 µs: to the millisecond, 16:00:00 stays 16:00 (not 15:59:59.99998,
+    # the day before) and 60 s stays 60 s.
+    opened_s = np.asarray(np.round(np.array(columns[2], dtype=np.float64), 3), dtype=np.float64)
     return _Columns(
-        site=site,
+        site=np.array(columns[0], dtype=np.str_),
         key=_operators(columns[1]) if group == "operator" else np.array(columns[1], dtype=np.str_),
-        opened=_seconds(columns[2]),
-        ack_s=_seconds(columns[3]),
-        resolve_s=_seconds(columns[4]),
+        opened=opened_s,
+        ack_s=_duration(opened_s, columns[3]),
+        resolve_s=_duration(opened_s, columns[4]),
     )
 
 
@@ -190,19 +201,26 @@ def _kpi(ack_s: npt.NDArray[np.float64], resolve_s: npt.NDArray[np.float64]) -> 
 
 
 def _groups(
-    keys: npt.NDArray[np.str_], buckets: npt.NDArray[np.str_] | None
-) -> Iterator[tuple[str, str | None, npt.NDArray[np.intp]]]:
-    """Each (group, bucket) present, in order, with the indices of its incidents: one sort, not a scan
-    per group (a year by day and operator has thousands of groups)."""
-    if keys.size == 0:
+    keys: Coded, buckets: npt.NDArray[np.int64] | None
+) -> Iterator[tuple[int, int | None, npt.NDArray[np.intp]]]:
+    """Each (group, bucket) present, in order, with the indices of its incidents: one integer sort, not
+    a scan per group (a year by day and operator has thousands of groups)."""
+    if keys.codes.size == 0:
         return
-    combined = keys if buckets is None else np.char.add(np.char.add(keys, SEPARATOR), buckets)
-    labels, inverse = np.unique(combined, return_inverse=True)
+    if buckets is None:
+        combined = keys.codes.astype(np.int64)
+    else:
+        first = int(buckets.min())
+        span = int(buckets.max()) - first + 1
+        combined = keys.codes.astype(np.int64) * span + (buckets - first)
+    present, inverse = np.unique(combined, return_inverse=True)
     order = np.argsort(inverse, kind="stable")
-    ends = np.cumsum(np.bincount(inverse, minlength=labels.size))
-    for label, indices in zip(labels.tolist(), np.split(order, ends[:-1]), strict=True):
-        key, _, bucket = str(label).partition(SEPARATOR)
-        yield key, (None if buckets is None else bucket), indices
+    ends = np.cumsum(np.bincount(inverse, minlength=present.size))
+    for value, indices in zip(present.tolist(), np.split(order, ends[:-1]), strict=True):
+        if buckets is None:
+            yield value, None, indices
+        else:
+            yield value // span, first + value % span, indices
 
 
 def response_times(
@@ -217,24 +235,37 @@ def response_times(
 ) -> ResponseReport:
     """The report of incidents opened in [start, end); `zones` gives each site's time zone."""
     data = _fetch(connection, filters, group)
-    local = local_seconds(data.opened, data.site, zones, default_zone)
-    buckets = None if bucket == "none" else (day_labels(local) if bucket == "day" else month_labels(local))
+    sites = Coded.of(data.site)
+    local = local_seconds(data.opened, sites, zones, default_zone)
+    buckets, label = None, None
+    if bucket != "none":
+        buckets = day_numbers(local) if bucket == "day" else month_numbers(local)
+        label = day_label if bucket == "day" else month_label
     if group == "shift":
-        shift_names = np.array([s.name for s in settings.shifts], dtype=np.str_)
-        keys = shift_names[np.array(settings.shift_of_minute())[minute_of_day(local)]]
+        names = [s.name for s in settings.shifts]
+        # Shift order as configured, not alphabetical: codes are the shifts' positions.
+        keys = Coded(names, np.array(settings.shift_of_minute(), dtype=np.intp)[minute_of_day(local)])
     else:
-        keys = data.key
-    rows = tuple(
-        ResponseRow(key, label, _kpi(data.ack_s[indices], data.resolve_s[indices]))
-        for key, label, indices in _groups(keys, buckets)
-    )
-    series: tuple[ResponseRow, ...] = ()
-    if buckets is not None:
-        everyone = np.full(buckets.size, "", dtype=np.str_)
-        series = tuple(
-            ResponseRow(None, label, _kpi(data.ack_s[indices], data.resolve_s[indices]))
-            for _, label, indices in _groups(everyone, buckets)
+        keys = sites if group == "site" else Coded.of(data.key)
+
+    def rows_of(of: Coded, named: bool) -> tuple[ResponseRow, ...]:
+        return tuple(
+            ResponseRow(
+                of.names[key] if named else None,
+                None if at is None or label is None else label(at),
+                _kpi(data.ack_s[indices], data.resolve_s[indices]),
+            )
+            for key, at, indices in _groups(of, buckets)
         )
+
+    everyone = Coded([""], np.zeros(data.opened.size, dtype=np.intp))
+    series = rows_of(everyone, named=False) if buckets is not None else ()
     return ResponseReport(
-        filters.start, filters.end, group, bucket, _kpi(data.ack_s, data.resolve_s), series, rows
+        filters.start,
+        filters.end,
+        group,
+        bucket,
+        _kpi(data.ack_s, data.resolve_s),
+        series,
+        rows_of(keys, True),
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
@@ -24,9 +25,21 @@ def _hourly_offsets(zone: ZoneInfo, first_hour: int, hours: int) -> npt.NDArray[
     return offsets
 
 
-def local_seconds(
-    epochs: Seconds, sites: npt.NDArray[np.str_], zones: Mapping[str, ZoneInfo], default: ZoneInfo
-) -> Seconds:
+@dataclass(frozen=True, slots=True)
+class Coded:
+    """Strings as small integers (one sort of the strings, then integer work): `names[codes]` is the
+    original array."""
+
+    names: list[str]
+    codes: npt.NDArray[np.intp]
+
+    @classmethod
+    def of(cls, values: npt.NDArray[np.str_]) -> Coded:
+        names, codes = np.unique(values, return_inverse=True)
+        return cls([str(n) for n in names.tolist()], codes.reshape(-1))
+
+
+def local_seconds(epochs: Seconds, sites: Coded, zones: Mapping[str, ZoneInfo], default: ZoneInfo) -> Seconds:
     """Each instant (UTC seconds) as seconds of its site's local clock since 1970-01-01 00:00 local."""
     local = epochs.copy()
     if epochs.size == 0:
@@ -34,26 +47,32 @@ def local_seconds(
     first_hour = int(np.floor(epochs.min() / HOUR))
     hours = int(np.floor(epochs.max() / HOUR)) - first_hour + 1
     by_zone: dict[str, npt.NDArray[np.int64]] = {}
-    for site in np.unique(sites):
-        mask = sites == site
-        zone = zones.get(str(site), default)
+    for code, site in enumerate(sites.names):
+        mask = sites.codes == code
+        zone = zones.get(site, default)
         if zone.key not in by_zone:
             by_zone[zone.key] = _hourly_offsets(zone, first_hour, hours)
-        offsets = by_zone[zone.key]
         index = (np.floor(epochs[mask] / HOUR) - first_hour).astype(np.int64)
-        local[mask] = epochs[mask] + offsets[index]
+        local[mask] = epochs[mask] + by_zone[zone.key][index]
     return local
 
 
-def day_labels(local: Seconds) -> npt.NDArray[np.str_]:
-    """YYYY-MM-DD of each local clock reading."""
-    return np.datetime_as_string(np.floor(local / DAY).astype("datetime64[D]"), unit="D")
+def day_numbers(local: Seconds) -> npt.NDArray[np.int64]:
+    """Days since 1970-01-01 of each local clock reading."""
+    return np.floor(local / DAY).astype(np.int64)
 
 
-def month_labels(local: Seconds) -> npt.NDArray[np.str_]:
-    """YYYY-MM of each local clock reading."""
-    days = np.floor(local / DAY).astype("datetime64[D]")
-    return np.datetime_as_string(days.astype("datetime64[M]"), unit="M")
+def month_numbers(local: Seconds) -> npt.NDArray[np.int64]:
+    """Months since January 1970 of each local clock reading."""
+    return day_numbers(local).astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+
+
+def day_label(number: int) -> str:
+    return str(np.datetime64(number, "D"))
+
+
+def month_label(number: int) -> str:
+    return str(np.datetime64(number, "M"))
 
 
 def minute_of_day(local: Seconds) -> npt.NDArray[np.int64]:
