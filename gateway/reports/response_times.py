@@ -1,9 +1,9 @@
 """Time to acknowledge and to resolve, and the share acknowledged within 60 s and 180 s against the
 TEC Quality yardsticks (97.5 % and 99 %), per site, shift, alarm type or operator, by day or month.
 
-One indexed query fetches the period's incidents with their times as epoch seconds computed in SQL (site and
-`opened_at` are what `ix_incidents_site_opened` / `ix_incidents_opened_at` serve); grouping by the
-site-local day, month and shift, and the percentiles, are done on those columns with numpy."""
+One indexed query fetches the period's incidents with their times as epoch seconds computed in SQL
+(site and `opened_at` are what `ix_incidents_site_opened` / `ix_incidents_opened_at` serve); the
+durations, the grouping by site-local day, month and shift, and the percentiles are done with numpy."""
 
 from __future__ import annotations
 
