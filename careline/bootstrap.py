@@ -205,6 +205,7 @@ class Gateway:
                 session_hours=config.http.session_hours,
                 escalations=self.escalations,
                 directory=self.directory,
+                current_config=lambda: self.config,
                 sensor_log=SensorLogReader.from_config(config.telemetry)
                 if config.telemetry.read_database
                 else None,

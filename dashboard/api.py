@@ -23,10 +23,12 @@ from dashboard.deps import Manager, Operator
 from dashboard.device_board import device_board_router
 from dashboard.directory_api import directory_router
 from dashboard.hub import IncidentHub
+from dashboard.office_api import office_router
 from dashboard.review import sensor_log_router
 from dashboard.security import OriginPolicy, SecurityHeaders, csrf_token
 from dashboard.throttle import LockStarted, LoginThrottle, ThrottledError
 from devices.model import DEAD_LETTER_PREFIX_BYTES
+from gateway.config import CarelineConfig
 from gateway.directory.store import DirectoryStore
 from gateway.escalation.store import EscalationStore
 from gateway.incidents.schema import DeadLetter, Outcome
@@ -75,6 +77,8 @@ class DashboardContext:
     #: When set, /metrics needs `Authorization: Bearer <token>`.
     metrics_token: str | None = None
     directory: DirectoryStore | None = None
+    #: The configuration in force (sites, their time zones and wings; the reports' shifts).
+    current_config: Callable[[], CarelineConfig] | None = None
 
 
 class Credentials(BaseModel):
@@ -244,6 +248,7 @@ def create_app(ctx: DashboardContext) -> FastAPI:
     app.include_router(catalogue_router())
     app.include_router(directory_router())
     app.include_router(device_board_router())
+    app.include_router(office_router(ctx))
 
     @app.get("/api/audit/verify", tags=["audit"])
     async def audit_verify(_: Manager) -> AuditChainView:

@@ -55,4 +55,7 @@ def pages_router() -> APIRouter:
     add_page(router, "/admin", "admin.html", MANAGERS)
     add_page(router, "/review", "review.html", MANAGERS)
     add_page(router, "/office/devices", "devices.html", MANAGERS)
+    add_page(router, "/office/history", "office-history.html", MANAGERS)
+    add_page(router, "/office/audit", "office-audit.html", MANAGERS)
+    add_page(router, "/office/reports", "office-reports.html", MANAGERS)
     return router

@@ -39,12 +39,21 @@ def _plausible(moment: datetime) -> datetime:
 ReviewTime = Annotated[datetime, AfterValidator(_plausible)]
 
 
-def _span(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+def period(
+    start: datetime | None,
+    end: datetime | None,
+    *,
+    longest: timedelta = MAX_SPAN,
+    default: timedelta = timedelta(hours=24),
+) -> tuple[datetime, datetime]:
+    """[start, end) in UTC: `end` defaults to now, `start` to `default` before it; 422 unless start is
+    before end and at most `longest` apart."""
     end = (end or datetime.now(UTC)).astimezone(UTC)
-    start = (start or end - timedelta(hours=24)).astimezone(UTC)
-    if start >= end or end - start > MAX_SPAN:
+    start = (start or end - default).astimezone(UTC)
+    if start >= end or end - start > longest:
         raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT, "start must be before end, at most 92 days apart"
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"start must be before end, at most {longest.days} days apart",
         )
     return start, end
 
@@ -62,6 +71,10 @@ def _site_in_scope(account: Account, site: str | None) -> str | None:
     if site not in scope:
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"site {site!r} is not one of yours")
     return site
+
+
+def _span(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
+    return period(start, end)
 
 
 def _row(row: SensorRow) -> dict[str, Any]:

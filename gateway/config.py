@@ -32,6 +32,7 @@ from devices.model import DeviceType
 from gateway.catalogue import CATALOGUE
 from gateway.escalation.config import EscalationConfig, Shift
 from gateway.references import reference_problems
+from gateway.reports.config import ReportsConfig
 from gateway.telemetry.config import TelemetryConfig
 from rules.settings import RulesConfig
 from rules.wellbeing.config import WellbeingConfig
@@ -380,6 +381,8 @@ class CarelineConfig(StrictModel):
     escalation: EscalationConfig = EscalationConfig()
     #: Where every reading and event is kept for review (InfluxDB 2.x or 1.x); off by default.
     telemetry: TelemetryConfig = TelemetryConfig()
+    #: The managers' response-time report: its shifts.
+    reports: ReportsConfig = ReportsConfig()
     _source: str | None = PrivateAttr(None)
 
     @model_validator(mode="after")
