@@ -565,5 +565,11 @@ async def test_a_user_of_one_site_never_sees_nor_touches_the_alarms_of_another(
             "/api/response-scripts/sos", params={"site": "day"}, json={"steps": STEPS}
         )
         assert own.status_code == 200
-        for client in (day_operator, day_manager):
+        admin = await client_for(live, "admin", Role.ADMIN)
+        night = await admin.put("/api/response-scripts/fall", params={"site": "night"}, json={"steps": STEPS})
+        assert night.status_code == 200
+        seen = (await day_operator.get("/api/response-scripts")).json()
+        assert [(s["rule"], s["site"]) for s in seen] == [("sos", "day")]
+        assert len((await admin.get("/api/response-scripts")).json()) == 2
+        for client in (day_operator, day_manager, admin):
             await client.aclose()
