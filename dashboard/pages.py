@@ -58,4 +58,5 @@ def pages_router() -> APIRouter:
     add_page(router, "/office/history", "office-history.html", MANAGERS)
     add_page(router, "/office/audit", "office-audit.html", MANAGERS)
     add_page(router, "/office/reports", "office-reports.html", MANAGERS)
+    add_page(router, "/office/scripts", "scripts.html", MANAGERS)
     return router
