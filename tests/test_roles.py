@@ -51,6 +51,23 @@ OPERATOR: set[tuple[str, str]] = {
     ("GET", "/api/device-tests"),
     ("GET", "/api/devices"),
     ("GET", "/api/health/details"),
+    # The incident screen and the workflow of one alarm.
+    ("GET", "/api/incidents/{incident_id}/detail"),
+    ("GET", "/api/incidents/{incident_id}/notes"),
+    ("POST", "/api/incidents/{incident_id}/notes"),
+    ("GET", "/api/incidents/{incident_id}/dispatches"),
+    ("POST", "/api/incidents/{incident_id}/dispatch"),
+    ("POST", "/api/incidents/{incident_id}/take"),
+    ("POST", "/api/incidents/{incident_id}/release"),
+    # Operators read the response scripts; only managers write them.
+    ("GET", "/api/response-scripts"),
+    ("GET", "/api/response-scripts/defaults"),
+    # The shift handover is signed by the operator handing over.
+    ("GET", "/api/handovers"),
+    ("GET", "/api/handovers/draft"),
+    ("GET", "/api/handovers/latest"),
+    ("GET", "/api/handovers/{handover_id}"),
+    ("POST", "/api/handovers"),
 }
 #: Directory reads an operator needs at night (names, rooms, contacts, policies, what changed and when),
 #: the resident's key-safe code (revealed one at a time, audited: responders must get in), and the
@@ -64,7 +81,15 @@ OPERATOR_PATTERNS = (
     re.compile(r"^GET /api/devices/(pairing|unbound)$"),
 )
 
-PAGES_FOR_MANAGERS = ("/admin", "/review")
+PAGES_FOR_MANAGERS = (
+    "/admin",
+    "/review",
+    "/office/devices",
+    "/office/history",
+    "/office/audit",
+    "/office/reports",
+    "/office/scripts",
+)
 
 
 def _routes(routes: list[BaseRoute], prefix: str = "") -> Iterator[tuple[str, str]]:
@@ -83,7 +108,7 @@ def every_route(app: FastAPI) -> list[tuple[str, str]]:
 
 
 def _concrete(path: str) -> str:
-    samples = {"incident_id": "1", "language": "en", "token": "x" * 32}
+    samples = {"incident_id": "1", "handover_id": "1", "language": "en", "token": "x" * 32}
     return re.sub(r"\{(\w+)(:\w+)?\}", lambda m: samples.get(m.group(1), "nobody"), path)
 
 
