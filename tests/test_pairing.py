@@ -18,6 +18,7 @@ from services import Mosquitto
 from dashboard.auth import Role
 from dashboard.security import CSRF_HEADER
 from devices.model import DeviceType
+from gateway.catalogue import CATALOGUE
 from gateway.pairing import MAX_BRIDGE_BYTES, PairedDevices, suggest_type
 
 FIXTURE = Path(__file__).parent / "fixtures" / "zigbee2mqtt_bridge_devices.json"
@@ -214,7 +215,7 @@ async def test_devices_move_together_or_not_at_all(mosquitto: Mosquitto, tmp_pat
         assert refused_move.status_code == 403
         page = await live.http.get("/admin")
         assert page.status_code == 403
-        assert "只有主管和管理员" in page.text
+        assert CATALOGUE.text("page.refused", "zh-CN") in page.text
         async with httpx.AsyncClient(base_url=live.base_url) as anonymous:
             assert (await anonymous.get("/admin")).status_code == 303
 
