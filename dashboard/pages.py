@@ -54,4 +54,5 @@ def pages_router() -> APIRouter:
     router = APIRouter(include_in_schema=False)
     add_page(router, "/admin", "admin.html", MANAGERS)
     add_page(router, "/review", "review.html", MANAGERS)
+    add_page(router, "/handover", "handover.html")
     return router

@@ -37,9 +37,10 @@ const state = {
 
 // What tests and benchmarks/console_render.py read: counts and timings, never used by the page itself.
 const probe = { renders: [], ticks: [], rowsRebuilt: 0 };
-window.careline = { probe, state };
+window.careline = { probe, state, sound: null };
 
 const sound = new AlarmSound();
+window.careline.sound = sound;
 const table = new QueueTable($("#incidents tbody"), {
   me: () => state.user?.username,
   escalation: (id) => state.escalations.get(String(id)) || [],
