@@ -53,7 +53,7 @@ async def test_an_sos_over_mqtt_sounds_until_acknowledged_and_a_mute_silences_it
         row = page.locator(ROWS)
         await expect(row).to_have_count(1, timeout=10_000)
         await expect(sound).to_have_attribute("data-sounding", "true")
-        await expect(page.locator("#sound-label")).to_have_text("🔔 Alarm sounding")
+        await expect(page.locator("#sound-label")).to_have_text("♪♪ Alarm sounding")
         # Screen readers hear it: the live region names the alarm, the resident and the place.
         await expect(page.locator("#announcer")).to_have_text(
             "New alarm: SOS call, 王秀英, Night House · 101."
@@ -109,10 +109,10 @@ async def test_before_any_click_the_console_says_sound_is_blocked(
         label = page.locator("#sound-label")
         if state != "running":
             await expect(page.locator("#sound")).to_have_attribute("data-state", "blocked")
-            await expect(label).to_have_text("🔇 Sound off: click anywhere to enable it")
+            await expect(label).to_have_text("✕ Sound off: click anywhere to enable it")
         await page.mouse.click(5, 700)
         await expect(page.locator("#sound")).to_have_attribute("data-state", "on")
-        await expect(label).to_have_text("🔔 Sound on")
+        await expect(label).to_have_text("♪ Sound on")
         await context.close()
 
 
@@ -284,7 +284,7 @@ async def test_the_link_state_says_reconnecting_when_the_gateway_drops_the_feed(
             live.gateway.hub.disconnect(queue)
             queue.put_nowait(None)
         await expect(link).to_have_attribute("data-state", "reconnecting")
-        await expect(link).to_contain_text("Reconnecting…")
+        await expect(link).to_contain_text("Offline – reconnecting…")
         await expect(link).to_have_attribute("data-state", "live", timeout=10_000)
         device = Publisher(mosquitto.port)
         device.sos("night", "night-pendant-wang")

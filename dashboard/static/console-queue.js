@@ -20,11 +20,19 @@ export function categoryOf(inc) {
   return inc.category || RULE_CATEGORY[inc.rule] || "wellbeing";
 }
 
+// Parsing a timestamp in every comparison made sorting 500 alarms cost milliseconds: parse once.
+const opened = new WeakMap();
+function openedMs(inc) {
+  let ms = opened.get(inc);
+  if (ms === undefined) opened.set(inc, (ms = parseUtc(inc.opened_at)));
+  return ms;
+}
+
 // Within a category an alarm nobody has acknowledged comes before those being handled, then the oldest.
 export function compareIncidents(a, b) {
   return (CATEGORY_RANK[categoryOf(a)] ?? 9) - (CATEGORY_RANK[categoryOf(b)] ?? 9)
     || (STATUS_RANK[a.status] ?? 9) - (STATUS_RANK[b.status] ?? 9)
-    || parseUtc(a.opened_at) - parseUtc(b.opened_at)
+    || openedMs(a) - openedMs(b)
     || a.id - b.id;
 }
 
@@ -58,8 +66,25 @@ export class QueueTable {
   constructor(tbody, context) {
     this.tbody = tbody;
     this.context = context;
-    this.rows = new Map(); // id -> {tr, signature}
+    this.rows = new Map(); // id -> {tr, age, signature}
     this.language = null;
+    // Only the ages on screen tick; a row scrolled into view is brought up to date as it appears.
+    this.visible = new Set();
+    this.observer = typeof IntersectionObserver === "function"
+      ? new IntersectionObserver((entries) => this.onVisibility(entries)) : null;
+  }
+
+  onVisibility(entries) {
+    for (const entry of entries) {
+      const row = this.rows.get(Number(entry.target.dataset.incidentId));
+      if (!row) continue;
+      if (entry.isIntersecting) {
+        this.visible.add(row);
+        this.tickRow(row);
+      } else {
+        this.visible.delete(row);
+      }
+    }
   }
 
   // Draw `list` (already sorted); returns the number of rows rebuilt.
@@ -74,8 +99,9 @@ export class QueueTable {
       const signature = this.signature(inc);
       let row = this.rows.get(inc.id);
       if (!row) {
-        row = { tr: el("tr", { "data-incident-id": inc.id, tabindex: "-1" }), signature: null };
+        row = { tr: el("tr", { "data-incident-id": inc.id, tabindex: "-1" }), age: null, signature: null };
         this.rows.set(inc.id, row);
+        this.observer?.observe(row.tr);
       }
       if (relabel || row.signature !== signature) {
         this.fill(row.tr, inc);
@@ -88,6 +114,8 @@ export class QueueTable {
     }
     for (const [id, row] of this.rows) {
       if (!keep.has(id)) {
+        this.observer?.unobserve(row.tr);
+        this.visible.delete(row);
         row.tr.remove();
         this.rows.delete(id);
       }
@@ -109,9 +137,12 @@ export class QueueTable {
 
   // Ages change every second; one pass over the age cells, nothing else is touched.
   tick() {
-    for (const { age } of this.rows.values()) {
-      age.textContent = formatAge(this.context.ageSeconds(age.dataset.opened));
-    }
+    for (const row of this.observer ? this.visible : this.rows.values()) this.tickRow(row);
+  }
+
+  tickRow({ age }) {
+    const text = formatAge(this.context.ageSeconds(age.dataset.opened));
+    if (age.textContent !== text) age.textContent = text;
   }
 
   fill(tr, inc) {
