@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 
 from dashboard.auth import SESSION_COOKIE, Account, Role, UserStore
 from dashboard.catalogue import catalogue_router
+from dashboard.console_api import console_router
 from dashboard.deps import Manager, Operator
 from dashboard.directory_api import directory_router
 from dashboard.hub import IncidentHub
@@ -26,11 +27,17 @@ from dashboard.review import sensor_log_router
 from dashboard.security import OriginPolicy, SecurityHeaders, csrf_token
 from dashboard.throttle import LockStarted, LoginThrottle, ThrottledError
 from devices.model import DEAD_LETTER_PREFIX_BYTES
+from gateway.catalogue import CATALOGUE, normalize_language
 from gateway.directory.store import DirectoryStore
 from gateway.escalation.store import EscalationStore
 from gateway.incidents.schema import DeadLetter, Outcome
 from gateway.incidents.service import IncidentService
-from gateway.incidents.store import ACTIVE, IncidentConflictError, IncidentNotFoundError
+from gateway.incidents.store import (
+    ACTIVE,
+    DispatchRequiredError,
+    IncidentConflictError,
+    IncidentNotFoundError,
+)
 from gateway.incidents.views import AuditChainView, AuditView, DeviceTestView, IncidentView
 from gateway.metrics import Metrics
 from gateway.telemetry.reads import SensorLogReader
@@ -174,36 +181,41 @@ def create_app(ctx: DashboardContext) -> FastAPI:
         return _me(account, request.cookies[SESSION_COOKIE])
 
     @app.get("/api/incidents", tags=["incidents"])
-    async def incidents(_: Operator, status: StatusFilter = "active", limit: int = 500) -> IncidentList:
+    async def incidents(account: Operator, status: StatusFilter = "active", limit: int = 500) -> IncidentList:
         rows = await ctx.service.read(
-            ctx.service.store.incidents, _STATUSES[status], min(max(limit, 1), 5000)
+            ctx.service.store.incidents, _STATUSES[status], min(max(limit, 1), 5000), account.scope
         )
         return IncidentList(incidents=rows)
 
     @app.get("/api/incidents/{incident_id}", tags=["incidents"])
-    async def incident(incident_id: IncidentId, _: Operator) -> IncidentView:
-        return await _guard(ctx.service.read(ctx.service.store.incident, incident_id))
+    async def incident(incident_id: IncidentId, account: Operator) -> IncidentView:
+        return await _guard(ctx.service.read(ctx.service.store.incident, incident_id, account.scope))
 
     @app.get("/api/incidents/{incident_id}/audit", tags=["incidents"])
-    async def incident_audit(incident_id: IncidentId, _: Operator) -> list[AuditView]:
+    async def incident_audit(incident_id: IncidentId, account: Operator) -> list[AuditView]:
+        await _guard(ctx.service.read(ctx.service.store.incident, incident_id, account.scope))
         return await ctx.service.read(ctx.service.store.audit_trail, incident_id)
 
     @app.get("/api/incidents/{incident_id}/escalation", tags=["incidents"])
-    async def incident_escalation(incident_id: IncidentId, _: Operator) -> list[dict[str, Any]]:
+    async def incident_escalation(incident_id: IncidentId, account: Operator) -> list[dict[str, Any]]:
         """Who was contacted, when, through which channel, and what became of it."""
+        await _guard(ctx.service.read(ctx.service.store.incident, incident_id, account.scope))
         if ctx.escalations is None:
             return []
         return await ctx.service.read(ctx.escalations.notifications, incident_id)
 
     @app.post("/api/incidents/{incident_id}/ack", tags=["incidents"])
     async def acknowledge(incident_id: IncidentId, account: Operator) -> IncidentView:
-        return await _guard(ctx.service.acknowledge(incident_id, f"user:{account.username}"))
+        return await _guard(ctx.service.acknowledge(incident_id, f"user:{account.username}", account.scope))
 
     @app.post("/api/incidents/{incident_id}/resolve", tags=["incidents"])
     async def resolve(incident_id: IncidentId, resolution: Resolution, account: Operator) -> IncidentView:
-        return await _guard(
-            ctx.service.resolve(incident_id, f"user:{account.username}", resolution.outcome, resolution.note)
+        """`no_response` is refused (409) until someone has been sent (`/dispatch`)."""
+        actor = f"user:{account.username}"
+        resolving = ctx.service.resolve(
+            incident_id, actor, resolution.outcome, resolution.note, account.scope
         )
+        return await _guard(resolving, account.language)
 
     @app.get("/api/stats", tags=["monitoring"])
     async def stats(_: Operator) -> Stats:
@@ -238,6 +250,7 @@ def create_app(ctx: DashboardContext) -> FastAPI:
     app.include_router(sensor_log_router(ctx))
     app.include_router(catalogue_router())
     app.include_router(directory_router())
+    app.include_router(console_router(ctx))
 
     @app.get("/api/audit/verify", tags=["audit"])
     async def audit_verify(_: Manager) -> AuditChainView:
@@ -378,9 +391,12 @@ async def _until_client_leaves(websocket: WebSocket, queue: asyncio.Queue[dict[s
     queue.put_nowait(None)
 
 
-async def _guard(pending: Awaitable[T]) -> T:
+async def _guard(pending: Awaitable[T], language: str = "en") -> T:
     try:
         result = await pending
+    except DispatchRequiredError:
+        detail = CATALOGUE.text("console.noResponseNeedsDispatch", normalize_language(language))
+        raise HTTPException(status.HTTP_409_CONFLICT, detail) from None
     except IncidentNotFoundError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
     except IncidentConflictError as exc:

@@ -125,6 +125,14 @@ class UserStore:
             user = session.get(User, row.user_id)
             return None if user is None or user.disabled else _account(user)
 
+    def session_started(self, token: str | None) -> datetime | None:
+        """When the session behind `token` was opened (a shift handover starts from it)."""
+        if not token:
+            return None
+        with self._reads() as session:
+            row = session.get(UserSession, _token_hash(token))
+            return None if row is None else row.created_at
+
     def logout(self, token: str) -> None:
         with self._sessions.begin() as session:
             session.execute(delete(UserSession).where(UserSession.token_hash == _token_hash(token)))

@@ -221,6 +221,8 @@ class SiteConfig(StrictModel):
     kind: SiteKind = "care_home"
     timezone: str = "Asia/Shanghai"
     address: Text | None = None
+    #: How responders get in: the gate, the night bell, where to park (shown on the incident screen).
+    access_notes: Text | None = None
     #: When given, every room's `wing` must be one of these.
     wings: tuple[WingConfig, ...] = ()
     rooms: tuple[RoomConfig, ...] = ()
@@ -258,6 +260,9 @@ class ResidentConfig(StrictModel):
     site: Identifier
     room: Identifier | None = None
     birth_year: int | None = None
+    #: A photo for responders to recognise the resident by: a path on this gateway (the pages may load
+    #: nothing from elsewhere), e.g. /static/photos/wang.jpg.
+    photo_url: str | None = None
     #: The languages the resident speaks, the preferred one first.
     languages: Annotated[tuple[Language, ...], Distinct] = Field(("zh-CN",), min_length=1)
     #: Where responders go (a resident at home) and how they get in.
@@ -297,6 +302,17 @@ class ResidentConfig(StrictModel):
         if year is not None and not 1880 <= year <= date.today().year:
             raise _refusal("birth_year_implausible", year=year)
         return year
+
+    @field_validator("photo_url")
+    @classmethod
+    def _photo_on_this_gateway(cls, url: str | None) -> str | None:
+        if url is not None and (
+            not re.fullmatch(r"/[A-Za-z0-9._~/-]{1,300}\.(?:jpe?g|png|webp|svg)", url, re.IGNORECASE)
+            or ".." in url
+            or url.startswith("//")
+        ):
+            raise _refusal("photo_url_form", url=repr(url))
+        return url
 
     @field_validator("key_safe_code")
     @classmethod

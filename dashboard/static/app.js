@@ -670,7 +670,8 @@ async function loadHandoverNotice() {
     return; // none yet, or a gateway without handovers
   }
   const seen = (() => { try { return localStorage.getItem(dismissedKey()); } catch { return null; } })();
-  if (!latest?.id || String(latest.id) === seen || !latest.notes) return;
+  // Shown to the incoming operator: not to the one who wrote it, nor again once read.
+  if (!latest?.id || String(latest.id) === seen || !latest.notes || latest.signed_by === state.user?.username) return;
   $("#handover-notice").dataset.handoverId = latest.id;
   $("#handover-notice-by").textContent = t("console.handover.from", {
     user: latest.author || latest.signed_by || "—", time: formatTime(latest.signed_at || latest.at || ""),

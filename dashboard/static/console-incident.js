@@ -166,7 +166,7 @@ export class IncidentScreen {
         age: formatAge((Date.now() - parseUtc(inc.opened_at)) / 1000),
       })),
       holder ? el("span", { class: "taken", id: "incident-taken" },
-        mine ? t("console.takenByMe") : t("console.takenBy", { user: holder })) : null,
+        mine ? t("console.takenByMe") : t("console.takenByUser", { user: holder })) : null,
       inc.dispatched ? el("span", { class: "dispatched" }, t("console.dispatched")) : null,
       inc.outcome ? el("span", {}, `${t("resolve.outcome")}: ${label("outcome", inc.outcome)}`) : null,
     ];
@@ -203,7 +203,7 @@ export class IncidentScreen {
       photo,
       el("p", { class: "resident-name", id: "resident-name" }, dash(resident.name)),
       facts([
-        ["console.incident.age", age === null ? dash(resident.birth_date) : t("console.incident.years", { n: age })],
+        ["console.incident.age", age === null ? "—" : t("console.incident.years", { n: age })],
         ["console.incident.languages", listText(resident.languages)],
         ["console.incident.conditions", listText(resident.conditions)],
         ["console.incident.risks", el("span", { class: "risks" }, listText((resident.risks || []).map((r) => label("risk", r))))],
@@ -216,7 +216,7 @@ export class IncidentScreen {
     const p = where || {};
     $("#incident-place").replaceChildren(facts([
       ["console.incident.site", dash(p.site_name || inc?.site_name || inc?.site)],
-      ["console.incident.wing", dash(p.wing)],
+      ["console.incident.wing", dash(p.wing_name || p.wing)],
       ["console.incident.room", dash(p.room_name || p.room || inc?.room)],
       ["console.incident.address", dash(p.address)],
       ["console.incident.access", el("strong", {}, dash(p.access_notes))],
@@ -225,10 +225,10 @@ export class IncidentScreen {
 
   paintDevice(device, inc) {
     const d = device || {};
-    const health = d.health || {};
+    const health = d.health || d; // the gateway puts online / last_seen / battery on the device itself
     const online = health.online === undefined || health.online === null ? "—"
       : t(health.online ? "console.incident.online" : "console.incident.offline");
-    const readings = (d.recent_readings || []).slice(-10);
+    const readings = (d.readings || d.recent_readings || []).slice(0, 10); // newest first
     const table = readings.length ? el("table", { class: "readings" },
       el("thead", {}, el("tr", {}, el("th", { scope: "col" }, t("console.incident.when")),
         el("th", { scope: "col" }, t("console.incident.reading")), el("th", { scope: "col" }, t("console.incident.value")))),
@@ -237,7 +237,7 @@ export class IncidentScreen {
         el("td", {}, label("event", r.field || r.measurement || r.kind || "—")),
         el("td", {}, dash(r.value)))))) : el("p", { class: "muted" }, t("console.incident.noReadings"));
     $("#incident-device").replaceChildren(facts([
-      ["console.incident.deviceId", dash(d.id || inc?.device_id)],
+      ["console.incident.deviceId", dash(d.name && d.name !== d.id ? `${d.name} (${d.id})` : d.id || inc?.device_id)],
       ["console.incident.deviceType", dash(d.type ? label("device_type", d.type) : null)],
       ["console.incident.deviceState", online],
       ["console.incident.lastSeen", health.last_seen ? formatTime(health.last_seen) : "—"],
@@ -261,7 +261,8 @@ export class IncidentScreen {
     $("#incident-contacts").replaceChildren(
       el("h4", {}, t("console.incident.responders")),
       responders.length ? el("table", { class: "contacts", id: "responder-list" }, el("tbody", {}, ...rows(responders, (r) => [
-        r.name, dash(r.role), phoneLink(r.phone),
+        r.name, dash((r.roles || [r.role]).filter(Boolean).map((role) => label("console.role", role)).join(", ")),
+        phoneLink(r.phone),
         r.on_duty ? el("span", { class: "on-duty" }, `● ${t("console.incident.onDuty")}`) : t("console.incident.offDuty"),
       ]))) : el("p", { class: "muted" }, "—"),
       el("h4", {}, t("console.incident.family")),
@@ -278,11 +279,12 @@ export class IncidentScreen {
 
   paintTimeline(timeline) {
     const items = [...(timeline || [])].sort((a, b) => parseUtc(a.at) - parseUtc(b.at));
-    $("#incident-timeline").replaceChildren(items.length ? el("ol", { class: "timeline" }, ...items.map((item) =>
-      el("li", {}, el("time", { datetime: item.at }, formatTime(item.at)), " ",
-        el("span", { class: "kind" }, label("console.timeline", item.kind)),
-        item.by || item.actor ? el("span", { class: "muted" }, ` · ${item.by || item.actor}`) : null,
-        item.text || item.note ? el("span", {}, ` — ${item.text || item.note}`) : null)))
+    $("#incident-timeline").replaceChildren(items.length ? el("ol", { class: "timeline", id: "timeline" },
+      ...items.map((item) => el("li", { "data-kind": item.kind },
+        el("time", { datetime: item.at }, formatTime(item.at)), " ",
+        el("span", { class: "kind" }, timelineWhat(item)),
+        item.actor ? el("span", { class: "muted" }, ` · ${actorName(item.actor)}`) : null,
+        timelineMore(item))))
       : el("p", { class: "muted" }, "—"));
   }
 
@@ -300,13 +302,13 @@ export class IncidentScreen {
 
   paintNotes(notes) {
     const items = notes || [];
-    $("#note-list").replaceChildren(...items.map((n) => el("li", {},
+    $("#note-list").replaceChildren(...items.map((n) => el("li", { "data-note-id": n.id },
       el("span", { class: "muted" }, `${formatTime(n.at)} · ${n.author}`), el("br"), n.text)));
   }
 
   paintDispatches(dispatches) {
     const items = dispatches || [];
-    $("#dispatch-list").replaceChildren(...items.map((d) => el("li", {},
+    $("#dispatch-list").replaceChildren(...items.map((d) => el("li", { "data-dispatch-id": d.id },
       el("span", { class: "muted" }, `${formatTime(d.at)} · ${d.by || d.author || ""}`), el("br"),
       t("console.dispatch.sent", { who: d.who || d.responder_name || d.responder || "—" }), d.note ? ` — ${d.note}` : "")));
   }
@@ -348,6 +350,35 @@ export class IncidentScreen {
       $("#dispatch-error").hidden = false;
     }
   }
+}
+
+// "user:li" and "device:x" as people read them; the gateway's own actors keep their name.
+function actorName(actor) {
+  return String(actor).replace(/^(user|device):/, "");
+}
+
+// One line of the timeline: a device event, an audit entry, a notification, a note, a dispatch.
+function timelineWhat(item) {
+  if (item.kind === "event") return t("console.timeline.event", { what: label("event", item.code) });
+  if (item.kind === "notification") {
+    const d = item.details || {};
+    return t("console.timeline.notification", { channel: label("channel", d.channel), state: label("delivery", item.code) });
+  }
+  if (item.kind === "note") return t("console.timeline.note");
+  if (item.kind === "dispatch") return t("console.timeline.dispatch");
+  return label("console.timeline", item.code);
+}
+
+function timelineMore(item) {
+  const d = item.details || {};
+  if (item.kind === "note") return el("span", {}, ` — ${d.text}`);
+  if (item.kind === "dispatch") {
+    return el("span", {}, ` — ${t("console.dispatch.sent", { who: d.responder_name || d.who || d.responder || "—" })}${d.note ? ` (${d.note})` : ""}`);
+  }
+  if (item.kind === "audit" && item.code === "incident.resolved" && d.outcome) {
+    return el("span", {}, ` — ${label("outcome", d.outcome)}`);
+  }
+  return null;
 }
 
 // The script's steps in the page's language: a list, or one list per language.

@@ -8,7 +8,7 @@ import { t, label, formatAge, formatTime, parseUtc } from "./i18n.js";
 export const CATEGORY_RANK = { life_safety: 0, wandering: 1, wellbeing: 2, technical: 3 };
 const RULE_CATEGORY = {
   sos: "life_safety", fall: "life_safety", smoke: "life_safety",
-  door_night: "wandering", door_left_open: "wandering", bed_exit: "wandering",
+  door_night: "wandering", door_left_open: "wandering", bed_exit: "wellbeing",
   inactivity: "wellbeing", missed_check_in: "wellbeing", vitals: "wellbeing", activity_baseline: "wellbeing",
   device_health: "technical", channel_failing: "technical",
 };
@@ -17,7 +17,7 @@ const STATUS_ICON = { open: "!", acknowledged: "✓" };
 const STATUS_RANK = { open: 0, acknowledged: 1 };
 
 export function categoryOf(inc) {
-  return inc.category || RULE_CATEGORY[inc.rule] || "wellbeing";
+  return inc.category || RULE_CATEGORY[inc.rule] || "technical";
 }
 
 // Parsing a timestamp in every comparison made sorting 500 alarms cost milliseconds: parse once.
@@ -200,7 +200,7 @@ export class QueueTable {
       const mine = holder === this.context.me();
       td.append(el("br"), el("small", { class: `taken ${mine ? "taken-me" : "taken-other"}` },
         el("span", { class: "icon", "aria-hidden": "true" }, mine ? "★" : "⚑"), " ",
-        mine ? t("console.takenByMe") : t("console.takenBy", { user: holder })));
+        mine ? t("console.takenByMe") : t("console.takenByUser", { user: holder })));
     }
     if (inc.dispatched) td.append(el("br"), el("small", { class: "dispatched" }, t("console.dispatched")));
     const progress = this.escalationLine(inc);

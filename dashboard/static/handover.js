@@ -32,11 +32,12 @@ function fillTable(selector, emptySelector, countSelector, incidents, last) {
 
 function render() {
   const draft = view.draft || {};
-  const happened = draft.happened || draft.incidents || [];
-  const open = draft.open || draft.still_open || [];
-  const from = draft.since || draft.from || draft.shift_start;
-  $("#shift-period").textContent = from
-    ? t("console.handover.period", { from: formatTime(from), to: formatTime(draft.until || draft.to || new Date().toISOString()) })
+  const open = draft.still_open || [];
+  // What happened: the alarms that came in on this shift and those this operator handled, once each.
+  const happened = [...new Map([...(draft.opened || []), ...(draft.handled || [])].map((inc) => [inc.id, inc])).values()]
+    .sort((a, b) => String(a.opened_at).localeCompare(String(b.opened_at)));
+  $("#shift-period").textContent = draft.shift_start
+    ? t("console.handover.period", { from: formatTime(draft.shift_start), to: formatTime(draft.shift_end) })
     : "";
   fillTable("#happened", "#happened-empty", "#happened-count", happened,
     (inc) => (inc.outcome ? label("outcome", inc.outcome) : "—"));
@@ -59,7 +60,7 @@ async function load() {
   ]);
   view.draft = draft;
   view.history = Array.isArray(history) ? history : history?.handovers || [];
-  view.latest = draft?.previous || view.history[0] || null;
+  view.latest = draft?.previous_handover || view.history[0] || null;
   render();
 }
 

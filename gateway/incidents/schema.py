@@ -42,6 +42,10 @@ class Outcome(enum.StrEnum):
     CANCELLED_BY_RESIDENT = "cancelled_by_resident"
     TECHNICAL_FAULT = "technical_fault"
     OTHER = "other"
+    #: The resident did not answer. Never closes an incident quietly: someone must have been sent first.
+    NO_RESPONSE = "no_response"
+    #: A test press answered as such (weekly button tests); it records a device test for the device.
+    TEST_CALL = "test_call"
 
 
 class Base(DeclarativeBase):
@@ -60,6 +64,9 @@ class Incident(Base):
             postgresql_where=text("status != 'resolved'"),
         ),
         Index("ix_incidents_status_opened", "status", "opened_at"),
+        # The managers' reports read periods, of every site or of one.
+        Index("ix_incidents_opened_at", "opened_at"),
+        Index("ix_incidents_site_opened", "site", "opened_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -81,6 +88,11 @@ class Incident(Base):
     outcome: Mapped[str | None] = mapped_column(String(32))
     note: Mapped[str | None] = mapped_column(Text)
     evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: The operator working it now (user name), so no two work the same alarm unknowingly.
+    taken_by: Mapped[str | None] = mapped_column(String(64))
+    taken_at: Mapped[datetime | None]
+    #: When someone was first sent to the resident (gateway/incidents/console.py).
+    dispatched_at: Mapped[datetime | None]
 
 
 class AlarmEvent(Base):
@@ -287,3 +299,69 @@ class DirectoryHistory(Base):
     audit_id: Mapped[int] = mapped_column(ForeignKey("audit_log.id"), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16))
     entity_id: Mapped[str] = mapped_column(String(64))
+
+
+# -- The operators' console (gateway/incidents/console.py) -------------------------------------------
+
+
+class IncidentNote(Base):
+    """What an operator wrote down while working an incident."""
+
+    __tablename__ = "incident_notes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
+    at: Mapped[datetime]
+    author: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+
+
+class Dispatch(Base):
+    """Someone sent to the resident: a responder of the directory, or another person named in `who`."""
+
+    __tablename__ = "dispatches"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
+    at: Mapped[datetime]
+    by: Mapped[str] = mapped_column(String(64))
+    responder_id: Mapped[str | None] = mapped_column(String(64))
+    #: The responder's name when sent (names change; the record keeps whom the operator saw).
+    responder_name: Mapped[str | None] = mapped_column(String(200))
+    who: Mapped[str | None] = mapped_column(String(200))
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class ResponseScript(Base):
+    """What the operator does for one alarm type, at one site (`site` None: every site). At most one row
+    per (rule, site); the console's writer keeps it so (one writer thread)."""
+
+    __tablename__ = "response_scripts"
+    __table_args__ = (Index("ix_response_scripts_rule_site", "rule", "site"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rule: Mapped[str] = mapped_column(String(64))
+    site: Mapped[str | None] = mapped_column(String(64))
+    #: {"en": [...], "zh-CN": [...]}: the same steps in every language.
+    steps: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[datetime]
+    updated_by: Mapped[str] = mapped_column(String(64))
+
+
+class ShiftHandover(Base):
+    """A shift handed over: its summary frozen as it was signed; `signature` is the hash of the audit
+    entry `handover.signed`, which covers the summary's digest and the notes."""
+
+    __tablename__ = "shift_handovers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    signed_by: Mapped[str] = mapped_column(String(64), index=True)
+    signed_at: Mapped[datetime] = mapped_column(index=True)
+    shift_start: Mapped[datetime]
+    shift_end: Mapped[datetime]
+    notes: Mapped[str] = mapped_column(Text)
+    #: The sites the signer saw (None: every site): who else may read it.
+    sites: Mapped[list[str] | None] = mapped_column(JSON)
+    summary: Mapped[dict[str, Any]] = mapped_column(JSON)
+    audit_id: Mapped[int | None] = mapped_column(Integer)
+    signature: Mapped[str | None] = mapped_column(String(64))

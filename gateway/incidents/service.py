@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 from gateway.incidents.schema import Outcome
-from gateway.incidents.store import AlarmBatch, BatchResult, IncidentStore
+from gateway.incidents.store import AlarmBatch, BatchResult, IncidentStore, Scope
 from gateway.incidents.views import IncidentView
 from gateway.incidents.writer import ALARM, BOOKKEEPING, PriorityWriter
 
@@ -56,13 +56,22 @@ class IncidentService:
         self.announce(result.changed)
         return result
 
-    async def acknowledge(self, incident_id: int, actor: str) -> IncidentView:
-        view = await self.write(self.store.acknowledge, incident_id, actor)
+    async def acknowledge(self, incident_id: int, actor: str, scope: Scope = None) -> IncidentView:
+        view = await self.write(self.store.acknowledge, incident_id, actor, scope)
         self.announce([view])
         return view
 
-    async def resolve(self, incident_id: int, actor: str, outcome: Outcome, note: str) -> IncidentView:
-        view = await self.write(self.store.resolve, incident_id, actor, outcome, note)
+    async def resolve(
+        self, incident_id: int, actor: str, outcome: Outcome, note: str, scope: Scope = None
+    ) -> IncidentView:
+        view = await self.write(self.store.resolve, incident_id, actor, outcome, note, scope)
+        self.announce([view])
+        return view
+
+    async def change(self, fn: Callable[P, IncidentView], *args: P.args, **kwargs: P.kwargs) -> IncidentView:
+        """A write that changes one incident (taken, released, noted, someone sent): committed on the
+        writer thread, then announced like an alarm, so every screen sees it."""
+        view = await self.write(fn, *args, **kwargs)
         self.announce([view])
         return view
 

@@ -40,6 +40,8 @@ DEAD_LETTERS_MAX = 10_000
 _TOPIC_MAX_CHARS = 512
 #: Told, after the commit, how many of a lane's oldest dead letters were deleted to stay within the cap.
 EvictionListener = Callable[[str, int], None]
+#: The sites a user sees (None: every site); an incident of another site is "not found" for them.
+Scope = frozenset[str] | None
 
 
 def _stop_escalation(session: Session, incident_id: int, reason: str, now: datetime) -> None:
@@ -56,6 +58,10 @@ class IncidentNotFoundError(LookupError):
 
 class IncidentConflictError(RuntimeError):
     """The transition is not allowed from the incident's current state."""
+
+
+class DispatchRequiredError(IncidentConflictError):
+    """ "No response from the resident" closes nothing quietly: someone must have been sent first."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,14 +261,8 @@ class IncidentStore:
     def _record_test(self, session: Session, decision: DeviceTestDecision) -> None:
         """The device's last test and how many there were: proof for a manager that it works."""
         event = decision.event
-        test = session.get(DeviceTest, event.device_id)
-        if test is None:
-            test = DeviceTest(device_id=event.device_id, last_test_at=event.received_at, test_count=0)
-            session.add(test)
-        test.site, test.kind = event.site, event.kind.value
         # The gateway's receive time: a detector's clock is rarely set, and often not there at all.
-        test.last_test_at = max(test.last_test_at, event.received_at)
-        test.test_count += 1
+        test = self._count_test(session, event.device_id, event.site, event.kind.value, event.received_at)
         self.audit.append(
             session,
             at=self._now(),
@@ -276,6 +276,17 @@ class IncidentStore:
                 "test_count": test.test_count,
             },
         )
+
+    @staticmethod
+    def _count_test(session: Session, device_id: str, site: str, kind: str, at: datetime) -> DeviceTest:
+        test = session.get(DeviceTest, device_id)
+        if test is None:
+            test = DeviceTest(device_id=device_id, last_test_at=at, test_count=0)
+            session.add(test)
+        test.site, test.kind = site, kind
+        test.last_test_at = max(test.last_test_at, at)
+        test.test_count += 1
+        return test
 
     def _cancel(self, session: Session, decision: CancelDecision) -> Incident | None:
         event = decision.event
@@ -304,6 +315,7 @@ class IncidentStore:
         incident.resolved_at = now
         incident.resolved_by = actor
         incident.outcome = Outcome.CANCELLED_BY_RESIDENT.value
+        incident.taken_by = incident.taken_at = None
         self._record_event(session, incident, event, "cancelled")
         self.audit.append(
             session,
@@ -337,23 +349,30 @@ class IncidentStore:
 
     # -- operators ------------------------------------------------------------------------------------
 
-    def acknowledge(self, incident_id: int, actor: str) -> IncidentView:
+    def acknowledge(self, incident_id: int, actor: str, scope: Scope = None) -> IncidentView:
         with self.transaction() as session:
-            view, late = self.acknowledge_in(session, incident_id, actor)
+            view, late = self.acknowledge_in(session, incident_id, actor, scope)
         if late:
             raise IncidentConflictError(f"incident {incident_id} is already resolved")
         return view
 
-    def acknowledge_in(self, session: Session, incident_id: int, actor: str) -> tuple[IncidentView, bool]:
+    def acknowledge_in(
+        self, session: Session, incident_id: int, actor: str, scope: Scope = None
+    ) -> tuple[IncidentView, bool]:
         """Acknowledge within the caller's transaction: the incident, and whether the answer came late
-        (already resolved: kept on record, changes nothing)."""
-        incident = self._get(session, incident_id)
+        (already resolved: kept on record, changes nothing). A dashboard user who acknowledges an
+        incident nobody holds takes it too: the others see at once who is on it."""
+        incident = self.get_in(session, incident_id, scope)
         if incident.status == IncidentStatus.RESOLVED.value:
             # A late answer is evidence of response time.
             self.audit.append(
                 session, at=self._now(), actor=actor, action="incident.late_ack", incident_id=incident.id
             )
             return IncidentView.of(incident, self.directory), True
+        user = actor.removeprefix("user:") if actor.startswith("user:") else None
+        takes = user is not None and incident.taken_by is None
+        if takes:
+            incident.taken_by, incident.taken_at = user, self._now()
         if incident.status == IncidentStatus.OPEN.value:
             incident.status = IncidentStatus.ACKNOWLEDGED.value
             _stop_escalation(session, incident.id, "acknowledged", self._now())
@@ -365,6 +384,16 @@ class IncidentStore:
                 actor=actor,
                 action="incident.acknowledged",
                 incident_id=incident.id,
+                details={"taken": True} if takes else None,
+            )
+        elif takes:
+            self.audit.append(
+                session,
+                at=self._now(),
+                actor=actor,
+                action="incident.taken",
+                incident_id=incident.id,
+                details={"by_acknowledging": True},
             )
         return IncidentView.of(incident, self.directory), False
 
@@ -373,11 +402,15 @@ class IncidentStore:
         with self.transaction() as session:
             self.audit.append(session, at=self._now(), actor=actor, action=action, details=details)
 
-    def resolve(self, incident_id: int, actor: str, outcome: Outcome, note: str) -> IncidentView:
+    def resolve(
+        self, incident_id: int, actor: str, outcome: Outcome, note: str, scope: Scope = None
+    ) -> IncidentView:
         with self.transaction() as session:
-            incident = self._get(session, incident_id)
+            incident = self.get_in(session, incident_id, scope)
             if incident.status == IncidentStatus.RESOLVED.value:
                 raise IncidentConflictError(f"incident {incident_id} is already resolved")
+            if outcome == Outcome.NO_RESPONSE and incident.dispatched_at is None:
+                raise DispatchRequiredError(f"incident {incident_id}: nobody has been sent yet")
             now = self._now()
             if incident.acknowledged_at is None:
                 # Resolving implies somebody attended: it counts as the acknowledgement too.
@@ -386,6 +419,7 @@ class IncidentStore:
             _stop_escalation(session, incident.id, "resolved", self._now())
             incident.resolved_at, incident.resolved_by = now, actor
             incident.outcome, incident.note = outcome.value, note
+            incident.taken_by = incident.taken_at = None
             self.audit.append(
                 session,
                 at=now,
@@ -394,12 +428,34 @@ class IncidentStore:
                 incident_id=incident.id,
                 details={"outcome": outcome.value, "note": note},
             )
+            if outcome == Outcome.TEST_CALL:
+                self._record_test_call(session, incident, actor, now)
             return IncidentView.of(incident, self.directory)
 
+    def _record_test_call(self, session: Session, incident: Incident, actor: str, now: datetime) -> None:
+        """A test press the operator answered as one: the button is proven to work, like a self-test.
+        Only an operator says so, so a real press is never swallowed as a test."""
+        test = self._count_test(session, incident.device_id, incident.site, Outcome.TEST_CALL.value, now)
+        self.audit.append(
+            session,
+            at=now,
+            actor=actor,
+            action="device.tested",
+            incident_id=incident.id,
+            details={
+                "rule": incident.rule,
+                "site": incident.site,
+                "device": incident.device_id,
+                "event": Outcome.TEST_CALL.value,
+                "test_count": test.test_count,
+            },
+        )
+
     @staticmethod
-    def _get(session: Session, incident_id: int) -> Incident:
+    def get_in(session: Session, incident_id: int, scope: Scope = None) -> Incident:
+        """The incident, within the caller's session; "not found" as well when its site is outside `scope`."""
         incident = session.get(Incident, incident_id)
-        if incident is None:
+        if incident is None or (scope is not None and incident.site not in scope):
             raise IncidentNotFoundError(f"no incident {incident_id}")
         return incident
 
@@ -411,14 +467,12 @@ class IncidentStore:
 
     # -- reads ----------------------------------------------------------------------------------------
 
-    def incidents(self, statuses: Sequence[str], limit: int = 500) -> list[IncidentView]:
+    def incidents(self, statuses: Sequence[str], limit: int = 500, scope: Scope = None) -> list[IncidentView]:
+        query = select(Incident).where(Incident.status.in_(statuses))
+        if scope is not None:
+            query = query.where(Incident.site.in_(sorted(scope)))
         with self.reading() as session:
-            rows = session.scalars(
-                select(Incident)
-                .where(Incident.status.in_(statuses))
-                .order_by(Incident.opened_at.desc())
-                .limit(limit)
-            )
+            rows = session.scalars(query.order_by(Incident.opened_at.desc()).limit(limit))
             return [IncidentView.of(row, self.directory) for row in rows]
 
     def incidents_between(
@@ -442,9 +496,9 @@ class IncidentStore:
             rows = session.scalars(query.order_by(Incident.opened_at.desc()).limit(5000))
             return [IncidentView.of(row, self.directory) for row in rows]
 
-    def incident(self, incident_id: int) -> IncidentView:
+    def incident(self, incident_id: int, scope: Scope = None) -> IncidentView:
         with self.reading() as session:
-            return IncidentView.of(self._get(session, incident_id), self.directory)
+            return IncidentView.of(self.get_in(session, incident_id, scope), self.directory)
 
     def audit_trail(self, incident_id: int | None = None) -> list[AuditView]:
         with self.reading() as session:

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict
 
 from gateway.directory import Directory
 from gateway.incidents.schema import DeviceTest, Incident
+from rules.categories import Category, category_of
 
 
 class IncidentView(BaseModel):
@@ -33,6 +34,13 @@ class IncidentView(BaseModel):
     note: str | None
     #: What was wrong with the device messages behind the incident, which were read anyway.
     faults: list[str] = []
+    #: The operator working it now (user name) and since when; None when nobody holds it.
+    taken_by: str | None = None
+    taken_at: datetime | None = None
+    #: life_safety first, then wandering, wellbeing, technical: the queue's order.
+    category: Category = "technical"
+    #: Someone has been sent to the resident.
+    dispatched: bool = False
 
     @classmethod
     def of(cls, incident: Incident, directory: Directory) -> IncidentView:
@@ -58,6 +66,10 @@ class IncidentView(BaseModel):
             outcome=incident.outcome,
             note=incident.note,
             faults=[str(fault) for fault in incident.evidence.get("faults", [])],
+            taken_by=incident.taken_by,
+            taken_at=incident.taken_at,
+            category=category_of(incident.rule),
+            dispatched=incident.dispatched_at is not None,
         )
 
 
