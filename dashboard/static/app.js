@@ -672,18 +672,26 @@ async function loadHandoverNotice() {
   const seen = (() => { try { return localStorage.getItem(dismissedKey()); } catch { return null; } })();
   // Shown to the incoming operator: not to the one who wrote it, nor again once read.
   if (!latest?.id || String(latest.id) === seen || !latest.notes || latest.signed_by === state.user?.username) return;
+  state.handover = latest;
   $("#handover-notice").dataset.handoverId = latest.id;
-  $("#handover-notice-by").textContent = t("console.handover.from", {
-    user: latest.author || latest.signed_by || "—", time: formatTime(latest.signed_at || latest.at || ""),
-  });
   $("#handover-notice-text").textContent = latest.notes;
+  renderHandoverNotice();
   $("#handover-notice").hidden = false;
+}
+
+function renderHandoverNotice() {
+  const latest = state.handover;
+  if (!latest) return;
+  $("#handover-notice-by").textContent = t("console.handover.from", {
+    user: latest.signed_by, time: formatTime(latest.signed_at),
+  });
 }
 
 function dismissHandoverNotice() {
   const notice = $("#handover-notice");
   try { localStorage.setItem(dismissedKey(), notice.dataset.handoverId || ""); } catch { /* storage disabled */ }
   notice.hidden = true;
+  state.handover = null;
 }
 
 function renderDeadLetters() {
@@ -701,6 +709,7 @@ function applyLanguage(lang) {
   renderLink();
   renderMute();
   renderDeadLetters();
+  renderHandoverNotice();
   const user = state.user;
   $("#user").textContent = user ? t("user", { user: user.username, role: label("role", user.role) }) : "";
   // Operators read the directory but do not edit it: the administration page is for managers and admins.

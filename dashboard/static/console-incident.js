@@ -198,13 +198,15 @@ export class IncidentScreen {
     const photo = resident.photo_url
       ? el("img", { src: resident.photo_url, alt: t("console.incident.photoOf", { name: resident.name }), class: "photo" })
       : null;
+    // A photo that cannot be loaded leaves no broken-image box behind, only its absence.
+    photo?.addEventListener("error", () => photo.remove(), { once: true });
     const age = resident.age ?? null;
     box.replaceChildren(...[
       photo,
       el("p", { class: "resident-name", id: "resident-name" }, dash(resident.name)),
       facts([
         ["console.incident.age", age === null ? "—" : t("console.incident.years", { n: age })],
-        ["console.incident.languages", listText(resident.languages)],
+        ["console.incident.languages", listText((resident.languages || []).map((code) => label("console.lang", code)))],
         ["console.incident.conditions", listText(resident.conditions)],
         ["console.incident.risks", el("span", { class: "risks" }, listText((resident.risks || []).map((r) => label("risk", r))))],
         ["console.incident.careNotes", dash(resident.care_notes)],
