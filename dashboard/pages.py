@@ -55,4 +55,5 @@ def pages_router() -> APIRouter:
     add_page(router, "/admin", "admin.html", MANAGERS)
     add_page(router, "/review", "review.html", MANAGERS)
     add_page(router, "/handover", "handover.html")
+    add_page(router, "/office/scripts", "scripts.html", MANAGERS)
     return router

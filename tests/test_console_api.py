@@ -11,13 +11,15 @@ from typing import Any
 
 import httpx
 from harness import PASSWORD, LiveGateway, Publisher, live_gateway, new_config
-from services import Mosquitto
+from services import InfluxDB1, Mosquitto
 from sqlalchemy import text
 
 from dashboard.auth import Role
 from dashboard.security import CSRF_HEADER
+from devices.model import EventKind
 from gateway.catalogue import CATALOGUE
 from gateway.incidents.scripts import default_steps
+from simulators.payloads import careline_event
 
 ZH_NO_RESPONSE = CATALOGUE.text("console.noResponseNeedsDispatch", "zh-CN")
 
@@ -335,6 +337,47 @@ async def test_the_incident_screen_has_the_resident_the_place_the_script_the_con
         assert [n["text"] for n in detail["notes"]] == ["长者有应答，说摔了一跤"]
         assert [d["responder"] for d in detail["dispatches"]] == ["night-carer"]
         assert detail["escalation"] == []
+
+
+async def test_the_incident_screen_shows_the_devices_readings_of_the_last_day(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    with InfluxDB1() as influx:
+        influx.create_database("careline")
+        config = console_config(mosquitto, tmp_path)
+        config["telemetry"] = {
+            "backend": "influxdb1",
+            "url": influx.url,
+            "database": "careline",
+            "flush_interval_ms": 100,
+            "spool_dir": str(tmp_path / "spool"),
+        }
+        async with live_gateway(config) as live:
+            device = Publisher(mosquitto.port)
+            try:
+                for level in (81, 80):
+                    device.send(
+                        "careline/night/night-pendant-wang/telemetry",
+                        careline_event(EventKind.BATTERY, level),
+                        qos=0,
+                    )
+                    await asyncio.sleep(0.05)
+            finally:
+                device.close()
+            incident_id = await sos(live, mosquitto)
+            readings: list[dict[str, Any]] = []
+            for _ in range(100):
+                detail = (await live.http.get(f"/api/incidents/{incident_id}/detail")).json()
+                readings = detail["device"]["readings"]
+                # The device's health arrives from the telemetry process once a second.
+                if {r["measurement"] for r in readings} >= {"battery", "sos"} and detail["device"]["battery"]:
+                    break
+                await asyncio.sleep(0.1)
+            batteries = [r["value"] for r in readings if r["measurement"] == "battery"]
+            assert batteries == [80, 81]  # newest first
+            assert [r["time_ns"] for r in readings] == sorted((r["time_ns"] for r in readings), reverse=True)
+            assert detail["device"]["battery"] == 80
+            assert detail["device"]["online"] is True
 
 
 async def test_an_unreachable_sensor_log_leaves_the_incident_screen_open(

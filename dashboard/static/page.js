@@ -17,6 +17,7 @@ export const PAGES = [
   ["/office/audit", "nav.audit", MANAGERS],
   ["/office/reports", "nav.reports", MANAGERS],
   ["/office/devices", "nav.devices", MANAGERS],
+  ["/office/scripts", "script.nav", MANAGERS],
   ["/review", "review.title", MANAGERS],
   ["/admin", "admin.navAdmin", MANAGERS],
 ];

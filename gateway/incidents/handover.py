@@ -142,10 +142,7 @@ class HandoverStore:
     def handovers(self, limit: int, scope: Scope = None) -> list[HandoverView]:
         """Newest first; a user with sites sees only handovers signed within those sites."""
         with self._store.reading() as session:
-            rows = session.scalars(
-                select(ShiftHandover).order_by(ShiftHandover.signed_at.desc(), ShiftHandover.id.desc())
-            )
-            visible = [row for row in rows if _visible(row, scope)][:limit]
+            visible = _newest_visible(session, scope, limit)
             return [_view(row, _entry(session, row)) for row in visible]
 
     def handover(self, handover_id: int, scope: Scope = None) -> HandoverView | None:
@@ -162,10 +159,21 @@ class HandoverStore:
 
     @staticmethod
     def _latest_visible(session: Session, scope: Scope) -> ShiftHandover | None:
-        rows = session.scalars(
-            select(ShiftHandover).order_by(ShiftHandover.signed_at.desc(), ShiftHandover.id.desc())
-        )
-        return next((row for row in rows if _visible(row, scope)), None)
+        return next(iter(_newest_visible(session, scope, 1)), None)
+
+
+def _newest_visible(session: Session, scope: Scope, limit: int) -> list[ShiftHandover]:
+    query = select(ShiftHandover).order_by(ShiftHandover.signed_at.desc(), ShiftHandover.id.desc())
+    if scope is None:
+        return list(session.scalars(query.limit(limit)))
+    # Which sites a handover covers is a JSON list: filtered here, read in pages so it stays bounded.
+    found: list[ShiftHandover] = []
+    for row in session.scalars(query.execution_options(yield_per=200)):
+        if _visible(row, scope):
+            found.append(row)
+            if len(found) == limit:
+                break
+    return found
 
 
 def _visible(row: ShiftHandover, scope: Scope) -> bool:
