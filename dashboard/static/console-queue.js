@@ -99,7 +99,7 @@ export class QueueTable {
       const signature = this.signature(inc);
       let row = this.rows.get(inc.id);
       if (!row) {
-        row = { tr: el("tr", { "data-incident-id": inc.id, tabindex: "-1" }), age: null, signature: null };
+        row = { tr: el("tr", { "data-incident-id": inc.id, tabindex: "-1", role: "row" }), age: null, signature: null };
         this.rows.set(inc.id, row);
         this.observer?.observe(row.tr);
       }
@@ -163,6 +163,7 @@ export class QueueTable {
       this.statusCell(inc),
       this.actionsCell(inc),
     );
+    for (const cell of tr.children) cell.setAttribute("role", "cell"); // the rows are grids (app.css)
   }
 
   ruleCell(inc, category) {
