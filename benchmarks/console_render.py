@@ -200,8 +200,8 @@ def _write(results: dict[str, Any]) -> None:
             begin,
             f"Measured {results['when']} on {results['machine']['cpus']} cores, "
             f"{results['machine']['chromium']} (headless, 1366×768); {results['alarms']} open alarms, "
-            f"{results['rows_on_screen']} rows on screen; load average {results['load_average_1min']} during "
-            "the run (the gateway, this benchmark and other work share the cores).",
+            f"{results['rows_on_screen']} rows in the queue; load average {results['load_average_1min']} "
+            "during the run (the gateway, this benchmark and other work share the cores).",
             "",
             "| figure | measured | budget | met |",
             "|---|---|---|---|",

@@ -14,6 +14,7 @@ from services import Mosquitto
 from test_dashboard_browser import policy_violations
 
 from devices.model import EventKind
+from gateway.incidents.schema import Outcome
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.browser]
 
@@ -196,6 +197,11 @@ async def test_the_keyboard_works_the_queue_and_the_help_overlay_lists_the_short
         await page.keyboard.press("r")  # resolve the selected one (the SOS)
         await expect(page.locator("#resolve-dialog")).to_be_visible()
         await expect(page.locator("#resolve-summary")).to_contain_text("SOS call")
+        # Every outcome the gateway accepts is offered, and nothing else.
+        offered = await page.eval_on_selector_all(
+            "#resolve-outcome option:not([value=''])", "(options) => options.map((o) => o.value)"
+        )
+        assert sorted(offered) == sorted(outcome.value for outcome in Outcome)
         await page.select_option("#resolve-outcome", "false_alarm")
         await page.click("#resolve-submit")
         await expect(rows).to_have_count(1)

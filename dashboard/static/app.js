@@ -9,7 +9,7 @@ import { IncidentScreen } from "./console-incident.js";
 
 const $ = (selector) => document.querySelector(selector);
 const STATUS_RANK = { open: 0, acknowledged: 1, resolved: 2 };
-export const OUTCOMES = ["assisted_on_site", "emergency_services_called", "false_alarm",
+export const OUTCOMES = ["assisted_on_site", "emergency_services_called", "false_alarm", "test_call",
   "cancelled_by_resident", "no_response", "technical_fault", "other"];
 const HOUSEKEEPING_MS = 30_000; // stats refresh and safety resync, also the poll while offline
 const RECONNECT_MAX_MS = 30_000;
@@ -249,6 +249,7 @@ function render() {
 function tick() {
   const started = performance.now();
   table.tick();
+  incidentScreen.tick();
   renderLink();
   renderMute();
   probe.ticks.push(performance.now() - started);

@@ -161,10 +161,7 @@ export class IncidentScreen {
       el("span", { class: "category" }, label("console.category", categoryOf(inc))),
       el("span", { class: `status status-${inc.status}`, id: "incident-status", "data-status": inc.status },
         label("status", inc.status)),
-      el("span", {}, t("console.incident.opened", {
-        time: formatTime(inc.opened_at, { full: true }),
-        age: formatAge((Date.now() - parseUtc(inc.opened_at)) / 1000),
-      })),
+      el("span", { class: "incident-age" }, this.openedText(inc)),
       holder ? el("span", { class: "taken", id: "incident-taken" },
         mine ? t("console.takenByMe") : t("console.takenByUser", { user: holder })) : null,
       inc.dispatched ? el("span", { class: "dispatched" }, t("console.dispatched")) : null,
@@ -180,6 +177,20 @@ export class IncidentScreen {
       inc.status === "open" ? button("ack", "action.ack", true) : null,
       active ? button("resolve", "action.resolve") : null,
     ].filter(Boolean));
+  }
+
+  openedText(inc) {
+    return t("console.incident.opened", {
+      time: formatTime(inc.opened_at, { full: true }),
+      age: formatAge((Date.now() - parseUtc(inc.opened_at)) / 1000),
+    });
+  }
+
+  // The console's one ticker calls this every second.
+  tick() {
+    const inc = this.id === null ? null : this.incident();
+    const node = inc && document.querySelector("#incident-summary .incident-age");
+    if (node) node.textContent = this.openedText(inc);
   }
 
   onAction(event) {
