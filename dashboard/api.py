@@ -42,12 +42,14 @@ from gateway.incidents.views import AuditChainView, AuditView, DeviceTestView, I
 from gateway.metrics import Metrics
 from gateway.telemetry.reads import SensorLogReader
 from gateway.telemetry_lane import DeviceHealth
+from rules.categories import category_rank
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 STATIC = Path(__file__).resolve().parent / "static"
 
 StatusFilter = Literal["active", "open", "acknowledged", "resolved", "all"]
+IncidentOrder = Literal["newest", "queue"]
 _STATUSES: dict[str, tuple[str, ...]] = {
     "active": ACTIVE,
     "open": ("open",),
@@ -181,10 +183,16 @@ def create_app(ctx: DashboardContext) -> FastAPI:
         return _me(account, request.cookies[SESSION_COOKIE])
 
     @app.get("/api/incidents", tags=["incidents"])
-    async def incidents(account: Operator, status: StatusFilter = "active", limit: int = 500) -> IncidentList:
+    async def incidents(
+        account: Operator, status: StatusFilter = "active", limit: int = 500, order: IncidentOrder = "newest"
+    ) -> IncidentList:
+        """Newest first, or in the order the queue is answered (`order=queue`): life-safety first, then
+        wandering, wellbeing, technical, each the longest waiting first."""
         rows = await ctx.service.read(
             ctx.service.store.incidents, _STATUSES[status], min(max(limit, 1), 5000), account.scope
         )
+        if order == "queue":
+            rows.sort(key=lambda view: (category_rank(view.rule), view.opened_at))
         return IncidentList(incidents=rows)
 
     @app.get("/api/incidents/{incident_id}", tags=["incidents"])

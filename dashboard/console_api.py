@@ -172,10 +172,12 @@ def console_router(ctx: DashboardContext) -> APIRouter:
     # -- response scripts -----------------------------------------------------------------------------
 
     @router.get("/api/response-scripts")
-    async def scripts(_: Operator) -> list[ScriptView]:
-        """Every script managers have written (`site` null: every site). Alarm types without one use the
-        built-in default, which the incident screen's `script` shows."""
-        return await ctx.service.read(console.scripts)
+    async def scripts(account: Operator) -> list[ScriptView]:
+        """Every script managers have written (`site` null: every site); a user with sites sees those
+        sites' and the every-site ones. Alarm types without one use the built-in default."""
+        written = await ctx.service.read(console.scripts)
+        scope = account.scope
+        return [s for s in written if scope is None or s.site is None or s.site in scope]
 
     @router.get("/api/response-scripts/defaults")
     async def default_scripts(_: Operator) -> list[ScriptView]:

@@ -157,6 +157,30 @@ async def test_taking_an_alarm_is_seen_by_every_operator_and_a_take_over_is_audi
         await bob.aclose()
 
 
+async def test_the_queue_answers_life_safety_first_then_the_longest_waiting(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    async with live_gateway(console_config(mosquitto, tmp_path)) as live:
+        publisher = Publisher(mosquitto.port)
+        try:
+            # A door opening at night at the night site (wandering), then two SOS presses (life-safety).
+            publisher.event("night", "night-door-101", EventKind.DOOR_OPEN)
+            await live.wait_for(lambda found: len(found) == 1, "the door alarm")
+        finally:
+            publisher.close()
+        first_sos = await sos(live, mosquitto, "day", "day-pendant-wang")
+        second_sos = await sos(live, mosquitto)
+        newest = (await live.http.get("/api/incidents")).json()["incidents"]
+        assert [i["id"] for i in newest][:2] == [second_sos, first_sos]
+        queue = (await live.http.get("/api/incidents", params={"order": "queue"})).json()["incidents"]
+        assert [(i["id"], i["category"]) for i in queue] == [
+            (first_sos, "life_safety"),
+            (second_sos, "life_safety"),
+            (newest[-1]["id"], "wandering"),
+        ]
+        assert (await live.http.get("/api/incidents", params={"order": "random"})).status_code == 422
+
+
 async def test_a_manager_may_release_an_alarm_someone_else_holds(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
@@ -541,5 +565,11 @@ async def test_a_user_of_one_site_never_sees_nor_touches_the_alarms_of_another(
             "/api/response-scripts/sos", params={"site": "day"}, json={"steps": STEPS}
         )
         assert own.status_code == 200
-        for client in (day_operator, day_manager):
+        admin = await client_for(live, "admin", Role.ADMIN)
+        night = await admin.put("/api/response-scripts/fall", params={"site": "night"}, json={"steps": STEPS})
+        assert night.status_code == 200
+        seen = (await day_operator.get("/api/response-scripts")).json()
+        assert [(s["rule"], s["site"]) for s in seen] == [("sos", "day")]
+        assert len((await admin.get("/api/response-scripts")).json()) == 2
+        for client in (day_operator, day_manager, admin):
             await client.aclose()

@@ -1,0 +1,51 @@
+"""Migration 0005 on a store that already holds incidents: rows kept, the one-active-incident-per-key
+index kept (the columns are added in place, the table is not rebuilt)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+from alembic import command
+from sqlalchemy import text
+
+from gateway.incidents.db import make_engine
+from gateway.incidents.migrate import alembic_config, upgrade
+
+
+def test_upgrading_a_store_with_incidents_keeps_them_and_their_unique_active_key(tmp_path: Path) -> None:
+    path = tmp_path / "careline.db"
+    engine = make_engine(f"sqlite:///{path}")
+    config = alembic_config(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0004")
+        connection.execute(
+            text(
+                "INSERT INTO incidents (key, rule, severity, status, site, device_id, opened_at,"
+                " last_triggered_at, trigger_count, evidence)"
+                " VALUES ('sos:p1', 'sos', 'critical', 'open', 'night', 'p1', '2026-11-30 02:00:00',"
+                " '2026-11-30 02:00:00', 1, '{}')"
+            )
+        )
+    upgrade(engine)
+    engine.dispose()
+
+    db = sqlite3.connect(path)
+    try:
+        row = db.execute("SELECT key, status, taken_by, taken_at, dispatched_at FROM incidents").fetchone()
+        assert row == ("sos:p1", "open", None, None, None)
+        indexes = {
+            name: sql for name, sql in db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index'")
+        }
+        assert "status != 'resolved'" in indexes["uq_incidents_active_key"]
+        assert {"ix_incidents_opened_at", "ix_incidents_site_opened"} <= set(indexes)
+        with pytest.raises(sqlite3.IntegrityError):
+            db.execute(
+                "INSERT INTO incidents (key, rule, severity, status, site, device_id, opened_at,"
+                " last_triggered_at, trigger_count, evidence) VALUES ('sos:p1', 'sos', 'critical', 'open',"
+                " 'night', 'p1', '2026-11-30 02:01:00', '2026-11-30 02:01:00', 1, '{}')"
+            )
+    finally:
+        db.close()
