@@ -340,7 +340,7 @@ async function take(id, { force = false } = {}) {
   const inc = state.incidents.get(id);
   const holder = inc && takenBy(inc);
   if (!force && holder && holder !== state.user.username) {
-    if (!(await confirmTakeOver(holder))) return;
+    if (!(await confirmTakeOver(t("console.takeOverConfirm", { user: holder })))) return;
     force = true;
   }
   try {
@@ -348,8 +348,8 @@ async function take(id, { force = false } = {}) {
     render();
   } catch (err) {
     if (err.status === 409 && !force) {
-      // Someone took it a moment ago: say who, and offer the take-over.
-      if (await confirmTakeOver(err.detail || "?")) return take(id, { force: true });
+      // Someone took it a moment ago: the gateway's answer names them; offer the take-over.
+      if (await confirmTakeOver(err.detail || t("console.takeOverTitle"))) return take(id, { force: true });
       return;
     }
     showError(err);
@@ -365,9 +365,9 @@ async function release(id) {
   }
 }
 
-function confirmTakeOver(holder) {
+function confirmTakeOver(text) {
   const dialog = $("#takeover-dialog");
-  $("#takeover-text").textContent = t("console.takeOverConfirm", { user: holder });
+  $("#takeover-text").textContent = text;
   dialog.returnValue = "";
   dialog.showModal();
   return new Promise((resolve) => {
