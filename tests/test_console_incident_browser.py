@@ -331,3 +331,37 @@ async def test_the_zh_cn_screens_have_no_english_or_raw_key_left(
         await expect(page.locator("#handover-signed")).to_be_visible()
         _check_chinese(await _screen_text(page), "handover")
         device.close()
+
+
+async def test_a_take_refused_because_someone_was_quicker_names_them_and_offers_the_take_over(
+    mosquitto: Mosquitto, tmp_path: Path, browser: Browser
+) -> None:
+    async with live_gateway(console_config(mosquitto, tmp_path)) as live:
+        page = await operator_page(browser, live.base_url, "operator")
+        device = Publisher(mosquitto.port)
+        device.sos("night", "night-pendant-wang")
+        row = page.locator(ROWS)
+        await expect(row).to_have_count(1, timeout=10_000)
+        # This screen stops hearing frames (a frame still in flight), and a colleague takes the alarm.
+        await page.evaluate("window.careline.state.ws.onmessage = null")
+        live.gateway.users.create("li", PASSWORD, Role.OPERATOR, language="en")
+        colleague = await operator_page(browser, live.base_url, "li")
+        await colleague.locator(ROWS).locator("button[data-action=take]").click()
+        await expect(colleague.locator(ROWS)).to_have_attribute("data-taken", "me")
+        await expect(row).to_have_attribute("data-taken", "")  # this screen does not know yet
+
+        await row.locator("button[data-action=take]").click()
+        await expect(page.locator("#takeover-dialog")).to_be_visible()
+        await expect(page.locator("#takeover-text")).to_have_text(
+            CATALOGUE.text("console.takenBy", "zh-CN", user="li")
+        )
+        await page.click("#takeover-yes")
+        await expect(row).to_have_attribute("data-taken", "me")
+        [incident] = await live.incidents("active")
+        assert incident["taken_by"] == "operator"
+        audit = (await live.http.get(f"/api/incidents/{incident['id']}/audit")).json()
+        assert [entry["action"] for entry in audit if entry["action"].startswith("incident.taken")] == [
+            "incident.taken",
+            "incident.taken_over",
+        ]
+        device.close()
