@@ -31,6 +31,8 @@ const state = {
   resolving: null, // incident id shown in the resolve dialog
   submitting: false, // our own resolve is in flight: its frame may arrive before the reply
   selected: null, // the row the keyboard works on
+  seeded: false, // the first queue after signing in has been announced
+  handover: null, // the previous shift's handover shown above the queue
   renderQueued: false, frameTimes: [], // frames' arrival times, for the latency the benchmark reads
   langChosenBeforeLogin: null,
 };
@@ -256,15 +258,21 @@ function tick() {
   if (probe.ticks.length > 600) probe.ticks.splice(0, 300);
 }
 
-// New alarms are read out once each; the region is polite so it does not cut off what is being read.
+// New alarms are read out once each, at most three by name (then how many); the region is polite so
+// it does not cut off what is being read. A sign-in onto a full queue only says how many there are.
+const ANNOUNCED_BY_NAME = 3;
+
 function announce(list) {
   const fresh = list.filter((inc) => inc.status === "open" && !state.announced.has(inc.id));
   if (!fresh.length) return;
   fresh.forEach((inc) => state.announced.add(inc.id));
-  if (!state.seeded) { state.seeded = true; if (fresh.length > 3) return sayLive(t("console.announceMany", { n: fresh.length })); }
-  sayLive(fresh.slice(0, 3).map((inc) => t("console.announce", {
+  const many = fresh.length > ANNOUNCED_BY_NAME ? t("console.announceMany", { n: fresh.length }) : "";
+  const named = fresh.slice(0, ANNOUNCED_BY_NAME).map((inc) => t("console.announce", {
     rule: label("rule", inc.rule), who: inc.resident_name || inc.resident || "—", place: place(inc),
-  })).join(" ") + (fresh.length > 3 ? ` ${t("console.announceMany", { n: fresh.length })}` : ""));
+  }));
+  const first = !state.seeded;
+  state.seeded = true;
+  sayLive(first && many ? many : [...named, many].filter(Boolean).join(" "));
 }
 
 function sayLive(text) {
