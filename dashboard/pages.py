@@ -58,5 +58,17 @@ def pages_router() -> APIRouter:
     add_page(router, "/office/history", "office-history.html", MANAGERS)
     add_page(router, "/office/audit", "office-audit.html", MANAGERS)
     add_page(router, "/office/reports", "office-reports.html", MANAGERS)
+    add_page(router, "/handover", "handover.html")
     add_page(router, "/office/scripts", "scripts.html", MANAGERS)
+    router.add_api_route("/incident/{incident_id}", _incident_screen, methods=["GET"])
     return router
+
+
+async def _incident_screen(incident_id: int, request: Request) -> Response:
+    """A link to one incident (from the history, the sensor log, a handover): the console opens it on
+    the queue page, so the alarm queue and its sound stay with the operator."""
+    try:
+        await current_account(request)
+    except HTTPException:
+        return RedirectResponse(f"/?next={quote(f'/incident/{incident_id}')}", status.HTTP_303_SEE_OTHER)
+    return RedirectResponse(f"/#/incident/{incident_id}", status.HTTP_303_SEE_OTHER)

@@ -52,6 +52,8 @@ OPERATOR: set[tuple[str, str]] = {
     ("GET", "/api/devices"),
     ("GET", "/api/health/details"),
     # The incident screen and the workflow of one alarm.
+    ("GET", "/incident/{incident_id}"),
+    ("GET", "/handover"),
     ("GET", "/api/incidents/{incident_id}/detail"),
     ("GET", "/api/incidents/{incident_id}/notes"),
     ("POST", "/api/incidents/{incident_id}/notes"),
@@ -175,3 +177,9 @@ async def test_pages_send_the_anonymous_to_sign_in_and_refuse_operators_the_mana
             answer = await live.http.get(path, follow_redirects=False)
             assert answer.status_code == 403, path
             assert 'id="refused"' in answer.text
+        # Links to one incident (history, sensor logs) open it on the console, signed in or after.
+        linked = await live.http.get("/incident/7", follow_redirects=False)
+        assert (linked.status_code, linked.headers["location"]) == (303, "/#/incident/7")
+        async with httpx.AsyncClient(base_url=live.base_url) as anonymous:
+            answer = await anonymous.get("/incident/7", follow_redirects=False)
+            assert answer.headers["location"] == "/?next=/incident/7"

@@ -1,31 +1,57 @@
-// Careline operator page: login, live incident queue, acknowledge and resolve.
+// Careline operators' console: sign-in, the live alarm queue (sound, take/release, escalation progress,
+// shortcuts), the incident screen (#/incident/{id}), and re-login over the page when the session ends.
 import {
-  t, label, setLanguage, initialLanguage, rememberLanguage, translatePage, formatAge, formatTime, parseUtc,
+  t, label, setLanguage, getLanguage, initialLanguage, rememberLanguage, translatePage, formatAge, formatTime, parseUtc,
 } from "./i18n.js";
+import { AlarmSound } from "./console-sound.js";
+import { QueueTable, compareIncidents, place, takenBy, waiting } from "./console-queue.js";
+import { IncidentScreen } from "./console-incident.js";
 
 const $ = (selector) => document.querySelector(selector);
 const STATUS_RANK = { open: 0, acknowledged: 1, resolved: 2 };
-const SEVERITY_RANK = { critical: 0, high: 1, medium: 2, low: 3 };
-const OUTCOMES = ["assisted_on_site", "emergency_services_called", "false_alarm",
-  "cancelled_by_resident", "technical_fault", "other"];
+export const OUTCOMES = ["assisted_on_site", "emergency_services_called", "false_alarm", "test_call",
+  "cancelled_by_resident", "no_response", "technical_fault", "other"];
 const HOUSEKEEPING_MS = 30_000; // stats refresh and safety resync, also the poll while offline
 const RECONNECT_MAX_MS = 30_000;
+const OFFLINE_AFTER_FAILURES = 3; // reconnect attempts before the link is called offline, not reconnecting
 
 const state = {
   user: null,
   csrf: null, // the session's CSRF token (from /api/login or /api/me), sent with every change
+  expired: false, // the session ended while the console was open: the re-login dialog is up
   incidents: new Map(), // id -> Incident (open or acknowledged only)
   escalations: new Map(), // incident id -> notifications (who was contacted, how, and what became of it)
   gone: new Set(), // ids seen resolved: a late or stale copy must not bring them back
+  announced: new Set(), // ids already announced to screen readers
   pending: null, // frames received while a resync is in flight, replayed over the snapshot
   resyncSeq: 0,
-  ws: null, wsTimer: null, wsRetry: 0, live: false,
+  ws: null, wsTimer: null, wsRetry: 0, link: "offline", lastUpdate: null,
   housekeeping: null, deadLetters: null,
   clockOffset: 0, // server clock minus browser clock, when they differ noticeably
   resolving: null, // incident id shown in the resolve dialog
   submitting: false, // our own resolve is in flight: its frame may arrive before the reply
+  selected: null, // the row the keyboard works on
+  seeded: false, // the first queue after signing in has been announced
+  handover: null, // the previous shift's handover shown above the queue
+  renderQueued: false, frameTimes: [], // frames' arrival times, for the latency the benchmark reads
   langChosenBeforeLogin: null,
 };
+
+// What tests and benchmarks/console_render.py read: counts and timings, never used by the page itself.
+const probe = { renders: [], ticks: [], rowsRebuilt: 0 };
+window.careline = { probe, state, sound: null };
+
+// The benchmark replays frames through the page's own path, then forces layout, to time one update
+// without the gateway's work on the same machine.
+window.careline.applyFrame = (inc) => { onIncidentFrame(inc); render(); return document.body.offsetHeight; };
+
+const sound = new AlarmSound();
+window.careline.sound = sound;
+const table = new QueueTable($("#incidents tbody"), {
+  me: () => state.user?.username,
+  escalation: (id) => state.escalations.get(String(id)) || [],
+  ageSeconds,
+});
 
 // status 0 = the network failed; detail = the API's {"detail": "..."} text, if any.
 const apiError = (status, detail = null, retryAfter = null) =>
@@ -34,7 +60,7 @@ const safeJson = (text) => { try { return JSON.parse(text); } catch { return {};
 // Show a message element with this text, or hide it when the text is empty.
 const say = (selector, text) => Object.assign($(selector), { textContent: text || "", hidden: !text });
 
-async function api(path, { method = "GET", body } = {}) {
+export async function api(path, { method = "GET", body } = {}) {
   const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
   if (method !== "GET" && state.csrf) init.headers["X-CSRF-Token"] = state.csrf;
   if (body !== undefined) {
@@ -45,7 +71,7 @@ async function api(path, { method = "GET", body } = {}) {
   noteServerClock(res);
   const data = res.status === 204 ? null : await res.json().catch(() => null);
   if (res.ok) return data;
-  if (res.status === 401 && state.user) showLogin(t("login.expired"));
+  if (res.status === 401 && state.user && !path.startsWith("/api/login")) sessionEnded();
   throw apiError(res.status, typeof data?.detail === "string" ? data.detail : null, res.headers.get("Retry-After"));
 }
 
@@ -56,15 +82,15 @@ function noteServerClock(res) {
   state.clockOffset = Math.abs(offset) > 5000 ? offset : 0; // the header only has whole seconds
 }
 
-function errorText(err) {
+export function errorText(err) {
   if (err.status === undefined) return String(err);
   if (err.status === 0) return t("error.network");
   if (err.detail) return t("error.detail", { status: err.status, detail: err.detail });
   return t("error.http", { status: err.status });
 }
 
-function showError(err) {
-  if (err.status === 401) return; // handled by the login form
+export function showError(err) {
+  if (err.status === 401) return; // handled by the sign-in form or dialog
   say("#error-text", typeof err === "string" ? err : errorText(err));
   $("#error-banner").hidden = false;
 }
@@ -79,28 +105,31 @@ function merge(inc) {
     return;
   }
   const known = state.incidents.get(inc.id);
+  // A take or release changes neither triggers nor status: the newer frame wins on equal progress.
   if (!known || progress(inc) >= progress(known)) state.incidents.set(inc.id, inc);
 }
 
 function onIncidentFrame(inc) {
   merge(inc);
   state.pending?.push(inc);
-  render();
+  incidentScreen.incidentChanged(inc);
+  scheduleRender();
 }
 
-async function resync() {
+async function resync({ escalations = false } = {}) {
   const seq = ++state.resyncSeq;
   state.pending = [];
   try {
-    const data = await api("/api/incidents?status=active");
+    const data = await api("/api/incidents?status=active&limit=5000");
     if (seq !== state.resyncSeq || !state.user) return;
     const frames = state.pending;
     state.pending = null;
     state.incidents = new Map();
     (data?.incidents || []).forEach(merge);
     frames.forEach(merge);
+    state.lastUpdate = Date.now();
     render();
-    loadEscalations();
+    loadEscalations(escalations);
   } catch (err) {
     if (seq !== state.resyncSeq) return;
     state.pending = null;
@@ -127,16 +156,19 @@ function connect() {
   state.ws = ws;
   ws.onmessage = (event) => {
     const msg = safeJson(event.data);
+    state.lastUpdate = Date.now();
     if (msg.type === "hello") {
       greeted = true;
       state.wsRetry = 0;
-      setLive(true);
-      resync();
+      setLink("live");
+      resync({ escalations: true });
     } else if (msg.type === "incident") {
+      state.frameTimes.push(performance.now());
       onIncidentFrame(msg.incident);
     } else if (msg.type === "escalation") {
       state.escalations.set(String(msg.incident_id), msg.notifications || []);
-      render();
+      incidentScreen.escalationChanged(msg.incident_id, msg.notifications || []);
+      scheduleRender();
     }
   };
   ws.onclose = () => onSocketClosed(ws, greeted);
@@ -145,9 +177,9 @@ function connect() {
 function onSocketClosed(ws, greeted) {
   if (state.ws !== ws) return;
   state.ws = null;
-  setLive(false);
-  if (!state.user) return;
-  if (!greeted) api("/api/me").catch(() => {}); // a 401 here brings back the login form
+  if (!state.user) return setLink("offline");
+  setLink(state.wsRetry >= OFFLINE_AFTER_FAILURES || !navigator.onLine ? "offline" : "reconnecting");
+  if (!greeted) api("/api/me").catch(() => {}); // a 401 here brings up the sign-in dialog
   const delay = Math.min(RECONNECT_MAX_MS, 1000 * 2 ** state.wsRetry++) * (0.75 + Math.random() / 2);
   state.wsTimer = setTimeout(connect, delay);
 }
@@ -157,190 +189,287 @@ function disconnect() {
   const ws = state.ws;
   state.ws = null; // first, so that onSocketClosed ignores this socket
   ws?.close();
-  setLive(false);
-}
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (value !== null && value !== undefined && value !== false) node.setAttribute(name, value);
-  }
-  node.append(...children.filter((c) => c !== null && c !== undefined && c !== ""));
-  return node;
-}
-
-const rank = (table, key) => table[key] ?? 9;
-
-function sortedIncidents() {
-  return [...state.incidents.values()].sort((a, b) =>
-    rank(STATUS_RANK, a.status) - rank(STATUS_RANK, b.status)
-    || rank(SEVERITY_RANK, a.severity) - rank(SEVERITY_RANK, b.severity)
-    || parseUtc(a.opened_at) - parseUtc(b.opened_at)
-    || a.id - b.id);
+  setLink("offline");
 }
 
 function ageSeconds(iso) {
   return (Date.now() + state.clockOffset - parseUtc(iso)) / 1000;
 }
 
-function place(inc) {
-  const site = inc.site_name || inc.site || "";
-  return inc.room ? `${site} · ${inc.room}` : site || "—";
-}
-
-function ageCell(inc) {
-  const age = el("span", { class: "age", "data-opened": inc.opened_at }, formatAge(ageSeconds(inc.opened_at)));
-  const when = el("time", { datetime: inc.opened_at, title: formatTime(inc.opened_at, { full: true }) },
-    t("openedAt", { time: formatTime(inc.opened_at) }));
-  return el("td", {}, age, el("br"), when);
-}
-
-function statusCell(inc) {
-  const td = el("td", {}, el("span", { class: `status status-${inc.status}` }, label("status", inc.status)));
-  if (inc.status === "acknowledged" && inc.acknowledged_by) {
-    const by = t("ackBy", { user: inc.acknowledged_by, time: formatTime(inc.acknowledged_at) });
-    td.append(el("br"), el("small", {}, by));
-  }
-  const progress = escalationLine(inc);
-  if (progress) td.append(el("br"), progress);
-  return td;
-}
-
-function escalationLine(inc) {
-  const sent = state.escalations.get(String(inc.id)) || [];
-  if (!sent.length) return null;
-  const latest = sent.slice(-3).map((n) =>
-    `${n.responder} · ${label("channel", n.channel)} · ${label("delivery", n.status)}`);
-  return el("small", { class: "escalation", "data-notifications": sent.length },
-    t("escalation.progress", { tier: sent[sent.length - 1].tier, list: latest.join("; ") }));
-}
-
-async function loadEscalations() {
-  await Promise.all([...state.incidents.keys()].map(async (id) => {
+// While the link is live the `escalation` frames keep each incident's record current, so a resync asks
+// only for those it has none of; after a reconnect (`all`) every record is read again.
+async function loadEscalations(all = false) {
+  const ids = [...state.incidents.keys()].filter((id) => all || !state.escalations.has(String(id)));
+  await Promise.all(ids.map(async (id) => {
     try {
       state.escalations.set(String(id), await api(`/api/incidents/${id}/escalation`) || []);
     } catch { /* shown again on the next frame */ }
   }));
-  render();
+  scheduleRender();
 }
 
-function actionsCell(inc) {
-  const ack = inc.status === "open"
-    ? el("button", { type: "button", class: "primary", "data-action": "ack" }, t("action.ack")) : null;
-  const resolve = el("button", { type: "button", "data-action": "resolve" }, t("action.resolve"));
-  return el("td", { class: "actions" }, ack, resolve);
+// ---- drawing: at most once per animation frame, however many frames arrive
+
+function scheduleRender() {
+  if (state.renderQueued) return;
+  state.renderQueued = true;
+  // A hidden tab gets no animation frames, but its title, sound and announcements must still follow.
+  if (document.hidden) setTimeout(render, 100);
+  else requestAnimationFrame(render);
 }
 
-function ruleCell(inc) {
-  const td = el("td", { title: inc.device_id ? t("device", { id: inc.device_id }) : null }, label("rule", inc.rule));
-  const faults = inc.faults || [];
-  if (faults.length) {
-    // The fault texts are the gateway's technical wording (as in dead letters) for the technician.
-    td.append(el("br"), el("small", { class: "faults", title: t("faults.title", { list: faults.join("\n") }) },
-      t("faults", { n: faults.length })));
-  }
-  return td;
-}
-
-function renderRow(inc) {
-  const row = el("tr", {
-    "data-incident-id": inc.id, "data-status": inc.status, "data-severity": inc.severity,
-    class: inc.status === "open" && inc.severity === "critical" ? "alerting" : null,
-  });
-  const triggers = inc.trigger_count > 1
-    ? el("span", { title: t("triggers.title", { n: inc.trigger_count }) }, `×${inc.trigger_count}`) : "";
-  row.append(
-    el("td", {}, el("span", { class: `badge sev-${inc.severity}` }, label("severity", inc.severity))),
-    ruleCell(inc),
-    el("td", {}, inc.resident_name || inc.resident || "—"),
-    el("td", {}, place(inc)),
-    ageCell(inc),
-    el("td", { class: "triggers" }, triggers),
-    statusCell(inc),
-    actionsCell(inc),
-  );
-  return row;
-}
-
-function focusedAction() {
-  const button = document.activeElement?.closest?.("#incidents button[data-action]");
-  if (!button) return null;
-  return { id: button.closest("tr").dataset.incidentId, action: button.dataset.action };
-}
-
-function restoreFocus(focus) {
-  if (!focus) return;
-  const row = $(`#incidents tr[data-incident-id="${CSS.escape(focus.id)}"]`);
-  (row?.querySelector(`[data-action="${focus.action}"]`) || row?.querySelector("[data-action]"))?.focus();
+function sortedIncidents() {
+  return [...state.incidents.values()].sort(compareIncidents);
 }
 
 function render() {
+  const started = performance.now();
+  state.renderQueued = false;
   const list = sortedIncidents();
-  const focus = focusedAction();
-  $("#incidents tbody").replaceChildren(...list.map(renderRow));
-  restoreFocus(focus);
+  const rebuilt = table.render(list, getLanguage());
   $("#no-incidents").hidden = list.length > 0;
   const open = list.filter((inc) => inc.status === "open").length;
   $("#incident-count").textContent = list.length ? `(${list.length})` : "";
+  $("#open-count").textContent = t("console.openCount", { n: open });
   document.title = open ? `(${open}) ${t("app.title")}` : t("app.title");
   const gone = state.resolving !== null && !state.incidents.has(state.resolving);
   if (gone && !state.submitting) closeResolve(t("resolve.gone"));
+  if (state.selected !== null && !state.incidents.has(state.selected)) state.selected = null;
+  markSelected();
+  announce(list);
+  sound.want(list.some(waiting));
+  const ended = performance.now();
+  probe.rowsRebuilt += rebuilt;
+  const entry = { ms: ended - started, rebuilt, frames: state.frameTimes.map((at) => ended - at), painted: null };
+  // The next animation frame starts once this one's style, layout and paint are done.
+  requestAnimationFrame(() => { entry.painted = performance.now() - started; });
+  probe.renders.push(entry);
+  if (probe.renders.length > 2000) probe.renders.splice(0, 1000);
+  state.frameTimes = [];
 }
 
-function tickAges() {
-  for (const node of document.querySelectorAll("#incidents [data-opened]")) {
-    node.textContent = formatAge(ageSeconds(node.dataset.opened));
+function tick() {
+  const started = performance.now();
+  table.tick();
+  incidentScreen.tick();
+  renderLink();
+  renderMute();
+  probe.ticks.push(performance.now() - started);
+  if (probe.ticks.length > 600) probe.ticks.splice(0, 300);
+}
+
+// New alarms are read out once each, at most three by name (then how many); the region is polite so
+// it does not cut off what is being read. A sign-in onto a full queue only says how many there are.
+const ANNOUNCED_BY_NAME = 3;
+
+function announce(list) {
+  const fresh = list.filter((inc) => inc.status === "open" && !state.announced.has(inc.id));
+  if (!fresh.length) return;
+  fresh.forEach((inc) => state.announced.add(inc.id));
+  const many = fresh.length > ANNOUNCED_BY_NAME ? t("console.announceMany", { n: fresh.length }) : "";
+  const named = fresh.slice(0, ANNOUNCED_BY_NAME).map((inc) => t("console.announce", {
+    rule: label("rule", inc.rule), who: inc.resident_name || inc.resident || "—", place: place(inc),
+  }));
+  const first = !state.seeded;
+  state.seeded = true;
+  sayLive(first && many ? many : [...named, many].filter(Boolean).join(" "));
+}
+
+function sayLive(text) {
+  $("#announcer").textContent = text;
+}
+
+// ---- link state, sound, mute
+
+function setLink(link) {
+  state.link = link;
+  renderLink();
+}
+
+function renderLink() {
+  const node = $("#live-status");
+  node.dataset.state = state.link;
+  const words = { live: t("live.live"), reconnecting: t("live.offline"), offline: t("console.link.offline") };
+  node.querySelector(".live-label").textContent = words[state.link];
+  node.title = t(state.link === "live" ? "live.title.live" : "live.title.offline");
+  const since = state.lastUpdate === null ? "" : t("console.lastUpdate", { age: formatAge((Date.now() - state.lastUpdate) / 1000) });
+  node.querySelector(".live-since").textContent = since;
+}
+
+function renderMute() {
+  const node = $("#sound");
+  const status = sound.state;
+  node.dataset.state = status;
+  node.dataset.sounding = String(sound.sounding);
+  node.dataset.chimes = String(sound.chimes);
+  const left = Math.ceil(sound.muteLeftMs() / 1000);
+  const text = status === "blocked" ? t("console.sound.blocked")
+    : status === "muted" ? t("console.sound.muted", { left: formatAge(left) })
+      : t(sound.sounding ? "console.sound.sounding" : "console.sound.on");
+  $("#sound-label").textContent = text;
+  $("#mute").textContent = t(status === "muted" ? "console.unmute" : "console.mute");
+  $("#mute").setAttribute("aria-pressed", String(status === "muted"));
+}
+
+// ---- selection, actions, shortcuts
+
+function markSelected() {
+  for (const row of document.querySelectorAll("#incidents tr.selected")) {
+    if (Number(row.dataset.incidentId) !== state.selected) { row.classList.remove("selected"); row.removeAttribute("aria-selected"); }
+  }
+  const row = state.selected === null ? null : table.row(state.selected);
+  row?.classList.add("selected");
+  row?.setAttribute("aria-selected", "true");
+}
+
+function select(id, focus = true) {
+  state.selected = id;
+  markSelected();
+  const row = table.row(id);
+  if (focus && row) { row.focus({ preventScroll: true }); row.scrollIntoView({ block: "nearest" }); }
+}
+
+function moveSelection(step) {
+  const list = sortedIncidents();
+  if (!list.length) return;
+  const at = list.findIndex((inc) => inc.id === state.selected);
+  const next = at < 0 ? (step > 0 ? 0 : list.length - 1) : Math.min(list.length - 1, Math.max(0, at + step));
+  select(list[next].id);
+}
+
+// "Next alarm": the first one in queue order that nobody has taken or acknowledged, else the next row.
+function nextAlarm() {
+  const next = sortedIncidents().find(waiting);
+  if (next) select(next.id);
+  else moveSelection(1);
+}
+
+async function take(id, { force = false } = {}) {
+  const inc = state.incidents.get(id);
+  const holder = inc && takenBy(inc);
+  if (!force && holder && holder !== state.user.username) {
+    if (!(await confirmTakeOver(t("console.takeOverConfirm", { user: holder })))) return;
+    force = true;
+  }
+  try {
+    merge(await api(`/api/incidents/${id}/take`, { method: "POST", body: { force } }));
+    render();
+  } catch (err) {
+    if (err.status === 409 && !force) {
+      // Someone took it a moment ago: the gateway's answer names them; offer the take-over.
+      if (await confirmTakeOver(err.detail || t("console.takeOverTitle"))) return take(id, { force: true });
+      return;
+    }
+    showError(err);
   }
 }
 
-function setLive(live) {
-  state.live = live;
-  const node = $("#live-status");
-  node.dataset.state = live ? "live" : "offline";
-  node.querySelector(".live-label").textContent = t(live ? "live.live" : "live.offline");
-  node.title = t(live ? "live.title.live" : "live.title.offline");
+async function release(id) {
+  try {
+    merge(await api(`/api/incidents/${id}/release`, { method: "POST" }));
+    render();
+  } catch (err) {
+    showError(err);
+  }
 }
 
-function renderDeadLetters() {
-  const node = $("#dead-letters");
-  const n = state.deadLetters;
-  node.textContent = t("deadLetters", { n: n ?? "?" });
-  node.dataset.count = n ?? "";
-  node.classList.toggle("warn", n === null || n > 0);
+function confirmTakeOver(text) {
+  const dialog = $("#takeover-dialog");
+  $("#takeover-text").textContent = text;
+  dialog.returnValue = "";
+  dialog.showModal();
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => resolve(dialog.returnValue === "yes"), { once: true });
+  });
 }
 
-function fillOutcomes() {
-  const select = $("#resolve-outcome");
-  const chosen = select.value;
-  select.replaceChildren(
-    el("option", { value: "", disabled: "", selected: "" }, t("resolve.choose")),
-    ...OUTCOMES.map((code) => el("option", { value: code }, t(`outcome.${code}`))),
-  );
-  select.value = chosen;
-}
-
-function applyLanguage(lang) {
-  $("#lang").value = setLanguage(lang);
-  translatePage();
-  fillOutcomes();
-  setLive(state.live);
-  renderDeadLetters();
-  const user = state.user;
-  $("#user").textContent = user ? t("user", { user: user.username, role: label("role", user.role) }) : "";
-  // Operators read the directory but do not edit it: the administration page is for managers and admins.
-  $("#admin-link").hidden = !user || user.role === "operator";
-  if (user) render();
-}
-
-async function acknowledge(id, button) {
-  button.disabled = true;
+export async function acknowledge(id, button) {
+  if (button) button.disabled = true;
   try {
     merge(await api(`/api/incidents/${id}/ack`, { method: "POST" }));
     render();
   } catch (err) {
     showError(err);
-    button.disabled = false;
+    if (button) button.disabled = false;
   }
+}
+
+function act(action, id, button) {
+  if (!state.incidents.has(id)) return;
+  select(id, false);
+  const inc = state.incidents.get(id);
+  if (action === "ack" && inc.status === "open") acknowledge(id, button);
+  else if (action === "take") take(id);
+  else if (action === "release") release(id);
+  else if (action === "resolve") openResolve(id);
+  else if (action === "open") location.hash = `#/incident/${id}`;
+}
+
+function onTableClick(event) {
+  const target = event.target.closest("[data-action]");
+  const row = event.target.closest("tr[data-incident-id]");
+  if (!row) return;
+  const id = Number(row.dataset.incidentId);
+  if (!target) return select(id, false);
+  if (target.tagName === "A") event.preventDefault();
+  act(target.dataset.action, id, target);
+}
+
+const SHORTCUTS = {
+  j: () => moveSelection(1), ArrowDown: () => moveSelection(1),
+  k: () => moveSelection(-1), ArrowUp: () => moveSelection(-1),
+  n: nextAlarm,
+  t: () => state.selected !== null && act(takenBy(state.incidents.get(state.selected)) === state.user.username ? "release" : "take", state.selected),
+  a: () => state.selected !== null && act("ack", state.selected),
+  r: () => state.selected !== null && act("resolve", state.selected),
+  o: () => state.selected !== null && act("open", state.selected),
+  Enter: () => state.selected !== null && act("open", state.selected),
+  m: () => sound.toggleMute(),
+  w: () => toggleWall(),
+  "?": () => toggleHelp(),
+};
+
+function onKey(event) {
+  sound.unlock();
+  if (!state.user || state.expired || event.ctrlKey || event.metaKey || event.altKey) return;
+  if (document.querySelector("dialog[open]:not(#help-dialog)")) return;
+  if (event.target.closest?.("input, textarea, select, [contenteditable]")) return;
+  if (event.key === "Escape" && incidentScreen.isOpen()) { location.hash = ""; return; }
+  if (event.key === "Enter" && event.target.closest?.("button, a")) return; // the focused control's own Enter
+  if (incidentScreen.isOpen() && !["m", "?", "w", "Escape"].includes(event.key)) {
+    const id = incidentScreen.id;
+    const onScreen = { a: "ack", t: takenBy(state.incidents.get(id) || {}) === state.user.username ? "release" : "take", r: "resolve" };
+    if (onScreen[event.key]) { event.preventDefault(); act(onScreen[event.key], id); }
+    return;
+  }
+  const shortcut = SHORTCUTS[event.key];
+  if (!shortcut) return;
+  event.preventDefault();
+  shortcut();
+}
+
+function toggleHelp() {
+  const dialog = $("#help-dialog");
+  if (dialog.open) dialog.close();
+  else dialog.showModal();
+}
+
+function toggleWall(on = !document.body.classList.contains("wall")) {
+  document.body.classList.toggle("wall", on);
+  $("#wall").setAttribute("aria-pressed", String(on));
+  try { localStorage.setItem("careline.wall", on ? "1" : ""); } catch { /* storage disabled */ }
+}
+
+// ---- resolve
+
+function fillOutcomes() {
+  const select = $("#resolve-outcome");
+  const chosen = select.value;
+  select.replaceChildren(
+    Object.assign(document.createElement("option"), { value: "", disabled: true, selected: true, textContent: t("resolve.choose") }),
+    ...OUTCOMES.map((code) => Object.assign(document.createElement("option"), { value: code, textContent: label("outcome", code) })),
+  );
+  select.value = chosen;
 }
 
 function openResolve(id) {
@@ -352,6 +481,7 @@ function openResolve(id) {
   $("#resolve-outcome").value = "";
   $("#resolve-note").value = "";
   say("#resolve-error", "");
+  $("#resolve-dispatch").hidden = true;
   $("#resolve-submit").disabled = false;
   $("#resolve-dialog").showModal();
   $("#resolve-outcome").focus();
@@ -362,6 +492,20 @@ function closeResolve(message) {
   const dialog = $("#resolve-dialog");
   if (dialog.open) dialog.close();
   if (message) showError(message);
+}
+
+// "No response from the resident" is never closed quietly: somebody must have been sent first.
+function onOutcomeChosen() {
+  const inc = state.incidents.get(state.resolving);
+  const needsDispatch = $("#resolve-outcome").value === "no_response" && inc && !inc.dispatched;
+  say("#resolve-error", needsDispatch ? t("console.noResponse.dispatchFirst") : "");
+  $("#resolve-dispatch").hidden = !needsDispatch;
+}
+
+function dispatchFromResolve() {
+  const id = state.resolving;
+  closeResolve();
+  location.hash = `#/incident/${id}/dispatch`;
 }
 
 async function submitResolve(event) {
@@ -377,29 +521,39 @@ async function submitResolve(event) {
     const inc = await api(`/api/incidents/${id}/resolve`, { method: "POST", body: { outcome, note } });
     closeResolve();
     merge(inc);
+    incidentScreen.incidentChanged(inc);
     render();
   } catch (err) {
-    say("#resolve-error", errorText(err)); // the dialog sits above the banner, so repeat the error there
-    showError(err);
+    say("#resolve-error", errorText(err)); // the dialog sits above the banner, so the reason is shown here
+    if (err.status === 409 && outcome === "no_response") $("#resolve-dispatch").hidden = false;
     $("#resolve-submit").disabled = false;
   } finally {
     state.submitting = false;
   }
 }
 
-function onTableClick(event) {
-  const button = event.target.closest("button[data-action]");
-  if (!button) return;
-  const id = Number(button.closest("tr").dataset.incidentId);
-  if (button.dataset.action === "ack") acknowledge(id, button);
-  else openResolve(id);
-}
+export const consoleApi = { api, showError, errorText, acknowledge, take, release, openResolve, state };
+const incidentScreen = new IncidentScreen(consoleApi);
+
+// ---- views, session, sign-in
 
 function showView(name) {
   $("#loading").hidden = name !== "loading";
   $("#login-view").hidden = name !== "login";
-  $("#queue-view").hidden = name !== "queue";
+  $("#console").hidden = name !== "queue";
   $("#session").hidden = name !== "queue";
+}
+
+// Where to go after signing in: `?next=` when it is a path on this site (never another origin).
+function nextPath() {
+  const next = new URLSearchParams(location.search).get("next");
+  if (!next || !next.startsWith("/") || next.startsWith("//") || next.includes("\\")) return null;
+  try {
+    const url = new URL(next, location.origin);
+    return url.origin === location.origin && url.pathname !== "/" ? `${url.pathname}${url.search}${url.hash}` : null;
+  } catch {
+    return null;
+  }
 }
 
 function startSession(user) {
@@ -408,13 +562,59 @@ function startSession(user) {
   const chosen = state.langChosenBeforeLogin;
   if (chosen) rememberLanguage(chosen, user.username);
   state.langChosenBeforeLogin = null;
+  const next = nextPath();
+  if (next) return location.replace(next);
   applyLanguage(initialLanguage(user));
   showView("queue");
   render();
   connect();
   resync();
   refreshStats();
+  loadHandoverNotice();
+  clearInterval(state.housekeeping);
   state.housekeeping = setInterval(() => { resync(); refreshStats(); }, HOUSEKEEPING_MS);
+  incidentScreen.route();
+}
+
+// The session ended with the console open: the queue stays on screen under a sign-in dialog, the sound
+// keeps going, and signing in again picks up where it was.
+function sessionEnded() {
+  if (state.expired) return;
+  state.expired = true;
+  clearInterval(state.housekeeping);
+  disconnect();
+  for (const dialog of document.querySelectorAll("dialog[open]")) dialog.close();
+  $("#relogin-username").value = state.user?.username || "";
+  $("#relogin-password").value = "";
+  say("#relogin-error", "");
+  $("#relogin-dialog").showModal();
+  $(state.user?.username ? "#relogin-password" : "#relogin-username").focus();
+}
+
+async function submitRelogin(event) {
+  event.preventDefault();
+  const username = $("#relogin-username").value.trim();
+  const password = $("#relogin-password").value;
+  $("#relogin-submit").disabled = true;
+  try {
+    const user = await api("/api/login", { method: "POST", body: { username, password } });
+    $("#relogin-password").value = "";
+    state.expired = false;
+    $("#relogin-dialog").close();
+    if (user.username !== state.user?.username) return location.reload(); // someone else's screen now
+    state.user = user;
+    state.csrf = user.csrf_token;
+    state.wsRetry = 0;
+    connect();
+    resync();
+    refreshStats();
+    state.housekeeping = setInterval(() => { resync(); refreshStats(); }, HOUSEKEEPING_MS);
+    incidentScreen.route();
+  } catch (err) {
+    say("#relogin-error", loginErrorText(err));
+  } finally {
+    $("#relogin-submit").disabled = false;
+  }
 }
 
 function showLogin(message) {
@@ -423,10 +623,11 @@ function showLogin(message) {
   clearInterval(state.housekeeping);
   disconnect();
   closeResolve();
+  incidentScreen.close();
   state.incidents = new Map();
   state.gone = new Set();
   state.resyncSeq += 1;
-  $("#incidents tbody").replaceChildren();
+  render();
   document.title = t("app.title");
   showView("login"); // keeps the current language: the same operator usually signs back in
   say("#login-error", message);
@@ -466,6 +667,67 @@ async function logout() {
   }
 }
 
+// ---- the previous shift's handover notes, until this operator dismisses them
+
+const dismissedKey = () => `careline.handoverSeen:${state.user?.username}`;
+
+async function loadHandoverNotice() {
+  let latest = null;
+  try {
+    latest = await api("/api/handovers/latest");
+  } catch {
+    return; // none yet, or a gateway without handovers
+  }
+  const seen = (() => { try { return localStorage.getItem(dismissedKey()); } catch { return null; } })();
+  // Shown to the incoming operator: not to the one who wrote it, nor again once read.
+  if (!latest?.id || String(latest.id) === seen || !latest.notes || latest.signed_by === state.user?.username) return;
+  state.handover = latest;
+  $("#handover-notice").dataset.handoverId = latest.id;
+  $("#handover-notice-text").textContent = latest.notes;
+  renderHandoverNotice();
+  $("#handover-notice").hidden = false;
+}
+
+function renderHandoverNotice() {
+  const latest = state.handover;
+  if (!latest) return;
+  $("#handover-notice-by").textContent = t("console.handover.from", {
+    user: latest.signed_by, time: formatTime(latest.signed_at),
+  });
+}
+
+function dismissHandoverNotice() {
+  const notice = $("#handover-notice");
+  try { localStorage.setItem(dismissedKey(), notice.dataset.handoverId || ""); } catch { /* storage disabled */ }
+  notice.hidden = true;
+  state.handover = null;
+}
+
+function renderDeadLetters() {
+  const node = $("#dead-letters");
+  const n = state.deadLetters;
+  node.textContent = t("deadLetters", { n: n ?? "?" });
+  node.dataset.count = n ?? "";
+  node.classList.toggle("warn", n === null || n > 0);
+}
+
+function applyLanguage(lang) {
+  $("#lang").value = setLanguage(lang);
+  translatePage();
+  fillOutcomes();
+  renderLink();
+  renderMute();
+  renderDeadLetters();
+  renderHandoverNotice();
+  const user = state.user;
+  $("#user").textContent = user ? t("user", { user: user.username, role: label("role", user.role) }) : "";
+  // Operators read the directory but do not edit it: the administration page is for managers and admins.
+  $("#admin-link").hidden = !user || user.role === "operator";
+  $("#review-link").hidden = !user || user.role === "operator";
+  if (user) render();
+  incidentScreen.relabel();
+}
+
 function onLanguageChange() {
   const lang = $("#lang").value;
   rememberLanguage(lang, state.user?.username);
@@ -487,18 +749,33 @@ async function boot() {
 
 function bindEvents() {
   $("#login-form").addEventListener("submit", submitLogin);
+  $("#relogin-form").addEventListener("submit", submitRelogin);
+  $("#relogin-dialog").addEventListener("cancel", (event) => event.preventDefault()); // no way round it
   $("#logout").addEventListener("click", logout);
   $("#lang").addEventListener("change", onLanguageChange);
   $("#error-dismiss").addEventListener("click", () => { $("#error-banner").hidden = true; });
   $("#incidents tbody").addEventListener("click", onTableClick);
   $("#resolve-form").addEventListener("submit", submitResolve);
+  $("#resolve-outcome").addEventListener("change", onOutcomeChosen);
+  $("#resolve-dispatch").addEventListener("click", dispatchFromResolve);
   $("#resolve-cancel").addEventListener("click", () => closeResolve());
   $("#resolve-dialog").addEventListener("close", () => { state.resolving = null; });
-  window.addEventListener("online", () => { if (state.user && !state.ws) connect(); });
+  $("#mute").addEventListener("click", () => sound.toggleMute());
+  $("#wall").addEventListener("click", () => toggleWall());
+  $("#help").addEventListener("click", toggleHelp);
+  $("#help-close").addEventListener("click", toggleHelp);
+  $("#handover-dismiss").addEventListener("click", dismissHandoverNotice);
+  document.addEventListener("keydown", onKey);
+  document.addEventListener("pointerdown", () => sound.unlock(), true);
+  sound.onChange(renderMute);
+  window.addEventListener("hashchange", () => incidentScreen.route());
+  window.addEventListener("online", () => { if (state.user && !state.ws && !state.expired) connect(); });
+  window.addEventListener("offline", () => { if (!state.ws) setLink("offline"); });
 }
 
 applyLanguage(initialLanguage(null));
+try { if (localStorage.getItem("careline.wall")) toggleWall(true); } catch { /* storage disabled */ }
 showView("loading");
 bindEvents();
-setInterval(tickAges, 1000);
+setInterval(tick, 1000);
 boot();

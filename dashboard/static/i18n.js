@@ -129,12 +129,26 @@ export function parseUtc(iso) {
   return Date.parse(zoned ? text : `${text}Z`);
 }
 
+// Building an Intl.DateTimeFormat costs far more than using one: a queue of 500 alarms formats
+// a thousand times per full render, so each (locale, with date or not) is built once.
+const formats = new Map();
+
+function dateFormat(withDate) {
+  const key = `${locale()}|${withDate}`;
+  let format = formats.get(key);
+  if (!format) {
+    const options = { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" };
+    if (withDate) Object.assign(options, { year: "numeric", month: "2-digit", day: "2-digit" });
+    format = new Intl.DateTimeFormat(locale(), options);
+    formats.set(key, format);
+  }
+  return format;
+}
+
 // Browser-local time, 24-hour clock; the date is added when it is not today.
 export function formatTime(iso, { full = false } = {}) {
   const date = new Date(parseUtc(iso));
   if (Number.isNaN(date.getTime())) return "";
   const today = date.toDateString() === new Date().toDateString();
-  const options = { hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" };
-  if (full || !today) Object.assign(options, { year: "numeric", month: "2-digit", day: "2-digit" });
-  return new Intl.DateTimeFormat(locale(), options).format(date);
+  return dateFormat(full || !today).format(date);
 }
