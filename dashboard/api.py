@@ -228,7 +228,7 @@ def create_app(ctx: DashboardContext) -> FastAPI:
         resolving = ctx.service.resolve(
             incident_id, actor, resolution.outcome, resolution.note, account.scope
         )
-        return await _guard(resolving, account.language)
+        return await _guard(resolving, account.wording)
 
     @app.get("/api/stats", tags=["monitoring"])
     async def stats(_: Operator) -> Stats:

@@ -35,6 +35,14 @@ class Account:
     language: str
     #: The sites this user sees; empty means every site (and an admin sees every site regardless).
     sites: tuple[str, ...] = ()
+    #: The language the page asking is shown in (its X-Careline-Language header), for the words of
+    #: refusals and other texts the server answers with; the account's `language` stays the default.
+    page_language: str | None = None
+
+    @property
+    def wording(self) -> str:
+        """The language to word an answer to this request in."""
+        return self.page_language or self.language
 
     @property
     def scope(self) -> frozenset[str] | None:

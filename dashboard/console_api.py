@@ -245,7 +245,7 @@ def console_router(ctx: DashboardContext) -> APIRouter:
 
 
 def _text(account: Account, msgid: str, **params: str | int) -> str:
-    return CATALOGUE.text(msgid, normalize_language(account.language), **params)
+    return CATALOGUE.text(msgid, normalize_language(account.wording), **params)
 
 
 def _site_in_scope(account: Account, site: str | None) -> None:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, status
 
 from dashboard.auth import SESSION_COOKIE, Account, Role
 from dashboard.security import CSRF_HEADER, SAFE_METHODS, csrf_matches
+from gateway.catalogue import normalize_language
+
+#: The pages send the language they are shown in, so the server's answers (refusals, "taken by …")
+#: read in the page's language even when the user switched away from their account's.
+LANGUAGE_HEADER = "X-Careline-Language"
 
 
 async def current_account(request: Request) -> Account:
@@ -18,6 +24,9 @@ async def current_account(request: Request) -> Account:
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "log in first")
     if request.method not in SAFE_METHODS:
         guard_change(request, ctx, token)
+    page_language = request.headers.get(LANGUAGE_HEADER)
+    if page_language:
+        return replace(account, page_language=normalize_language(page_language))
     return account
 
 

@@ -77,7 +77,7 @@ Admin = Annotated[Account, Depends(at_least(Role.ADMIN))]
 
 
 def _language(account: Account) -> Language:
-    return normalize_language(account.language)
+    return normalize_language(account.wording)
 
 
 def _service(request: Request) -> IncidentService:

@@ -238,8 +238,12 @@ async def test_no_response_cannot_be_closed_until_someone_has_been_sent(
         resolve = f"/api/incidents/{incident_id}/resolve"
         refused = await live.http.post(resolve, json={"outcome": "no_response", "note": "无人接听"})
         assert refused.status_code == 409
-        # The harness's operator reads Chinese.
+        # The harness's operator reads Chinese; a page shown in English gets the reason in English.
         assert refused.json()["detail"] == ZH_NO_RESPONSE
+        in_english = await live.http.post(
+            resolve, json={"outcome": "no_response"}, headers={"X-Careline-Language": "en"}
+        )
+        assert in_english.json()["detail"] == CATALOGUE.text("console.noResponseNeedsDispatch", "en")
         assert (await live.incidents())[0]["status"] == "open"
 
         dispatch = f"/api/incidents/{incident_id}/dispatch"

@@ -1,7 +1,7 @@
 // Careline administration page: the directory's lists and forms, imports and the pairing of new Zigbee
 // devices. Everything goes through the directory's REST API, which validates with the same models as an
 // import and enforces roles and sites; this page only shows what the server decides.
-import { t, label, setLanguage, initialLanguage, rememberLanguage, translatePage, formatTime } from "./i18n.js";
+import { t, label, getLanguage, setLanguage, initialLanguage, rememberLanguage, translatePage, formatTime } from "./i18n.js";
 
 const $ = (selector, root = document) => root.querySelector(selector);
 const PAGE_SIZE = 50;
@@ -27,7 +27,7 @@ class ApiError extends Error {
 }
 
 async function api(path, { method = "GET", body, form } = {}) {
-  const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
+  const init = { method, credentials: "same-origin", headers: { Accept: "application/json", "X-Careline-Language": getLanguage() } };
   if (method !== "GET") init.headers["X-CSRF-Token"] = state.csrf;
   if (form) init.body = form;
   else if (body !== undefined) {

@@ -61,7 +61,7 @@ const safeJson = (text) => { try { return JSON.parse(text); } catch { return {};
 const say = (selector, text) => Object.assign($(selector), { textContent: text || "", hidden: !text });
 
 export async function api(path, { method = "GET", body } = {}) {
-  const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
+  const init = { method, credentials: "same-origin", headers: { Accept: "application/json", "X-Careline-Language": getLanguage() } };
   if (method !== "GET" && state.csrf) init.headers["X-CSRF-Token"] = state.csrf;
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";

@@ -1,7 +1,9 @@
 // What every Careline page beyond the alarm queue shares: the signed-in user and their CSRF token, calls
 // to the REST API with errors worded from the catalogue, the header's navigation (only the pages the
 // user's role may open; the server refuses the others anyway) and the language picker.
-import { t, setLanguage, initialLanguage, rememberLanguage, translatePage } from "/static/i18n.js";
+import {
+  t, getLanguage, setLanguage, initialLanguage, rememberLanguage, translatePage,
+} from "/static/i18n.js";
 
 export const $ = (selector, root = document) => root.querySelector(selector);
 
@@ -37,7 +39,7 @@ function toSignIn() {
 
 // JSON in and out; `form` sends FormData as it is. A 401 sends the user to sign in and back here.
 export async function api(path, { method = "GET", body, form } = {}) {
-  const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
+  const init = { method, credentials: "same-origin", headers: { Accept: "application/json", "X-Careline-Language": getLanguage() } };
   if (method !== "GET" && session.csrf) init.headers["X-CSRF-Token"] = session.csrf;
   if (form) init.body = form;
   else if (body !== undefined) {
