@@ -121,6 +121,9 @@ async def test_an_sms_reply_acknowledges_the_incident_and_stops_the_rest(
             "acknowledged",
             "responder:carer via sms",
         )
+        escalation = (await live.http.get(f"/api/incidents/{incident['id']}/escalation")).json()
+        # The console shows whom it reached by name.
+        assert [(n["responder"], n["responder_name"]) for n in escalation] == [("carer", "Carer Li")]
         await asyncio.sleep(6)  # past tier 1's wait: tier 2 must not fire
         assert sent_to(twilio, BOSS) == []
 

@@ -722,8 +722,8 @@ function applyLanguage(lang) {
   const user = state.user;
   $("#user").textContent = user ? t("user", { user: user.username, role: label("role", user.role) }) : "";
   // Operators read the directory but do not edit it: the administration page is for managers and admins.
-  $("#admin-link").hidden = !user || user.role === "operator";
-  $("#review-link").hidden = !user || user.role === "operator";
+  // The office pages refuse operators anyway; their links are shown to managers and admins only.
+  for (const link of document.querySelectorAll("a.managers")) link.hidden = !user || user.role === "operator";
   if (user) render();
   incidentScreen.relabel();
 }

@@ -307,7 +307,7 @@ export class IncidentScreen {
       el("thead", {}, el("tr", {}, ...["console.esc.tier", "console.esc.who", "console.esc.channel", "console.esc.state", "console.incident.when"]
         .map((key) => el("th", { scope: "col" }, t(key))))),
       el("tbody", {}, ...sent.map((n) => el("tr", { "data-status": n.status },
-        el("td", {}, dash(n.tier)), el("td", {}, dash(n.responder)), el("td", {}, label("channel", n.channel)),
+        el("td", {}, dash(n.tier)), el("td", {}, dash(n.responder_name || n.responder)), el("td", {}, label("channel", n.channel)),
         el("td", {}, label("delivery", n.status)),
         el("td", {}, formatTime(n.updated_at || n.sent_at || n.created_at || n.at))))))
       : el("p", { class: "muted" }, t("console.esc.none")));

@@ -213,7 +213,7 @@ export class QueueTable {
     const sent = this.context.escalation(inc.id);
     if (!sent.length) return null;
     const latest = sent.slice(-3).map((n) =>
-      `${n.responder} · ${label("channel", n.channel)} · ${label("delivery", n.status)}`);
+      `${n.responder_name || n.responder} · ${label("channel", n.channel)} · ${label("delivery", n.status)}`);
     return el("small", { class: "escalation", "data-notifications": sent.length },
       t("escalation.progress", { tier: sent[sent.length - 1].tier, list: latest.join("; ") }));
   }

@@ -447,12 +447,15 @@ class EscalationStore:
             ).all()
             escalation = session.get(Escalation, incident_id)
             state = escalation.state if escalation else None
+            names = {r.id: r.name for r in self._config.responders}
             return [
                 {
                     "id": r.id,
                     "tier": r.tier,
                     "round": r.round,
                     "responder": r.responder_id,
+                    # Operators read who was called by name; an id no longer configured shows as it is.
+                    "responder_name": names.get(r.responder_id, r.responder_id),
                     "channel": r.channel,
                     "status": r.status,
                     "attempts": r.attempts,
