@@ -341,7 +341,9 @@ class Gateway:
 
     async def _push_escalation(self, incident_id: int) -> None:
         notifications = await self.service.read(self.escalations.notifications, incident_id)
-        self.hub.publish_escalation(incident_id, notifications)
+        site = await self.service.read(self.service.store.site_of, incident_id)
+        if site is not None:
+            self.hub.publish_escalation(incident_id, site, notifications)
 
     def alarm_topics(self) -> list[str]:
         return alarm_lane_topics(self.config, self.registry)

@@ -40,6 +40,7 @@ from gateway.incidents.store import (
     DispatchRequiredError,
     IncidentConflictError,
     IncidentNotFoundError,
+    NotATestCallError,
 )
 from gateway.incidents.views import AuditChainView, AuditView, DeviceTestView, IncidentView
 from gateway.metrics import Metrics
@@ -63,6 +64,8 @@ _STATUSES: dict[str, tuple[str, ...]] = {
 #: Row ids are 64-bit integers: anything larger is refused (422) before it reaches the database.
 MAX_ID = 2**63 - 1
 IncidentId = Annotated[int, PathParameter(ge=1, le=MAX_ID)]
+#: The most incidents one list answers with (the console asks for this many: every active one).
+MAX_LISTED = 5000
 DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/openapi.json")
 
 
@@ -193,12 +196,13 @@ def create_app(ctx: DashboardContext) -> FastAPI:
     ) -> IncidentList:
         """Newest first, or in the order the queue is answered (`order=queue`): life-safety first, then
         wandering, wellbeing, technical, each the longest waiting first."""
-        rows = await ctx.service.read(
-            ctx.service.store.incidents, _STATUSES[status], min(max(limit, 1), 5000), account.scope
-        )
+        wanted = min(max(limit, 1), MAX_LISTED)
+        # In queue order the oldest matter most, so the cut comes after the sort, not in SQL's newest-first.
+        fetched = MAX_LISTED if order == "queue" else wanted
+        rows = await ctx.service.read(ctx.service.store.incidents, _STATUSES[status], fetched, account.scope)
         if order == "queue":
             rows.sort(key=lambda view: (category_rank(view.rule), view.opened_at))
-        return IncidentList(incidents=rows)
+        return IncidentList(incidents=rows[:wanted])
 
     @app.get("/api/incidents/{incident_id}", tags=["incidents"])
     async def incident(incident_id: IncidentId, account: Operator) -> IncidentView:
@@ -316,7 +320,7 @@ def create_app(ctx: DashboardContext) -> FastAPI:
             await websocket.close(code=4401, reason="log in first")
             return
         await websocket.accept()
-        await _stream(websocket, ctx)
+        await _stream(websocket, ctx, account.scope)
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
@@ -380,8 +384,8 @@ def _health(ctx: DashboardContext, response: Response) -> dict[str, Any]:
     return health
 
 
-async def _stream(websocket: WebSocket, ctx: DashboardContext) -> None:
-    queue = ctx.hub.connect()
+async def _stream(websocket: WebSocket, ctx: DashboardContext, scope: frozenset[str] | None) -> None:
+    queue = ctx.hub.connect(scope)
     ctx.metrics.websocket_clients.set(len(ctx.hub))
     watcher = asyncio.create_task(_until_client_leaves(websocket, queue))
     try:
@@ -415,6 +419,9 @@ async def _guard(pending: Awaitable[T], language: str = "en") -> T:
         result = await pending
     except DispatchRequiredError:
         detail = CATALOGUE.text("console.noResponseNeedsDispatch", normalize_language(language))
+        raise HTTPException(status.HTTP_409_CONFLICT, detail) from None
+    except NotATestCallError:
+        detail = CATALOGUE.text("console.testCallOnlySos", normalize_language(language))
         raise HTTPException(status.HTTP_409_CONFLICT, detail) from None
     except IncidentNotFoundError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None

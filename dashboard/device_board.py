@@ -280,10 +280,10 @@ def device_board_router() -> APIRouter:
         scope = account.scope
         if site is not None and scope is not None and site not in scope:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no site {site!r} among yours")
-        sections = await ctx.service.read(ctx.directory.load)
+        sections = await ctx.service.report(ctx.directory.load)
         if site is not None and all(s.id != site for s in sections.sites):
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no site {site!r}")
-        tests = await ctx.service.read(ctx.service.store.device_tests)
+        tests = await ctx.service.report(ctx.service.store.device_tests)
         now = _utc(ctx.service.store.now())
         # Thousands of devices take tens of milliseconds to assess and encode: not on the event loop
         # the alarm lane shares. (The health snapshot is replaced whole every second, never changed.)

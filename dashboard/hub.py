@@ -14,41 +14,53 @@ log = logging.getLogger(__name__)
 CLIENT_QUEUE_MAX = 1000
 
 
+Frame = dict[str, Any]
+ClientQueue = asyncio.Queue[Frame | None]
+
+
 class IncidentHub:
+    """Every frame names its incident's site; a screen signed in for some sites gets only theirs."""
+
     def __init__(self) -> None:
-        self._clients: set[asyncio.Queue[dict[str, Any] | None]] = set()
+        #: Each screen's queue and the sites it may see (None: every site).
+        self._clients: dict[ClientQueue, frozenset[str] | None] = {}
 
     def __len__(self) -> int:
         return len(self._clients)
 
-    def connect(self) -> asyncio.Queue[dict[str, Any] | None]:
-        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=CLIENT_QUEUE_MAX)
-        self._clients.add(queue)
+    def connect(self, scope: frozenset[str] | None = None) -> ClientQueue:
+        queue: ClientQueue = asyncio.Queue(maxsize=CLIENT_QUEUE_MAX)
+        self._clients[queue] = scope
         return queue
 
-    def disconnect(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
-        self._clients.discard(queue)
+    def disconnect(self, queue: ClientQueue) -> None:
+        self._clients.pop(queue, None)
 
     def publish(self, changed: Sequence[IncidentView]) -> None:
         self.publish_frames(
-            [{"type": "incident", "incident": view.model_dump(mode="json")} for view in changed]
+            [
+                {"type": "incident", "site": view.site, "incident": view.model_dump(mode="json")}
+                for view in changed
+            ]
         )
 
-    def publish_escalation(self, incident_id: int, notifications: list[dict[str, Any]]) -> None:
+    def publish_escalation(self, incident_id: int, site: str, notifications: list[dict[str, Any]]) -> None:
         self.publish_frames(
-            [{"type": "escalation", "incident_id": incident_id, "notifications": notifications}]
+            [{"type": "escalation", "incident_id": incident_id, "site": site, "notifications": notifications}]
         )
 
-    def publish_frames(self, frames: list[dict[str, Any]]) -> None:
-        for queue in list(self._clients):
+    def publish_frames(self, frames: list[Frame]) -> None:
+        for queue, scope in list(self._clients.items()):
             try:
                 for frame in frames:
-                    queue.put_nowait(frame)
+                    # A frame without a site is about no site's incident: nobody scoped needs it.
+                    if scope is None or frame.get("site") in scope:
+                        queue.put_nowait(frame)
             except asyncio.QueueFull:
                 # A screen that stopped reading is cut off (it resyncs on reconnect) rather than
                 # letting its backlog grow without limit.
                 log.warning("dropping a dashboard client that fell %d frames behind", CLIENT_QUEUE_MAX)
-                self._clients.discard(queue)
+                self._clients.pop(queue, None)
                 while not queue.empty():
                     queue.get_nowait()
                 queue.put_nowait(None)

@@ -108,7 +108,7 @@ def office_router(ctx: Any) -> APIRouter:
             with ctx.service.store.reading() as session:
                 return fn(session)
 
-        result: T = await ctx.service.read(run)
+        result: T = await ctx.service.report(run)
         return result
 
     def wing_rooms(wing: str | None, sites: frozenset[str] | None) -> dict[str, frozenset[str]] | None:

@@ -146,7 +146,7 @@ def sensor_log_router(ctx: Any) -> APIRouter:
         site = _site_in_scope(account, site)
         store = ctx.service.store
         return list(
-            await ctx.service.read(store.incidents_between, begin, finish, site, resident, device, room)
+            await ctx.service.report(store.incidents_between, begin, finish, site, resident, device, room)
         )
 
     return router

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from harness import PASSWORD, LiveGateway, Publisher, live_gateway, new_config
+import websockets
+from harness import PASSWORD, LiveGateway, Publisher, live_gateway, new_config, next_incident_frame
 from services import InfluxDB1, Mosquitto
 from sqlalchemy import text
 
@@ -107,6 +108,16 @@ async def sos(
     return next(incident["id"] for incident in incidents if incident["id"] not in before)
 
 
+async def fall_alarm(live: LiveGateway, mosquitto: Mosquitto) -> int:
+    publisher = Publisher(mosquitto.port)
+    try:
+        publisher.event("night", "night-fall-101", EventKind.FALL)
+        incidents = await live.wait_for(lambda found: any(i["rule"] == "fall" for i in found), "a fall")
+    finally:
+        publisher.close()
+    return next(incident["id"] for incident in incidents if incident["rule"] == "fall")
+
+
 async def frame_where(ws: Any, incident_id: int, predicate: Any, limit_s: float = 10.0) -> dict[str, Any]:
     """The first incident frame about `incident_id` for which `predicate` holds."""
     async with asyncio.timeout(limit_s):
@@ -178,6 +189,9 @@ async def test_the_queue_answers_life_safety_first_then_the_longest_waiting(
             (second_sos, "life_safety"),
             (newest[-1]["id"], "wandering"),
         ]
+        # Cut after the sort: the longest-waiting life-safety alarm is never the one left out.
+        first = (await live.http.get("/api/incidents", params={"order": "queue", "limit": 1})).json()
+        assert [i["id"] for i in first["incidents"]] == [first_sos]
         assert (await live.http.get("/api/incidents", params={"order": "random"})).status_code == 422
 
 
@@ -444,6 +458,13 @@ async def test_a_test_press_resolved_as_such_counts_as_the_buttons_test(
         audit = (await live.http.get(f"/api/incidents/{test_press}/audit")).json()
         assert "device.tested" in [entry["action"] for entry in audit]
 
+        # A fall closed as a "test press" would mark the radar tested although nobody tested it.
+        fall = await fall_alarm(live, mosquitto)
+        refused = await live.http.post(f"/api/incidents/{fall}/resolve", json={"outcome": "test_call"})
+        assert refused.status_code == 409
+        assert refused.json()["detail"] == CATALOGUE.text("console.testCallOnlySos", "zh-CN")
+        assert len((await live.http.get("/api/device-tests")).json()) == 1
+
 
 # --- response scripts ---------------------------------------------------------------------------------
 
@@ -525,6 +546,21 @@ async def test_a_response_script_that_is_not_right_is_refused(mosquitto: Mosquit
 
 
 # --- site scope ---------------------------------------------------------------------------------------
+
+
+async def test_a_screen_signed_in_for_one_site_hears_only_that_sites_alarms(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    async with live_gateway(console_config(mosquitto, tmp_path)) as live:
+        day_operator = await client_for(live, "day-screen", Role.OPERATOR, sites=("day",))
+        cookie = "; ".join(f"{k}={v}" for k, v in day_operator.cookies.items())
+        async with websockets.connect(live.ws_url, additional_headers={"Cookie": cookie}) as ws:
+            assert json.loads(await ws.recv()) == {"type": "hello"}
+            await sos(live, mosquitto)  # the night house: not this screen's
+            day_incident = await sos(live, mosquitto, "day", "day-pendant-wang")
+            first = await next_incident_frame(ws)
+            assert (first["id"], first["site"]) == (day_incident, "day")
+        await day_operator.aclose()
 
 
 async def test_a_user_of_one_site_never_sees_nor_touches_the_alarms_of_another(

@@ -49,3 +49,34 @@ def test_upgrading_a_store_with_incidents_keeps_them_and_their_unique_active_key
             )
     finally:
         db.close()
+
+
+def test_downgrading_below_0005_keeps_the_incidents_and_their_alarm_events(tmp_path: Path) -> None:
+    """Dropped in place: a table rebuild would drop `incidents` under its alarm events (foreign keys)."""
+    url = f"sqlite:///{tmp_path / 'careline.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO incidents (id, key, rule, severity, status, site, device_id, opened_at,"
+                " last_triggered_at, trigger_count, evidence) VALUES (1, 'sos:p1', 'sos', 'critical',"
+                " 'open', 'night', 'p1', '2026-11-30 02:00:00', '2026-11-30 02:00:00', 1, '{}')"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO alarm_events (incident_id, message_key, kind, device_id, event_ts,"
+                " received_at, recorded_at, effect) VALUES (1, 'm1', 'sos', 'p1', '2026-11-30 02:00:00',"
+                " '2026-11-30 02:00:00', '2026-11-30 02:00:00', 'opened')"
+            )
+        )
+    config = alembic_config(url)
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0004")
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM alarm_events")).scalar() == 1
+        columns = {row[1] for row in connection.execute(text("PRAGMA table_info(incidents)"))}
+    engine.dispose()
+    assert "taken_by" not in columns

@@ -26,6 +26,9 @@ class IncidentService:
         self.store = store
         self._writer = PriorityWriter()
         self._readers = ThreadPoolExecutor(max_workers=2, thread_name_prefix="incident-reads")
+        # The managers' reports read for a second or more; on their own threads they never hold up the
+        # reads an operator's screen and every signed-in request (its session lookup) make.
+        self._reports = ThreadPoolExecutor(max_workers=2, thread_name_prefix="incident-reports")
         self._listeners: list[IncidentListener] = []
 
     def start(self) -> None:
@@ -50,6 +53,10 @@ class IncidentService:
     async def read(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Reads run beside the writer (SQLite WAL lets them), so a slow report never delays an alarm."""
         return await asyncio.get_running_loop().run_in_executor(self._readers, lambda: fn(*args, **kwargs))
+
+    async def report(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """A long read for the managers' office (reports, history, device board, sensor-log alarms)."""
+        return await asyncio.get_running_loop().run_in_executor(self._reports, lambda: fn(*args, **kwargs))
 
     async def apply(self, batch: AlarmBatch) -> BatchResult:
         result = await self.write(self.store.apply, batch)
@@ -88,3 +95,4 @@ class IncidentService:
     def close(self) -> None:
         self._writer.shutdown()
         self._readers.shutdown(wait=True)
+        self._reports.shutdown(wait=True)

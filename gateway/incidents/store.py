@@ -64,6 +64,15 @@ class DispatchRequiredError(IncidentConflictError):
     """ "No response from the resident" closes nothing quietly: someone must have been sent first."""
 
 
+class NotATestCallError(IncidentConflictError):
+    """Only an SOS call can be a button's test press: a fall or smoke closed as a test would mark its
+    device as tested, and the device board would then trust a device nobody tested."""
+
+
+#: The rules whose incidents a test press raises.
+TESTABLE_BY_CALL = frozenset({"sos"})
+
+
 @dataclass(frozen=True, slots=True)
 class RuledDecision:
     decision: Decision
@@ -411,6 +420,10 @@ class IncidentStore:
                 raise IncidentConflictError(f"incident {incident_id} is already resolved")
             if outcome == Outcome.NO_RESPONSE and incident.dispatched_at is None:
                 raise DispatchRequiredError(f"incident {incident_id}: nobody has been sent yet")
+            if outcome == Outcome.TEST_CALL and incident.rule not in TESTABLE_BY_CALL:
+                raise NotATestCallError(
+                    f"incident {incident_id} is a {incident.rule} alarm, not a test press"
+                )
             now = self._now()
             if incident.acknowledged_at is None:
                 # Resolving implies somebody attended: it counts as the acknowledgement too.
@@ -497,6 +510,10 @@ class IncidentStore:
         with self.reading() as session:
             rows = session.scalars(query.order_by(Incident.opened_at.desc()).limit(5000))
             return [IncidentView.of(row, self.directory) for row in rows]
+
+    def site_of(self, incident_id: int) -> str | None:
+        with self.reading() as session:
+            return session.scalar(select(Incident.site).where(Incident.id == incident_id))
 
     def incident(self, incident_id: int, scope: Scope = None) -> IncidentView:
         with self.reading() as session:

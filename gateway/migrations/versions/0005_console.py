@@ -90,7 +90,8 @@ def downgrade() -> None:
     op.drop_table('incident_notes')
     op.drop_index('ix_incidents_site_opened', 'incidents')
     op.drop_index('ix_incidents_opened_at', 'incidents')
-    with op.batch_alter_table('incidents', schema=None) as batch_op:
-        batch_op.drop_column('dispatched_at')
-        batch_op.drop_column('taken_at')
-        batch_op.drop_column('taken_by')
+    # Native DROP COLUMN (SQLite 3.35+), not a batch table rebuild: the rebuild drops `incidents`, which
+    # alarm events and escalations reference, and foreign keys are enforced.
+    op.drop_column('incidents', 'dispatched_at')
+    op.drop_column('incidents', 'taken_at')
+    op.drop_column('incidents', 'taken_by')
