@@ -217,8 +217,9 @@ def console_router(ctx: DashboardContext) -> APIRouter:
     @router.post("/api/handovers", status_code=status.HTTP_201_CREATED)
     async def sign_handover(handover: HandoverRequest, account: Operator, request: Request) -> HandoverView:
         started = await ctx.service.read(ctx.users.session_started, request.cookies.get(SESSION_COOKIE))
+        summary = await ctx.service.read(handovers.draft, account.username, started, account.scope)
         return await ctx.service.write(
-            handovers.sign, account.username, handover.notes, started, account.scope
+            handovers.sign, account.username, handover.notes, summary, account.scope
         )
 
     @router.get("/api/handovers")

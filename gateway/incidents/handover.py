@@ -108,12 +108,10 @@ class HandoverStore:
 
     # -- signing --------------------------------------------------------------------------------------
 
-    def sign(
-        self, user: str, notes: str, session_started: datetime | None, scope: Scope = None
-    ) -> HandoverView:
-        """Freeze the summary as of now, with the notes, signed by an audit entry of its own."""
+    def sign(self, user: str, notes: str, summary: dict[str, Any], scope: Scope = None) -> HandoverView:
+        """Freeze `summary` (the draft, read just before on a reader thread: the writer thread, which
+        every alarm's commit waits for, only inserts and signs) with the notes, signed by an audit entry."""
         with self._store.transaction() as session:
-            summary = self._summary(session, user, session_started, scope)
             sites = None if scope is None else sorted(scope)
             handover = ShiftHandover(
                 signed_by=user,
