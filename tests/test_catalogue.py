@@ -85,8 +85,9 @@ def _page_keys() -> tuple[set[str], set[str]]:
         source = path.read_text(encoding="utf-8")
         keys |= set(re.findall(r'data-i18n(?:-title|-aria-label)?="([^"]+)"', source))
         keys |= set(re.findall(r'\bt\(\s*"([\w.-]+)"', source))
-        # The administration page declares its fields' and actions' labels as data.
-        keys |= set(re.findall(r'\b(?:i18n|endKey):\s*"([\w.-]+)"', source))
+        # The administration page declares its fields' and actions' labels as data; the other pages name
+        # their heading to startPage (page.js builds the header).
+        keys |= set(re.findall(r'\b(?:i18n|endKey|heading):\s*"([\w.-]+)"', source))
         for first, second in re.findall(r'\bt\(\s*\w+\s*\?\s*"([\w.-]+)"\s*:\s*"([\w.-]+)"', source):
             keys |= {first, second}
         prefixes |= set(re.findall(r'\blabel\(\s*"(\w+)"', source))

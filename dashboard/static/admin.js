@@ -2,8 +2,8 @@
 // devices. Everything goes through the directory's REST API, which validates with the same models as an
 // import and enforces roles and sites; this page only shows what the server decides.
 import { t, label, getLanguage, setLanguage, initialLanguage, rememberLanguage, translatePage, formatTime } from "./i18n.js";
+import { $, el } from "./page.js";
 
-const $ = (selector, root = document) => root.querySelector(selector);
 const PAGE_SIZE = 50;
 const SEARCH_DELAY_MS = 200;
 const DEVICE_TYPES = ["sos_button", "fall_sensor", "door_sensor", "smoke_detector", "presence_sensor",
@@ -56,17 +56,6 @@ function showError(err) {
 
 function notice(text) {
   Object.assign($("#notice"), { textContent: text, hidden: !text });
-}
-
-function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (name === "text") node.textContent = value;
-    else node.setAttribute(name, value === true ? "" : value);
-  }
-  node.append(...children.filter((c) => c !== null && c !== undefined));
-  return node;
 }
 
 // -- what each kind shows ----------------------------------------------------------------------------

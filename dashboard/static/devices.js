@@ -2,7 +2,7 @@
 // device with filters, from /api/office/devices; refreshed every 30 s. Every state is written in words
 // with a symbol beside it, never by colour alone.
 import { t, label, formatTime, formatAge } from "/static/i18n.js";
-import { $, api, el, showError, startPage, downloadLink } from "/static/page.js";
+import { $, api, el, hideError, showError, startPage, downloadLink } from "/static/page.js";
 
 const REFRESH_MS = 30_000;
 const TILE_FLAGS = ["offline", "battery_low", "test_overdue", "fault_over_2h"];
@@ -119,7 +119,7 @@ async function refresh() {
   $("#csv").href = downloadLink("/api/office/devices", { ...params, format: "csv" });
   try {
     shown = await api(downloadLink("/api/office/devices", params));
-    $("#error-banner").hidden = true;
+    hideError();
     render();
   } catch (err) {
     showError(err);
@@ -127,7 +127,7 @@ async function refresh() {
 }
 
 async function main() {
-  await startPage({ onLanguage: () => { fillFilters(); render(); } });
+  await startPage({ heading: "board.title", onLanguage: () => { fillFilters(); render(); } });
   const answer = await api("/api/directory/sites?limit=500").catch(() => ({ items: [] }));
   sites = answer.items;
   fillFilters();

@@ -85,7 +85,7 @@ async function sign(event) {
 }
 
 async function main() {
-  await startPage({ onLanguage: () => render() });
+  await startPage({ heading: "nav.handover", navClass: "nav", onLanguage: () => render() });
   $("#handover-form").addEventListener("submit", sign);
   try {
     await load();

@@ -1,7 +1,7 @@
 // The audit trail with filters (period, who, action, incident, text), paged, and the state of its hash
 // chain as the gateway recomputes it (GET /api/audit/verify).
 import { t, label, formatTime } from "/static/i18n.js";
-import { $, api, el, errorText, showError, startPage, downloadLink } from "/static/page.js";
+import { $, api, el, errorText, hideError, showError, startPage, downloadLink } from "/static/page.js";
 import { fillTable, periodParams, setUpPeriod } from "/static/office.js";
 
 const PAGE_SIZE = 50;
@@ -83,7 +83,7 @@ async function show(event, at = 0) {
     const query = filters();
     $("#audit-csv").href = downloadLink("/api/office/audit", { ...query, format: "csv" });
     shown = await api(downloadLink("/api/office/audit", { ...query, offset, limit: PAGE_SIZE }));
-    $("#error-banner").hidden = true;
+    hideError();
     render();
     document.body.dataset.loaded = "true";
   } catch (err) {
@@ -92,7 +92,7 @@ async function show(event, at = 0) {
 }
 
 async function main() {
-  await startPage({ onLanguage: () => { renderChain(); render(); } });
+  await startPage({ heading: "nav.audit", onLanguage: () => { renderChain(); render(); } });
   setUpPeriod();
   $("#audit-form").addEventListener("submit", (e) => show(e, 0));
   $("#prev").addEventListener("click", () => show(null, Math.max(0, offset - PAGE_SIZE)));

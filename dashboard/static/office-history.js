@@ -1,7 +1,7 @@
 // Every incident with filters (period, site, wing, resident, alarm type, outcome, operator), paged,
 // each linked to its incident screen and with its own timeline (audit entries and notifications) inline.
 import { t, label, formatTime } from "/static/i18n.js";
-import { $, api, el, showError, startPage, downloadLink } from "/static/page.js";
+import { $, api, el, hideError, showError, startPage, downloadLink } from "/static/page.js";
 import { fillSites, fillTable, loadSites, periodParams, seconds, setUpPeriod } from "/static/office.js";
 
 // The codes the filters offer; their words come from the catalogue.
@@ -124,7 +124,7 @@ async function show(event, at = 0) {
       outcomes = shown.outcomes;
       codeOptions($("#outcome"), "outcome", outcomes);
     }
-    $("#error-banner").hidden = true;
+    hideError();
     render();
     document.body.dataset.loaded = "true";
   } catch (err) {
@@ -133,7 +133,7 @@ async function show(event, at = 0) {
 }
 
 async function main() {
-  await startPage({ onLanguage: () => {
+  await startPage({ heading: "nav.history", onLanguage: () => {
     codeOptions($("#rule"), "rule", RULES);
     codeOptions($("#outcome"), "outcome", outcomes);
     fillSites($("#site"), sites);

@@ -1,7 +1,7 @@
 // The response-time report: KPI tiles against the TEC Quality yardsticks, the shares by day or month
 // with the two target lines (ECharts), a table per group and the false alarms; CSV of every table.
 import { t, label, getLanguage } from "/static/i18n.js";
-import { $, api, showError, startPage, downloadLink } from "/static/page.js";
+import { $, api, hideError, showError, startPage, downloadLink } from "/static/page.js";
 import {
   fillSites, fillTable, groupLabel, loadSites, percent, periodParams, seconds, setUpPeriod, verdict,
 } from "/static/office.js";
@@ -147,7 +147,7 @@ async function show(event) {
       api(downloadLink("/api/reports/false-alarms", wrong)),
     ]);
     shown = { report, chartSeries: (forChart || report).series, falseAlarms };
-    $("#error-banner").hidden = true;
+    hideError();
     render();
     document.body.dataset.loaded = "true";
   } catch (err) {
@@ -156,7 +156,7 @@ async function show(event) {
 }
 
 async function main() {
-  await startPage({ onLanguage: () => { resetCharts(); fillSites($("#site"), sites); render(); } });
+  await startPage({ heading: "nav.reports", onLanguage: () => { resetCharts(); fillSites($("#site"), sites); render(); } });
   sites = await loadSites();
   fillSites($("#site"), sites);
   setUpPeriod();

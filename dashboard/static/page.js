@@ -1,6 +1,7 @@
 // What every Careline page beyond the alarm queue shares: the signed-in user and their CSRF token, calls
-// to the REST API with errors worded from the catalogue, the header's navigation (only the pages the
-// user's role may open; the server refuses the others anyway) and the language picker.
+// to the REST API with errors worded from the catalogue, and the header with the error banner under it:
+// the page's heading, its navigation (only the pages the user's role may open; the server refuses the
+// others anyway), the user's name and the language picker.
 import {
   t, getLanguage, setLanguage, initialLanguage, rememberLanguage, translatePage,
 } from "/static/i18n.js";
@@ -60,12 +61,18 @@ export function errorText(err) {
   return t("error.http", { status: err.status });
 }
 
-// Pages have <div id="error-banner" role="alert"><span id="error-text"></span> <button id="error-dismiss">.
+// The banner startPage puts under the header: <div id="error-banner" role="alert"><span id="error-text">
+// and <button id="error-dismiss">.
 export function showError(err) {
   const banner = $("#error-banner");
   if (!banner) return;
   $("#error-text").textContent = errorText(err);
   banner.hidden = false;
+}
+
+export function hideError() {
+  const banner = $("#error-banner");
+  if (banner) banner.hidden = true;
 }
 
 export function el(tag, attrs = {}, ...children) {
@@ -87,7 +94,6 @@ export function downloadLink(path, params) {
 
 function fillNav() {
   const nav = $("#nav");
-  if (!nav) return;
   const role = session.user?.role;
   nav.replaceChildren(...PAGES.filter(([, , roles]) => roles.includes(role)).map(([href, key]) => {
     const current = href === location.pathname;
@@ -95,9 +101,31 @@ function fillNav() {
   }));
 }
 
-// Header markup each page carries: <nav id="nav"></nav>, <span id="user"></span> and
-// <select id="lang"> with en / zh-CN. `onLanguage` redraws what the page drew itself.
-export async function startPage({ onLanguage = () => {} } = {}) {
+// The language picker names each language in that language, whatever the page's language: these are
+// not texts of the catalogue. (Written as escapes: a script holds no Chinese text of its own.)
+const LANGUAGE_NAMES = [["en", "English"], ["zh-CN", "\u7b80\u4f53\u4e2d\u6587"]];
+
+// The header (the page's heading, <nav id="nav">, <span id="user">, <select id="lang">) and the error
+// banner under it, at the top of <body>: the pages' HTML holds only their own <head> and <main>.
+function buildHeader(heading, navClass) {
+  const picker = el("select", { id: "lang" },
+    ...LANGUAGE_NAMES.map(([lang, name]) => el("option", { value: lang, lang }, name)));
+  const header = el("header", { class: "topbar" },
+    el("h1", { "data-i18n": heading }, t(heading)),
+    el("nav", { id: "nav", class: navClass }),
+    el("span", { id: "user", class: "user" }),
+    el("label", { class: "lang-picker" }, el("span", { "data-i18n": "language" }, t("language")), picker));
+  const banner = el("div", { id: "error-banner", class: "error-banner", role: "alert", hidden: true },
+    el("span", { id: "error-text" }),
+    el("button", { id: "error-dismiss", type: "button", "data-i18n": "error.dismiss" }, t("error.dismiss")));
+  document.body.prepend(header, banner);
+  $("#error-dismiss").addEventListener("click", hideError);
+}
+
+// Builds the header and the banner, then signs the page in: `heading` is the catalogue key of the
+// page's <h1>, `navClass` the class of its <nav>. `onLanguage` redraws what the page drew itself.
+export async function startPage({ heading, navClass = "session", onLanguage = () => {} } = {}) {
+  buildHeader(heading, navClass);
   const me = await api("/api/me");
   session.user = me;
   session.csrf = me.csrf_token;
@@ -105,17 +133,14 @@ export async function startPage({ onLanguage = () => {} } = {}) {
     setLanguage(lang);
     translatePage();
     fillNav();
-    const user = $("#user");
-    if (user) user.textContent = me.username;
-    const picker = $("#lang");
-    if (picker) picker.value = lang;
+    $("#user").textContent = me.username;
+    $("#lang").value = lang;
     onLanguage(lang);
   };
   apply(initialLanguage(me));
-  $("#lang")?.addEventListener("change", (event) => {
+  $("#lang").addEventListener("change", (event) => {
     rememberLanguage(event.target.value, me.username);
     apply(event.target.value);
   });
-  $("#error-dismiss")?.addEventListener("click", () => { $("#error-banner").hidden = true; });
   return me;
 }

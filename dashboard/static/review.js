@@ -3,7 +3,7 @@
 // with the alarms raised in the same period (/api/review/alarms) on the same time axis; a CSV export of
 // exactly what is shown.
 import { t, label, formatTime, getLanguage } from "/static/i18n.js";
-import { $, api, el, showError, startPage, downloadLink } from "/static/page.js";
+import { $, api, el, hideError, showError, startPage, downloadLink } from "/static/page.js";
 
 const HOUR_MS = 3600 * 1000;
 const PERIODS = { "24h": 24 * HOUR_MS, "7d": 7 * 24 * HOUR_MS };
@@ -146,7 +146,7 @@ async function show(event) {
       api(downloadLink("/api/sensor-log", reading)),
       api(downloadLink("/api/review/alarms", where)),
     ]);
-    $("#error-banner").hidden = true;
+    hideError();
     shown = { log, alarms, start: new Date(log.start), end: new Date(log.end) };
     renderSummary();
     drawChart();
@@ -195,6 +195,7 @@ function targetFromUrl(params) {
 
 async function main() {
   await startPage({
+    heading: "review.title",
     onLanguage: () => {
       const keep = $("#target").value;
       fillTargets(keep === "" ? undefined : Number(keep));

@@ -108,7 +108,7 @@ async function remove() {
 }
 
 async function main() {
-  await startPage({ onLanguage: () => { if (state.defaults.length) render(); } });
+  await startPage({ heading: "script.editor.title", onLanguage: () => { if (state.defaults.length) render(); } });
   try {
     const [defaults, written, sites] = await Promise.all([
       api("/api/response-scripts/defaults"),
