@@ -102,8 +102,8 @@ function fillNav() {
 }
 
 // The language picker names each language in that language, whatever the page's language: these are
-// not texts of the catalogue. (Written as escapes: a script holds no Chinese text of its own.)
-const LANGUAGE_NAMES = [["en", "English"], ["zh-CN", "\u7b80\u4f53\u4e2d\u6587"]];
+// not texts of the catalogue (tests/test_catalogue.py allows exactly these).
+const LANGUAGE_NAMES = [["en", "English"], ["zh-CN", "简体中文"]];
 
 // The header (the page's heading, <nav id="nav">, <span id="user">, <select id="lang">) and the error
 // banner under it, at the top of <body>: the pages' HTML holds only their own <head> and <main>.
