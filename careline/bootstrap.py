@@ -193,6 +193,10 @@ class Gateway:
         self._workers: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self.started_at = datetime.now(UTC)
+        #: The managers' sensor logs and the incident screen's readings (InfluxQL), when configured.
+        self.sensor_log = (
+            SensorLogReader.from_config(config.telemetry) if config.telemetry.read_database else None
+        )
         self.http: FastAPI = create_app(
             DashboardContext(
                 service=self.service,
@@ -206,9 +210,7 @@ class Gateway:
                 escalations=self.escalations,
                 directory=self.directory,
                 current_config=lambda: self.config,
-                sensor_log=SensorLogReader.from_config(config.telemetry)
-                if config.telemetry.read_database
-                else None,
+                sensor_log=self.sensor_log,
                 origins=OriginPolicy(config.http.trusted_origins),
                 throttle=LoginThrottle(config.http.login_free_failures, config.http.login_lock_max_s),
                 api_docs=config.http.api_docs,
@@ -384,6 +386,10 @@ class Gateway:
             self.open_store()
             self.service.start()
             stack.callback(self.close)
+            if self.sensor_log is not None:
+                # Its keep-alive connections to InfluxDB (the incident screen reads a device's last day)
+                # are closed with the gateway, not left to the garbage collector.
+                stack.push_async_callback(self.sensor_log.aclose)
             # The database is the directory (the file only seeded it): in force before any alarm arrives.
             self._directory_revision = await self.service.read(self.directory.revision)
             stored = await self.service.read(self.directory.load)

@@ -49,8 +49,8 @@ SCREENS = (
     Screen("history", "/office/history", "main table tbody tr", full_page=True),
     Screen("audit", "/office/audit", "main table tbody tr"),
     Screen("reports", "/office/reports", "main canvas, main svg", full_page=True),
-    Screen("devices", "/office/devices", "main table tbody tr", full_page=True),
-    Screen("sensor-log", "/review", "main"),
+    Screen("devices", "/office/devices", "main table tbody tr"),
+    Screen("sensor-log", "/review?resident=jiang-wenyuan&measurement=heart_rate", "main canvas, main svg"),
     Screen("admin", "/admin", "#entries tbody tr"),
 )
 

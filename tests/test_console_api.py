@@ -420,6 +420,10 @@ async def test_the_incident_screen_shows_the_devices_readings_of_the_last_day(
             assert [r["time_ns"] for r in readings] == sorted((r["time_ns"] for r in readings), reverse=True)
             assert detail["device"]["battery"] == 80
             assert detail["device"]["online"] is True
+        # Its connections to InfluxDB end with the gateway (left to the garbage collector, they surfaced
+        # as unclosed sockets in whichever test ran next).
+        assert live.gateway.sensor_log is not None
+        assert live.gateway.sensor_log._client.is_closed
 
 
 async def test_an_unreachable_sensor_log_leaves_the_incident_screen_open(
