@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -214,8 +214,8 @@ def office_router(ctx: Any) -> APIRouter:
     ) -> Any:
         """Time to acknowledge and resolve, and the share acknowledged within 60 s / 180 s against the
         97.5 % / 99 % yardsticks, per group (and day or month, site-local)."""
-        begin, finish = period(start, end, longest=LONGEST, default=timedelta(days=30))
-        filters = ReportFilter(begin, finish, _sites(account, site))
+        filters = _report_filter(account, start, end, site)
+        begin, finish = filters.start, filters.end
         settings, site_zones = reports(), zones()
         report = await read(
             lambda s: response_times(
@@ -252,8 +252,8 @@ def office_router(ctx: Any) -> APIRouter:
     ) -> Any:
         """Per device (or alarm type): incidents, how many were false alarms and how many the resident
         cancelled, the most false first."""
-        begin, finish = period(start, end, longest=LONGEST, default=timedelta(days=30))
-        filters = ReportFilter(begin, finish, _sites(account, site))
+        filters = _report_filter(account, start, end, site)
+        begin, finish = filters.start, filters.end
         found = await read(lambda s: false_alarms(s.connection(), filters, by))
         rows = [false_alarm_row(row) for row in found]
         if format == "csv":
@@ -262,6 +262,14 @@ def office_router(ctx: Any) -> APIRouter:
         return {"start": begin.isoformat(), "end": finish.isoformat(), "by": by, "rows": rows}
 
     return router
+
+
+def _report_filter(
+    account: Account, start: datetime | None, end: datetime | None, site: str | None
+) -> ReportFilter:
+    """The reports' period (the last 30 days unless given, at most LONGEST) and the caller's sites."""
+    begin, finish = period(start, end, longest=LONGEST, default=timedelta(days=30))
+    return ReportFilter(begin, finish, _sites(account, site))
 
 
 def _audit_cells(rows: Iterable[dict[str, Any]]) -> Iterable[dict[str, Any]]:

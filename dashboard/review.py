@@ -73,10 +73,6 @@ def _site_in_scope(account: Account, site: str | None) -> str | None:
     return site
 
 
-def _span(start: datetime | None, end: datetime | None) -> tuple[datetime, datetime]:
-    return period(start, end)
-
-
 def _row(row: SensorRow) -> dict[str, Any]:
     return {"time": row.time.isoformat(), "value": row.value, "tags": dict(row.tags)}
 
@@ -101,7 +97,7 @@ def sensor_log_router(ctx: Any) -> APIRouter:
     ) -> Any:
         if ctx.sensor_log is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, "no telemetry store is configured")
-        begin, finish = _span(start, end)
+        begin, finish = period(start, end)
         site = _site_in_scope(account, site)
         filters = SensorFilter(site=site, room=room, resident=resident, device=device)
         try:
@@ -142,7 +138,7 @@ def sensor_log_router(ctx: Any) -> APIRouter:
         end: ReviewTime | None = None,
     ) -> list[IncidentView]:
         """Incidents opened in the period (newest first) of the resident, room or device reviewed."""
-        begin, finish = _span(start, end)
+        begin, finish = period(start, end)
         site = _site_in_scope(account, site)
         store = ctx.service.store
         return list(
