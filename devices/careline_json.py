@@ -39,6 +39,7 @@ from devices.model import (
     EventKind,
     RawMessage,
     UnboundDeviceError,
+    storable_time,
 )
 from devices.registry import DeviceRegistry
 
@@ -87,6 +88,8 @@ def _event_time(raw: object) -> datetime:
             raise ValueError("epoch milliseconds out of range") from None
     if parsed < _EARLIEST_EVENT_TIME:
         raise ValueError("is before 2000-01-01 (epoch seconds sent instead of milliseconds?)")
+    if storable_time(parsed) is None:
+        raise ValueError("is after 2262-04-11 (no store keeps it)")
     return parsed
 
 

@@ -26,6 +26,7 @@ from devices.model import (
     EventKind,
     RawMessage,
     UnboundDeviceError,
+    storable_time,
 )
 from devices.registry import ZIGBEE2MQTT_BASE, DeviceRegistry
 
@@ -181,13 +182,14 @@ def _read_state(state: dict[str, object], binding: Binding, received_at: datetim
 
 
 def _last_seen(raw: object) -> datetime | None:
-    """The device time Zigbee2MQTT adds when `advanced.last_seen` is enabled; None if absent or odd."""
+    """The device time Zigbee2MQTT adds when `advanced.last_seen` is enabled; None if absent, odd, or
+    outside the window every store keeps (`storable_time`)."""
     try:
         if isinstance(raw, str):
-            seen = datetime.fromisoformat(raw)
-            return seen if seen.tzinfo is not None else None
+            return storable_time(datetime.fromisoformat(raw))
         if isinstance(raw, int | float) and not isinstance(raw, bool):
-            return datetime.fromtimestamp(raw / 1000, tz=UTC)  # last_seen: epoch is milliseconds
+            # last_seen: epoch is milliseconds
+            return storable_time(datetime.fromtimestamp(raw / 1000, tz=UTC))
     except (ValueError, OverflowError, OSError):
         return None
     return None

@@ -351,8 +351,9 @@ class DeviceConfig(StrictModel):
     site: Identifier
     room: Identifier | None = None
     resident: Identifier | None = None
-    #: Zigbee2MQTT friendly name; defaults to the device id.
-    friendly_name: str | None = None
+    #: Zigbee2MQTT friendly name; defaults to the device id. Bounded so that its topics stay within
+    #: `devices.decode.MAX_TOPIC_CHARS`.
+    friendly_name: str | None = Field(None, max_length=256)
     model: Line | None = None
     vendor: Line | None = None
     installed_on: date | None = None
