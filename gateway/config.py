@@ -483,7 +483,7 @@ def parse_config(text: str, *, source: str = "<config>") -> CarelineConfig:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{source}:{yaml_error_line(exc, text)}: not valid YAML: {exc}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -503,6 +503,16 @@ def parse_config(text: str, *, source: str = "<config>") -> CarelineConfig:
 def _describe(error: Any, root: yaml.Node | None, source: str) -> str:
     loc = tuple(error["loc"])
     return f"  {source}:{line_of(root, loc)}: {_where(loc)}: {_message(error['msg'])}"
+
+
+def yaml_error_line(exc: yaml.YAMLError, text: str) -> int:
+    """The line (1-based) a YAML error points at. A character YAML refuses outright (a NUL, a DEL) is
+    reported by its position only, which nobody finds in an editor."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    if mark is not None:
+        return int(mark.line) + 1
+    position = getattr(exc, "position", None)
+    return text.count("\n", 0, position) + 1 if isinstance(position, int) else 1
 
 
 def line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int:

@@ -37,7 +37,13 @@ NATIVE = {
 }
 ZIGBEE = {
     device_type: Binding(
-        f"z-{device_type.value}", device_type, SITE, "101", "chen", "zigbee2mqtt", f"wing-a/{device_type.value}"
+        f"z-{device_type.value}",
+        device_type,
+        SITE,
+        "101",
+        "chen",
+        "zigbee2mqtt",
+        f"wing-a/{device_type.value}",
     )
     for device_type in DeviceType
 }
@@ -163,7 +169,13 @@ BROKEN_SIDE_FIELDS: dict[str, list[str]] = {
     ],
     "test": ['"yes"', "1", "null", "[]"],
     "v": ["2", '"1"', "true", "1.0", "null"],
-    "event_id": ["12345678", '"short"', '"with space in it"', json.dumps("e" * 65), '"\\u00e9\\u00e9\\u00e9\\u00e9x"'],
+    "event_id": [
+        "12345678",
+        '"short"',
+        '"with space in it"',
+        json.dumps("e" * 65),
+        '"\\u00e9\\u00e9\\u00e9\\u00e9x"',
+    ],
     # The payload never says where: a device cannot move an alarm to another room or resident.
     "site": ['"harbour"'],
     "room": ['"999"'],
