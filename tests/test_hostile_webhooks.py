@@ -21,6 +21,7 @@ from test_crash_recovery import gateway_process
 from test_escalation_e2e import CARER, escalating_config
 from twilio.request_validator import RequestValidator
 
+from gateway.escalation.webhooks import MAX_FORM_FIELD_BYTES, MAX_FORM_FIELDS
 from simulators.twilio_standin import TwilioStandIn
 
 _TWILIO_FIELDS = [
@@ -141,7 +142,20 @@ def test_the_gateway_is_healthy_after_the_hostile_requests(webhooks: Webhooks) -
     assert webhooks.healthy()
 
 
-def test_a_signed_form_of_many_fields_is_answered_without_a_server_error(webhooks: Webhooks) -> None:
-    form = {f"F{n}": "v" * 100 for n in range(3000)}
+@pytest.mark.parametrize(
+    ("form", "refused"),
+    [
+        ({f"F{n}": "v" for n in range(MAX_FORM_FIELDS + 1)}, "Too many fields"),
+        ({"Body": "x" * (MAX_FORM_FIELD_BYTES + 1)}, "Field exceeded maximum size"),
+        ({"Body": "收" * 1600, **{f"F{n}": "v" * 100 for n in range(MAX_FORM_FIELDS - 1)}}, None),
+    ],
+    ids=["too-many-fields", "field-too-large", "largest-real-sms"],
+)
+def test_a_webhook_form_beyond_twilios_sizes_is_refused_with_400(
+    webhooks: Webhooks, form: dict[str, str], refused: str | None
+) -> None:
     answer = webhooks.post_form("/api/twilio/sms-inbound", form, signed=True)
-    assert answer.status_code < 500
+    if refused is None:
+        assert answer.status_code == 200, answer.text[:300]
+    else:
+        assert (answer.status_code, refused in answer.text) == (400, True), answer.text[:300]
