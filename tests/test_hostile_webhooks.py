@@ -5,22 +5,28 @@ gateway stays healthy."""
 
 from __future__ import annotations
 
+import asyncio
+import html
 import os
+import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 import pytest
 import yaml
+from harness import Publisher, live_gateway
 from hostile import BOUNDED
 from hypothesis import given
 from hypothesis import strategies as st
 from services import Mosquitto
 from test_crash_recovery import gateway_process
-from test_escalation_e2e import CARER, escalating_config
+from test_escalation_e2e import CARER, escalating_config, sent_to, until
 from twilio.request_validator import RequestValidator
 
+from gateway.escalation.channels.messages import gather_reply_text
 from gateway.escalation.webhooks import MAX_FORM_FIELD_BYTES, MAX_FORM_FIELDS
 from simulators.twilio_standin import TwilioStandIn
 
@@ -159,3 +165,32 @@ def test_a_webhook_form_beyond_twilios_sizes_is_refused_with_400(
         assert answer.status_code == 200, answer.text[:300]
     else:
         assert (answer.status_code, refused in answer.text) == (400, True), answer.text[:300]
+
+
+@pytest.fixture
+def twilio(monkeypatch: pytest.MonkeyPatch) -> Iterator[TwilioStandIn]:
+    with TwilioStandIn() as stand_in:
+        monkeypatch.setenv("TEST_TWILIO_SID", stand_in.account_sid)
+        monkeypatch.setenv("TEST_TWILIO_TOKEN", stand_in.auth_token)
+        yield stand_in
+
+
+@pytest.mark.asyncio
+async def test_a_key_press_is_acknowledged_exactly_when_the_caller_is_told_it_was(
+    mosquitto: Mosquitto, tmp_path: Path, twilio: TwilioStandIn
+) -> None:
+    # Regression: " 1" was answered "accepted" (the TwiML strips it) but acknowledged nothing.
+    config = escalating_config(mosquitto.url, tmp_path, twilio, tier1=["voice"], wait_s=60)
+    async with live_gateway(config) as live:
+        Publisher(mosquitto.port).sos("night", "night-pendant-wang")
+        await until(lambda: sent_to(twilio, CARER, "Calls"), "the carer's call")
+        twiml = sent_to(twilio, CARER, "Calls")[0].get("Twiml") or ""
+        action = html.unescape(re.search(r'action="([^"]+)"', twiml).group(1))  # type: ignore[union-attr]
+        # Presses that are not "1" first (each must leave the alarm open), then " 1".
+        for digits, accepted in [("2", False), ("11", False), ("1#", False), ("１", False), (" 1", True)]:
+            answer = await asyncio.to_thread(twilio.drive_callback, action, {"Digits": digits})
+            assert answer.status_code == 200
+            told_accepted = html.escape(gather_reply_text(True, "zh-CN")) in answer.text
+            assert told_accepted is accepted, (digits, answer.text)
+            incident = (await live.incidents())[0]
+            assert (incident["status"] == "acknowledged") is accepted, (digits, incident["status"])

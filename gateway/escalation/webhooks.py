@@ -117,7 +117,9 @@ def webhook_router(ctx: WebhookContext) -> APIRouter:
         digits = form.get("Digits", "")
         owner = await ctx.service.read(ctx.escalations.token_owner, t)
         language: Language = ctx.escalations.language_of(owner.responder_id) if owner else "en"
-        if digits == "1":
+        # The same test `gather_response` words its answer by: the caller is told "accepted" only
+        # when it is recorded.
+        if digits.strip() == "1":
             await ctx.escalator.acknowledge_by_token(t, "voice")
         return Response(gather_response(digits, language, voice=ctx.voices.get(language)), media_type=TWIML)
 
