@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -69,7 +70,7 @@ def crash_report(run: subprocess.CompletedProcess[str], workdir: Path) -> str:
 @pytest.mark.slow
 @pytest.mark.parametrize("target", sorted(TARGETS))
 def test_the_fuzz_target_finds_no_crash_in_its_time(
-    target: str, tmp_path: Path, record_property: pytest.RecordProperty
+    target: str, tmp_path: Path, record_property: Callable[[str, object], None]
 ) -> None:
     run, stats = fuzz(target, tmp_path, SECONDS)
     assert run.returncode == 0, crash_report(run, tmp_path)
