@@ -8,9 +8,11 @@ import json
 import math
 import time
 import tracemalloc
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
+from harness import site_config
 from hostile import (
     ALARM_NATIVE,
     BOUNDED,
@@ -46,6 +48,9 @@ from devices.model import (
     EventKind,
     RawMessage,
 )
+from gateway.config import CarelineConfig
+from gateway.directory import device_registry, rule_context
+from rules import RuleEngine, default_rules
 
 SALVAGED = sorted(careline_json.SALVAGED_KINDS)
 NOT_SALVAGED = sorted(set(EventKind) - careline_json.SALVAGED_KINDS)
@@ -472,3 +477,40 @@ def test_every_alarm_kind_is_either_salvaged_or_named_as_not() -> None:
     assert careline_json.SALVAGED_KINDS <= ALARM_EVENT_KINDS
     assert set(BROKEN_SIDE_FIELDS) >= {"ts", "value", "extra", "test", "v", "event_id"}
     assert RECEIVED.tzinfo is UTC
+
+
+# --- what the decoders let through never crashes the alarm rules ---------------------------------------
+
+_CONFIG = CarelineConfig.model_validate(site_config("mqtt://127.0.0.1:1", Path("/nonexistent.db"), 8080))
+_REGISTRY = device_registry(_CONFIG)
+_RULES = RuleEngine(default_rules(rule_context(_CONFIG)))
+_BOUND_TOPICS = [
+    f"zigbee2mqtt/{b.friendly_name or b.device_id}"
+    if b.profile == "zigbee2mqtt"
+    else f"careline/{b.site}/{b.device_id}/{channel}"
+    for b in _REGISTRY.bindings()
+    for channel in ("alarm", "telemetry")
+]
+
+
+@BOUNDED
+@given(
+    topic=st.sampled_from(_BOUND_TOPICS),
+    payload=st.one_of(
+        json_objects(), broken_payloads(st.sampled_from(list(EventKind))).map(lambda broken: broken[1])
+    ),
+    later_s=st.integers(0, 7 * 24 * 3600),
+)
+def test_whatever_the_decoders_let_through_never_crashes_the_alarm_rules(
+    topic: str, payload: bytes, later_s: int
+) -> None:
+    # A rule that raised on a decoded event would stop the alarm lane on a message it never acknowledges:
+    # the broker would hand it back after every restart.
+    try:
+        events = decode(message(topic, payload), _REGISTRY)
+    except DecodeError:
+        return
+    now = datetime.now(UTC)
+    for event in events:
+        _RULES.handle(event, now)
+    _RULES.tick(now + timedelta(seconds=later_s))
