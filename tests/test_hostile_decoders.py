@@ -50,6 +50,7 @@ from devices.model import (
 )
 from gateway.config import CarelineConfig
 from gateway.directory import device_registry, rule_context
+from gateway.telemetry.points import to_line
 from rules import RuleEngine, default_rules
 
 SALVAGED = sorted(careline_json.SALVAGED_KINDS)
@@ -514,3 +515,29 @@ def test_whatever_the_decoders_let_through_never_crashes_the_alarm_rules(
     for event in events:
         _RULES.handle(event, now)
     _RULES.tick(now + timedelta(seconds=later_s))
+
+
+@BOUNDED
+@given(
+    binding=st.sampled_from([*NATIVE.values(), *ZIGBEE.values()]),
+    payload=st.one_of(
+        json_objects(),
+        valid_payloads().map(lambda document: json.dumps(document).encode()),
+        broken_payloads(st.sampled_from(SALVAGED)).map(lambda broken: broken[1]),
+    ),
+)
+def test_every_decoded_event_becomes_a_telemetry_line_or_a_counted_refusal(
+    binding: Binding, payload: bytes
+) -> None:
+    # The InfluxDB writer drops (and counts) what raises ValueError or TypeError; anything else would
+    # stop the telemetry process's writer, and a line that is not UTF-8 would fail a whole batch.
+    topic = zigbee_topic(binding) if binding.profile == "zigbee2mqtt" else native_topic(binding, "telemetry")
+    refused = outcome(message(topic, payload))
+    for event in [] if isinstance(refused, DecodeError) else refused:
+        try:
+            line = to_line(event)
+        except ValueError:  # InvalidEventError is one
+            continue
+        line.encode("utf-8")
+        assert "\n" not in line
+        assert 0 <= int(line.rsplit(" ", 1)[1]) < 2**63
