@@ -187,7 +187,8 @@ class Gateway:
         )
         self.telemetry_status: dict[str, Any] = {}
         self._telemetry_counted = dict.fromkeys(
-            ("received", "dropped", "dead_letters", "left_to_alarm_lane", "disk_refused_points"), 0.0
+            ("received", "dropped", "dead_letters", "left_to_alarm_lane", "spoofed", "disk_refused_points"),
+            0.0,
         )
         self.alarm_lane.add_observer(self.telemetry.observe)
         self._workers: list[asyncio.Task[None]] = []
@@ -450,6 +451,7 @@ class Gateway:
             ("dropped", self.metrics.telemetry_dropped),
             ("dead_letters", self.metrics.dead_letters.labels("telemetry")),
             ("left_to_alarm_lane", self.metrics.telemetry_left_to_alarm_lane),
+            ("spoofed", self.metrics.spoofed.labels("telemetry")),
             ("disk_refused_points", self.metrics.disk_refused.labels("telemetry_spool_points")),
         ):
             # The child's counters restart with it: count only growth.

@@ -381,3 +381,28 @@ async def test_a_telemetry_process_that_dies_is_restarted_and_telemetry_flows_ag
         incidents = await live.wait_for(lambda i: len(i) == 1, "the battery-low incident after the restart")
         assert incidents[0]["rule"] == "device_health"
         device.close()
+
+
+async def test_an_sos_naming_another_device_is_refused_and_counted_as_spoofing_on_both_lanes(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    async with live_gateway(new_config(mosquitto.url, tmp_path)) as live:
+        device = Publisher(mosquitto.port)
+        forged = json.loads(careline_event(EventKind.SOS))
+        forged["device"] = "day-pendant-li"
+        device.send("careline/night/night-pendant-wang/alarm", json.dumps(forged).encode())
+        beat = json.loads(careline_event(EventKind.HEARTBEAT))
+        beat["device"] = "day-pendant-li"
+        device.send("careline/night/night-pendant-wang/telemetry", json.dumps(beat).encode(), qos=0)
+        device.sos("night", "night-pendant-wang")  # the same pendant speaking for itself still alarms
+        [incident] = await live.wait_for(lambda i: len(i) == 1, "the pendant's own SOS")
+        letters = await live.poll("/api/dead-letters", lambda letters: len(letters) == 2)
+        spoofed = live.gateway.metrics.spoofed
+        await live.poll("/api/stats", lambda _: spoofed.labels("telemetry")._value.get() == 1)
+        device.close()
+
+    assert incident["device_id"] == "night-pendant-wang"
+    assert sorted(letter["lane"] for letter in letters) == ["alarm", "telemetry"]
+    claim = "spoofing: payload names device 'day-pendant-li'"
+    assert all(letter["reason"].startswith(claim) for letter in letters)
+    assert spoofed.labels("alarm")._value.get() == 1
