@@ -66,6 +66,10 @@ class BrokerConfig(StrictModel):
     reconnect_max_s: float = Field(10.0, gt=0, le=600)
     #: Telemetry beyond this many queued messages is dropped (and counted); alarms are never dropped.
     telemetry_queue_max: int = Field(50_000, ge=100)
+    #: Alarms are never dropped; they are held back instead. MQTT 5's Receive Maximum: the broker sends
+    #: the alarm lane at most this many alarms it has not acknowledged (acknowledged after commit), and
+    #: keeps the rest queued in the session, so a flood waits at the broker, not in the gateway's memory.
+    alarm_receive_maximum: int = Field(100, ge=1, le=65535)
 
     @field_validator("url")
     @classmethod
