@@ -594,9 +594,13 @@ class IncidentStore:
             rows = session.scalars(select(DeviceTest).order_by(DeviceTest.last_test_at, DeviceTest.device_id))
             return [DeviceTestView.of(row, self.directory) for row in rows]
 
-    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+    def dead_letters(self, limit: int = 100, devices: frozenset[str] | None = None) -> list[DeadLetter]:
+        """Newest first; only those of `devices` when given (a letter of no known device has none)."""
+        query = select(DeadLetter).order_by(DeadLetter.id.desc()).limit(limit)
+        if devices is not None:
+            query = query.where(DeadLetter.device_id.in_(sorted(devices)))
         with self.reading() as session:
-            return list(session.scalars(select(DeadLetter).order_by(DeadLetter.id.desc()).limit(limit)))
+            return list(session.scalars(query))
 
 
 def _with_faults(evidence: Mapping[str, Any], faults: Sequence[str]) -> dict[str, Any]:
