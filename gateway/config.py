@@ -48,6 +48,24 @@ class TlsConfig(StrictModel):
     insecure: bool = False
 
 
+class BrokerIdentityConfig(StrictModel):
+    """Per-device and per-hub logins on a Mosquitto broker with the dynamic-security plugin
+    (docs/broker-identity.md): the gateway creates each device's and hub's client and role from the
+    directory, with ACLs for exactly its own topics."""
+
+    enabled: bool = False
+    #: The dynamic-security admin client (may publish on ``$CONTROL/dynamic-security/#``).
+    admin_username: str = "careline-admin"
+    admin_password_env: str | None = None
+    #: How often the broker's clients and roles are compared with the directory and put right.
+    reconcile_s: float = Field(60.0, ge=1, le=24 * 3600)
+    #: How devices reach the broker, shown with their credentials (defaults to the gateway's url).
+    device_url: str | None = None
+
+    def admin_password(self) -> str | None:
+        return secret_from_env(self.admin_password_env)
+
+
 class BrokerConfig(StrictModel):
     #: ``mqtt://host:port`` or ``mqtts://host:port``. Leave empty to run the embedded amqtt broker.
     url: str | None = None
@@ -66,6 +84,8 @@ class BrokerConfig(StrictModel):
     reconnect_max_s: float = Field(10.0, gt=0, le=600)
     #: Telemetry beyond this many queued messages is dropped (and counted); alarms are never dropped.
     telemetry_queue_max: int = Field(50_000, ge=100)
+    #: Per-device and per-hub identities on the broker (off: the broker's own users and ACLs rule).
+    identity: BrokerIdentityConfig = BrokerIdentityConfig()
 
     @field_validator("url")
     @classmethod
@@ -353,6 +373,9 @@ class DeviceConfig(StrictModel):
     resident: Identifier | None = None
     #: Zigbee2MQTT friendly name; defaults to the device id.
     friendly_name: str | None = None
+    #: The Zigbee2MQTT hub (a home's coordinator) this device is paired with: the hub's broker login
+    #: may publish only its own devices' topics (docs/broker-identity.md). Zigbee2MQTT devices only.
+    hub: Identifier | None = None
     model: Line | None = None
     vendor: Line | None = None
     installed_on: date | None = None
@@ -365,7 +388,14 @@ class DeviceConfig(StrictModel):
         name = self.friendly_name or ""
         if any(c in name for c in "+#") or name.startswith("/"):
             raise _refusal("friendly_name_wildcards")
+        if self.hub is not None and self.profile != "zigbee2mqtt":
+            raise _refusal("hub_needs_zigbee2mqtt", hub=repr(self.hub))
         return self
+
+    @property
+    def topic_name(self) -> str:
+        """The Zigbee2MQTT friendly name its topics carry."""
+        return self.friendly_name or self.id
 
     @property
     def active(self) -> bool:

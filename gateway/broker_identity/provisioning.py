@@ -1,0 +1,174 @@
+"""The broker's clients and roles kept in step with the directory, and credentials issued once.
+
+The directory's commit never waits for the broker: a change only wakes the reconciler, which compares
+the broker's managed clients and roles (`listClients`, `listRoles`, `getRole`) with what the directory
+calls for and puts the difference right. A broker that cannot be reached is counted and logged, and the
+next pass (woken by the next change, or every `reconcile_s`) tries again. Retiring a device deletes its
+client, and the plugin disconnects whoever is logged in with it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from gateway.broker_identity.dynsec import Command, DynsecClient, DynsecError
+from gateway.broker_identity.model import Acl, Identity, desired_identities, managed
+from gateway.config import DeviceConfig
+
+log = logging.getLogger(__name__)
+
+#: 32 random bytes, URL-safe: typed by nobody (the installer scans the QR code or pastes it).
+PASSWORD_BYTES = 32
+DevicesSource = Callable[[], Awaitable[Iterable[DeviceConfig]]]
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    username: str
+    password: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reconciled:
+    created: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+
+
+class BrokerIdentity:
+    def __init__(self, client: DynsecClient, registry: CollectorRegistry | None = None) -> None:
+        self._client = client
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self.failures = Counter(
+            "careline_broker_identity_failures",
+            "Reconciles of the broker's device and hub logins that failed (broker away or refusing)",
+            registry=registry,
+        )
+        self.in_step = Gauge(
+            "careline_broker_identity_in_step",
+            "1 when the broker's device and hub logins matched the directory at the last reconcile",
+            registry=registry,
+        )
+
+    # -- reconciling ------------------------------------------------------------------------------------
+
+    async def reconcile(self, devices: Iterable[DeviceConfig]) -> Reconciled:
+        """Create, change and delete the managed clients and roles until they match `devices`."""
+        desired = desired_identities(devices)
+        async with self._lock:
+            clients = set(await self._names("listClients", "clients"))
+            roles = set(await self._names("listRoles", "roles"))
+            created, changed = [], []
+            for identity in desired.values():
+                if await self._ensure(identity, identity.username in clients, identity.rolename in roles):
+                    (changed if identity.username in clients else created).append(identity.username)
+            gone = sorted(name for name in clients | roles if managed(name) and name not in desired)
+            await self._delete(gone, clients, roles)
+        if created or changed or gone:
+            log.info("broker logins: created %s, changed %s, deleted %s", created, changed, gone)
+        return Reconciled(tuple(created), tuple(changed), tuple(gone))
+
+    async def _names(self, command: str, key: str) -> list[str]:
+        data = await self._client.one({"command": command, "verbose": False, "count": -1, "offset": 0})
+        names = data.get(key) or []
+        return [n if isinstance(n, str) else str(n.get("username") or n.get("rolename")) for n in names]
+
+    async def _ensure(self, identity: Identity, has_client: bool, has_role: bool) -> bool:
+        """Whether anything had to change."""
+        commands: list[Command] = []
+        if not has_role:
+            acls = [acl.as_json() for acl in sorted(identity.acls)]
+            commands.append({"command": "createRole", "rolename": identity.rolename, "acls": acls})
+        else:
+            commands += await self._acl_changes(identity)
+        if not has_client:
+            # No password yet: nobody can log in until the installer is given credentials.
+            commands.append(
+                {
+                    "command": "createClient",
+                    "username": identity.username,
+                    "textname": f"{identity.owner} {identity.id} ({identity.site})",
+                    "roles": [{"rolename": identity.rolename, "priority": 0}],
+                }
+            )
+        await self._client.run(commands)
+        return bool(commands)
+
+    async def _acl_changes(self, identity: Identity) -> list[Command]:
+        data = await self._client.one({"command": "getRole", "rolename": identity.rolename})
+        present = {_acl(raw) for raw in (data.get("role") or {}).get("acls") or []}
+        rolename = identity.rolename
+        removed = [
+            {"command": "removeRoleACL", "rolename": rolename, "acltype": a.acltype, "topic": a.topic}
+            for a in sorted(present - identity.acls)
+        ]
+        added = [
+            {"command": "addRoleACL", "rolename": rolename, **a.as_json()}
+            for a in sorted(identity.acls - present)
+        ]
+        return removed + added
+
+    async def _delete(self, names: list[str], clients: set[str], roles: set[str]) -> None:
+        commands: list[Command] = [{"command": "deleteClient", "username": n} for n in names if n in clients]
+        commands += [{"command": "deleteRole", "rolename": n} for n in names if n in roles]
+        await self._client.run(commands)
+
+    # -- credentials ------------------------------------------------------------------------------------
+
+    async def issue(self, identity: Identity) -> Credentials:
+        """A new password for `identity` (its client made first if need be); the old one stops working
+        and whoever is logged in with it is disconnected. The broker keeps only a salted hash."""
+        password = secrets.token_urlsafe(PASSWORD_BYTES)
+        async with self._lock:
+            clients = set(await self._names("listClients", "clients"))
+            roles = set(await self._names("listRoles", "roles"))
+            await self._ensure(identity, identity.username in clients, identity.rolename in roles)
+            username = identity.username
+            await self._client.run(
+                [
+                    {"command": "setClientPassword", "username": username, "password": password},
+                    # Disabling kicks the sessions logged in with the old password; they must log in again.
+                    {"command": "disableClient", "username": username},
+                    {"command": "enableClient", "username": username},
+                ]
+            )
+        return Credentials(username, password)
+
+    # -- running ----------------------------------------------------------------------------------------
+
+    def changed(self) -> None:
+        """The directory changed: reconcile soon (never waits for the broker)."""
+        self._wake.set()
+
+    async def run(self, devices: DevicesSource, interval_s: float) -> None:
+        """Reconcile at every change and every `interval_s`; failures are counted and tried again."""
+        while True:
+            self._wake.clear()
+            await self.reconcile_once(devices)
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=interval_s)
+            except TimeoutError:
+                pass
+
+    async def reconcile_once(self, devices: DevicesSource) -> bool:
+        try:
+            await self.reconcile(await devices())
+        except DynsecError as exc:
+            self.failures.inc()
+            self.in_step.set(0)
+            log.warning("broker logins not reconciled (tried again later): %s", exc)
+            return False
+        self.in_step.set(1)
+        return True
+
+
+def _acl(raw: dict[str, Any]) -> Acl:
+    return Acl(raw["acltype"], raw["topic"], bool(raw.get("allow")), int(raw.get("priority", 0)))
