@@ -62,6 +62,13 @@ class BrokerIdentityConfig(StrictModel):
     #: How devices reach the broker, shown with their credentials (defaults to the gateway's url).
     device_url: str | None = None
 
+    @field_validator("device_url")
+    @classmethod
+    def _device_scheme(cls, url: str | None) -> str | None:
+        if url is not None and (urlsplit(url).scheme not in ("mqtt", "mqtts") or not urlsplit(url).hostname):
+            raise ValueError("device_url must look like mqtts://host:port")
+        return url
+
     def admin_password(self) -> str | None:
         return secret_from_env(self.admin_password_env)
 
@@ -93,6 +100,12 @@ class BrokerConfig(StrictModel):
         if url is not None and urlsplit(url).scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
             raise ValueError("broker url must start with mqtt:// or mqtts://")
         return url
+
+    @model_validator(mode="after")
+    def _identity_needs_a_broker(self) -> BrokerConfig:
+        if self.identity.enabled and self.url is None:
+            raise _refusal("broker_identity_needs_url")
+        return self
 
     @property
     def embedded(self) -> bool:

@@ -116,3 +116,23 @@ def desired_identities(devices: Iterable[DeviceConfig]) -> dict[str, Identity]:
 
 def managed(username: str) -> bool:
     return username.startswith(MANAGED_PREFIXES)
+
+
+@dataclass(frozen=True, slots=True)
+class Hub:
+    id: str
+    sites: tuple[str, ...]
+    #: Its active devices' ids.
+    devices: tuple[str, ...]
+
+
+def hubs(devices: Iterable[DeviceConfig]) -> list[Hub]:
+    """The hubs active devices name, in name order."""
+    members: dict[str, list[DeviceConfig]] = defaultdict(list)
+    for device in devices:
+        if device.active and device.hub is not None:
+            members[device.hub].append(device)
+    return [
+        Hub(hub, tuple(dict.fromkeys(d.site for d in group)), tuple(d.id for d in group))
+        for hub, group in sorted(members.items())
+    ]

@@ -18,9 +18,9 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from gateway.broker_identity.dynsec import Command, DynsecClient, DynsecError
+from gateway.broker_identity.dynsec import BrokerAddress, Command, DynsecClient, DynsecError
 from gateway.broker_identity.model import Acl, Identity, desired_identities, managed
-from gateway.config import DeviceConfig
+from gateway.config import BrokerConfig, DeviceConfig
 
 log = logging.getLogger(__name__)
 
@@ -162,12 +162,39 @@ class BrokerIdentity:
         try:
             await self.reconcile(await devices())
         except DynsecError as exc:
-            self.failures.inc()
-            self.in_step.set(0)
+            self._failed()
             log.warning("broker logins not reconciled (tried again later): %s", exc)
+            return False
+        except Exception:
+            # Whatever it was, the alarm path must not feel it: counted, logged, tried again.
+            self._failed()
+            log.exception("broker logins not reconciled (tried again later)")
             return False
         self.in_step.set(1)
         return True
+
+
+    def _failed(self) -> None:
+        self.failures.inc()
+        self.in_step.set(0)
+
+
+def broker_identity(broker: BrokerConfig, registry: CollectorRegistry | None) -> BrokerIdentity | None:
+    """The gateway's provisioning, when `broker.identity` is enabled; it reaches the broker the way the
+    gateway's own lanes do (same host, port and TLS settings), as the plugin's admin client."""
+    settings = broker.identity
+    if not settings.enabled:
+        return None
+    tls = broker.tls
+    address = BrokerAddress(
+        broker.host,
+        broker.port,
+        tls=broker.uses_tls,
+        ca_file=str(tls.ca_file) if tls and tls.ca_file else None,
+        insecure=bool(tls and tls.insecure),
+    )
+    client = DynsecClient(address, settings.admin_username, settings.admin_password())
+    return BrokerIdentity(client, registry)
 
 
 def _acl(raw: dict[str, Any]) -> Acl:
