@@ -73,9 +73,13 @@ def broker_credentials_router(
         devices = await _devices(request)
         device = next((d for d in devices if d.id == device_id and _sees(account, (d.site,))), None)
         if device is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, _say(account, "broker_identity.no_device", id=device_id))
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND, _say(account, "broker_identity.no_device", id=device_id)
+            )
         if not device.active or device.profile != "careline":
-            reason = "broker_identity.device_not_native" if device.active else "broker_identity.device_inactive"
+            reason = (
+                "broker_identity.device_not_native" if device.active else "broker_identity.device_inactive"
+            )
             raise HTTPException(status.HTTP_409_CONFLICT, _say(account, reason, id=device_id))
         return await _issue(request, account, _identity(devices, "device", device_id), (device.site,))
 
@@ -97,7 +101,8 @@ def broker_credentials_router(
             credentials = await identity.issue(wanted)
         except DynsecError as exc:
             raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE, _say(account, "broker_identity.unreachable", reason=str(exc))
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                _say(account, "broker_identity.unreachable", reason=str(exc)),
             ) from None
         ctx = request.app.state.careline
         await ctx.service.bookkeeping(_audit, ctx.directory, wanted, sites, f"user:{account.username}")
@@ -140,14 +145,20 @@ def _audit(store: DirectoryStore, wanted: Identity, sites: tuple[str, ...], acto
             entity_id=wanted.id,
             actor=actor,
             action=ISSUED,
-            details={"kind": wanted.owner, "id": wanted.id, "username": wanted.username, "sites": list(sites)},
+            details={
+                "kind": wanted.owner,
+                "id": wanted.id,
+                "username": wanted.username,
+                "sites": list(sites),
+            },
         )
 
 
 def _shown(wanted: Identity, credentials: Credentials, broker: BrokerConfig) -> BrokerCredentials:
     host, port, tls = device_address(broker)
     scheme = "mqtts" if tls else "mqtt"
-    url = f"{scheme}://{quote(credentials.username, safe='')}:{quote(credentials.password, safe='')}@{host}:{port}"
+    secret = f"{quote(credentials.username, safe='')}:{quote(credentials.password, safe='')}"
+    url = f"{scheme}://{secret}@{host}:{port}"
     svg = segno.make(url, error="m").svg_inline(scale=4, border=2, dark="#000", light="#fff")
     return BrokerCredentials(
         kind=wanted.owner,

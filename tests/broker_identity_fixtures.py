@@ -67,10 +67,17 @@ class V5Client:
     messages received, and why it was disconnected."""
 
     def __init__(
-        self, broker: MosquittoDynsec, username: str | None, password: str | None, *, ca_file: Path | None = None
+        self,
+        broker: MosquittoDynsec,
+        username: str | None,
+        password: str | None,
+        *,
+        ca_file: Path | None = None,
     ) -> None:
         self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"t-{uuid.uuid4().hex[:8]}", protocol=MQTTProtocolVersion.MQTTv5
+            CallbackAPIVersion.VERSION2,
+            client_id=f"t-{uuid.uuid4().hex[:8]}",
+            protocol=MQTTProtocolVersion.MQTTv5,
         )
         if username is not None:
             self.client.username_pw_set(username, password)
@@ -100,6 +107,11 @@ class V5Client:
         self.answered.set()
         if not reason.is_failure:
             self.connected.set()
+
+    @property
+    def refused(self) -> bool:
+        """The broker answered the CONNECT with a refusal (bad login, disabled or deleted client)."""
+        return self.connack is not None and self.connack.is_failure
 
     def _on_publish(self, _c: Any, _u: Any, mid: int, reason: ReasonCode, _p: Any) -> None:
         with self._changed:

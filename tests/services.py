@@ -15,8 +15,6 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway.broker_identity.broker_files import DYNSEC_FILE, PLUGIN, Login, dynsec_document
-from gateway.broker_identity.certs import CertFiles
 from careline.services import (
     INFLUXD,
     InfluxDB1,
@@ -26,6 +24,8 @@ from careline.services import (
     http_status,
     tail,
 )
+from gateway.broker_identity.broker_files import DYNSEC_FILE, PLUGIN, Login, dynsec_document
+from gateway.broker_identity.certs import CertFiles
 
 __all__ = [
     "CHROMIUM",
@@ -34,6 +34,7 @@ __all__ = [
     "MOSQUITTO",
     "SESSION_MARKER",
     "InfluxDB1",
+    "ConfiguredMosquitto",
     "Mosquitto",
     "MosquittoDynsec",
     "ServerProcess",
@@ -133,7 +134,9 @@ class MosquittoDynsec(Mosquitto):
     def _prepare(self) -> None:
         super()._prepare()
         if not self.dynsec_path.exists():  # a restart keeps what the plugin saved
-            self.dynsec_path.write_text(json.dumps(dynsec_document(self.admin, self.gateway)), encoding="utf-8")
+            self.dynsec_path.write_text(
+                json.dumps(dynsec_document(self.admin, self.gateway)), encoding="utf-8"
+            )
         lines = self.config_path.read_text(encoding="utf-8").splitlines()
         lines = [line for line in lines if line != "allow_anonymous true"]
         tls = []
@@ -150,7 +153,26 @@ class MosquittoDynsec(Mosquitto):
             f"plugin {PLUGIN}",
             f"plugin_opt_config_file {self.dynsec_path}",
         ]
-        self.config_path.write_text("\n".join([*secured, lines[0], *tls, *lines[1:]]) + "\n", encoding="utf-8")
+        self.config_path.write_text(
+            "\n".join([*secured, lines[0], *tls, *lines[1:]]) + "\n", encoding="utf-8"
+        )
+
+
+class ConfiguredMosquitto(ServerProcess):
+    """Mosquitto started with a configuration written elsewhere (`careline broker init`), unchanged."""
+
+    name = "mosquitto"
+    default_startup_timeout_s = 10.0
+
+    def __init__(self, config_path: Path, port: int) -> None:
+        super().__init__(port=port)
+        self.config_path = config_path
+
+    def _command(self) -> list[str]:
+        return [str(MOSQUITTO), "-c", str(self.config_path)]
+
+    def _ready(self) -> bool:
+        return accepts_connections(self.host, self._port)
 
 
 class VictoriaMetrics(ServerProcess):

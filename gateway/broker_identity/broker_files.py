@@ -48,7 +48,9 @@ class Listener:
     keyfile: Path | None = None
 
 
-def password_hash(password: str, *, salt: bytes | None = None, iterations: int = PBKDF2_ITERATIONS) -> dict[str, Any]:
+def password_hash(
+    password: str, *, salt: bytes | None = None, iterations: int = PBKDF2_ITERATIONS
+) -> dict[str, Any]:
     """The plugin's fields for a password: `password` (the hash), `salt`, `iterations`."""
     salt = salt if salt is not None else secrets.token_bytes(SALT_BYTES)
     digest = hashlib.pbkdf2_hmac("sha512", password.encode("utf-8"), salt, iterations)

@@ -93,8 +93,8 @@ class DynsecClient:
         answers: list[dict[str, Any] | None] = [None] * len(tagged)
         async with self._client() as client:
             await client.subscribe(RESPONSE_TOPIC, qos=1)
-            for n in range(0, len(tagged), COMMANDS_PER_MESSAGE):
-                batch = tagged[n : n + COMMANDS_PER_MESSAGE]
+            for start in range(0, len(tagged), COMMANDS_PER_MESSAGE):
+                batch = tagged[start : start + COMMANDS_PER_MESSAGE]
                 await client.publish(CONTROL_TOPIC, json.dumps({"commands": batch}), qos=1)
             async for message in client.messages:
                 for answer in _responses(message.payload):

@@ -10,6 +10,7 @@ client, and the plugin disconnects whoever is logged in with it at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable, Iterable
@@ -66,7 +67,8 @@ class BrokerIdentity:
         async with self._lock:
             clients = set(await self._names("listClients", "clients"))
             roles = set(await self._names("listRoles", "roles"))
-            created, changed = [], []
+            created: list[str] = []
+            changed: list[str] = []
             for identity in desired.values():
                 if await self._ensure(identity, identity.username in clients, identity.rolename in roles):
                     (changed if identity.username in clients else created).append(identity.username)
@@ -153,10 +155,8 @@ class BrokerIdentity:
         while True:
             self._wake.clear()
             await self.reconcile_once(devices)
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=interval_s)
-            except TimeoutError:
-                pass
 
     async def reconcile_once(self, devices: DevicesSource) -> bool:
         try:
@@ -172,7 +172,6 @@ class BrokerIdentity:
             return False
         self.in_step.set(1)
         return True
-
 
     def _failed(self) -> None:
         self.failures.inc()
