@@ -8,7 +8,6 @@ without the secret. Managers and admins only, within their sites.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -159,7 +158,7 @@ def _shown(wanted: Identity, credentials: Credentials, broker: BrokerConfig) -> 
     scheme = "mqtts" if tls else "mqtt"
     secret = f"{quote(credentials.username, safe='')}:{quote(credentials.password, safe='')}"
     url = f"{scheme}://{secret}@{host}:{port}"
-    svg = segno.make(url, error="m").svg_inline(scale=4, border=2, dark="#000", light="#fff")
+    qr = segno.make(url, error="m").svg_data_uri(scale=4, border=2, dark="#000", light="#fff")
     return BrokerCredentials(
         kind=wanted.owner,
         id=wanted.id,
@@ -169,7 +168,7 @@ def _shown(wanted: Identity, credentials: Credentials, broker: BrokerConfig) -> 
         port=port,
         tls=tls,
         url=url,
-        qr_svg="data:image/svg+xml;base64," + base64.b64encode(svg.encode("utf-8")).decode("ascii"),
+        qr_svg=qr,
     )
 
 

@@ -88,6 +88,7 @@ DEVICE_COLUMNS = (
     Column("room", "id"),
     Column("resident", "id"),
     Column("friendly_name", "text"),
+    Column("hub", "id"),
     Column("model", "free"),
     Column("vendor", "free"),
     Column("installed_on", "date"),
