@@ -88,11 +88,12 @@ DEVICE_COLUMNS = (
     Column("room", "id"),
     Column("resident", "id"),
     Column("friendly_name", "text"),
-    Column("hub", "id"),
     Column("model", "free"),
     Column("vendor", "free"),
     Column("installed_on", "date"),
     Column("state", "code", "device_state", get_args(DeviceState)),
+    # Last, so device files written before hubs existed read the same.
+    Column("hub", "id"),
 )
 COLUMNS: dict[TableKind, tuple[Column, ...]] = {"residents": RESIDENT_COLUMNS, "devices": DEVICE_COLUMNS}
 MODELS: dict[TableKind, type[BaseModel]] = {"residents": ResidentConfig, "devices": DeviceConfig}
