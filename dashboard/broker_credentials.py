@@ -1,4 +1,5 @@
-"""Broker logins for installers: `POST .../broker-credentials` for a native device or a Zigbee2MQTT hub.
+"""Broker logins for installers: `POST /api/broker-identity/{devices|hubs}/{id}/credentials` for a native
+device or a Zigbee2MQTT hub, and `GET /api/broker-identity/hubs`.
 
 The password is made, set on the broker (which keeps only a salted hash) and shown in this one answer,
 with the broker's address and a QR code for the device's set-up page; it is kept nowhere else. Issuing
@@ -56,7 +57,7 @@ def broker_credentials_router(
 ) -> APIRouter:
     router = APIRouter(tags=["broker identity"])
 
-    @router.get("/api/directory/hubs")
+    @router.get("/api/broker-identity/hubs")
     async def list_hubs(request: Request, account: Manager) -> list[HubEntry]:
         """The Zigbee2MQTT hubs the directory's active devices name (those of the user's sites)."""
         devices = await _devices(request)
@@ -66,7 +67,7 @@ def broker_credentials_router(
             if _sees(account, h.sites)
         ]
 
-    @router.post("/api/directory/devices/{device_id}/broker-credentials")
+    @router.post("/api/broker-identity/devices/{device_id}/credentials")
     async def issue_device(request: Request, device_id: str, account: Manager) -> JSONResponse:
         """A new broker login for a native device (its old one stops working)."""
         devices = await _devices(request)
@@ -82,7 +83,7 @@ def broker_credentials_router(
             raise HTTPException(status.HTTP_409_CONFLICT, _say(account, reason, id=device_id))
         return await _issue(request, account, _identity(devices, "device", device_id), (device.site,))
 
-    @router.post("/api/directory/hubs/{hub_id}/broker-credentials")
+    @router.post("/api/broker-identity/hubs/{hub_id}/credentials")
     async def issue_hub(request: Request, hub_id: str, account: Manager) -> JSONResponse:
         """A new broker login for a Zigbee2MQTT hub (its old one stops working)."""
         devices = await _devices(request)

@@ -69,13 +69,13 @@ async def signed_in(
     live: LiveGateway, username: str, role: Role, sites: tuple[str, ...] = ()
 ) -> AsyncIterator[httpx.AsyncClient]:
     live.gateway.users.create(username, PASSWORD, role, language="en")
+    if sites:
+        with sqlite3.connect(live.gateway.config.storage.url.removeprefix("sqlite:///")) as db:
+            db.execute("UPDATE users SET sites = ? WHERE username = ?", (json.dumps(list(sites)), username))
     async with httpx.AsyncClient(base_url=live.base_url) as client:
         response = await client.post("/api/login", json={"username": username, "password": PASSWORD})
         response.raise_for_status()
         client.headers[CSRF_HEADER] = response.json()["csrf_token"]
-        if sites:
-            user = await client.patch(f"/api/directory/users/{username}", json={"sites": list(sites)})
-            assert user.status_code in (200, 403), user.text
         yield client
 
 
@@ -105,7 +105,7 @@ async def test_an_sos_from_a_provisioned_device_becomes_an_incident_over_the_tls
 ) -> None:
     async with live_gateway(secured_config(tls_broker, tmp_path, monkeypatch)) as live:
         async with signed_in(live, "installer", Role.MANAGER) as manager:
-            login = await issued(manager, "/api/directory/devices/night-pendant-wang/broker-credentials")
+            login = await issued(manager, "/api/broker-identity/devices/night-pendant-wang/credentials")
         assert (login["host"], login["port"], login["tls"]) == ("127.0.0.1", tls_broker.port, True)
         assert login["qr_svg"].startswith("data:image/svg+xml")
         pendant = device_client(tls_broker, login)
@@ -154,7 +154,7 @@ async def test_a_device_added_through_the_directory_gets_a_login_and_retiring_it
             "/api/directory/devices", json={"id": "pendant-new", "type": "sos_button", "site": "day"}
         )
         assert added.status_code == 200, added.text
-        login = await issued(admin, "/api/directory/devices/pendant-new/broker-credentials")
+        login = await issued(admin, "/api/broker-identity/devices/pendant-new/credentials")
         device = device_client(tls_broker, login)
         try:
             assert device.connected.is_set()
@@ -167,7 +167,7 @@ async def test_a_device_added_through_the_directory_gets_a_login_and_retiring_it
         again = device_client(tls_broker, login)
         again.close()
         assert again.refused
-        refused = await admin.post("/api/directory/devices/pendant-new/broker-credentials")
+        refused = await admin.post("/api/broker-identity/devices/pendant-new/credentials")
         assert refused.status_code == 409
         assert "not active" in refused.json()["detail"]
 
@@ -180,12 +180,12 @@ async def test_credentials_are_shown_once_kept_nowhere_rotated_and_refused_to_op
         if device.get("profile") == "zigbee2mqtt":
             device["hub"] = f"hub-{device['site']}"
     async with live_gateway(config) as live:
-        path = "/api/directory/devices/night-pendant-wang/broker-credentials"
+        path = "/api/broker-identity/devices/night-pendant-wang/credentials"
         assert (await live.http.post(path)).status_code == 403  # the harness signs in an operator
-        assert (await live.http.post("/api/directory/hubs/hub-night/broker-credentials")).status_code == 403
-        assert (await live.http.get("/api/directory/hubs")).status_code == 403
+        assert (await live.http.post("/api/broker-identity/hubs/hub-night/credentials")).status_code == 403
+        assert (await live.http.get("/api/broker-identity/hubs")).status_code == 403
         async with signed_in(live, "installer", Role.MANAGER) as manager:
-            listed = (await manager.get("/api/directory/hubs")).json()
+            listed = (await manager.get("/api/broker-identity/hubs")).json()
             assert [(h["id"], h["devices"]) for h in listed] == [
                 ("hub-day", ["day-pendant-li"]),
                 ("hub-night", ["night-pendant-li"]),
@@ -193,9 +193,15 @@ async def test_credentials_are_shown_once_kept_nowhere_rotated_and_refused_to_op
             first = await issued(manager, path)
             holder = device_client(tls_broker, first)
             second = await issued(manager, path)
-            hub = await issued(manager, "/api/directory/hubs/hub-night/broker-credentials")
-            zigbee = await manager.post("/api/directory/devices/night-pendant-li/broker-credentials")
-            missing = await manager.post("/api/directory/hubs/hub-nowhere/broker-credentials")
+            hub = await issued(manager, "/api/broker-identity/hubs/hub-night/credentials")
+            zigbee = await manager.post("/api/broker-identity/devices/night-pendant-li/credentials")
+            missing = await manager.post("/api/broker-identity/hubs/hub-nowhere/credentials")
+        async with signed_in(live, "night-manager", Role.MANAGER, sites=("night",)) as night_manager:
+            listed = (await night_manager.get("/api/broker-identity/hubs")).json()
+            assert [h["id"] for h in listed] == ["hub-night"]
+            for foreign in ("devices/day-pendant-wang", "hubs/hub-day"):
+                answer = await night_manager.post(f"/api/broker-identity/{foreign}/credentials")
+                assert answer.status_code == 404, foreign
         assert (zigbee.status_code, missing.status_code) == (409, 404)
         assert "hub" in zigbee.json()["detail"]
         assert first["password"] != second["password"]
@@ -244,7 +250,7 @@ async def test_an_unreachable_provisioning_never_holds_up_the_directory_nor_alar
             took = time.monotonic() - started
             assert added.status_code == 200, added.text
             assert took < 2.0, took
-            refused = await admin.post("/api/directory/devices/pendant-new/broker-credentials")
+            refused = await admin.post("/api/broker-identity/devices/pendant-new/credentials")
             assert refused.status_code == 503
         await until(lambda: identity.failures._value.get() >= 1, "the failure to be counted", 10)
         metrics = (await live.http.get("/metrics")).text

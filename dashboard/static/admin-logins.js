@@ -18,7 +18,7 @@ export function wireLogins({ api, showError }) {
 export async function refreshLogins() {
   let hubs;
   try {
-    hubs = await deps.api("/api/directory/hubs");
+    hubs = await deps.api("/api/broker-identity/hubs");
   } catch (err) {
     deps.showError(err);
     return;
@@ -41,7 +41,7 @@ function hubRow(hub) {
 async function issue(kind, id) {
   if (!window.confirm(t("broker_identity.page.confirm", { id }))) return;
   try {
-    const login = await deps.api(`/api/directory/${kind}/${encodeURIComponent(id)}/broker-credentials`, { method: "POST" });
+    const login = await deps.api(`/api/broker-identity/${kind}/${encodeURIComponent(id)}/credentials`, { method: "POST" });
     show(login);
   } catch (err) {
     deps.showError(err);
