@@ -15,6 +15,7 @@ from services import ConfiguredMosquitto, free_port
 from typer.testing import CliRunner
 
 from careline.cli import app
+from devices.decode import MAX_PAYLOAD_BYTES
 from gateway.broker_identity import BrokerIdentity, DynsecClient
 from gateway.broker_identity.dynsec import BrokerAddress
 from gateway.broker_identity.model import desired_identities
@@ -86,6 +87,14 @@ async def test_broker_init_makes_a_tls_only_broker_the_gateway_and_provisioning_
             try:
                 assert device.publish("careline/home-a/pendant-1/alarm", b'{"kind":"sos"}') == 0
                 assert gateway.wait_received(1) == [("careline/home-a/pendant-1/alarm", b'{"kind":"sos"}')]
+                # The largest payload the gateway reads passes; beyond it the broker closes the connection.
+                assert device.publish("careline/home-a/pendant-1/telemetry", b"y" * MAX_PAYLOAD_BYTES) == 0
+                assert len(gateway.wait_received(2)) == 2
+                device.client.publish(
+                    "careline/home-a/pendant-1/telemetry", b"x" * (MAX_PAYLOAD_BYTES + 2048), qos=1
+                )
+                assert device.disconnected.wait(5), "an oversized packet was accepted"
+                assert len(gateway.wait_received(3, limit_s=0.5)) == 2
             finally:
                 device.close()
         finally:
