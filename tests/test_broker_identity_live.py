@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from broker_identity_fixtures import NOT_AUTHORIZED, V5Client, certs
+from broker_identity_fixtures import NOT_AUTHORIZED, V5Client, admin_client, certs
 from harness import PASSWORD, LiveGateway, live_gateway, new_config
 from services import MosquittoDynsec
 
@@ -256,3 +256,27 @@ async def test_an_unreachable_provisioning_never_holds_up_the_directory_nor_alar
         metrics = (await live.http.get("/metrics")).text
         assert "careline_broker_identity_failures_total" in metrics
         assert "careline_broker_identity_in_step 0.0" in metrics
+
+
+async def test_a_change_made_while_the_broker_is_down_reaches_it_when_it_is_back(
+    tls_broker: MosquittoDynsec, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with live_gateway(secured_config(tls_broker, tmp_path, monkeypatch)) as live:
+        identity = live.gateway.broker_identity
+        assert identity is not None
+        async with signed_in(live, "admin", Role.ADMIN) as admin:
+            await until(lambda: identity.in_step._value.get() == 1, "the first reconcile")
+            tls_broker.stop()
+            started = time.monotonic()
+            added = await admin.post(
+                "/api/directory/devices", json={"id": "pendant-new", "type": "sos_button", "site": "day"}
+            )
+            assert added.status_code == 200, added.text
+            assert time.monotonic() - started < 2.0
+            await until(lambda: identity.failures._value.get() >= 1, "the failure to be counted")
+            await asyncio.to_thread(tls_broker.start)
+            await until(lambda: identity.in_step._value.get() == 1, "a reconcile after the broker is back")
+        clients = await admin_client(tls_broker).one(
+            {"command": "listClients", "verbose": False, "count": -1, "offset": 0}
+        )
+        assert "careline.device.pendant-new" in clients["clients"]

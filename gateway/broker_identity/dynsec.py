@@ -22,7 +22,8 @@ from common.errors import BrokerError
 
 CONTROL_TOPIC = "$CONTROL/dynamic-security/v1"
 RESPONSE_TOPIC = f"{CONTROL_TOPIC}/response"
-#: How long a batch of commands may take, connection included.
+#: How long connecting may take, and then each control message until all its commands are answered (the
+#: plugin rewrites its file after every change: a first reconcile of a thousand devices takes seconds).
 COMMAND_TIMEOUT_S = 10.0
 #: Commands per control message: a whole directory's worth stays within the broker's packet limit.
 COMMANDS_PER_MESSAGE = 50
@@ -75,8 +76,7 @@ class DynsecClient:
             return []
         tagged = [{**command, "correlationData": secrets.token_hex(8)} for command in commands]
         try:
-            async with asyncio.timeout(COMMAND_TIMEOUT_S):
-                return await self._exchange(tagged)
+            return await self._exchange(tagged)
         except TimeoutError:
             raise DynsecError("the broker's dynamic security did not answer in time") from None
         except aiomqtt.MqttError as exc:
@@ -89,21 +89,14 @@ class DynsecClient:
         return data
 
     async def _exchange(self, tagged: list[Command]) -> list[dict[str, Any]]:
-        wanted = {command["correlationData"]: n for n, command in enumerate(tagged)}
-        answers: list[dict[str, Any] | None] = [None] * len(tagged)
-        async with self._client() as client:
+        answers: list[dict[str, Any]] = []
+        async with asyncio.timeout(COMMAND_TIMEOUT_S) as deadline, self._client() as client:
             await client.subscribe(RESPONSE_TOPIC, qos=1)
             for start in range(0, len(tagged), COMMANDS_PER_MESSAGE):
-                batch = tagged[start : start + COMMANDS_PER_MESSAGE]
-                await client.publish(CONTROL_TOPIC, json.dumps({"commands": batch}), qos=1)
-            async for message in client.messages:
-                for answer in _responses(message.payload):
-                    n = wanted.get(str(answer.get("correlationData")))
-                    if n is not None:
-                        answers[n] = answer
-                if all(answer is not None for answer in answers):
-                    return [answer for answer in answers if answer is not None]
-        raise DynsecError("the broker closed the connection before answering")
+                # One message at a time, each with its own deadline: a long batch is slow, not stuck.
+                deadline.reschedule(asyncio.get_running_loop().time() + COMMAND_TIMEOUT_S)
+                answers += await _answered(client, tagged[start : start + COMMANDS_PER_MESSAGE])
+        return answers
 
     def _client(self) -> aiomqtt.Client:
         address = self._address
@@ -121,6 +114,21 @@ class DynsecClient:
             tls_insecure=address.insecure if tls else None,
             timeout=COMMAND_TIMEOUT_S,
         )
+
+
+async def _answered(client: aiomqtt.Client, batch: list[Command]) -> list[dict[str, Any]]:
+    """Send one control message and wait for the answer to each of its commands, in their order."""
+    wanted = {command["correlationData"]: n for n, command in enumerate(batch)}
+    answers: list[dict[str, Any] | None] = [None] * len(batch)
+    await client.publish(CONTROL_TOPIC, json.dumps({"commands": batch}), qos=1)
+    async for message in client.messages:
+        for answer in _responses(message.payload):
+            n = wanted.get(str(answer.get("correlationData")))
+            if n is not None:
+                answers[n] = answer
+        if all(answer is not None for answer in answers):
+            return [answer for answer in answers if answer is not None]
+    raise DynsecError("the broker closed the connection before answering")
 
 
 def _responses(payload: Any) -> list[dict[str, Any]]:

@@ -62,66 +62,45 @@ class BrokerIdentity:
     # -- reconciling ------------------------------------------------------------------------------------
 
     async def reconcile(self, devices: Iterable[DeviceConfig]) -> Reconciled:
-        """Create, change and delete the managed clients and roles until they match `devices`."""
+        """Create, change and delete the managed clients and roles until they match `devices`. Three
+        exchanges with the broker whatever the directory's size: list, read the roles, change."""
         desired = desired_identities(devices)
         async with self._lock:
-            clients = set(await self._names("listClients", "clients"))
-            roles = set(await self._names("listRoles", "roles"))
+            clients, roles = await self._present()
+            kept = [identity.rolename for identity in desired.values() if identity.rolename in roles]
+            present = await self._role_acls(kept)
+            commands: list[Command] = []
             created: list[str] = []
             changed: list[str] = []
             for identity in desired.values():
-                if await self._ensure(identity, identity.username in clients, identity.rolename in roles):
+                needed = _changes(identity, identity.username in clients, present.get(identity.rolename))
+                if needed:
                     (changed if identity.username in clients else created).append(identity.username)
+                commands += needed
             gone = sorted(name for name in clients | roles if managed(name) and name not in desired)
-            await self._delete(gone, clients, roles)
+            commands += [{"command": "deleteClient", "username": n} for n in gone if n in clients]
+            commands += [{"command": "deleteRole", "rolename": n} for n in gone if n in roles]
+            await self._client.run(commands)
         if created or changed or gone:
             log.info("broker logins: created %s, changed %s, deleted %s", created, changed, gone)
         return Reconciled(tuple(created), tuple(changed), tuple(gone))
 
-    async def _names(self, command: str, key: str) -> list[str]:
-        data = await self._client.one({"command": command, "verbose": False, "count": -1, "offset": 0})
-        names = data.get(key) or []
-        return [n if isinstance(n, str) else str(n.get("username") or n.get("rolename")) for n in names]
+    async def _present(self) -> tuple[set[str], set[str]]:
+        """The user names of the broker's clients and the names of its roles."""
+        listing = {"verbose": False, "count": -1, "offset": 0}
+        clients, roles = await self._client.run(
+            [{"command": "listClients", **listing}, {"command": "listRoles", **listing}]
+        )
+        return set(_names(clients, "clients")), set(_names(roles, "roles"))
 
-    async def _ensure(self, identity: Identity, has_client: bool, has_role: bool) -> bool:
-        """Whether anything had to change."""
-        commands: list[Command] = []
-        if not has_role:
-            acls = [acl.as_json() for acl in sorted(identity.acls)]
-            commands.append({"command": "createRole", "rolename": identity.rolename, "acls": acls})
-        else:
-            commands += await self._acl_changes(identity)
-        if not has_client:
-            # No password yet: nobody can log in until the installer is given credentials.
-            commands.append(
-                {
-                    "command": "createClient",
-                    "username": identity.username,
-                    "textname": f"{identity.owner} {identity.id} ({identity.site})",
-                    "roles": [{"rolename": identity.rolename, "priority": 0}],
-                }
+    async def _role_acls(self, rolenames: list[str]) -> dict[str, frozenset[Acl]]:
+        answers = await self._client.run([{"command": "getRole", "rolename": name} for name in rolenames])
+        return {
+            name: frozenset(
+                _acl(raw) for raw in ((answer.get("data") or {}).get("role") or {}).get("acls") or []
             )
-        await self._client.run(commands)
-        return bool(commands)
-
-    async def _acl_changes(self, identity: Identity) -> list[Command]:
-        data = await self._client.one({"command": "getRole", "rolename": identity.rolename})
-        present = {_acl(raw) for raw in (data.get("role") or {}).get("acls") or []}
-        rolename = identity.rolename
-        removed = [
-            {"command": "removeRoleACL", "rolename": rolename, "acltype": a.acltype, "topic": a.topic}
-            for a in sorted(present - identity.acls)
-        ]
-        added = [
-            {"command": "addRoleACL", "rolename": rolename, **a.as_json()}
-            for a in sorted(identity.acls - present)
-        ]
-        return removed + added
-
-    async def _delete(self, names: list[str], clients: set[str], roles: set[str]) -> None:
-        commands: list[Command] = [{"command": "deleteClient", "username": n} for n in names if n in clients]
-        commands += [{"command": "deleteRole", "rolename": n} for n in names if n in roles]
-        await self._client.run(commands)
+            for name, answer in zip(rolenames, answers, strict=True)
+        }
 
     # -- credentials ------------------------------------------------------------------------------------
 
@@ -129,13 +108,13 @@ class BrokerIdentity:
         """A new password for `identity` (its client made first if need be); the old one stops working
         and whoever is logged in with it is disconnected. The broker keeps only a salted hash."""
         password = secrets.token_urlsafe(PASSWORD_BYTES)
+        username = identity.username
         async with self._lock:
-            clients = set(await self._names("listClients", "clients"))
-            roles = set(await self._names("listRoles", "roles"))
-            await self._ensure(identity, identity.username in clients, identity.rolename in roles)
-            username = identity.username
+            clients, roles = await self._present()
+            present = await self._role_acls([identity.rolename] if identity.rolename in roles else [])
             await self._client.run(
                 [
+                    *_changes(identity, username in clients, present.get(identity.rolename)),
                     {"command": "setClientPassword", "username": username, "password": password},
                     # Disabling kicks the sessions logged in with the old password; they must log in again.
                     {"command": "disableClient", "username": username},
@@ -194,6 +173,41 @@ def broker_identity(broker: BrokerConfig, registry: CollectorRegistry | None) ->
     )
     client = DynsecClient(address, settings.admin_username, settings.admin_password())
     return BrokerIdentity(client, registry)
+
+
+def _changes(identity: Identity, has_client: bool, acls: frozenset[Acl] | None) -> list[Command]:
+    """The commands that make the broker's client and role of `identity` what it should be; `acls` are
+    its role's present ACLs (None: no role yet)."""
+    rolename = identity.rolename
+    commands: list[Command]
+    if acls is None:
+        wanted = [acl.as_json() for acl in sorted(identity.acls)]
+        commands = [{"command": "createRole", "rolename": rolename, "acls": wanted}]
+    else:
+        commands = [
+            {"command": "removeRoleACL", "rolename": rolename, "acltype": a.acltype, "topic": a.topic}
+            for a in sorted(acls - identity.acls)
+        ]
+        commands += [
+            {"command": "addRoleACL", "rolename": rolename, **a.as_json()}
+            for a in sorted(identity.acls - acls)
+        ]
+    if not has_client:
+        # No password yet: nobody can log in until the installer is given credentials.
+        commands.append(
+            {
+                "command": "createClient",
+                "username": identity.username,
+                "textname": f"{identity.owner} {identity.id} ({identity.site})",
+                "roles": [{"rolename": rolename, "priority": 0}],
+            }
+        )
+    return commands
+
+
+def _names(answer: dict[str, Any], key: str) -> list[str]:
+    names = (answer.get("data") or {}).get(key) or []
+    return [n if isinstance(n, str) else str(n.get("username") or n.get("rolename")) for n in names]
 
 
 def _acl(raw: dict[str, Any]) -> Acl:
