@@ -13,7 +13,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
 from paho.mqtt.reasoncodes import ReasonCode
-from services import MosquittoDynsec
+from services import MosquittoDynsec, ServerProcess
 
 from gateway.broker_identity.certs import CertFiles, make_certs
 from gateway.broker_identity.dynsec import BrokerAddress, DynsecClient
@@ -68,7 +68,7 @@ class V5Client:
 
     def __init__(
         self,
-        broker: MosquittoDynsec,
+        broker: ServerProcess,
         username: str | None,
         password: str | None,
         *,

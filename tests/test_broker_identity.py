@@ -8,7 +8,8 @@ import asyncio
 from broker_identity_fixtures import ACCEPTED, NOT_AUTHORIZED, V5Client, admin_client, native, secured, zigbee
 from services import MosquittoDynsec
 
-from gateway.broker_identity import BrokerIdentity
+from gateway.broker_identity import BrokerIdentity, Identity, desired_identities
+from gateway.config import DeviceConfig
 
 __all__ = ["secured"]
 
@@ -135,7 +136,5 @@ async def test_reconcile_leaves_clients_it_does_not_manage_alone(secured: Mosqui
     assert set(names) == {"careline-admin", "careline-gateway", "someone-else"}
 
 
-def identity_of(devices: list, username: str):  # type: ignore[no-untyped-def]
-    from gateway.broker_identity.model import desired_identities
-
+def identity_of(devices: list[DeviceConfig], username: str) -> Identity:
     return desired_identities(devices)[username]

@@ -70,10 +70,10 @@ async def test_broker_init_makes_a_tls_only_broker_the_gateway_and_provisioning_
     with ConfiguredMosquitto(tmp_path / "mosquitto.conf", port) as broker:
         ca = tmp_path / "certs" / "ca.crt"
         assert plain_connack(port) == b"", "the listener answered plain MQTT"
-        anonymous = V5Client(broker, None, None, ca_file=ca)  # type: ignore[arg-type]
+        anonymous = V5Client(broker, None, None, ca_file=ca)
         anonymous.close()
         assert anonymous.refused
-        gateway = V5Client(broker, "careline-gateway", gateway_password, ca_file=ca)  # type: ignore[arg-type]
+        gateway = V5Client(broker, "careline-gateway", gateway_password, ca_file=ca)
         try:
             assert gateway.subscribe("careline/#") == 1
             assert gateway.subscribe("$CONTROL/dynamic-security/#") == NOT_AUTHORIZED
@@ -83,7 +83,7 @@ async def test_broker_init_makes_a_tls_only_broker_the_gateway_and_provisioning_
             devices = [native("pendant-1")]
             await identity.reconcile(devices)
             login = await identity.issue(desired_identities(devices)["careline.device.pendant-1"])
-            device = V5Client(broker, login.username, login.password, ca_file=ca)  # type: ignore[arg-type]
+            device = V5Client(broker, login.username, login.password, ca_file=ca)
             try:
                 assert device.publish("careline/home-a/pendant-1/alarm", b'{"kind":"sos"}') == 0
                 assert gateway.wait_received(1) == [("careline/home-a/pendant-1/alarm", b'{"kind":"sos"}')]
