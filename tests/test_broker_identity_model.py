@@ -60,3 +60,18 @@ def test_the_hub_column_of_a_devices_csv_reads_in_either_language() -> None:
         assert ("所属网关" if language == "zh-CN" else "hub") in data.decode("utf-8-sig").splitlines()[0]
         read = parse_csv(data, "devices.csv").incoming
         assert [d.hub for d in read.devices or ()] == ["hub-a"]
+
+
+def test_the_devices_of_one_hub_are_at_one_site() -> None:
+    text = """
+sites: [{id: a, name: A}, {id: b, name: B}]
+devices:
+  - {id: radar-a, type: fall_sensor, profile: zigbee2mqtt, site: a, hub: hub-1}
+  - {id: radar-b, type: fall_sensor, profile: zigbee2mqtt, site: b, hub: hub-1}
+  - {id: old-b, type: fall_sensor, profile: zigbee2mqtt, site: b, hub: hub-2, state: retired}
+  - {id: new-a, type: fall_sensor, profile: zigbee2mqtt, site: a, hub: hub-2}
+"""
+    with pytest.raises(ConfigError) as refused:
+        parse_config(text)
+    assert str(refused.value).count("belongs to site") == 1  # the retired device's hub-2 stays free
+    assert ":5: devices.1.hub: hub 'hub-1' belongs to site 'a'" in str(refused.value)
