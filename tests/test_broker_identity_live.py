@@ -220,6 +220,10 @@ async def test_credentials_are_shown_once_kept_nowhere_rotated_and_refused_to_op
             assert new.connected.is_set()
             assert hub_client.publish("zigbee2mqtt/night/102/pendant", b'{"action":"sos"}') in (0, 16)
             assert hub_client.publish("zigbee2mqtt/day/102/pendant", b'{"action":"sos"}') == NOT_AUTHORIZED
+            # The hub's own pendant raises its SOS; the other home's, forged, never arrived.
+            await live.wait_for(lambda found: len(found) >= 1, "the hub's SOS")
+            await asyncio.sleep(0.5)
+            assert [i["device_id"] for i in await live.incidents()] == ["night-pendant-li"]
         finally:
             new.close()
             hub_client.close()
