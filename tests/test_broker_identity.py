@@ -122,8 +122,15 @@ async def test_a_hub_gaining_and_losing_devices_has_its_acls_follow(secured: Mos
     try:
         assert client.publish("zigbee2mqtt/home-a/radar-a") == NOT_AUTHORIZED
         assert client.publish("zigbee2mqtt/home-a/door-a") in ACCEPTED
+        # Its last device retired, the hub's login goes, and its session with it.
+        gone = await identity.reconcile([zigbee("door-a", "hub-a", state="retired")])
+        assert gone.deleted == ("careline.hub.hub-a",)
+        assert client.disconnected.wait(2)
     finally:
         client.close()
+    again = V5Client(secured, hub.username, hub.password)
+    again.close()
+    assert again.refused
 
 
 async def test_reconcile_leaves_clients_it_does_not_manage_alone(secured: MosquittoDynsec) -> None:
