@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from gateway.broker_identity.broker_files import DYNSEC_FILE, Listener, Login, write_broker_files
+from gateway.broker_identity.broker_files import DYNSEC_FILE, PLUGIN, Listener, Login, write_broker_files
 from gateway.broker_identity.certs import make_certs
 
 broker_app = typer.Typer(help="Set up a Mosquitto broker with per-device logins.", no_args_is_help=True)
@@ -44,6 +44,9 @@ def broker_init(
     run_as: Annotated[
         str | None, typer.Option(help="The user Mosquitto runs as when started as root (`user`)")
     ] = None,
+    plugin: Annotated[
+        Path, typer.Option(help="The dynamic-security plugin (Debian's path by default)")
+    ] = PLUGIN,
     force: Annotated[bool, typer.Option(help="Overwrite an existing dynamic-security.json")] = False,
 ) -> None:
     """Write mosquitto.conf (dynamic-security plugin, TLS listener, no anonymous access) and the plugin's
@@ -63,7 +66,10 @@ def broker_init(
     gateway, gateway_made = _login(gateway_username, gateway_password_env, "the gateway")
     listener = Listener(port=port, host=host, cafile=needed[0], certfile=needed[1], keyfile=needed[2])
     extra = (f"user {run_as}",) if run_as else ()
-    config, dynsec = write_broker_files(directory, listener, admin, gateway, extra=extra)
+    if not plugin.exists():
+        typer.echo(f"{plugin} is missing: give the dynamic-security plugin's path with --plugin", err=True)
+        raise typer.Exit(1)
+    config, dynsec = write_broker_files(directory, listener, admin, gateway, plugin=plugin, extra=extra)
     typer.echo(f"wrote {config} and {dynsec}")
     typer.echo(f"start the broker: mosquitto -c {config}")
     for login, made in ((admin, admin_made), (gateway, gateway_made)):

@@ -93,13 +93,15 @@ def _role(name: str, acls: frozenset[Acl]) -> dict[str, Any]:
     return {"rolename": name, "acls": [acl.as_json() for acl in sorted(acls)]}
 
 
-def mosquitto_conf(directory: Path, listener: Listener, *, extra: tuple[str, ...] = ()) -> str:
+def mosquitto_conf(
+    directory: Path, listener: Listener, *, plugin: Path = PLUGIN, extra: tuple[str, ...] = ()
+) -> str:
     lines = [
         "# Written by `careline broker init` (docs/broker-identity.md).",
         "# One set of rules for every listener: logins and ACLs come from the dynamic-security plugin.",
         "per_listener_settings false",
         "allow_anonymous false",
-        f"plugin {PLUGIN}",
+        f"plugin {plugin}",
         f"plugin_opt_config_file {directory / DYNSEC_FILE}",
         "",
         f"listener {listener.port}" + (f" {listener.host}" if listener.host else ""),
@@ -131,14 +133,20 @@ def mosquitto_conf(directory: Path, listener: Listener, *, extra: tuple[str, ...
 
 
 def write_broker_files(
-    directory: Path, listener: Listener, admin: Login, gateway: Login, *, extra: tuple[str, ...] = ()
+    directory: Path,
+    listener: Listener,
+    admin: Login,
+    gateway: Login,
+    *,
+    plugin: Path = PLUGIN,
+    extra: tuple[str, ...] = (),
 ) -> tuple[Path, Path]:
     """`mosquitto.conf` and `dynamic-security.json` in `directory` (readable by their owner only)."""
     directory.mkdir(parents=True, exist_ok=True)
     dynsec = directory / DYNSEC_FILE
     config = directory / CONFIG_FILE
     _write_private(dynsec, json.dumps(dynsec_document(admin, gateway), indent=2) + "\n")
-    _write_private(config, mosquitto_conf(directory.resolve(), listener, extra=extra))
+    _write_private(config, mosquitto_conf(directory.resolve(), listener, plugin=plugin, extra=extra))
     return config, dynsec
 
 
