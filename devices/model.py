@@ -215,6 +215,14 @@ class DecodeError(ValueError):
         self.device_id = device_id[:MAX_DEVICE_ID_CHARS] if device_id is not None else None
 
 
+class SpoofedMessageError(DecodeError):
+    """A payload naming another device than the topic it was published on.
+
+    The topic decides who is speaking (the broker lets each device write only its own topics), so a
+    message claiming to be someone else is either forged or from a mis-flashed device: it is refused
+    and counted as spoofing, never attributed to either device."""
+
+
 class UnboundDeviceError(DecodeError):
     """A well-formed topic naming a device the directory does not hold (not fitted yet, or retired).
 
