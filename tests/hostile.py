@@ -181,6 +181,9 @@ BROKEN_SIDE_FIELDS: dict[str, list[str]] = {
         json.dumps("e" * 65),
         '"\\u00e9\\u00e9\\u00e9\\u00e9x"',
     ],
+    # `device` may only name the topic's own device (any other string is spoofing, refused even for an
+    # alarm); a value that is not a string is a side fault.
+    "device": ["5", "true", "[]", "{}", "1.5"],
     # The payload never says where: a device cannot move an alarm to another room or resident.
     "site": ['"harbour"'],
     "room": ['"999"'],

@@ -47,6 +47,7 @@ from devices.model import (
     DeviceType,
     EventKind,
     RawMessage,
+    SpoofedMessageError,
 )
 from gateway.config import CarelineConfig
 from gateway.directory import device_registry, rule_context
@@ -209,6 +210,45 @@ def test_an_alarm_kind_from_a_device_that_raises_no_alarms_is_not_salvaged(
     _, payload = broken
     with pytest.raises(DecodeError, match=r"^invalid payload: "):
         careline_json.decode(message(native_topic(binding), payload), REGISTRY)
+
+
+@BOUNDED
+@given(
+    binding=st.sampled_from(list(NATIVE.values())),
+    document=valid_payloads(),
+    claimed=st.one_of(
+        st.sampled_from([b.device_id for b in NATIVE.values()]), st.text(min_size=1, max_size=64)
+    ),
+)
+def test_a_payload_naming_another_device_is_refused_as_spoofing_even_for_an_alarm(
+    binding: Binding, document: dict[str, object], claimed: str
+) -> None:
+    raw = message(native_topic(binding), json.dumps(document | {"device": claimed}).encode())
+    if claimed == binding.device_id:
+        [event] = careline_json.decode(raw, REGISTRY)
+        assert event.device_id == binding.device_id
+        return
+    with pytest.raises(SpoofedMessageError) as refused:
+        careline_json.decode(raw, REGISTRY)
+    assert refused.value.device_id == binding.device_id
+    assert len(refused.value.reason) <= MAX_REASON_CHARS
+
+
+@BOUNDED
+@given(
+    binding=st.sampled_from(list(ZIGBEE.values())),
+    claimed=st.text(min_size=1, max_size=80),
+)
+def test_a_zigbee2mqtt_state_naming_another_device_is_refused_as_spoofing(
+    binding: Binding, claimed: str
+) -> None:
+    state = {"action": "emergency", "smoke": True, "device": {"friendlyName": claimed}}
+    raw = message(zigbee_topic(binding), json.dumps(state).encode())
+    if claimed == binding.friendly_name:
+        assert zigbee2mqtt.decode(raw, REGISTRY)
+        return
+    with pytest.raises(SpoofedMessageError):
+        zigbee2mqtt.decode(raw, REGISTRY)
 
 
 # --- Zigbee2MQTT states ---------------------------------------------------------------------------
@@ -476,7 +516,7 @@ def test_every_alarm_kind_is_either_salvaged_or_named_as_not() -> None:
     # If a new alarm kind is added, decide here whether a faulty one is still read.
     assert {EventKind.SOS, EventKind.FALL, EventKind.SMOKE} == careline_json.SALVAGED_KINDS
     assert careline_json.SALVAGED_KINDS <= ALARM_EVENT_KINDS
-    assert set(BROKEN_SIDE_FIELDS) >= {"ts", "value", "extra", "test", "v", "event_id"}
+    assert set(BROKEN_SIDE_FIELDS) >= {"ts", "value", "extra", "test", "v", "event_id", "device"}
     assert RECEIVED.tzinfo is UTC
 
 
