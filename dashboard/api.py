@@ -26,7 +26,7 @@ from dashboard.directory_api import directory_router
 from dashboard.hub import IncidentHub
 from dashboard.office_api import office_router
 from dashboard.review import sensor_log_router
-from dashboard.security import OriginPolicy, SecurityHeaders, csrf_token
+from dashboard.security import BodyLimit, OriginPolicy, SecurityHeaders, csrf_token
 from dashboard.throttle import LockStarted, LoginThrottle, ThrottledError
 from devices.model import DEAD_LETTER_PREFIX_BYTES
 from gateway.catalogue import CATALOGUE, normalize_language
@@ -67,6 +67,8 @@ IncidentId = Annotated[int, PathParameter(ge=1, le=MAX_ID)]
 #: The most incidents one list answers with (the console asks for this many: every active one).
 MAX_LISTED = 5000
 DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/openapi.json")
+#: The largest body a request may carry: a directory import (5 MiB) and its multipart framing.
+MAX_BODY_BYTES = 6 * 1024 * 1024
 
 
 @dataclass
@@ -160,6 +162,7 @@ def create_app(ctx: DashboardContext) -> FastAPI:
         openapi_url="/openapi.json" if ctx.api_docs else None,
     )
     app.state.careline = ctx
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(SecurityHeaders, docs_paths=DOCS_PATHS)
 
     @app.post("/api/login", tags=["session"])

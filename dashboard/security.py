@@ -66,6 +66,55 @@ class SecurityHeaders:
         await self._app(scope, receive, send_with_headers)
 
 
+class BodyLimit:
+    """ASGI middleware: no request body larger than `max_bytes`, declared or streamed.
+
+    Neither uvicorn nor Starlette bounds a body: a sign-in (open to anyone) or a multipart upload, which
+    Starlette parses, spooling to disk, before any route can look at it, could fill memory or the disk.
+    The largest real body is a directory import (5 MiB), so the default leaves room for that alone."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self._app = app
+        self._max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self._max_bytes:
+            await self._refuse(send)
+            return
+        await self._app(scope, *self._bounded(receive, send))
+
+    def _bounded(self, receive: Receive, send: Send) -> tuple[Receive, Send]:
+        received = 0
+        refused = False
+
+        async def bounded_receive() -> Message:
+            nonlocal received, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self._max_bytes and not refused:
+                    refused = True
+                    await self._refuse(send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            if not refused:  # the 413 is the answer; whatever the app says after it is dropped
+                await send(message)
+
+        return bounded_receive, guarded_send
+
+    async def _refuse(self, send: Send) -> None:
+        body = f'{{"detail": "request body larger than {self._max_bytes} bytes"}}'.encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
 def web_origin(url: str) -> str | None:
     """`scheme://host[:port]` of an http(s) URL, lower-cased, default port dropped; None if it has none."""
     try:

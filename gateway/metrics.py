@@ -23,6 +23,12 @@ class Metrics:
             ["lane"],
             registry=r,
         )
+        self.webhooks_forged = Counter(
+            "careline_webhooks_forged",
+            "Webhook requests refused because their signature did not match",
+            ["path"],
+            registry=r,
+        )
         self.telemetry_left_to_alarm_lane = Counter(
             "careline_telemetry_left_to_alarm_lane",
             "Undecodable messages the telemetry lane also received on an alarm-lane topic: the alarm lane "

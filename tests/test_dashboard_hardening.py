@@ -20,6 +20,7 @@ from harness import PASSWORD, LiveGateway, Publisher, live_gateway, new_config
 from services import Mosquitto, free_port
 from test_sensor_log_review import manager_client
 
+from dashboard.api import MAX_BODY_BYTES
 from dashboard.security import CSRF_HEADER
 from dashboard.throttle import LoginThrottle, Scope, ThrottledError
 
@@ -404,3 +405,28 @@ async def test_login_and_logout_write_their_sessions_through_the_single_writer(
             assert not logout.done(), "the session row was deleted beside the writer"
         assert (await logout).status_code == 204
         assert (await second.get("/api/me")).status_code == 401
+
+
+async def test_a_body_beyond_the_limit_is_refused_413_declared_or_streamed_and_sign_in_still_works(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Anyone may post to /api/login: an unbounded body there would cost memory before any check."""
+    json_body = {"content-type": "application/json"}
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(8):
+            yield b" " * (1024 * 1024)
+
+    async with live_gateway(new_config(mosquitto.url, tmp_path)) as live:
+        anyone = httpx.AsyncClient(base_url=live.base_url)
+        huge = b'{"username": "' + b"x" * (MAX_BODY_BYTES + 1) + b'", "password": "p"}'
+        declared = await anyone.post("/api/login", content=huge, headers=json_body)
+        streamed = await anyone.post("/api/login", content=chunks(), headers=json_body)
+        fine = await anyone.post("/api/login", json={"username": "operator", "password": PASSWORD})
+        await anyone.aclose()
+
+    assert declared.status_code == 413
+    assert declared.json()["detail"] == f"request body larger than {MAX_BODY_BYTES} bytes"
+    assert declared.headers["x-frame-options"] == "DENY"  # refused outside the app, the headers still go on
+    assert streamed.status_code == 413
+    assert fine.status_code == 200

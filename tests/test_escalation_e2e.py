@@ -27,6 +27,7 @@ from test_channels_email import Mailbox
 from test_crash_recovery import gateway_process
 
 from gateway.catalogue import LANGUAGES, text
+from gateway.escalation.webhooks import ForgeryLog
 from simulators.twilio_standin import RecordedRequest, TwilioStandIn
 
 CARER, BOSS = "+8613800000001", "+8613800000004"
@@ -194,8 +195,17 @@ async def test_a_forged_webhook_is_refused_and_audited(
         )
         assert forged.status_code == 403
         assert (await live.incidents())[0]["status"] == "open"
-        actions = [e.action for e in live.gateway.store.audit_trail()]
-        assert "webhook.forged" in actions
+        for _ in range(20):
+            again = await asyncio.to_thread(
+                twilio.drive_callback,
+                url,
+                {"From": CARER, "Body": "1"},
+                signature="bm90IGEgcmVhbCBzaWduYXR1cmU=",
+            )
+            assert again.status_code == 403
+        forged_entries = [e for e in live.gateway.store.audit_trail() if e.action == "webhook.forged"]
+        assert [e.details for e in forged_entries] == [{"path": "/api/twilio/sms-inbound", "forgeries": 1}]
+        assert live.gateway.metrics.webhooks_forged.labels("/api/twilio/sms-inbound")._value.get() == 21
 
 
 @pytest.fixture
@@ -327,3 +337,14 @@ async def test_a_gateway_killed_mid_escalation_resumes_it_on_restart(
     with gateway_process(config_path, port, log):
         await until(lambda: sent_to(twilio, BOSS), "tier 2, overdue, fired at once after restart", limit_s=5)
     assert len(sent_to(twilio, CARER)) == 1  # tier 1 was sent before the kill and is not repeated
+
+
+def test_a_flood_of_forgeries_is_audited_once_a_minute_per_path_with_its_count() -> None:
+    now = [0.0]
+    log = ForgeryLog(interval_s=60.0, clock=lambda: now[0])
+
+    assert log.forged("/api/twilio/sms-inbound") == 1  # the first is recorded at once
+    assert [log.forged("/api/twilio/sms-inbound") for _ in range(500)] == [0] * 500
+    assert log.forged("/api/twilio/gather") == 1  # each path on its own
+    now[0] = 61.0
+    assert log.forged("/api/twilio/sms-inbound") == 501  # the next entry stands for all since

@@ -11,7 +11,8 @@ the same address; each link works once.
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated
@@ -63,11 +64,37 @@ class WebhookContext:
     metrics: Metrics
     #: Twilio `<Say>` voice per language, as configured for calls.
     voices: Mapping[str, str] = field(default_factory=dict)
+    forgeries: ForgeryLog = field(default_factory=lambda: ForgeryLog())
 
 
-def _record_forgery(store: IncidentStore, path: str, at: datetime) -> None:
+@dataclass
+class ForgeryLog:
+    """At most one audit entry per webhook path and `interval_s`, saying how many forgeries it stands for.
+
+    Anyone can send unsigned requests: audited one by one, a flood would grow the append-only audit
+    trail without bound and keep the store's single writer busy. Every one is still counted
+    (`careline_webhooks_forged_total`) and refused. The paths are the router's own, so this stays small."""
+
+    interval_s: float = 60.0
+    clock: Callable[[], float] = time.monotonic
+    _recorded_at: dict[str, float] = field(default_factory=dict)
+    _unrecorded: dict[str, int] = field(default_factory=dict)
+
+    def forged(self, path: str) -> int:
+        """Count one forgery on `path`; the number to audit now (0: wait for the next entry)."""
+        self._unrecorded[path] = self._unrecorded.get(path, 0) + 1
+        now = self.clock()
+        last = self._recorded_at.get(path)
+        if last is not None and now - last < self.interval_s:
+            return 0
+        self._recorded_at[path] = now
+        return self._unrecorded.pop(path)
+
+
+def _record_forgery(store: IncidentStore, path: str, count: int, at: datetime) -> None:
+    details = {"path": path, "forgeries": count}
     with store.transaction() as session:
-        store.audit.append(session, at=at, actor="webhook", action="webhook.forged", details={"path": path})
+        store.audit.append(session, at=at, actor="webhook", action="webhook.forged", details=details)
 
 
 async def _verified_form(request: Request, ctx: WebhookContext) -> dict[str, str]:
@@ -80,8 +107,12 @@ async def _verified_form(request: Request, ctx: WebhookContext) -> dict[str, str
     if ctx.twilio_auth_token is None or not verify_twilio_signature(
         ctx.twilio_auth_token, url, form, signature
     ):
-        store = ctx.service.store
-        await ctx.service.write(_record_forgery, store, request.url.path, store.now())
+        path = request.scope["route"].path if "route" in request.scope else request.url.path
+        ctx.metrics.webhooks_forged.labels(path).inc()
+        count = ctx.forgeries.forged(path)
+        if count:
+            store = ctx.service.store
+            await ctx.service.write(_record_forgery, store, path, count, store.now())
         raise HTTPException(status.HTTP_403_FORBIDDEN, "signature does not match")
     return form
 
