@@ -25,6 +25,7 @@ from dashboard.device_board import device_board_router
 from dashboard.directory_api import directory_router
 from dashboard.hub import IncidentHub
 from dashboard.office_api import office_router
+from dashboard.openapi import CONFLICT, UNAVAILABLE, Responses, document_refusals, refused
 from dashboard.review import sensor_log_router
 from dashboard.security import OriginPolicy, SecurityHeaders, csrf_token
 from dashboard.throttle import LockStarted, LoginThrottle, ThrottledError
@@ -141,6 +142,9 @@ class Health(BaseModel):
     status: Literal["ok", "degraded"]
 
 
+DEGRADED: Responses = {503: {"model": Health, "description": "degraded"}}
+
+
 def _me(account: Account, session_token: str) -> Me:
     return Me(
         username=account.username,
@@ -161,8 +165,17 @@ def create_app(ctx: DashboardContext) -> FastAPI:
     )
     app.state.careline = ctx
     app.add_middleware(SecurityHeaders, docs_paths=DOCS_PATHS)
+    document_refusals(app)
 
-    @app.post("/api/login", tags=["session"])
+    @app.post(
+        "/api/login",
+        tags=["session"],
+        responses={
+            401: refused("wrong user name or password"),
+            403: refused("another origin may not sign anyone in"),
+            429: refused("too many failed logins; try again after Retry-After seconds"),
+        },
+    )
     async def login(credentials: Credentials, request: Request, response: Response) -> Me:
         # Another page must not sign the operator's browser in (as someone else) either.
         refusal = ctx.origins.refusal(request)
@@ -221,11 +234,11 @@ def create_app(ctx: DashboardContext) -> FastAPI:
             return []
         return await ctx.service.read(ctx.escalations.notifications, incident_id)
 
-    @app.post("/api/incidents/{incident_id}/ack", tags=["incidents"])
+    @app.post("/api/incidents/{incident_id}/ack", tags=["incidents"], responses=CONFLICT)
     async def acknowledge(incident_id: IncidentId, account: Operator) -> IncidentView:
         return await _guard(ctx.service.acknowledge(incident_id, f"user:{account.username}", account.scope))
 
-    @app.post("/api/incidents/{incident_id}/resolve", tags=["incidents"])
+    @app.post("/api/incidents/{incident_id}/resolve", tags=["incidents"], responses=CONFLICT)
     async def resolve(incident_id: IncidentId, resolution: Resolution, account: Operator) -> IncidentView:
         """`no_response` is refused (409) until someone has been sent (`/dispatch`)."""
         actor = f"user:{account.username}"
@@ -281,14 +294,14 @@ def create_app(ctx: DashboardContext) -> FastAPI:
         a removed one."""
         return await ctx.service.read(ctx.service.store.audit_chain)
 
-    @app.get("/api/healthz", tags=["monitoring"])
+    @app.get("/api/healthz", tags=["monitoring"], responses=DEGRADED)
     async def healthz(response: Response) -> Health:
         """For load balancers and the container's health check: "degraded" (503) while the alarm path
         cannot commit promptly or a lane has lost its broker. Details need a login."""
         health = _health(ctx, response)
         return Health(status="ok" if health["status"] == "ok" else "degraded")
 
-    @app.get("/api/health/details", tags=["monitoring"])
+    @app.get("/api/health/details", tags=["monitoring"], responses=UNAVAILABLE)
     async def health_details(_: Operator, response: Response) -> dict[str, Any]:
         """Why the gateway is degraded, lane by lane (503 while it is)."""
         return _health(ctx, response)

@@ -7,7 +7,7 @@ it did not exist. Entries are validated with the same models as the configuratio
 every problem with its field (or file line, or CSV row and column), in the user's language.
 """
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from enum import Enum
@@ -19,7 +19,8 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError
 
 from common.errors import ConfigError, InvalidInputError
 from dashboard.auth import Account, Role
-from dashboard.deps import current_account
+from dashboard.deps import RoleGuard
+from dashboard.openapi import CONFLICT, CSV, NOT_FOUND, Responses, refused
 from dashboard.user_admin import UserAdmin, UserChange, UserNotFoundError
 from gateway.catalogue import Language, normalize_language
 from gateway.config import problems_of
@@ -37,8 +38,9 @@ from gateway.directory.transfer import (
 )
 from gateway.incidents.service import IncidentService
 
-_RANK = {Role.OPERATOR: 0, Role.MANAGER: 1, Role.ADMIN: 2}
 LanguageParam = Literal["en", "zh-CN"]
+#: Offsets past this are refused (422): SQLite's integers end at 2**63, and no list is that long.
+MAX_OFFSET = 10_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,14 +63,8 @@ ROUTES = (
 )
 
 
-def at_least(role: Role) -> Callable[[Request], Awaitable[Account]]:
-    async def dependency(request: Request) -> Account:
-        account = await current_account(request)
-        if _RANK[account.role] < _RANK[role]:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"{role.value}s and above only")
-        return account
-
-    return dependency
+def at_least(role: Role) -> RoleGuard:
+    return RoleGuard(role, f"{role.value}s and above only")
 
 
 Reader = Annotated[Account, Depends(at_least(Role.OPERATOR))]
@@ -169,7 +165,7 @@ def _add_kind_routes(router: APIRouter, spec: KindRoutes) -> None:
         request: Request,
         account: Reader,
         q: Annotated[str | None, Query(max_length=100)] = None,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> dict[str, Any]:
         filters = {name: value for name in spec.filters if (value := request.query_params.get(name))}
@@ -250,7 +246,13 @@ def _add_kind_routes(router: APIRouter, spec: KindRoutes) -> None:
     base = f"/api/directory/{kind}"
     router.add_api_route(base, list_entries, methods=["GET"], name=f"list_{kind}", tags=tag)
     router.add_api_route(
-        base, create_entry, methods=["POST"], name=f"create_{singular}", tags=tag, openapi_extra=schema
+        base,
+        create_entry,
+        methods=["POST"],
+        name=f"create_{singular}",
+        tags=tag,
+        openapi_extra=schema,
+        responses={**NOT_FOUND, **CONFLICT},
     )
     router.add_api_route(f"{base}/{{entry_id}}", get_entry, methods=["GET"], name=f"get_{singular}", tags=tag)
     router.add_api_route(
@@ -260,10 +262,16 @@ def _add_kind_routes(router: APIRouter, spec: KindRoutes) -> None:
         name=f"update_{singular}",
         tags=tag,
         openapi_extra=schema,
+        responses=CONFLICT,
     )
     if spec.ending == "withdraw":
         router.add_api_route(
-            f"{base}/{{entry_id}}", end_entry, methods=["DELETE"], name=f"withdraw_{singular}", tags=tag
+            f"{base}/{{entry_id}}",
+            end_entry,
+            methods=["DELETE"],
+            name=f"withdraw_{singular}",
+            tags=tag,
+            responses=CONFLICT,
         )
     else:
         router.add_api_route(
@@ -272,6 +280,7 @@ def _add_kind_routes(router: APIRouter, spec: KindRoutes) -> None:
             methods=["POST"],
             name=f"{spec.ending}_{singular}",
             tags=tag,
+            responses=CONFLICT,
         )
     router.add_api_route(
         f"{base}/{{entry_id}}/history", entry_history, methods=["GET"], name=f"{singular}_history", tags=tag
@@ -313,6 +322,7 @@ def _add_key_safe_route(router: APIRouter) -> None:
         methods=["POST"],
         name="reveal_key_safe",
         tags=list[str | Enum](["directory: residents"]),
+        responses=CONFLICT,
     )
 
 
@@ -413,10 +423,18 @@ def _add_transfer_routes(router: APIRouter) -> None:
     async def csv_template(_: Reader, kind: TableKind, language: LanguageParam = "zh-CN") -> Response:
         return _download(template(kind, language), f"careline-{kind}-template.csv", "text/csv; charset=utf-8")
 
-    router.add_api_route("/api/directory/import/preview", preview_import, methods=["POST"], tags=tag)
-    router.add_api_route("/api/directory/import/apply", apply_import, methods=["POST"], tags=tag)
-    router.add_api_route("/api/directory/export", export, methods=["GET"], tags=tag)
-    router.add_api_route("/api/directory/template", csv_template, methods=["GET"], tags=tag)
+    importing: Responses = {**CONFLICT, 413: refused(f"a file holds at most {MAX_IMPORT_BYTES} bytes")}
+    yaml_or_csv = {"application/yaml": {}, **CSV}
+    for path, route in (("preview", preview_import), ("apply", apply_import)):
+        router.add_api_route(
+            f"/api/directory/import/{path}", route, methods=["POST"], tags=tag, responses=importing
+        )
+    router.add_api_route(
+        "/api/directory/export", export, methods=["GET"], tags=tag, responses={200: {"content": yaml_or_csv}}
+    )
+    router.add_api_route(
+        "/api/directory/template", csv_template, methods=["GET"], tags=tag, responses={200: {"content": CSV}}
+    )
 
 
 def _download(body: bytes, filename: str, media_type: str) -> Response:
@@ -480,7 +498,7 @@ def _add_user_routes(router: APIRouter) -> None:
         return [view.model_dump(mode="json") for view in views]
 
     router.add_api_route("/api/directory/users", list_users, methods=["GET"], tags=tag)
-    router.add_api_route("/api/directory/users", create_user, methods=["POST"], tags=tag)
+    router.add_api_route("/api/directory/users", create_user, methods=["POST"], tags=tag, responses=CONFLICT)
     router.add_api_route("/api/directory/users/{username}", update_user, methods=["PUT"], tags=tag)
     router.add_api_route("/api/directory/users/{username}/history", user_history, methods=["GET"], tags=tag)
 

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from dashboard.auth import Account
 from dashboard.deps import Manager
+from dashboard.openapi import JSON_OR_CSV
 from dashboard.review import ReviewTime, period
 from gateway.config import CarelineConfig
 from gateway.incidents.schema import Outcome
@@ -124,7 +125,7 @@ def office_router(ctx: Any) -> APIRouter:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"no room is in wing {wing}")
         return rooms
 
-    @router.get("/api/office/incidents")
+    @router.get("/api/office/incidents", responses=JSON_OR_CSV)
     async def incidents(
         account: Manager,
         start: ReviewTime | None = None,
@@ -170,7 +171,7 @@ def office_router(ctx: Any) -> APIRouter:
             ],
         }
 
-    @router.get("/api/office/audit")
+    @router.get("/api/office/audit", responses=JSON_OR_CSV)
     async def audit(
         account: Manager,
         start: ReviewTime | None = None,
@@ -202,7 +203,7 @@ def office_router(ctx: Any) -> APIRouter:
             "entries": [AuditView.model_validate(e).model_dump(mode="json") for e in page.items],
         }
 
-    @router.get("/api/reports/response-times")
+    @router.get("/api/reports/response-times", responses=JSON_OR_CSV)
     async def response_time_report(
         account: Manager,
         start: ReviewTime | None = None,
@@ -241,7 +242,7 @@ def office_router(ctx: Any) -> APIRouter:
             "rows": rows,
         }
 
-    @router.get("/api/reports/false-alarms")
+    @router.get("/api/reports/false-alarms", responses=JSON_OR_CSV)
     async def false_alarm_report(
         account: Manager,
         start: ReviewTime | None = None,
