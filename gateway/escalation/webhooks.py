@@ -14,7 +14,7 @@ import html
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi import Path as PathParameter
@@ -45,8 +45,10 @@ AckToken = Annotated[str, PathParameter(min_length=1, max_length=64)]
 NotificationId = Annotated[int, Query(ge=1, le=2**63 - 1)]
 
 _LINK_STATUS = {"acknowledged": 200, "late": 200, "used": 409, "unknown": 404}
-_FORGED = {403: {"description": "the request does not carry Twilio's signature"}}
-_LINK_REFUSED = {
+_FORGED: dict[int | str, dict[str, Any]] = {
+    403: {"description": "the request does not carry Twilio's signature"}
+}
+_LINK_REFUSED: dict[int | str, dict[str, Any]] = {
     404: {"description": "no such link", "content": {"text/html": {}}},
     409: {"description": "the link was used already", "content": {"text/html": {}}},
 }
