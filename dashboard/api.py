@@ -121,21 +121,46 @@ class Stats(BaseModel):
     open_incidents: int
 
 
-def _dead_letter(row: DeadLetter) -> dict[str, Any]:
+class DeadLetterView(BaseModel):
+    id: int
+    received_at: str
+    lane: str
+    topic: str
+    reason: str
+    device_id: str | None
+    #: The kept prefix (at most 4 KiB), decoded as UTF-8 with replacement characters.
+    payload: str
+    #: The size received, in bytes.
+    payload_size: int
+    payload_truncated: bool
+
+
+class DeviceStateView(BaseModel):
+    device_id: str
+    last_seen: str
+    battery: float | None
+    online: bool
+    link_quality: float | None
+    battery_low: bool
+    offline_since: str | None
+    battery_low_since: str | None
+
+
+def _dead_letter(row: DeadLetter) -> DeadLetterView:
     # Rows from before migration 0003 kept the whole payload and no size.
     size = len(row.payload) if row.payload_size is None else row.payload_size
     prefix = row.payload[:DEAD_LETTER_PREFIX_BYTES]
-    return {
-        "id": row.id,
-        "received_at": row.received_at.isoformat(),
-        "lane": row.lane,
-        "topic": row.topic,
-        "reason": row.reason,
-        "device_id": row.device_id,
-        "payload": prefix.decode("utf-8", errors="replace"),
-        "payload_size": size,
-        "payload_truncated": size > len(prefix),
-    }
+    return DeadLetterView(
+        id=row.id,
+        received_at=row.received_at.isoformat(),
+        lane=row.lane,
+        topic=row.topic,
+        reason=row.reason,
+        device_id=row.device_id,
+        payload=prefix.decode("utf-8", errors="replace"),
+        payload_size=size,
+        payload_truncated=size > len(prefix),
+    )
 
 
 class Health(BaseModel):
@@ -255,7 +280,7 @@ def create_app(ctx: DashboardContext) -> FastAPI:
         return Stats(dead_letters=dead, open_incidents=active)
 
     @app.get("/api/dead-letters", tags=["monitoring"])
-    async def dead_letters(_: Operator, limit: int = 100) -> list[dict[str, Any]]:
+    async def dead_letters(_: Operator, limit: int = 100) -> list[DeadLetterView]:
         """Newest first. `payload` is the kept prefix (at most 4 KiB) and `payload_size` the size received."""
         rows = await ctx.service.read(ctx.service.store.dead_letters, min(max(limit, 1), 1000))
         return [_dead_letter(r) for r in rows]
@@ -266,18 +291,18 @@ def create_app(ctx: DashboardContext) -> FastAPI:
         return await ctx.service.read(ctx.service.store.device_tests)
 
     @app.get("/api/devices", tags=["monitoring"])
-    async def devices(_: Operator) -> list[dict[str, Any]]:
+    async def devices(_: Operator) -> list[DeviceStateView]:
         return [
-            {
-                "device_id": s.device_id,
-                "last_seen": s.last_seen.isoformat(),
-                "battery": s.battery,
-                "online": s.online,
-                "link_quality": s.link_quality,
-                "battery_low": s.battery_low,
-                "offline_since": s.offline_since.isoformat() if s.offline_since else None,
-                "battery_low_since": s.battery_low_since.isoformat() if s.battery_low_since else None,
-            }
+            DeviceStateView(
+                device_id=s.device_id,
+                last_seen=s.last_seen.isoformat(),
+                battery=s.battery,
+                online=s.online,
+                link_quality=s.link_quality,
+                battery_low=s.battery_low,
+                offline_since=s.offline_since.isoformat() if s.offline_since else None,
+                battery_low_since=s.battery_low_since.isoformat() if s.battery_low_since else None,
+            )
             for s in ctx.devices.devices.values()
         ]
 

@@ -99,8 +99,32 @@ def _refusal(exc: InvalidInputError, account: Account, source: DirectoryFile | N
     )
 
 
-def _outcome(changes: ChangeSet, account: Account) -> dict[str, Any]:
-    return {"changes": changes.as_json(), "summary": changes.summary(_language(account))}
+class ChangeOutcome(BaseModel):
+    """What a directory change did: per kind, the ids added, changed and removed; a line per kind."""
+
+    changes: dict[str, dict[str, list[str]]]
+    summary: list[str]
+
+
+class ImportOutcome(ChangeOutcome):
+    source: str
+    #: False for a preview: nothing was written.
+    applied: bool
+
+
+class EntryPage(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    items: list[dict[str, Any]]
+
+
+class KeySafeCode(BaseModel):
+    key_safe_code: str
+
+
+def _outcome(changes: ChangeSet, account: Account) -> ChangeOutcome:
+    return ChangeOutcome(changes=changes.as_json(), summary=changes.summary(_language(account)))
 
 
 async def _apply(
@@ -167,7 +191,7 @@ def _add_kind_routes(router: APIRouter, spec: KindRoutes) -> None:
         q: Annotated[str | None, Query(max_length=100)] = None,
         offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    ) -> dict[str, Any]:
+    ) -> EntryPage:
         filters = {name: value for name in spec.filters if (value := request.query_params.get(name))}
         page = await _service(request).read(
             _store(request).page,
@@ -178,7 +202,7 @@ def _add_kind_routes(router: APIRouter, spec: KindRoutes) -> None:
             offset=offset,
             limit=limit,
         )
-        return {"total": page.total, "offset": offset, "limit": limit, "items": page.items}
+        return EntryPage(total=page.total, offset=offset, limit=limit, items=page.items)
 
     async def get_entry(request: Request, entry_id: str, account: Reader) -> dict[str, Any]:
         found = await _service(request).read(_store(request).get, kind, entry_id, account.scope)
@@ -188,7 +212,7 @@ def _add_kind_routes(router: APIRouter, spec: KindRoutes) -> None:
 
     async def create_entry(
         request: Request, account: editor, payload: Annotated[dict[str, Any], Body()]
-    ) -> dict[str, Any]:
+    ) -> ChangeOutcome:
         entry = _validated(kind, payload, account)
         if not _in_scope(account, kind, entry):
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no site {getattr(entry, 'site', entry.id)!r}")
@@ -201,7 +225,7 @@ def _add_kind_routes(router: APIRouter, spec: KindRoutes) -> None:
 
     async def update_entry(
         request: Request, entry_id: str, account: editor, payload: Annotated[dict[str, Any], Body()]
-    ) -> dict[str, Any]:
+    ) -> ChangeOutcome:
         await get_entry(request, entry_id, account)
         entry = _validated(kind, {**payload, "id": payload.get("id", entry_id)}, account)
         if entry.id != entry_id:
@@ -221,7 +245,7 @@ def _add_kind_routes(router: APIRouter, spec: KindRoutes) -> None:
         entry_id: str,
         account: editor,
         on: Annotated[date | None, Body(embed=True)] = None,
-    ) -> dict[str, Any]:
+    ) -> ChangeOutcome:
         await get_entry(request, entry_id, account)
         store = _store(request)
 
@@ -303,7 +327,7 @@ async def _edit(
 
 
 def _add_key_safe_route(router: APIRouter) -> None:
-    async def reveal_key_safe(request: Request, entry_id: str, account: Reader) -> dict[str, str]:
+    async def reveal_key_safe(request: Request, entry_id: str, account: Reader) -> KeySafeCode:
         """The resident's key-safe code, for the responder at the door. Every reveal is audited."""
         store = _store(request)
         try:
@@ -314,7 +338,7 @@ def _add_key_safe_route(router: APIRouter) -> None:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
         if code is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no key-safe code for resident {entry_id!r}")
-        return {"key_safe_code": code}
+        return KeySafeCode(key_safe_code=code)
 
     router.add_api_route(
         "/api/directory/residents/{entry_id}/key-safe",
@@ -358,7 +382,7 @@ def _add_transfer_routes(router: APIRouter) -> None:
 
     async def import_file(
         request: Request, account: Manager, file: UploadFile, kind: TableKind | None, apply: bool
-    ) -> dict[str, Any]:
+    ) -> ImportOutcome:
         parsed = await _upload(request, file, kind, account)
         store = _store(request)
         service = _service(request)
@@ -376,14 +400,15 @@ def _add_transfer_routes(router: APIRouter) -> None:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
         if apply:
             request.app.state.careline.metrics.directory_imports.labels("applied").inc()
-        return {"source": parsed.source, "applied": apply, **_outcome(changes, account)}
+        outcome = _outcome(changes, account)
+        return ImportOutcome(source=parsed.source, applied=apply, **outcome.model_dump())
 
     async def preview_import(
         request: Request,
         account: Manager,
         file: Annotated[UploadFile, File()],
         kind: Annotated[TableKind | None, Form()] = None,
-    ) -> dict[str, Any]:
+    ) -> ImportOutcome:
         """What importing the file would change; nothing is written."""
         return await import_file(request, account, file, kind, apply=False)
 
@@ -392,7 +417,7 @@ def _add_transfer_routes(router: APIRouter) -> None:
         account: Manager,
         file: Annotated[UploadFile, File()],
         kind: Annotated[TableKind | None, Form()] = None,
-    ) -> dict[str, Any]:
+    ) -> ImportOutcome:
         """Import the file: every kind it lists replaced in full (what it leaves out retired), validated
         as a whole, applied in one transaction or not at all."""
         return await import_file(request, account, file, kind, apply=True)

@@ -66,6 +66,7 @@ def document_refusals(app: FastAPI) -> None:
                 operation = document["paths"].get(path, {}).get(method.lower())
                 if operation is not None:
                     _declare(route, method, operation["responses"])
+                    _hoist_definitions(operation, schemas)
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
@@ -82,6 +83,30 @@ def _api_routes(routes: list[BaseRoute], prefix: str = "") -> Iterator[tuple[str
         included = getattr(route, "original_router", None)
         if included is not None:
             yield from _api_routes(included.routes, prefix + route.include_context.prefix)  # type: ignore[attr-defined]
+
+
+def _hoist_definitions(operation: dict[str, Any], schemas: dict[str, Any]) -> None:
+    """A body described by a model's own JSON Schema (`openapi_extra`, the directory's entries) keeps
+    its nested models in `$defs`, which nothing outside it can resolve: they join the components."""
+    for media in operation.get("requestBody", {}).get("content", {}).values():
+        definitions = media.get("schema", {}).pop("$defs", None)
+        if definitions:
+            for name, definition in definitions.items():
+                schemas.setdefault(name, _components_refs(definition))
+            media["schema"] = _components_refs(media["schema"])
+
+
+def _components_refs(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        return {
+            key: value.replace("#/$defs/", _COMPONENTS)
+            if key == "$ref" and isinstance(value, str)
+            else _components_refs(value)
+            for key, value in schema.items()
+        }
+    if isinstance(schema, list):
+        return [_components_refs(item) for item in schema]
+    return schema
 
 
 def _refusal(description: str) -> dict[str, Any]:
