@@ -12,11 +12,12 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import Response
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from dashboard.auth import Account
 from dashboard.deps import Manager
-from dashboard.openapi import JSON_OR_CSV
+from dashboard.openapi import JSON_OR_CSV, json_or_csv
 from dashboard.review import ReviewTime, period
 from gateway.config import CarelineConfig
 from gateway.incidents.schema import Outcome
@@ -68,6 +69,31 @@ INCIDENT_COLUMNS = (
     "note",
 )
 AUDIT_COLUMNS = ("id", "at", "actor", "action", "incident_id", "details", "hash")
+
+
+class OfficeIncident(IncidentView):
+    #: The incident on the console's incident screen.
+    link: str
+
+
+class IncidentPage(BaseModel):
+    start: str
+    end: str
+    total: int
+    offset: int
+    limit: int
+    #: Every outcome an incident may have, for the page's filter (new ones appear by themselves).
+    outcomes: list[str]
+    incidents: list[OfficeIncident]
+
+
+class AuditPage(BaseModel):
+    start: str
+    end: str
+    total: int
+    offset: int
+    limit: int
+    entries: list[AuditView]
 
 
 def _sites(account: Account, site: str | None) -> frozenset[str] | None:
@@ -125,7 +151,7 @@ def office_router(ctx: Any) -> APIRouter:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"no room is in wing {wing}")
         return rooms
 
-    @router.get("/api/office/incidents", responses=JSON_OR_CSV)
+    @router.get("/api/office/incidents", responses=json_or_csv(IncidentPage))
     async def incidents(
         account: Manager,
         start: ReviewTime | None = None,
@@ -171,7 +197,7 @@ def office_router(ctx: Any) -> APIRouter:
             ],
         }
 
-    @router.get("/api/office/audit", responses=JSON_OR_CSV)
+    @router.get("/api/office/audit", responses=json_or_csv(AuditPage))
     async def audit(
         account: Manager,
         start: ReviewTime | None = None,

@@ -52,6 +52,11 @@ CSV = {"text/csv": {"schema": {"type": "string"}}}
 JSON_OR_CSV: Responses = {200: {"content": {"application/json": {}, **CSV}}}
 
 
+def json_or_csv(model: type[BaseModel]) -> Responses:
+    """An answer in JSON shaped as `model`, or in CSV with `format=csv`."""
+    return {200: {"model": model, "content": {"application/json": {}, **CSV}}}
+
+
 def document_refusals(app: FastAPI) -> None:
     """Have the document name the shared refusals of every route, those included later too."""
 
