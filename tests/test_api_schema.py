@@ -83,6 +83,8 @@ def _schema(served: Served) -> Any:
             # Each operation on its own: the stateful phase would chain them (create, then delete).
             "phases": {"stateful": {"enabled": False}},
             "suppress-health-check": ["too_slow", "filter_too_much", "data_too_large"],
+            # Every run starts afresh, and writes nothing into the working tree.
+            "cache": {"enabled": False},
             # Random ids are nearly always unknown (404 before a body is read): half the requests name
             # what is there, so the bodies and the reads behind the lookups are fuzzed too.
             "dictionaries": {key.replace(".", "-"): {"values": values} for key, values in KNOWN.items()},
