@@ -58,12 +58,17 @@ MANAGERS_ONLY = (
     re.compile(r"^GET /api/(sensor-log|review/alarms|audit/verify)$"),
     re.compile(r"^(PUT|DELETE) /api/response-scripts/\{rule\}$"),
     re.compile(r"^GET (" + "|".join(map(re.escape, PAGES_FOR_MANAGERS)) + ")$"),
+    # Broker logins of devices and hubs (dashboard/broker_credentials.py), within the manager's sites.
+    re.compile(
+        r"^(GET /api/broker-identity/hubs|POST /api/broker-identity/(devices|hubs)/\{\w+\}/credentials)$"
+    ),
 )
 #: Paths naming something of one site (the night site's here): a caller limited to other sites is
 #: refused them (403, or 404 as if it did not exist), whatever their role. Lists are filtered instead.
 SITE_BOUND = (
     re.compile(r"^\w+ /api/incidents/\{incident_id\}"),
     re.compile(r"^\w+ /api/directory/(sites|residents|devices)/\{entry_id\}"),
+    re.compile(r"^POST /api/broker-identity/devices/\{device_id\}/credentials$"),
     # Scripts for every site are written by those who see every site.
     re.compile(r"^(PUT|DELETE) /api/response-scripts/\{rule\}$"),
 )
@@ -148,12 +153,13 @@ def concrete(path: str, ids: Ids) -> str:
         "incident_id": str(ids.incident),
         "handover_id": str(ids.handover),
         "entry_id": entries.get(kind.group(1), "nobody") if kind else "nobody",
+        "device_id": "night-pendant-wang",
         "username": "operator",
         "rule": "sos",
         "language": "en",
         "token": "x" * 32,
     }
-    return re.sub(r"\{(\w+)(:\w+)?\}", lambda m: samples[m.group(1)], path)
+    return re.sub(r"\{(\w+)(:\w+)?\}", lambda m: samples.get(m.group(1), "nobody"), path)
 
 
 async def signed_in(
