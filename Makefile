@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit bench system-deps check-install screenshots clean
+.PHONY: demo test lint typecheck unit bench system-deps check-install screenshots fuzz clean
 
 $(BIN)/.installed: pyproject.toml
 	./scripts/ensure-python-venv.sh $(PYTHON)
@@ -45,6 +45,17 @@ bench: $(BIN)/.installed system-deps
 ## docs/screenshots/: the main screens in English and Chinese, from a live demo (installs fonts-noto-cjk).
 screenshots: $(BIN)/.installed system-deps
 	$(BIN)/python scripts/screenshots.py
+
+FUZZ_SECONDS ?= 600
+FUZZ_FLAGS = -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=2048 -timeout=10 -print_final_stats=1 -artifact_prefix=var/fuzz/
+
+## Coverage-guided fuzzing (atheris) of the device decoders, then of the directory and configuration readers,
+## FUZZ_SECONDS each (default 600). The corpus grows in var/fuzz/<target>/; crashes land in var/fuzz/crash-*
+## (docs/hostile-input.md). `make test` runs the same targets for 20 s each (tests/test_fuzz.py).
+fuzz: $(BIN)/.installed
+	mkdir -p var/fuzz/decoders var/fuzz/files
+	$(BIN)/python tests/fuzz/fuzz_decoders.py $(FUZZ_FLAGS) -dict=tests/fuzz/json.dict var/fuzz/decoders tests/fuzz/corpus/decoders
+	$(BIN)/python tests/fuzz/fuzz_files.py $(FUZZ_FLAGS) var/fuzz/files tests/fuzz/corpus/files
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

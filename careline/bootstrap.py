@@ -22,6 +22,7 @@ from common.errors import CarelineError
 from dashboard.admin_api import admin_bulk_router
 from dashboard.api import DashboardContext, create_app
 from dashboard.auth import UserStore
+from dashboard.broker_credentials import broker_credentials_router
 from dashboard.hub import IncidentHub
 from dashboard.pages import pages_router
 from dashboard.pairing_api import pairing_router
@@ -32,6 +33,7 @@ from devices.model import Lane, RawMessage
 from devices.registry import DeviceRegistry
 from gateway.alarm_lane import AlarmLane
 from gateway.broker import EmbeddedBroker
+from gateway.broker_identity.provisioning import broker_identity
 from gateway.clock import Clock, SystemClock
 from gateway.config import CarelineConfig
 from gateway.directory import (
@@ -122,6 +124,8 @@ class Gateway:
         )
         self.metrics.paired_devices.set_function(lambda: len(self.paired.devices))
         self.bridge = BridgeListener(config.broker, self.paired)
+        #: Per-device and per-hub broker logins, kept in step with the directory (docs/broker-identity.md).
+        self.broker_identity = broker_identity(config.broker, self.metrics.registry)
         #: Directories applied while running; each apply waits for the one before it.
         self.directory_version = 0
         self._applying = asyncio.Lock()
@@ -187,7 +191,8 @@ class Gateway:
         )
         self.telemetry_status: dict[str, Any] = {}
         self._telemetry_counted = dict.fromkeys(
-            ("received", "dropped", "dead_letters", "left_to_alarm_lane", "disk_refused_points"), 0.0
+            ("received", "dropped", "dead_letters", "left_to_alarm_lane", "spoofed", "disk_refused_points"),
+            0.0,
         )
         self.alarm_lane.add_observer(self.telemetry.observe)
         self._workers: list[asyncio.Task[None]] = []
@@ -238,6 +243,7 @@ class Gateway:
         )
         self.http.include_router(pages_router())
         self.http.include_router(admin_bulk_router())
+        self.http.include_router(broker_credentials_router(self.broker_identity, lambda: self.config.broker))
 
     # -- the directory, applied live -------------------------------------------------------------------
 
@@ -280,6 +286,9 @@ class Gateway:
         self.directory_version += 1
         self.telemetry.apply(config_json, self.directory_version)
         self.metrics.directory_applied.inc()
+        if self.broker_identity is not None:
+            # Only woken: the broker's logins follow in the background, never holding up this change.
+            self.broker_identity.changed()
         subscribed, child_took = await asyncio.gather(
             self.alarm_mqtt.follow(self.alarm_topics()),
             self.telemetry.taken(self.directory_version, limit_s=CHILD_TAKES_DIRECTORY_S),
@@ -408,6 +417,7 @@ class Gateway:
                     ("telemetry-supervisor", self.telemetry.supervise()),
                     ("directory-follower", self._follow_directory()),
                     ("zigbee2mqtt-bridge", self.bridge.run()),
+                    *self._broker_identity_task(),
                     *([("escalation", self.escalator.run())] if self.config.escalation.enabled else []),
                 )
             ]
@@ -422,6 +432,16 @@ class Gateway:
             gc.freeze()
             stack.callback(gc.unfreeze)
             yield self
+
+    def _broker_identity_task(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+        identity = self.broker_identity
+        if identity is None:
+            return []
+
+        async def devices() -> tuple[Any, ...]:
+            return self.config.devices
+
+        return [("broker-identity", identity.run(devices, self.config.broker.identity.reconcile_s))]
 
     def open_store(self) -> None:
         """Bring the incident store to the newest schema and, on first start, seed the directory from the
@@ -450,6 +470,7 @@ class Gateway:
             ("dropped", self.metrics.telemetry_dropped),
             ("dead_letters", self.metrics.dead_letters.labels("telemetry")),
             ("left_to_alarm_lane", self.metrics.telemetry_left_to_alarm_lane),
+            ("spoofed", self.metrics.spoofed.labels("telemetry")),
             ("disk_refused_points", self.metrics.disk_refused.labels("telemetry_spool_points")),
         ):
             # The child's counters restart with it: count only growth.

@@ -26,6 +26,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from careline.bootstrap import Gateway, bootstrap
+from careline.broker_cli import broker_app, certs
 from careline.services import INFLUXD, INFLUXD_HINT, InfluxDB1, influxd_installed
 from common.errors import CarelineError, InvalidInputError
 from dashboard.auth import Role, UserExistsError, UserStore
@@ -75,6 +76,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(user_app, name="user")
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(directory_app, name="directory")
+app.add_typer(broker_app, name="broker")
+app.command("certs")(certs)
 
 ConfigPath = Annotated[Path, typer.Option("--config", "-c", help="YAML configuration file")]
 log = logging.getLogger("careline")

@@ -280,18 +280,26 @@ def create_app(ctx: DashboardContext) -> FastAPI:
         return Stats(dead_letters=dead, open_incidents=active)
 
     @app.get("/api/dead-letters", tags=["monitoring"])
-    async def dead_letters(_: Operator, limit: int = 100) -> list[DeadLetterView]:
-        """Newest first. `payload` is the kept prefix (at most 4 KiB) and `payload_size` the size received."""
-        rows = await ctx.service.read(ctx.service.store.dead_letters, min(max(limit, 1), 1000))
+    async def dead_letters(account: Operator, limit: int = 100) -> list[DeadLetterView]:
+        """Newest first. `payload` is the kept prefix (at most 4 KiB) and `payload_size` the size received.
+        A user of some sites sees only the letters of their sites' devices."""
+        devices = None if account.scope is None else _devices_of(ctx, account.scope)
+        rows = await ctx.service.read(ctx.service.store.dead_letters, min(max(limit, 1), 1000), devices)
         return [_dead_letter(r) for r in rows]
 
     @app.get("/api/device-tests", tags=["monitoring"])
-    async def device_tests(_: Operator) -> list[DeviceTestView]:
+    async def device_tests(account: Operator) -> list[DeviceTestView]:
         """Each tested device's last test and count, the longest untested first."""
-        return await ctx.service.read(ctx.service.store.device_tests)
+        tests = await ctx.service.read(ctx.service.store.device_tests)
+        return [t for t in tests if account.scope is None or t.site in account.scope]
 
     @app.get("/api/devices", tags=["monitoring"])
-    async def devices(_: Operator) -> list[DeviceStateView]:
+    async def devices(account: Operator) -> list[DeviceStateView]:
+        """Health of the devices heard since the start; a user of some sites sees their sites' devices."""
+        seen = list(ctx.devices.devices.values())
+        if account.scope is not None:
+            mine = _devices_of(ctx, account.scope)
+            seen = [s for s in seen if s.device_id in mine]
         return [
             DeviceStateView(
                 device_id=s.device_id,
@@ -303,7 +311,7 @@ def create_app(ctx: DashboardContext) -> FastAPI:
                 offline_since=s.offline_since.isoformat() if s.offline_since else None,
                 battery_low_since=s.battery_low_since.isoformat() if s.battery_low_since else None,
             )
-            for s in ctx.devices.devices.values()
+            for s in seen
         ]
 
     app.include_router(sensor_log_router(ctx))
@@ -420,6 +428,12 @@ def _health(ctx: DashboardContext, response: Response) -> dict[str, Any]:
     if health.get("status") != "ok":
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return health
+
+
+def _devices_of(ctx: DashboardContext, sites: frozenset[str]) -> frozenset[str]:
+    """Ids of the directory's devices at `sites` (retired ones too: their history is still theirs)."""
+    config = ctx.current_config() if ctx.current_config else None
+    return frozenset(d.id for d in config.devices if d.site in sites) if config else frozenset()
 
 
 async def _stream(websocket: WebSocket, ctx: DashboardContext, scope: frozenset[str] | None) -> None:

@@ -38,7 +38,9 @@ from devices.model import (
     DeviceEvent,
     EventKind,
     RawMessage,
+    SpoofedMessageError,
     UnboundDeviceError,
+    storable_time,
 )
 from devices.registry import DeviceRegistry
 
@@ -87,6 +89,8 @@ def _event_time(raw: object) -> datetime:
             raise ValueError("epoch milliseconds out of range") from None
     if parsed < _EARLIEST_EVENT_TIME:
         raise ValueError("is before 2000-01-01 (epoch seconds sent instead of milliseconds?)")
+    if storable_time(parsed) is None:
+        raise ValueError("is after 2262-04-11 (no store keeps it)")
     return parsed
 
 
@@ -164,6 +168,11 @@ class CarelineEventPayload(BaseModel):
     extra: ExtraReadings = Field(
         default_factory=dict, description="Further device-specific readings (at most 32)."
     )
+    device: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
+        default=None,
+        description="The sending device's own id, if it says it. When present it must be the device id "
+        "of the topic: a message naming another device is refused as spoofing.",
+    )
     test: bool = Field(
         default=False,
         description="True while the device is being tested (a smoke detector's test button): a smoke "
@@ -211,6 +220,7 @@ def decode(message: RawMessage, registry: DeviceRegistry) -> list[DeviceEvent]:
     site, device_id = _parse_topic(message.topic)
     binding = _binding_for(registry, site, device_id)
     document = _parse_document(message.payload, message.size, device_id)
+    _refuse_claim_of_another_device(document, device_id)
     try:
         payload = CarelineEventPayload.model_validate(document)
     except ValidationError as exc:
@@ -225,6 +235,19 @@ def decode(message: RawMessage, registry: DeviceRegistry) -> list[DeviceEvent]:
         test=payload.test or payload.extra.get("test") is True,
     )
     return [event]
+
+
+def _refuse_claim_of_another_device(document: dict[str, object], device_id: str) -> None:
+    """Checked before any salvage: an alarm is never read from a message speaking for someone else.
+
+    Only a string can disagree; any other `device` value is a faulty side field (an alarm survives it)."""
+    claimed = document.get("device")
+    if isinstance(claimed, str) and claimed != device_id:
+        raise SpoofedMessageError(
+            f"spoofing: payload names device {claimed[:64]!r} "
+            f"but was published on the topic of {device_id!r}",
+            device_id=device_id,
+        )
 
 
 def _id_key(binding: Binding, event_id: str) -> str:
@@ -272,6 +295,7 @@ _CONSEQUENCES = {
     "value": "ignored",
     "extra": "extra ignored",
     "test": "not treated as a test",
+    "device": "ignored",
 }
 
 

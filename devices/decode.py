@@ -25,11 +25,19 @@ PROFILES: tuple[str, ...] = tuple(name for _, name, _ in _ROUTES)
 #: No profile accepts a larger payload: ingest keeps only a prefix of one (see `RawMessage.prefix`).
 MAX_PAYLOAD_BYTES = max(careline_json.MAX_PAYLOAD_BYTES, zigbee2mqtt.MAX_PAYLOAD_BYTES)
 
+#: MQTT allows 65,535-byte topics; no bound device's is near this (ids are at most 64 characters,
+#: friendly names at most 256), and the dead-letter store keeps this much of a topic.
+MAX_TOPIC_CHARS = 512
+
 _MAX_DETAIL_CHARS = 200
 
 
 def decode(message: RawMessage, registry: DeviceRegistry) -> list[DeviceEvent]:
     """Decode `message` with the profile its topic names; only ever raises `DecodeError`."""
+    if len(message.topic) > MAX_TOPIC_CHARS:
+        # Refused before any profile looks at it: its pieces would be quoted in reasons and counted
+        # as unbound identifiers.
+        raise DecodeError(f"topic of {len(message.topic)} characters exceeds {MAX_TOPIC_CHARS}")
     decoder = _decoder_for(message.topic)
     try:
         return decoder(message, registry)

@@ -4,11 +4,17 @@ Python's json accepts `NaN` and `Infinity` (which are not JSON) and refuses a wh
 integer longer than its digit limit. Either way one odd reading would cost the message, and with it
 the alarm it carries. Here both become an `UnreadableNumber`, a value no field check accepts, so the
 bad reading is rejected on its own and the rest of the payload is still read.
+
+Two more things a device can send that would otherwise cost the alarm further on: a leading byte-order
+mark (some firmware writes one; Python's json refuses it) is skipped, and a `\ud800`-style escape of a
+lone surrogate, which no database, log or UTF-8 response can hold, becomes U+FFFD in object keys and
+string values (the only strings the profiles read).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 
 #: 2**64 has 20 digits, epoch nanoseconds 19: no reading or device time is longer. Capping well below
@@ -26,9 +32,30 @@ class UnreadableNumber:
         return self.description
 
 
+_BOM = "\ufeff"
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+REPLACEMENT = "\ufffd"
+
+
 def loads(text: str) -> object:
     """Parse `text`; raises ValueError when it is not JSON and RecursionError when nested too deeply."""
-    return json.loads(text, parse_constant=_constant, parse_int=_integer)
+    return json.loads(
+        text.removeprefix(_BOM),
+        parse_constant=_constant,
+        parse_int=_integer,
+        object_pairs_hook=_object,
+    )
+
+
+def _object(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    # dict() keeps the last of duplicated keys, as json does without a hook.
+    return {_valid(key): _valid(value) if isinstance(value, str) else value for key, value in pairs}
+
+
+def _valid(text: str) -> str:
+    # Decoded from strict UTF-8, the text holds a surrogate only where an escape put one; pairs were
+    # already joined by json, so what is left is lone.
+    return text if text.isascii() else _LONE_SURROGATE.sub(REPLACEMENT, text)
 
 
 def _constant(name: str) -> UnreadableNumber:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 
 class Lane(enum.StrEnum):
@@ -73,6 +73,25 @@ ALARM_EVENT_KINDS = frozenset(
         EventKind.SMOKE_CLEAR,
     }
 )
+
+
+#: Device times outside this window are refused as side-field faults (an alarm then takes its receive
+#: time). No real event predates 2000 (epoch seconds sent as milliseconds land before it), and InfluxDB
+#: keeps nothing after 2262-04-11; a time whose UTC form datetime cannot hold (9999-12-31T23:59-23:59)
+#: would make the incident store refuse the alarm itself.
+EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_EVENT_TIME = datetime(2262, 4, 11, tzinfo=UTC)
+
+
+def storable_time(ts: datetime) -> datetime | None:
+    """`ts` in UTC when every store can keep it (aware, within the window above), else None."""
+    if ts.tzinfo is None:
+        return None
+    try:
+        utc = ts.astimezone(UTC)
+    except OverflowError:
+        return None
+    return utc if EARLIEST_EVENT_TIME <= utc < LATEST_EVENT_TIME else None
 
 
 #: How much of a payload no profile accepts is kept (in memory and in the dead-letter store); its real
@@ -177,13 +196,31 @@ class DeviceEvent:
         return self.kind in ALARM_EVENT_KINDS
 
 
+#: A dead letter's reason and device id are kept and listed: a hostile 64 KiB topic quoted in a reason
+#: must not become 64 KiB of every row. Ids longer than the directory allows are bound to nothing anyway.
+MAX_REASON_CHARS = 500
+MAX_DEVICE_ID_CHARS = 64
+
+
 class DecodeError(ValueError):
-    """A payload that no profile could turn into events; it goes to the dead-letter store."""
+    """A payload that no profile could turn into events; it goes to the dead-letter store.
+
+    `reason` is cut to `MAX_REASON_CHARS` and `device_id` to `MAX_DEVICE_ID_CHARS`."""
 
     def __init__(self, reason: str, *, device_id: str | None = None) -> None:
+        if len(reason) > MAX_REASON_CHARS:
+            reason = reason[: MAX_REASON_CHARS - 1] + "…"
         super().__init__(reason)
         self.reason = reason
-        self.device_id = device_id
+        self.device_id = device_id[:MAX_DEVICE_ID_CHARS] if device_id is not None else None
+
+
+class SpoofedMessageError(DecodeError):
+    """A payload naming another device than the topic it was published on.
+
+    The topic decides who is speaking (the broker lets each device write only its own topics), so a
+    message claiming to be someone else is either forged or from a mis-flashed device: it is refused
+    and counted as spoofing, never attributed to either device."""
 
 
 class UnboundDeviceError(DecodeError):

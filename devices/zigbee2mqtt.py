@@ -25,7 +25,9 @@ from devices.model import (
     DeviceType,
     EventKind,
     RawMessage,
+    SpoofedMessageError,
     UnboundDeviceError,
+    storable_time,
 )
 from devices.registry import ZIGBEE2MQTT_BASE, DeviceRegistry
 
@@ -87,7 +89,9 @@ def decode(message: RawMessage, registry: DeviceRegistry) -> list[DeviceEvent]:
     if is_availability:
         decoded = _Decoded([_availability(message.payload, binding)], message.received_at, (), False)
     else:
-        decoded = _read_state(_load_state(message.payload, binding), binding, message.received_at)
+        state = _load_state(message.payload, binding)
+        _refuse_claim_of_another_device(state, binding)
+        decoded = _read_state(state, binding, message.received_at)
     digest = hashlib.sha256(
         message.topic.encode("utf-8", "surrogatepass") + b"\0" + message.payload
     ).hexdigest()[:32]
@@ -142,6 +146,19 @@ def _load_state(payload: bytes, binding: Binding) -> dict[str, object]:
     return document
 
 
+def _refuse_claim_of_another_device(state: dict[str, object], binding: Binding) -> None:
+    """With `include_device_information` Zigbee2MQTT names the device in every state message; a name
+    other than the topic's is another hub speaking for this device (or a mix-up), never an alarm."""
+    device = state.get("device")
+    claimed = device.get("friendlyName") if isinstance(device, dict) else None
+    own = binding.friendly_name or binding.device_id
+    if isinstance(claimed, str) and claimed != own:
+        raise SpoofedMessageError(
+            f"spoofing: payload names device {claimed[:64]!r} but was published on the topic of {own!r}",
+            device_id=binding.device_id,
+        )
+
+
 def _text(payload: bytes, binding: Binding) -> str:
     try:
         return payload.decode("utf-8")
@@ -181,13 +198,14 @@ def _read_state(state: dict[str, object], binding: Binding, received_at: datetim
 
 
 def _last_seen(raw: object) -> datetime | None:
-    """The device time Zigbee2MQTT adds when `advanced.last_seen` is enabled; None if absent or odd."""
+    """The device time Zigbee2MQTT adds when `advanced.last_seen` is enabled; None if absent, odd, or
+    outside the window every store keeps (`storable_time`)."""
     try:
         if isinstance(raw, str):
-            seen = datetime.fromisoformat(raw)
-            return seen if seen.tzinfo is not None else None
+            return storable_time(datetime.fromisoformat(raw))
         if isinstance(raw, int | float) and not isinstance(raw, bool):
-            return datetime.fromtimestamp(raw / 1000, tz=UTC)  # last_seen: epoch is milliseconds
+            # last_seen: epoch is milliseconds
+            return storable_time(datetime.fromtimestamp(raw / 1000, tz=UTC))
     except (ValueError, OverflowError, OSError):
         return None
     return None

@@ -16,7 +16,14 @@ from paho.mqtt.client import topic_matches_sub
 from sqlalchemy.exc import OperationalError
 
 from devices.decode import decode
-from devices.model import DecodeError, DeviceEvent, Lane, RawMessage, UnboundDeviceError
+from devices.model import (
+    DecodeError,
+    DeviceEvent,
+    Lane,
+    RawMessage,
+    SpoofedMessageError,
+    UnboundDeviceError,
+)
 from devices.registry import DeviceRegistry
 from gateway.clock import Clock
 from gateway.incidents.service import IncidentService
@@ -161,6 +168,8 @@ class AlarmLane:
             except DecodeError as exc:
                 batch.dead_letters.append((raw, exc.reason, exc.device_id))
                 self._metrics.dead_letters.labels("alarm").inc()
+                if isinstance(exc, SpoofedMessageError):
+                    self._metrics.spoofed.labels("alarm").inc()
                 continue
             decoded.append((raw.topic, events))
             self._count_faults(events)

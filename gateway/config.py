@@ -48,6 +48,31 @@ class TlsConfig(StrictModel):
     insecure: bool = False
 
 
+class BrokerIdentityConfig(StrictModel):
+    """Per-device and per-hub logins on a Mosquitto broker with the dynamic-security plugin
+    (docs/broker-identity.md): the gateway creates each device's and hub's client and role from the
+    directory, with ACLs for exactly its own topics."""
+
+    enabled: bool = False
+    #: The dynamic-security admin client (may publish on ``$CONTROL/dynamic-security/#``).
+    admin_username: str = "careline-admin"
+    admin_password_env: str | None = None
+    #: How often the broker's clients and roles are compared with the directory and put right.
+    reconcile_s: float = Field(60.0, ge=1, le=24 * 3600)
+    #: How devices reach the broker, shown with their credentials (defaults to the gateway's url).
+    device_url: str | None = None
+
+    @field_validator("device_url")
+    @classmethod
+    def _device_scheme(cls, url: str | None) -> str | None:
+        if url is not None and (urlsplit(url).scheme not in ("mqtt", "mqtts") or not urlsplit(url).hostname):
+            raise ValueError("device_url must look like mqtts://host:port")
+        return url
+
+    def admin_password(self) -> str | None:
+        return secret_from_env(self.admin_password_env)
+
+
 class BrokerConfig(StrictModel):
     #: ``mqtt://host:port`` or ``mqtts://host:port``. Leave empty to run the embedded amqtt broker.
     url: str | None = None
@@ -66,6 +91,12 @@ class BrokerConfig(StrictModel):
     reconnect_max_s: float = Field(10.0, gt=0, le=600)
     #: Telemetry beyond this many queued messages is dropped (and counted); alarms are never dropped.
     telemetry_queue_max: int = Field(50_000, ge=100)
+    #: Alarms are never dropped; they are held back instead. MQTT 5's Receive Maximum: the broker sends
+    #: the alarm lane at most this many alarms it has not acknowledged (acknowledged after commit), and
+    #: keeps the rest queued in the session, so a flood waits at the broker, not in the gateway's memory.
+    alarm_receive_maximum: int = Field(100, ge=1, le=65535)
+    #: Per-device and per-hub identities on the broker (off: the broker's own users and ACLs rule).
+    identity: BrokerIdentityConfig = BrokerIdentityConfig()
 
     @field_validator("url")
     @classmethod
@@ -73,6 +104,12 @@ class BrokerConfig(StrictModel):
         if url is not None and urlsplit(url).scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
             raise ValueError("broker url must start with mqtt:// or mqtts://")
         return url
+
+    @model_validator(mode="after")
+    def _identity_needs_a_broker(self) -> BrokerConfig:
+        if self.identity.enabled and self.url is None:
+            raise _refusal("broker_identity_needs_url")
+        return self
 
     @property
     def embedded(self) -> bool:
@@ -351,8 +388,12 @@ class DeviceConfig(StrictModel):
     site: Identifier
     room: Identifier | None = None
     resident: Identifier | None = None
-    #: Zigbee2MQTT friendly name; defaults to the device id.
-    friendly_name: str | None = None
+    #: Zigbee2MQTT friendly name; defaults to the device id. Bounded so that its topics stay within
+    #: `devices.decode.MAX_TOPIC_CHARS`.
+    friendly_name: str | None = Field(None, max_length=256)
+    #: The Zigbee2MQTT hub (a home's coordinator) this device is paired with: the hub's broker login
+    #: may publish only its own devices' topics (docs/broker-identity.md). Zigbee2MQTT devices only.
+    hub: Identifier | None = None
     model: Line | None = None
     vendor: Line | None = None
     installed_on: date | None = None
@@ -365,7 +406,14 @@ class DeviceConfig(StrictModel):
         name = self.friendly_name or ""
         if any(c in name for c in "+#") or name.startswith("/"):
             raise _refusal("friendly_name_wildcards")
+        if self.hub is not None and self.profile != "zigbee2mqtt":
+            raise _refusal("hub_needs_zigbee2mqtt", hub=repr(self.hub))
         return self
+
+    @property
+    def topic_name(self) -> str:
+        """The Zigbee2MQTT friendly name its topics carry."""
+        return self.friendly_name or self.id
 
     @property
     def active(self) -> bool:
@@ -482,7 +530,7 @@ def parse_config(text: str, *, source: str = "<config>") -> CarelineConfig:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{source}:{yaml_error_line(exc, text)}: not valid YAML: {exc}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -502,6 +550,16 @@ def parse_config(text: str, *, source: str = "<config>") -> CarelineConfig:
 def _describe(error: Any, root: yaml.Node | None, source: str) -> str:
     loc = tuple(error["loc"])
     return f"  {source}:{line_of(root, loc)}: {_where(loc)}: {_message(error['msg'])}"
+
+
+def yaml_error_line(exc: yaml.YAMLError, text: str) -> int:
+    """The line (1-based) a YAML error points at. A character YAML refuses outright (a NUL, a DEL) is
+    reported by its position only, which nobody finds in an editor."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    if mark is not None:
+        return int(mark.line) + 1
+    position = getattr(exc, "position", None)
+    return text.count("\n", 0, position) + 1 if isinstance(position, int) else 1
 
 
 def line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int:

@@ -115,6 +115,8 @@ class MqttLane:
         if config.protocol == "5":
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = config.session_expiry_s if self._alarm else 0
+            if self._alarm:
+                properties.ReceiveMaximum = config.alarm_receive_maximum
             kwargs = {"clean_start": not self._alarm, "properties": properties}
         client.connect_async(config.host, config.port, keepalive=config.keepalive_s, **kwargs)
         client.loop_start()

@@ -17,6 +17,12 @@ class Metrics:
         self.dead_letters = Counter(
             "careline_dead_letters", "Messages kept in the dead-letter store", ["lane"], registry=r
         )
+        self.spoofed = Counter(
+            "careline_spoofed_messages",
+            "Messages refused because the payload names another device than its topic (also dead letters)",
+            ["lane"],
+            registry=r,
+        )
         self.telemetry_left_to_alarm_lane = Counter(
             "careline_telemetry_left_to_alarm_lane",
             "Undecodable messages the telemetry lane also received on an alarm-lane topic: the alarm lane "

@@ -50,6 +50,7 @@ def reference_problems(config: CarelineConfig) -> list[Problem]:
                 )
     problems += _escalation_problems(config)
     problems += _friendly_name_problems(config.devices)
+    problems += _hub_problems(config.devices)
     return problems
 
 
@@ -185,4 +186,24 @@ def _friendly_name_problems(devices: Iterable[DeviceConfig]) -> list[Problem]:
                 problem(("devices", n, "friendly_name"), "duplicate_friendly_name", name=repr(name))
             )
         seen.add(name)
+    return problems
+
+
+def _hub_problems(devices: Iterable[DeviceConfig]) -> list[Problem]:
+    # A hub is one home's Zigbee coordinator: its broker login is issued by whoever sees that site.
+    sites: dict[str, str] = {}
+    problems: list[Problem] = []
+    for n, device in enumerate(devices):
+        if device.hub is None or not device.active:
+            continue
+        first = sites.setdefault(device.hub, device.site)
+        if first != device.site:
+            problems.append(
+                problem(
+                    ("devices", n, "hub"),
+                    "hub_of_another_site",
+                    hub=repr(device.hub),
+                    site=repr(first),
+                )
+            )
     return problems

@@ -27,6 +27,7 @@ from devices.model import (
     EventKind,
     Lane,
     RawMessage,
+    SpoofedMessageError,
     UnboundDeviceError,
 )
 from devices.registry import DeviceRegistry
@@ -187,6 +188,8 @@ class TelemetryLane:
                 self._metrics.telemetry_left_to_alarm_lane.inc()
             else:
                 self.keep_dead_letter((raw, exc.reason, exc.device_id))
+                if isinstance(exc, SpoofedMessageError):
+                    self._metrics.spoofed.labels("telemetry").inc()
             return []
 
     def keep_dead_letter(self, letter: DeadLetterItem) -> None:

@@ -272,6 +272,7 @@ async def _report(outbox: Any, metrics: Metrics, health: DeviceHealth, writer: A
                     "dropped": metrics.telemetry_dropped._value.get(),
                     "dead_letters": metrics.dead_letters.labels("telemetry")._value.get(),
                     "left_to_alarm_lane": metrics.telemetry_left_to_alarm_lane._value.get(),
+                    "spoofed": metrics.spoofed.labels("telemetry")._value.get(),
                     "disk_refused_points": writer.disk_refused_points if writer is not None else 0,
                     "queue_depth": metrics.queue_depth.labels("telemetry")._value.get(),
                     "lag_s": metrics.telemetry_lag._value.get(),

@@ -7,8 +7,10 @@ Nothing here installs anything; `make test` installs the programs these helpers 
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
+import secrets
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +24,8 @@ from careline.services import (
     http_status,
     tail,
 )
+from gateway.broker_identity.broker_files import DYNSEC_FILE, PLUGIN, Login, dynsec_document
+from gateway.broker_identity.certs import CertFiles
 
 __all__ = [
     "CHROMIUM",
@@ -29,8 +33,10 @@ __all__ = [
     "INFLUXD",
     "MOSQUITTO",
     "SESSION_MARKER",
+    "ConfiguredMosquitto",
     "InfluxDB1",
     "Mosquitto",
+    "MosquittoDynsec",
     "ServerProcess",
     "VictoriaMetrics",
     "alive",
@@ -106,6 +112,67 @@ class Mosquitto(ServerProcess):
 
     def _logs(self) -> str:
         return f"--- output ---\n{super()._logs()}\n--- {self.log_path} ---\n{tail(self.log_path)}"
+
+
+class MosquittoDynsec(Mosquitto):
+    """Mosquitto with the dynamic-security plugin, no anonymous access, and TLS when `certs` are given
+    (`gateway.broker_identity.certs.make_certs`): an admin client (`admin`) for provisioning and the
+    gateway's client (`gateway`), each with a fresh password; every other login is made through the plugin.
+    """
+
+    def __init__(self, *, certs: CertFiles | None = None, extra_config: Sequence[str] = ()) -> None:
+        super().__init__(extra_config=extra_config)
+        self.certs = certs
+        self.scheme = "mqtts" if certs else "mqtt"
+        self.admin = Login("careline-admin", secrets.token_urlsafe(16))
+        self.gateway = Login("careline-gateway", secrets.token_urlsafe(16))
+
+    @property
+    def dynsec_path(self) -> Path:
+        return self._dir / DYNSEC_FILE
+
+    def _prepare(self) -> None:
+        super()._prepare()
+        if not self.dynsec_path.exists():  # a restart keeps what the plugin saved
+            self.dynsec_path.write_text(
+                json.dumps(dynsec_document(self.admin, self.gateway)), encoding="utf-8"
+            )
+        lines = self.config_path.read_text(encoding="utf-8").splitlines()
+        lines = [line for line in lines if line != "allow_anonymous true"]
+        tls = []
+        if self.certs is not None:
+            tls = [
+                f"cafile {self.certs.ca_cert}",
+                f"certfile {self.certs.server_cert}",
+                f"keyfile {self.certs.server_key}",
+                "tls_version tlsv1.2",
+            ]
+        secured = [
+            "per_listener_settings false",
+            "allow_anonymous false",
+            f"plugin {PLUGIN}",
+            f"plugin_opt_config_file {self.dynsec_path}",
+        ]
+        self.config_path.write_text(
+            "\n".join([*secured, lines[0], *tls, *lines[1:]]) + "\n", encoding="utf-8"
+        )
+
+
+class ConfiguredMosquitto(ServerProcess):
+    """Mosquitto started with a configuration written elsewhere (`careline broker init`), unchanged."""
+
+    name = "mosquitto"
+    default_startup_timeout_s = 10.0
+
+    def __init__(self, config_path: Path, port: int) -> None:
+        super().__init__(port=port)
+        self.config_path = config_path
+
+    def _command(self) -> list[str]:
+        return [str(MOSQUITTO), "-c", str(self.config_path)]
+
+    def _ready(self) -> bool:
+        return accepts_connections(self.host, self._port)
 
 
 class VictoriaMetrics(ServerProcess):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import time
 from pathlib import Path
 
@@ -381,3 +382,54 @@ async def test_a_telemetry_process_that_dies_is_restarted_and_telemetry_flows_ag
         incidents = await live.wait_for(lambda i: len(i) == 1, "the battery-low incident after the restart")
         assert incidents[0]["rule"] == "device_health"
         device.close()
+
+
+async def test_an_sos_naming_another_device_is_refused_and_counted_as_spoofing_on_both_lanes(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    async with live_gateway(new_config(mosquitto.url, tmp_path)) as live:
+        device = Publisher(mosquitto.port)
+        forged = json.loads(careline_event(EventKind.SOS))
+        forged["device"] = "day-pendant-li"
+        device.send("careline/night/night-pendant-wang/alarm", json.dumps(forged).encode())
+        beat = json.loads(careline_event(EventKind.HEARTBEAT))
+        beat["device"] = "day-pendant-li"
+        device.send("careline/night/night-pendant-wang/telemetry", json.dumps(beat).encode(), qos=0)
+        device.sos("night", "night-pendant-wang")  # the same pendant speaking for itself still alarms
+        [incident] = await live.wait_for(lambda i: len(i) == 1, "the pendant's own SOS")
+        letters = await live.poll("/api/dead-letters", lambda letters: len(letters) == 2)
+        spoofed = live.gateway.metrics.spoofed
+        await live.poll("/api/stats", lambda _: spoofed.labels("telemetry")._value.get() == 1)
+        device.close()
+
+    assert incident["device_id"] == "night-pendant-wang"
+    assert sorted(letter["lane"] for letter in letters) == ["alarm", "telemetry"]
+    claim = "spoofing: payload names device 'day-pendant-li'"
+    assert all(letter["reason"].startswith(claim) for letter in letters)
+    assert spoofed.labels("alarm")._value.get() == 1
+
+
+async def test_a_flood_of_alarms_waits_at_the_broker_while_the_store_is_busy_and_none_is_lost(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """Back-pressure, not drops: MQTT 5's Receive Maximum keeps unacknowledged alarms at the broker."""
+    config = new_config(mosquitto.url, tmp_path, alarm_receive_maximum=5)
+    async with live_gateway(config) as live:
+        received = live.gateway.metrics.messages_received.labels("alarm")
+        lock = sqlite3.connect(tmp_path / "careline.db", isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")  # the store cannot commit, so nothing is acknowledged
+        device = Publisher(mosquitto.port)
+        for _ in range(60):
+            device.sos("night", "night-pendant-wang")
+        await asyncio.sleep(2.0)
+        held_back = received._value.get()
+        lock.execute("ROLLBACK")
+        lock.close()
+        [incident] = await live.wait_for(
+            lambda i: len(i) == 1 and i[0]["trigger_count"] == 60, "all 60 presses", limit_s=60
+        )
+        device.close()
+
+    assert 1 <= held_back <= 5
+    assert received._value.get() == 60
+    assert incident["trigger_count"] == 60

@@ -265,6 +265,9 @@ async def test_no_response_cannot_be_closed_until_someone_has_been_sent(
         assert unknown.status_code == 422
         nameless = await live.http.post(dispatch, json={"responder": None, "who": "  ", "note": ""})
         assert nameless.status_code == 422
+        elsewhere = await live.http.post(dispatch, json={"responder": "day-nurse", "who": "", "note": ""})
+        assert elsewhere.status_code == 422  # the day site's nurse is not coming to the night site
+        assert "does not cover this site" in elsewhere.json()["detail"]
         assert (await live.http.post(resolve, json={"outcome": "no_response"})).status_code == 409
 
         sent = await live.http.post(

@@ -12,7 +12,16 @@ import pytest
 
 from devices import careline_json
 from devices.careline_json import CarelineEventPayload, careline_payload_json_schema, render_schema
-from devices.model import Binding, DecodeError, DeviceEvent, DeviceType, EventKind, Lane, RawMessage
+from devices.model import (
+    Binding,
+    DecodeError,
+    DeviceEvent,
+    DeviceType,
+    EventKind,
+    Lane,
+    RawMessage,
+    SpoofedMessageError,
+)
 from devices.registry import DeviceRegistry
 from gateway.alarm_lane import may_be_redelivery
 
@@ -376,10 +385,8 @@ def test_an_sos_with_a_key_that_is_not_valid_unicode_is_still_an_sos() -> None:
     [event] = decode(body)
 
     assert event.kind is EventKind.SOS
-    assert event.faults == (
-        "payload: Input should be a valid string, unable to parse raw data as a unicode string; "
-        "read field by field",
-    )
+    # The lone surrogate became U+FFFD when parsed (devices/lenient_json.py): a key no store could hold.
+    assert event.faults == ("\ufffd: Extra inputs are not permitted; unknown key ignored",)
 
 
 def test_the_faults_kept_on_an_event_are_bounded() -> None:
@@ -492,3 +499,35 @@ def test_random_payloads_only_ever_produce_events_or_decode_errors() -> None:
         except DecodeError:
             continue
         assert [event.device_id for event in events] == ["pendant-7"]
+
+
+# --- speaking for another device ----------------------------------------------------------------
+
+
+def test_a_payload_naming_its_own_device_is_read() -> None:
+    [event] = decode(payload(device="pendant-7"))
+
+    assert (event.device_id, event.kind) == ("pendant-7", EventKind.SOS)
+
+
+@pytest.mark.parametrize("kind", ["sos", "fall", "smoke", "fall_cancel", "heartbeat"])
+def test_a_payload_naming_another_device_is_refused_as_spoofing_even_for_an_alarm(kind: str) -> None:
+    error = decode_error(payload(kind=kind, device="pendant-8"))
+
+    assert isinstance(error, SpoofedMessageError)
+    assert error.reason.startswith("spoofing: payload names device 'pendant-8'")
+    assert error.device_id == "pendant-7"
+
+
+def test_a_spoofing_sos_is_refused_although_its_other_fields_are_broken() -> None:
+    """Salvage reads a broken alarm; it must never read one that claims to be someone else."""
+    error = decode_error(payload(ts="yesterday", value=[1], device="pendant-8"))
+
+    assert isinstance(error, SpoofedMessageError)
+
+
+def test_a_device_field_that_is_not_a_string_is_a_side_fault_that_costs_no_alarm() -> None:
+    [event] = decode(payload(device=7))
+
+    assert event.kind is EventKind.SOS
+    assert any(fault.startswith("device:") and fault.endswith("; ignored") for fault in event.faults)

@@ -11,7 +11,16 @@ from pathlib import Path
 import pytest
 
 from devices import zigbee2mqtt
-from devices.model import Binding, DecodeError, DeviceEvent, DeviceType, EventKind, Lane, RawMessage
+from devices.model import (
+    Binding,
+    DecodeError,
+    DeviceEvent,
+    DeviceType,
+    EventKind,
+    Lane,
+    RawMessage,
+    SpoofedMessageError,
+)
 from devices.registry import DeviceRegistry
 
 FIXTURES = Path(__file__).parent / "fixtures" / "zigbee2mqtt"
@@ -482,3 +491,28 @@ def test_a_malformed_test_flag_is_a_fault_and_never_makes_smoke_a_test() -> None
 
     assert event.test is False
     assert event.faults == ("test must be a boolean; not treated as a test",)
+
+
+# --- include_device_information: the payload names its device -----------------------------------
+
+
+def test_a_state_naming_its_own_device_is_read() -> None:
+    information = {"friendlyName": "bath-radar", "ieeeAddr": "0x00124b0024"}
+    events = decode(RADAR, {"fall": True, "device": information})
+
+    assert only(events, EventKind.FALL).device_id == "radar-101"
+
+
+def test_a_state_naming_another_device_is_refused_as_spoofing() -> None:
+    """Another hub publishing `{"action":"cancel"}` in this radar's name is never read as its cancel."""
+    with pytest.raises(SpoofedMessageError) as caught:
+        decode(RADAR, {"action": "cancel", "device": {"friendlyName": "wing-a/101/sos"}})
+
+    assert caught.value.reason.startswith("spoofing: payload names device 'wing-a/101/sos'")
+    assert caught.value.device_id == "radar-101"
+
+
+def test_device_information_without_a_usable_name_is_ignored() -> None:
+    events = decode(PENDANT, {"action": "emergency", "device": {"friendlyName": 12}})
+
+    assert kinds(events) == [EventKind.SOS]

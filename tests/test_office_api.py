@@ -201,6 +201,32 @@ async def test_a_manager_of_one_site_sees_only_that_site(mosquitto: Mosquitto, t
             assert "not one of your sites" in refused.json()["detail"]
 
 
+async def test_a_user_of_one_site_sees_only_that_sites_devices_tests_and_dead_letters(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    config = new_config(mosquitto.url, tmp_path)
+    for site in ("night", "day"):
+        detector = {"id": f"{site}-smoke", "type": "smoke_detector", "profile": "zigbee2mqtt", "site": site}
+        config["devices"].append(detector)
+    async with live_gateway(config) as live:
+        device = Publisher(mosquitto.port)
+        for site in ("night", "day"):
+            device.zigbee(f"{site}-smoke", smoke=True, test=True, battery=90)
+            device.send(f"careline/{site}/{site}-pendant-wang/alarm", b"{broken")
+        await live.poll("/api/device-tests", lambda tests: len(tests) == 2)
+        await live.poll("/api/dead-letters", lambda letters: len(letters) == 2)
+        await live.poll("/api/devices", lambda devices: len(devices) >= 2)
+        async with signed_in(live, "nightdesk", Role.OPERATOR, sites=["night"]) as scoped:
+            tests = (await scoped.get("/api/device-tests")).json()
+            letters = (await scoped.get("/api/dead-letters")).json()
+            devices = (await scoped.get("/api/devices")).json()
+        device.close()
+
+    assert [t["device_id"] for t in tests] == ["night-smoke"]
+    assert [letter["device_id"] for letter in letters] == ["night-pendant-wang"]
+    assert {d["device_id"] for d in devices} == {"night-smoke"}
+
+
 BAD_INPUT = [
     ("/api/reports/response-times", {"group": "wing"}, "group"),
     ("/api/reports/response-times", {"bucket": "week"}, "bucket"),

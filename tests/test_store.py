@@ -6,6 +6,7 @@ import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -75,13 +76,14 @@ def event(
     device: str = "pendant-wang",
     device_type: DeviceType = DeviceType.SOS_BUTTON,
     faults: tuple[str, ...] = (),
+    resident: str = "wang",
 ) -> DeviceEvent:
     return DeviceEvent(
         device_id=device,
         device_type=device_type,
         site="sunrise",
         room="101",
-        resident="wang",
+        resident=resident,
         kind=kind,
         value=None,
         ts=at,
@@ -104,10 +106,14 @@ def alarm(
     )
 
 
-def cancel(at: datetime, triggered_after: datetime) -> CancelDecision:
-    return CancelDecision(
-        "fall", FALL_KEY, event(EventKind.FALL_CANCEL, at=at), "cancelled_by_resident", triggered_after
-    )
+def cancel(at: datetime, triggered_after: datetime, **source: Any) -> CancelDecision:
+    called_off = event(EventKind.FALL_CANCEL, at=at, **source)
+    return CancelDecision("fall", FALL_KEY, called_off, "cancelled_by_resident", triggered_after)
+
+
+def fall_from(device: str, at: datetime = START) -> AlarmDecision:
+    raised = event(EventKind.FALL, at=at, device=device, device_type=DeviceType.FALL_SENSOR)
+    return AlarmDecision("fall", Severity.CRITICAL, FALL_KEY, raised, {"why": "test"})
 
 
 def apply(store: IncidentStore, *decisions: Decision, check_duplicate: bool = False) -> BatchResult:
@@ -344,6 +350,36 @@ def test_a_cancel_outside_the_window_leaves_the_incident_open_and_is_audited(
     ignored = store.audit_trail(opened.id)[-1]
     assert ignored.actor == "resident:wang"
     assert ignored.details["why"] == "outside the cancel window"
+
+
+@pytest.mark.parametrize(
+    ("source", "accepted"),
+    [
+        ({"device": "radar-bedroom", "device_type": DeviceType.FALL_SENSOR}, True),
+        ({"device": "radar-hall", "device_type": DeviceType.FALL_SENSOR}, True),  # joined the incident
+        ({"device": "pendant-wang", "device_type": DeviceType.SOS_BUTTON}, True),  # the resident's own
+        ({"device": "radar-bathroom", "device_type": DeviceType.FALL_SENSOR}, False),
+        ({"device": "pendant-li", "device_type": DeviceType.SOS_BUTTON, "resident": "li"}, False),
+        ({"device": "door-101", "device_type": DeviceType.DOOR_SENSOR}, False),
+    ],
+)
+def test_only_the_device_that_raised_the_fall_or_the_residents_pendant_may_cancel_it(
+    store: IncidentStore, clock: FakeClock, source: dict[str, Any], accepted: bool
+) -> None:
+    opened = one(apply(store, fall_from("radar-bedroom")))
+    apply(store, fall_from("radar-hall", at=clock.advance(2)))
+    at = clock.advance(10)
+
+    after = one(apply(store, cancel(at, triggered_after=at - timedelta(seconds=60), **source)))
+
+    assert after.id == opened.id
+    if accepted:
+        assert (after.status, after.outcome) == (IncidentStatus.RESOLVED, Outcome.CANCELLED_BY_RESIDENT)
+        assert actions(store, opened.id)[-1] == "incident.cancelled"
+    else:
+        assert (after.status, after.outcome) == (IncidentStatus.OPEN, None)
+        refused = store.audit_trail(opened.id)[-1]
+        assert (refused.action, refused.actor) == ("incident.cancel_refused", f"device:{source['device']}")
 
 
 def test_a_cancel_with_nothing_open_changes_nothing_but_is_audited(store: IncidentStore) -> None:

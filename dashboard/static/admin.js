@@ -3,6 +3,7 @@
 // import and enforces roles and sites; this page only shows what the server decides.
 import { t, label, getLanguage, setLanguage, initialLanguage, rememberLanguage, translatePage, formatTime } from "./i18n.js";
 import { $, el } from "./page.js";
+import { refreshLogins, wireLogins } from "./admin-logins.js";
 
 const PAGE_SIZE = 50;
 const SEARCH_DELAY_MS = 200;
@@ -105,6 +106,7 @@ const KINDS = {
       { name: "room", i18n: "field.room", type: "select", options: (v) => roomsOf(v.site), optional: true },
       { name: "resident", i18n: "field.resident", optional: true },
       { name: "friendly_name", i18n: "field.friendly_name" },
+      { name: "hub", i18n: "field.hub", optional: true },
       { name: "vendor", i18n: "field.vendor" },
       { name: "model", i18n: "field.model" },
       { name: "state", i18n: "field.state", type: "select", options: () => coded("device_state", ["active", "spare", "retired"]) },
@@ -689,6 +691,9 @@ async function showTab(tab) {
   $("#list-view").hidden = !KINDS[tab];
   $("#pairing-view").hidden = tab !== "pairing";
   $("#import-view").hidden = tab !== "import";
+  $("#logins-view").hidden = tab !== "logins";
+  $("#login-issued").replaceChildren();
+  $("#login-issued").hidden = true;
   $("#search").value = "";
   if (KINDS[tab]) {
     $("#new-entry").hidden = !canEdit(tab);
@@ -696,6 +701,8 @@ async function showTab(tab) {
     renderFilters(KINDS[tab]);
     renderBulk();
     await refreshList();
+  } else if (tab === "logins") {
+    await refreshLogins();
   } else if (tab === "pairing") {
     await refreshPairing();
   }
@@ -716,6 +723,7 @@ function wire() {
   $("#error-dismiss").addEventListener("click", () => { $("#error-banner").hidden = true; });
   $("#import-form").addEventListener("submit", (e) => { e.preventDefault(); importFile(false); });
   $("#import-apply").addEventListener("click", () => importFile(true));
+  wireLogins({ api, showError });
   $("#lang").addEventListener("change", () => {
     setLanguage($("#lang").value);
     rememberLanguage($("#lang").value, state.user.username);
@@ -738,7 +746,7 @@ async function start() {
   wire();
   await loadSites();
   const wanted = new URLSearchParams(window.location.search).get("tab");
-  await showTab(KINDS[wanted] || wanted === "pairing" || wanted === "import" ? wanted : "residents");
+  await showTab(KINDS[wanted] || ["pairing", "import", "logins"].includes(wanted) ? wanted : "residents");
 }
 
 start().catch(showError);

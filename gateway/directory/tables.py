@@ -92,6 +92,8 @@ DEVICE_COLUMNS = (
     Column("vendor", "free"),
     Column("installed_on", "date"),
     Column("state", "code", "device_state", get_args(DeviceState)),
+    # Last, so device files written before hubs existed read the same.
+    Column("hub", "id"),
 )
 COLUMNS: dict[TableKind, tuple[Column, ...]] = {"residents": RESIDENT_COLUMNS, "devices": DEVICE_COLUMNS}
 MODELS: dict[TableKind, type[BaseModel]] = {"residents": ResidentConfig, "devices": DeviceConfig}

@@ -25,6 +25,7 @@ from gateway.config import (
     SiteConfig,
     line_of,
     problems_of,
+    yaml_error_line,
 )
 from gateway.directory.changes import Incoming, Kind
 from gateway.escalation.config import Policy
@@ -159,11 +160,14 @@ def parse_yaml(text: str, source: str) -> DirectoryFile:
         # libyaml's parser where it is built in: a district's directory is half a megabyte.
         data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as exc:
-        raise refused([problem((), "yaml_invalid", reason=str(exc))], source) from None
+        invalid = replace(problem((), "yaml_invalid", reason=str(exc)), line=yaml_error_line(exc, text))
+        raise refused([invalid], source) from None
     if not isinstance(data, dict):
         raise refused([problem((), "yaml_not_mapping")], source)
     strays = [key for key in data if key not in _SECTIONS]
-    strays += [f"escalation.{key}" for key in (data.get("escalation") or {}) if key != "policies"]
+    escalation = data.get("escalation")
+    if isinstance(escalation, dict):  # anything else is refused, with its line, by the model below
+        strays += [f"escalation.{key}" for key in escalation if key != "policies"]
     if strays:
         raise refused(
             [problem((str(key),), "not_a_directory_section", key=str(key)) for key in strays], source

@@ -52,6 +52,11 @@ _LINK_REFUSED: dict[int | str, dict[str, Any]] = {
     404: {"description": "no such link", "content": {"text/html": {}}},
     409: {"description": "the link was used already", "content": {"text/html": {}}},
 }
+#: Twilio's callbacks carry a few dozen short fields (an SMS body is at most 1,600 characters, under
+#: 15 KB percent-encoded). The form is read before its signature can be checked, so it is bounded well
+#: below Starlette's defaults (1,000 fields of 1 MiB each); beyond these the answer is 400.
+MAX_FORM_FIELDS = 200
+MAX_FORM_FIELD_BYTES = 64 * 1024
 
 
 @dataclass
@@ -73,7 +78,8 @@ def _record_forgery(store: IncidentStore, path: str, at: datetime) -> None:
 
 
 async def _verified_form(request: Request, ctx: WebhookContext) -> dict[str, str]:
-    form = {key: str(value) for key, value in (await request.form()).items()}
+    received = await request.form(max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FORM_FIELD_BYTES)
+    form = {key: str(value) for key, value in received.items()}
     url = (
         ctx.public_url.rstrip("/") + request.url.path + (f"?{request.url.query}" if request.url.query else "")
     )
@@ -118,7 +124,9 @@ def webhook_router(ctx: WebhookContext) -> APIRouter:
         digits = form.get("Digits", "")
         owner = await ctx.service.read(ctx.escalations.token_owner, t)
         language: Language = ctx.escalations.language_of(owner.responder_id) if owner else "en"
-        if digits == "1":
+        # The same test `gather_response` words its answer by: the caller is told "accepted" only
+        # when it is recorded.
+        if digits.strip() == "1":
             await ctx.escalator.acknowledge_by_token(t, "voice")
         return Response(gather_response(digits, language, voice=ctx.voices.get(language)), media_type=TWIML)
 

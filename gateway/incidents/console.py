@@ -180,6 +180,11 @@ class ConsoleStore:
                 responder = session.get(DirectoryResponder, responder_id)
                 if responder is None or responder.removed_at is not None:
                     raise ConsoleInputError(f"no responder {responder_id!r}")
+                covered = responder.body.get("sites") or []
+                if covered and incident.site not in covered:
+                    # The incident screen offers only the site's responders; a name from another site
+                    # would record someone sent who is not coming.
+                    raise ConsoleInputError(f"responder {responder_id!r} does not cover this site")
                 responder_name = responder.name
             elif not who.strip():
                 raise ConsoleInputError("name the responder, or say who was sent")

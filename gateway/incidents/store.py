@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import CursorResult, Engine, delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from devices.model import DEAD_LETTER_PREFIX_BYTES, DeviceEvent, RawMessage
+from devices.model import DEAD_LETTER_PREFIX_BYTES, DeviceEvent, DeviceType, RawMessage
 from gateway.directory import Directory
 from gateway.incidents.audit import AuditTrail, ChainBreak, find_break, verify_chain
 from gateway.incidents.db import read_only, relaxed
@@ -301,6 +301,8 @@ class IncidentStore:
         event = decision.event
         incident = self._active(session, decision.incident_key)
         actor = f"resident:{event.resident}" if event.resident else f"device:{event.device_id}"
+        if incident is not None and not self._may_cancel(session, incident, event):
+            return self._refuse_cancel(session, incident, decision)
         if incident is None or incident.last_triggered_at < decision.triggered_after:
             # Too late (or nothing to cancel): a human must still attend; keep the attempt on record.
             self.audit.append(
@@ -334,6 +336,36 @@ class IncidentStore:
             incident_id=incident.id,
             details={"rule": decision.rule, "message_key": event.message_key, "outcome": incident.outcome},
         )
+        return incident
+
+    @staticmethod
+    def _may_cancel(session: Session, incident: Incident, event: DeviceEvent) -> bool:
+        """Only the device that raised the alarm, or the resident's own pendant, may call it off: a
+        cancel from any other device (another home's hub, a neighbour's sensor) must not close a fall."""
+        if event.device_type is DeviceType.SOS_BUTTON and event.resident is not None:
+            return event.resident == incident.resident
+        raised = select(AlarmEvent.id).where(
+            AlarmEvent.incident_id == incident.id,
+            AlarmEvent.device_id == event.device_id,
+            AlarmEvent.effect.in_(("opened", "joined")),
+        )
+        return event.device_id == incident.device_id or session.scalar(raised.limit(1)) is not None
+
+    def _refuse_cancel(self, session: Session, incident: Incident, decision: CancelDecision) -> Incident:
+        event = decision.event
+        self.audit.append(
+            session,
+            at=self._now(),
+            actor=f"device:{event.device_id}",
+            action="incident.cancel_refused",
+            incident_id=incident.id,
+            details={
+                "rule": decision.rule,
+                "message_key": event.message_key,
+                "why": "the cancel came from a device that did not raise the alarm",
+            },
+        )
+        self._record_event(session, incident, event, "cancel_refused")
         return incident
 
     def _record_event(self, session: Session, incident: Incident, event: DeviceEvent, effect: str) -> None:
@@ -562,9 +594,13 @@ class IncidentStore:
             rows = session.scalars(select(DeviceTest).order_by(DeviceTest.last_test_at, DeviceTest.device_id))
             return [DeviceTestView.of(row, self.directory) for row in rows]
 
-    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+    def dead_letters(self, limit: int = 100, devices: frozenset[str] | None = None) -> list[DeadLetter]:
+        """Newest first; only those of `devices` when given (a letter of no known device has none)."""
+        query = select(DeadLetter).order_by(DeadLetter.id.desc()).limit(limit)
+        if devices is not None:
+            query = query.where(DeadLetter.device_id.in_(sorted(devices)))
         with self.reading() as session:
-            return list(session.scalars(select(DeadLetter).order_by(DeadLetter.id.desc()).limit(limit)))
+            return list(session.scalars(query))
 
 
 def _with_faults(evidence: Mapping[str, Any], faults: Sequence[str]) -> dict[str, Any]:
