@@ -15,7 +15,8 @@ from pydantic import BaseModel, Field, ValidationError
 
 from common.errors import InvalidInputError
 from common.settings import Identifier
-from dashboard.directory_api import Admin, _apply, _outcome, _refusal
+from dashboard.directory_api import Admin, ChangeOutcome, _apply, _outcome, _refusal
+from dashboard.openapi import CONFLICT, NOT_FOUND
 from gateway.config import problems_of
 from gateway.directory.sections import DirectorySections
 from gateway.escalation.config import Shift
@@ -43,8 +44,8 @@ def _missing(ids: list[str], present: set[str], what: str) -> None:
 def admin_bulk_router() -> APIRouter:
     router = APIRouter(tags=["directory: bulk"])
 
-    @router.post("/api/directory/devices/move")
-    async def move_devices(request: Request, account: Admin, move: DeviceMove) -> dict[str, Any]:
+    @router.post("/api/directory/devices/move", responses={**NOT_FOUND, **CONFLICT})
+    async def move_devices(request: Request, account: Admin, move: DeviceMove) -> ChangeOutcome:
         """Move devices to another room (or site) in one change."""
         wanted = set(move.ids)
 
@@ -63,8 +64,8 @@ def admin_bulk_router() -> APIRouter:
 
         return _outcome(await _apply(request, account, edit), account)
 
-    @router.post("/api/directory/responders/rota")
-    async def change_rota(request: Request, account: Admin, change: RotaChange) -> dict[str, Any]:
+    @router.post("/api/directory/responders/rota", responses={**NOT_FOUND, **CONFLICT})
+    async def change_rota(request: Request, account: Admin, change: RotaChange) -> ChangeOutcome:
         """Give responders the same shifts in one change."""
         try:
             shifts = tuple(Shift.model_validate(s) for s in change.shifts)

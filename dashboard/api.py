@@ -25,6 +25,7 @@ from dashboard.device_board import device_board_router
 from dashboard.directory_api import directory_router
 from dashboard.hub import IncidentHub
 from dashboard.office_api import office_router
+from dashboard.openapi import CONFLICT, UNAVAILABLE, Responses, document_refusals, refused
 from dashboard.review import sensor_log_router
 from dashboard.security import BodyLimit, OriginPolicy, SecurityHeaders, csrf_token
 from dashboard.throttle import LockStarted, LoginThrottle, ThrottledError
@@ -122,25 +123,53 @@ class Stats(BaseModel):
     open_incidents: int
 
 
-def _dead_letter(row: DeadLetter) -> dict[str, Any]:
+class DeadLetterView(BaseModel):
+    id: int
+    received_at: str
+    lane: str
+    topic: str
+    reason: str
+    device_id: str | None
+    #: The kept prefix (at most 4 KiB), decoded as UTF-8 with replacement characters.
+    payload: str
+    #: The size received, in bytes.
+    payload_size: int
+    payload_truncated: bool
+
+
+class DeviceStateView(BaseModel):
+    device_id: str
+    last_seen: str
+    battery: float | None
+    online: bool
+    link_quality: float | None
+    battery_low: bool
+    offline_since: str | None
+    battery_low_since: str | None
+
+
+def _dead_letter(row: DeadLetter) -> DeadLetterView:
     # Rows from before migration 0003 kept the whole payload and no size.
     size = len(row.payload) if row.payload_size is None else row.payload_size
     prefix = row.payload[:DEAD_LETTER_PREFIX_BYTES]
-    return {
-        "id": row.id,
-        "received_at": row.received_at.isoformat(),
-        "lane": row.lane,
-        "topic": row.topic,
-        "reason": row.reason,
-        "device_id": row.device_id,
-        "payload": prefix.decode("utf-8", errors="replace"),
-        "payload_size": size,
-        "payload_truncated": size > len(prefix),
-    }
+    return DeadLetterView(
+        id=row.id,
+        received_at=row.received_at.isoformat(),
+        lane=row.lane,
+        topic=row.topic,
+        reason=row.reason,
+        device_id=row.device_id,
+        payload=prefix.decode("utf-8", errors="replace"),
+        payload_size=size,
+        payload_truncated=size > len(prefix),
+    )
 
 
 class Health(BaseModel):
     status: Literal["ok", "degraded"]
+
+
+DEGRADED: Responses = {503: {"model": Health, "description": "degraded"}}
 
 
 def _me(account: Account, session_token: str) -> Me:
@@ -164,8 +193,17 @@ def create_app(ctx: DashboardContext) -> FastAPI:
     app.state.careline = ctx
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(SecurityHeaders, docs_paths=DOCS_PATHS)
+    document_refusals(app)
 
-    @app.post("/api/login", tags=["session"])
+    @app.post(
+        "/api/login",
+        tags=["session"],
+        responses={
+            401: refused("wrong user name or password"),
+            403: refused("another origin may not sign anyone in"),
+            429: refused("too many failed logins; try again after Retry-After seconds"),
+        },
+    )
     async def login(credentials: Credentials, request: Request, response: Response) -> Me:
         # Another page must not sign the operator's browser in (as someone else) either.
         refusal = ctx.origins.refusal(request)
@@ -224,11 +262,11 @@ def create_app(ctx: DashboardContext) -> FastAPI:
             return []
         return await ctx.service.read(ctx.escalations.notifications, incident_id)
 
-    @app.post("/api/incidents/{incident_id}/ack", tags=["incidents"])
+    @app.post("/api/incidents/{incident_id}/ack", tags=["incidents"], responses=CONFLICT)
     async def acknowledge(incident_id: IncidentId, account: Operator) -> IncidentView:
         return await _guard(ctx.service.acknowledge(incident_id, f"user:{account.username}", account.scope))
 
-    @app.post("/api/incidents/{incident_id}/resolve", tags=["incidents"])
+    @app.post("/api/incidents/{incident_id}/resolve", tags=["incidents"], responses=CONFLICT)
     async def resolve(incident_id: IncidentId, resolution: Resolution, account: Operator) -> IncidentView:
         """`no_response` is refused (409) until someone has been sent (`/dispatch`)."""
         actor = f"user:{account.username}"
@@ -245,7 +283,7 @@ def create_app(ctx: DashboardContext) -> FastAPI:
         return Stats(dead_letters=dead, open_incidents=active)
 
     @app.get("/api/dead-letters", tags=["monitoring"])
-    async def dead_letters(account: Operator, limit: int = 100) -> list[dict[str, Any]]:
+    async def dead_letters(account: Operator, limit: int = 100) -> list[DeadLetterView]:
         """Newest first. `payload` is the kept prefix (at most 4 KiB) and `payload_size` the size received.
         A user of some sites sees only the letters of their sites' devices."""
         devices = None if account.scope is None else _devices_of(ctx, account.scope)
@@ -259,23 +297,23 @@ def create_app(ctx: DashboardContext) -> FastAPI:
         return [t for t in tests if account.scope is None or t.site in account.scope]
 
     @app.get("/api/devices", tags=["monitoring"])
-    async def devices(account: Operator) -> list[dict[str, Any]]:
+    async def devices(account: Operator) -> list[DeviceStateView]:
         """Health of the devices heard since the start; a user of some sites sees their sites' devices."""
         seen = list(ctx.devices.devices.values())
         if account.scope is not None:
             mine = _devices_of(ctx, account.scope)
             seen = [s for s in seen if s.device_id in mine]
         return [
-            {
-                "device_id": s.device_id,
-                "last_seen": s.last_seen.isoformat(),
-                "battery": s.battery,
-                "online": s.online,
-                "link_quality": s.link_quality,
-                "battery_low": s.battery_low,
-                "offline_since": s.offline_since.isoformat() if s.offline_since else None,
-                "battery_low_since": s.battery_low_since.isoformat() if s.battery_low_since else None,
-            }
+            DeviceStateView(
+                device_id=s.device_id,
+                last_seen=s.last_seen.isoformat(),
+                battery=s.battery,
+                online=s.online,
+                link_quality=s.link_quality,
+                battery_low=s.battery_low,
+                offline_since=s.offline_since.isoformat() if s.offline_since else None,
+                battery_low_since=s.battery_low_since.isoformat() if s.battery_low_since else None,
+            )
             for s in seen
         ]
 
@@ -292,14 +330,14 @@ def create_app(ctx: DashboardContext) -> FastAPI:
         a removed one."""
         return await ctx.service.read(ctx.service.store.audit_chain)
 
-    @app.get("/api/healthz", tags=["monitoring"])
+    @app.get("/api/healthz", tags=["monitoring"], responses=DEGRADED)
     async def healthz(response: Response) -> Health:
         """For load balancers and the container's health check: "degraded" (503) while the alarm path
         cannot commit promptly or a lane has lost its broker. Details need a login."""
         health = _health(ctx, response)
         return Health(status="ok" if health["status"] == "ok" else "degraded")
 
-    @app.get("/api/health/details", tags=["monitoring"])
+    @app.get("/api/health/details", tags=["monitoring"], responses=UNAVAILABLE)
     async def health_details(_: Operator, response: Response) -> dict[str, Any]:
         """Why the gateway is degraded, lane by lane (503 while it is)."""
         return _health(ctx, response)

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from dashboard.auth import Account
 from dashboard.deps import Manager
+from dashboard.openapi import CONFLICT, UNAVAILABLE
 from gateway.broker_identity.dynsec import DynsecError
 from gateway.broker_identity.model import Identity, Owner, desired_identities, hubs
 from gateway.broker_identity.provisioning import BrokerIdentity, Credentials
@@ -29,6 +30,9 @@ from gateway.directory.store import DirectoryStore
 from gateway.incidents.service import IncidentService
 
 ISSUED = "broker.credentials_issued"
+#: Issuing refuses while broker identity is off or the device is retired (409), and while the broker
+#: cannot take the login (503).
+ISSUING = {**CONFLICT, **UNAVAILABLE}
 
 
 class BrokerCredentials(BaseModel):
@@ -67,7 +71,10 @@ def broker_credentials_router(
             if _sees(account, h.sites)
         ]
 
-    @router.post("/api/broker-identity/devices/{device_id}/credentials")
+    @router.post(
+        "/api/broker-identity/devices/{device_id}/credentials",
+        responses={200: {"model": BrokerCredentials}, **ISSUING},
+    )
     async def issue_device(request: Request, device_id: str, account: Manager) -> JSONResponse:
         """A new broker login for a native device (its old one stops working)."""
         devices = await _devices(request)
@@ -83,7 +90,10 @@ def broker_credentials_router(
             raise HTTPException(status.HTTP_409_CONFLICT, _say(account, reason, id=device_id))
         return await _issue(request, account, _identity(devices, "device", device_id), (device.site,))
 
-    @router.post("/api/broker-identity/hubs/{hub_id}/credentials")
+    @router.post(
+        "/api/broker-identity/hubs/{hub_id}/credentials",
+        responses={200: {"model": BrokerCredentials}, **ISSUING},
+    )
     async def issue_hub(request: Request, hub_id: str, account: Manager) -> JSONResponse:
         """A new broker login for a Zigbee2MQTT hub (its old one stops working)."""
         devices = await _devices(request)

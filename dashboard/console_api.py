@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field
 
 from dashboard.auth import SESSION_COOKIE, Account, Role
 from dashboard.deps import Manager, Operator
+from dashboard.openapi import CONFLICT, NOT_FOUND
 from devices.model import EventKind
 from gateway.catalogue import CATALOGUE, normalize_language
 from gateway.incidents.console import (
@@ -106,7 +107,7 @@ def console_router(ctx: DashboardContext) -> APIRouter:
     console = ConsoleStore(ctx.service.store)
     handovers = HandoverStore(ctx.service.store)
 
-    @router.post("/api/incidents/{incident_id}/take")
+    @router.post("/api/incidents/{incident_id}/take", responses=CONFLICT)
     async def take(
         incident_id: RowId, account: Operator, request: Annotated[TakeRequest | None, Body()] = None
     ) -> IncidentView:
@@ -115,7 +116,7 @@ def console_router(ctx: DashboardContext) -> APIRouter:
             account, ctx.service.change(console.take, incident_id, account.username, force, account.scope)
         )
 
-    @router.post("/api/incidents/{incident_id}/release")
+    @router.post("/api/incidents/{incident_id}/release", responses=CONFLICT)
     async def release(incident_id: RowId, account: Operator) -> IncidentView:
         managing = account.role in (Role.MANAGER, Role.ADMIN)
         return await _answer(
@@ -127,7 +128,7 @@ def console_router(ctx: DashboardContext) -> APIRouter:
     async def notes(incident_id: RowId, account: Operator) -> list[NoteView]:
         return await _answer(account, ctx.service.read(console.notes, incident_id, account.scope))
 
-    @router.post("/api/incidents/{incident_id}/notes")
+    @router.post("/api/incidents/{incident_id}/notes", responses=CONFLICT)
     async def add_note(incident_id: RowId, note: NoteRequest, account: Operator) -> NoteView:
         added, view = await _answer(
             account,
@@ -136,7 +137,7 @@ def console_router(ctx: DashboardContext) -> APIRouter:
         ctx.service.announce([view])
         return added
 
-    @router.post("/api/incidents/{incident_id}/dispatch")
+    @router.post("/api/incidents/{incident_id}/dispatch", responses=CONFLICT)
     async def dispatch(incident_id: RowId, sent: DispatchRequest, account: Operator) -> DispatchView:
         recorded, view = await _answer(
             account,
@@ -228,7 +229,7 @@ def console_router(ctx: DashboardContext) -> APIRouter:
     ) -> list[HandoverView]:
         return await ctx.service.read(handovers.handovers, limit, account.scope)
 
-    @router.get("/api/handovers/latest")
+    @router.get("/api/handovers/latest", responses=NOT_FOUND)
     async def latest_handover(account: Operator) -> HandoverView:
         found = await ctx.service.read(handovers.latest, account.scope)
         if found is None:

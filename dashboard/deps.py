@@ -43,12 +43,24 @@ def guard_change(request: Request, ctx: Any, session_token: str) -> None:
         )
 
 
-async def manager_account(request: Request) -> Account:
-    account = await current_account(request)
-    if account.role not in (Role.MANAGER, Role.ADMIN):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "managers and admins only")
-    return account
+_RANK = {Role.OPERATOR: 0, Role.MANAGER: 1, Role.ADMIN: 2}
 
+
+class RoleGuard:
+    """A dependency: the signed-in account if its role is `least` or above, else 403. The OpenAPI
+    document reads `least` to say who may call an endpoint (dashboard/openapi.py)."""
+
+    def __init__(self, least: Role, refusal: str) -> None:
+        self.least = least
+        self.refusal = refusal
+
+    async def __call__(self, account: Annotated[Account, Depends(current_account)]) -> Account:
+        if _RANK[account.role] < _RANK[self.least]:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, self.refusal)
+        return account
+
+
+manager_account = RoleGuard(Role.MANAGER, "managers and admins only")
 
 Operator = Annotated[Account, Depends(current_account)]
 Manager = Annotated[Account, Depends(manager_account)]

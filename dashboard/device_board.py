@@ -31,6 +31,7 @@ from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import Response
 
 from dashboard.deps import Manager
+from dashboard.openapi import JSON_OR_CSV, NOT_FOUND, UNAVAILABLE
 from devices.model import DeviceType
 from gateway.config import DeviceConfig, SiteConfig
 from gateway.directory.sections import DirectorySections
@@ -262,7 +263,7 @@ def _cell(value: object) -> str:
 def device_board_router() -> APIRouter:
     router = APIRouter(tags=["devices"])
 
-    @router.get("/api/office/devices")
+    @router.get("/api/office/devices", responses={**JSON_OR_CSV, **NOT_FOUND, **UNAVAILABLE})
     async def office_devices(
         account: Manager,
         request: Request,

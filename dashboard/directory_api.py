@@ -7,7 +7,7 @@ it did not exist. Entries are validated with the same models as the configuratio
 every problem with its field (or file line, or CSV row and column), in the user's language.
 """
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from enum import Enum
@@ -19,7 +19,8 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError
 
 from common.errors import ConfigError, InvalidInputError
 from dashboard.auth import Account, Role
-from dashboard.deps import current_account
+from dashboard.deps import RoleGuard
+from dashboard.openapi import CONFLICT, CSV, NOT_FOUND, Responses, refused
 from dashboard.user_admin import UserAdmin, UserChange, UserNotFoundError
 from gateway.catalogue import Language, normalize_language
 from gateway.config import problems_of
@@ -37,8 +38,9 @@ from gateway.directory.transfer import (
 )
 from gateway.incidents.service import IncidentService
 
-_RANK = {Role.OPERATOR: 0, Role.MANAGER: 1, Role.ADMIN: 2}
 LanguageParam = Literal["en", "zh-CN"]
+#: Offsets past this are refused (422): SQLite's integers end at 2**63, and no list is that long.
+MAX_OFFSET = 10_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,14 +63,8 @@ ROUTES = (
 )
 
 
-def at_least(role: Role) -> Callable[[Request], Awaitable[Account]]:
-    async def dependency(request: Request) -> Account:
-        account = await current_account(request)
-        if _RANK[account.role] < _RANK[role]:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"{role.value}s and above only")
-        return account
-
-    return dependency
+def at_least(role: Role) -> RoleGuard:
+    return RoleGuard(role, f"{role.value}s and above only")
 
 
 Reader = Annotated[Account, Depends(at_least(Role.OPERATOR))]
@@ -103,8 +99,32 @@ def _refusal(exc: InvalidInputError, account: Account, source: DirectoryFile | N
     )
 
 
-def _outcome(changes: ChangeSet, account: Account) -> dict[str, Any]:
-    return {"changes": changes.as_json(), "summary": changes.summary(_language(account))}
+class ChangeOutcome(BaseModel):
+    """What a directory change did: per kind, the ids added, changed and removed; a line per kind."""
+
+    changes: dict[str, dict[str, list[str]]]
+    summary: list[str]
+
+
+class ImportOutcome(ChangeOutcome):
+    source: str
+    #: False for a preview: nothing was written.
+    applied: bool
+
+
+class EntryPage(BaseModel):
+    total: int
+    offset: int
+    limit: int
+    items: list[dict[str, Any]]
+
+
+class KeySafeCode(BaseModel):
+    key_safe_code: str
+
+
+def _outcome(changes: ChangeSet, account: Account) -> ChangeOutcome:
+    return ChangeOutcome(changes=changes.as_json(), summary=changes.summary(_language(account)))
 
 
 async def _apply(
@@ -169,9 +189,9 @@ def _add_kind_routes(router: APIRouter, spec: KindRoutes) -> None:
         request: Request,
         account: Reader,
         q: Annotated[str | None, Query(max_length=100)] = None,
-        offset: Annotated[int, Query(ge=0)] = 0,
+        offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    ) -> dict[str, Any]:
+    ) -> EntryPage:
         filters = {name: value for name in spec.filters if (value := request.query_params.get(name))}
         page = await _service(request).read(
             _store(request).page,
@@ -182,7 +202,7 @@ def _add_kind_routes(router: APIRouter, spec: KindRoutes) -> None:
             offset=offset,
             limit=limit,
         )
-        return {"total": page.total, "offset": offset, "limit": limit, "items": page.items}
+        return EntryPage(total=page.total, offset=offset, limit=limit, items=page.items)
 
     async def get_entry(request: Request, entry_id: str, account: Reader) -> dict[str, Any]:
         found = await _service(request).read(_store(request).get, kind, entry_id, account.scope)
@@ -192,7 +212,7 @@ def _add_kind_routes(router: APIRouter, spec: KindRoutes) -> None:
 
     async def create_entry(
         request: Request, account: editor, payload: Annotated[dict[str, Any], Body()]
-    ) -> dict[str, Any]:
+    ) -> ChangeOutcome:
         entry = _validated(kind, payload, account)
         if not _in_scope(account, kind, entry):
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no site {getattr(entry, 'site', entry.id)!r}")
@@ -205,7 +225,7 @@ def _add_kind_routes(router: APIRouter, spec: KindRoutes) -> None:
 
     async def update_entry(
         request: Request, entry_id: str, account: editor, payload: Annotated[dict[str, Any], Body()]
-    ) -> dict[str, Any]:
+    ) -> ChangeOutcome:
         await get_entry(request, entry_id, account)
         entry = _validated(kind, {**payload, "id": payload.get("id", entry_id)}, account)
         if entry.id != entry_id:
@@ -225,7 +245,7 @@ def _add_kind_routes(router: APIRouter, spec: KindRoutes) -> None:
         entry_id: str,
         account: editor,
         on: Annotated[date | None, Body(embed=True)] = None,
-    ) -> dict[str, Any]:
+    ) -> ChangeOutcome:
         await get_entry(request, entry_id, account)
         store = _store(request)
 
@@ -250,7 +270,13 @@ def _add_kind_routes(router: APIRouter, spec: KindRoutes) -> None:
     base = f"/api/directory/{kind}"
     router.add_api_route(base, list_entries, methods=["GET"], name=f"list_{kind}", tags=tag)
     router.add_api_route(
-        base, create_entry, methods=["POST"], name=f"create_{singular}", tags=tag, openapi_extra=schema
+        base,
+        create_entry,
+        methods=["POST"],
+        name=f"create_{singular}",
+        tags=tag,
+        openapi_extra=schema,
+        responses={**NOT_FOUND, **CONFLICT},
     )
     router.add_api_route(f"{base}/{{entry_id}}", get_entry, methods=["GET"], name=f"get_{singular}", tags=tag)
     router.add_api_route(
@@ -260,10 +286,16 @@ def _add_kind_routes(router: APIRouter, spec: KindRoutes) -> None:
         name=f"update_{singular}",
         tags=tag,
         openapi_extra=schema,
+        responses=CONFLICT,
     )
     if spec.ending == "withdraw":
         router.add_api_route(
-            f"{base}/{{entry_id}}", end_entry, methods=["DELETE"], name=f"withdraw_{singular}", tags=tag
+            f"{base}/{{entry_id}}",
+            end_entry,
+            methods=["DELETE"],
+            name=f"withdraw_{singular}",
+            tags=tag,
+            responses=CONFLICT,
         )
     else:
         router.add_api_route(
@@ -272,6 +304,7 @@ def _add_kind_routes(router: APIRouter, spec: KindRoutes) -> None:
             methods=["POST"],
             name=f"{spec.ending}_{singular}",
             tags=tag,
+            responses=CONFLICT,
         )
     router.add_api_route(
         f"{base}/{{entry_id}}/history", entry_history, methods=["GET"], name=f"{singular}_history", tags=tag
@@ -294,7 +327,7 @@ async def _edit(
 
 
 def _add_key_safe_route(router: APIRouter) -> None:
-    async def reveal_key_safe(request: Request, entry_id: str, account: Reader) -> dict[str, str]:
+    async def reveal_key_safe(request: Request, entry_id: str, account: Reader) -> KeySafeCode:
         """The resident's key-safe code, for the responder at the door. Every reveal is audited."""
         store = _store(request)
         try:
@@ -305,7 +338,7 @@ def _add_key_safe_route(router: APIRouter) -> None:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
         if code is None:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no key-safe code for resident {entry_id!r}")
-        return {"key_safe_code": code}
+        return KeySafeCode(key_safe_code=code)
 
     router.add_api_route(
         "/api/directory/residents/{entry_id}/key-safe",
@@ -313,6 +346,7 @@ def _add_key_safe_route(router: APIRouter) -> None:
         methods=["POST"],
         name="reveal_key_safe",
         tags=list[str | Enum](["directory: residents"]),
+        responses=CONFLICT,
     )
 
 
@@ -348,7 +382,7 @@ def _add_transfer_routes(router: APIRouter) -> None:
 
     async def import_file(
         request: Request, account: Manager, file: UploadFile, kind: TableKind | None, apply: bool
-    ) -> dict[str, Any]:
+    ) -> ImportOutcome:
         parsed = await _upload(request, file, kind, account)
         store = _store(request)
         service = _service(request)
@@ -366,14 +400,15 @@ def _add_transfer_routes(router: APIRouter) -> None:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
         if apply:
             request.app.state.careline.metrics.directory_imports.labels("applied").inc()
-        return {"source": parsed.source, "applied": apply, **_outcome(changes, account)}
+        outcome = _outcome(changes, account)
+        return ImportOutcome(source=parsed.source, applied=apply, **outcome.model_dump())
 
     async def preview_import(
         request: Request,
         account: Manager,
         file: Annotated[UploadFile, File()],
         kind: Annotated[TableKind | None, Form()] = None,
-    ) -> dict[str, Any]:
+    ) -> ImportOutcome:
         """What importing the file would change; nothing is written."""
         return await import_file(request, account, file, kind, apply=False)
 
@@ -382,7 +417,7 @@ def _add_transfer_routes(router: APIRouter) -> None:
         account: Manager,
         file: Annotated[UploadFile, File()],
         kind: Annotated[TableKind | None, Form()] = None,
-    ) -> dict[str, Any]:
+    ) -> ImportOutcome:
         """Import the file: every kind it lists replaced in full (what it leaves out retired), validated
         as a whole, applied in one transaction or not at all."""
         return await import_file(request, account, file, kind, apply=True)
@@ -413,10 +448,18 @@ def _add_transfer_routes(router: APIRouter) -> None:
     async def csv_template(_: Reader, kind: TableKind, language: LanguageParam = "zh-CN") -> Response:
         return _download(template(kind, language), f"careline-{kind}-template.csv", "text/csv; charset=utf-8")
 
-    router.add_api_route("/api/directory/import/preview", preview_import, methods=["POST"], tags=tag)
-    router.add_api_route("/api/directory/import/apply", apply_import, methods=["POST"], tags=tag)
-    router.add_api_route("/api/directory/export", export, methods=["GET"], tags=tag)
-    router.add_api_route("/api/directory/template", csv_template, methods=["GET"], tags=tag)
+    importing: Responses = {**CONFLICT, 413: refused(f"a file holds at most {MAX_IMPORT_BYTES} bytes")}
+    yaml_or_csv = {"application/yaml": {}, **CSV}
+    for path, route in (("preview", preview_import), ("apply", apply_import)):
+        router.add_api_route(
+            f"/api/directory/import/{path}", route, methods=["POST"], tags=tag, responses=importing
+        )
+    router.add_api_route(
+        "/api/directory/export", export, methods=["GET"], tags=tag, responses={200: {"content": yaml_or_csv}}
+    )
+    router.add_api_route(
+        "/api/directory/template", csv_template, methods=["GET"], tags=tag, responses={200: {"content": CSV}}
+    )
 
 
 def _download(body: bytes, filename: str, media_type: str) -> Response:
@@ -480,7 +523,7 @@ def _add_user_routes(router: APIRouter) -> None:
         return [view.model_dump(mode="json") for view in views]
 
     router.add_api_route("/api/directory/users", list_users, methods=["GET"], tags=tag)
-    router.add_api_route("/api/directory/users", create_user, methods=["POST"], tags=tag)
+    router.add_api_route("/api/directory/users", create_user, methods=["POST"], tags=tag, responses=CONFLICT)
     router.add_api_route("/api/directory/users/{username}", update_user, methods=["PUT"], tags=tag)
     router.add_api_route("/api/directory/users/{username}/history", user_history, methods=["GET"], tags=tag)
 

@@ -12,10 +12,12 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import Response
+from pydantic import BaseModel
 from sqlalchemy.orm import Session
 
 from dashboard.auth import Account
 from dashboard.deps import Manager
+from dashboard.openapi import JSON_OR_CSV, json_or_csv
 from dashboard.review import ReviewTime, period
 from gateway.config import CarelineConfig
 from gateway.incidents.schema import Outcome
@@ -67,6 +69,31 @@ INCIDENT_COLUMNS = (
     "note",
 )
 AUDIT_COLUMNS = ("id", "at", "actor", "action", "incident_id", "details", "hash")
+
+
+class OfficeIncident(IncidentView):
+    #: The incident on the console's incident screen.
+    link: str
+
+
+class IncidentPage(BaseModel):
+    start: str
+    end: str
+    total: int
+    offset: int
+    limit: int
+    #: Every outcome an incident may have, for the page's filter (new ones appear by themselves).
+    outcomes: list[str]
+    incidents: list[OfficeIncident]
+
+
+class AuditPage(BaseModel):
+    start: str
+    end: str
+    total: int
+    offset: int
+    limit: int
+    entries: list[AuditView]
 
 
 def _sites(account: Account, site: str | None) -> frozenset[str] | None:
@@ -124,7 +151,7 @@ def office_router(ctx: Any) -> APIRouter:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"no room is in wing {wing}")
         return rooms
 
-    @router.get("/api/office/incidents")
+    @router.get("/api/office/incidents", responses=json_or_csv(IncidentPage))
     async def incidents(
         account: Manager,
         start: ReviewTime | None = None,
@@ -170,7 +197,7 @@ def office_router(ctx: Any) -> APIRouter:
             ],
         }
 
-    @router.get("/api/office/audit")
+    @router.get("/api/office/audit", responses=json_or_csv(AuditPage))
     async def audit(
         account: Manager,
         start: ReviewTime | None = None,
@@ -202,7 +229,7 @@ def office_router(ctx: Any) -> APIRouter:
             "entries": [AuditView.model_validate(e).model_dump(mode="json") for e in page.items],
         }
 
-    @router.get("/api/reports/response-times")
+    @router.get("/api/reports/response-times", responses=JSON_OR_CSV)
     async def response_time_report(
         account: Manager,
         start: ReviewTime | None = None,
@@ -241,7 +268,7 @@ def office_router(ctx: Any) -> APIRouter:
             "rows": rows,
         }
 
-    @router.get("/api/reports/false-alarms")
+    @router.get("/api/reports/false-alarms", responses=JSON_OR_CSV)
     async def false_alarm_report(
         account: Manager,
         start: ReviewTime | None = None,

@@ -14,6 +14,7 @@ from pydantic import AfterValidator
 
 from dashboard.auth import Account
 from dashboard.deps import Manager
+from dashboard.openapi import JSON_OR_CSV, refused
 from gateway.incidents.views import IncidentView
 from gateway.telemetry.reads import SensorFilter, SensorRow, TelemetryQueryError, to_csv
 
@@ -80,7 +81,14 @@ def _row(row: SensorRow) -> dict[str, Any]:
 def sensor_log_router(ctx: Any) -> APIRouter:
     router = APIRouter(tags=["review"])
 
-    @router.get("/api/sensor-log")
+    @router.get(
+        "/api/sensor-log",
+        responses={
+            **JSON_OR_CSV,
+            404: refused("no telemetry store is configured"),
+            502: refused("the telemetry store did not answer"),
+        },
+    )
     async def sensor_log(
         account: Manager,
         measurement: str,

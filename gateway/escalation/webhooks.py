@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response, status
 from fastapi import Path as PathParameter
@@ -46,6 +46,13 @@ AckToken = Annotated[str, PathParameter(min_length=1, max_length=64)]
 NotificationId = Annotated[int, Query(ge=1, le=2**63 - 1)]
 
 _LINK_STATUS = {"acknowledged": 200, "late": 200, "used": 409, "unknown": 404}
+_FORGED: dict[int | str, dict[str, Any]] = {
+    403: {"description": "the request does not carry Twilio's signature"}
+}
+_LINK_REFUSED: dict[int | str, dict[str, Any]] = {
+    404: {"description": "no such link", "content": {"text/html": {}}},
+    409: {"description": "the link was used already", "content": {"text/html": {}}},
+}
 #: Twilio's callbacks carry a few dozen short fields (an SMS body is at most 1,600 characters, under
 #: 15 KB percent-encoded). The form is read before its signature can be checked, so it is bounded well
 #: below Starlette's defaults (1,000 fields of 1 MiB each); beyond these the answer is 400.
@@ -120,7 +127,7 @@ async def _verified_form(request: Request, ctx: WebhookContext) -> dict[str, str
 def webhook_router(ctx: WebhookContext) -> APIRouter:
     router = APIRouter(tags=["escalation webhooks"])
 
-    @router.post("/api/twilio/sms-inbound")
+    @router.post("/api/twilio/sms-inbound", responses=_FORGED)
     async def sms_inbound(request: Request) -> Response:
         form = await _verified_form(request, ctx)
         token = await ctx.service.read(ctx.escalations.latest_token_for_phone, form.get("From", ""))
@@ -128,19 +135,19 @@ def webhook_router(ctx: WebhookContext) -> APIRouter:
             await ctx.escalator.acknowledge_by_token(token, "sms")
         return Response(_EMPTY_TWIML, media_type=TWIML)
 
-    @router.post("/api/twilio/sms-status")
+    @router.post("/api/twilio/sms-status", responses=_FORGED)
     async def sms_status(request: Request, n: NotificationId) -> Response:
         form = await _verified_form(request, ctx)
         await ctx.escalator.provider_status(n, form.get("MessageStatus", form.get("SmsStatus", "unknown")))
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
-    @router.post("/api/twilio/call-status")
+    @router.post("/api/twilio/call-status", responses=_FORGED)
     async def call_status(request: Request, n: NotificationId) -> Response:
         form = await _verified_form(request, ctx)
         await ctx.escalator.provider_status(n, form.get("CallStatus", "unknown"))
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
-    @router.post("/api/twilio/gather")
+    @router.post("/api/twilio/gather", responses=_FORGED)
     async def gather(
         request: Request, n: NotificationId, t: Annotated[str, Query(max_length=64)]
     ) -> Response:
@@ -154,7 +161,7 @@ def webhook_router(ctx: WebhookContext) -> APIRouter:
             await ctx.escalator.acknowledge_by_token(t, "voice")
         return Response(gather_response(digits, language, voice=ctx.voices.get(language)), media_type=TWIML)
 
-    @router.get("/api/escalation/ack/{token}", response_class=HTMLResponse)
+    @router.get("/api/escalation/ack/{token}", response_class=HTMLResponse, responses=_LINK_REFUSED)
     async def acknowledge_link_page(token: AckToken, request: Request) -> HTMLResponse:
         """The alarm and a button; looking at it acknowledges nothing."""
         link = await ctx.service.read(ctx.escalations.ack_link, token)
@@ -163,7 +170,7 @@ def webhook_router(ctx: WebhookContext) -> APIRouter:
             return _page(language, f"<p>{_say('ack_link.unknown', language)}</p>", status.HTTP_404_NOT_FOUND)
         return _page(language, _link_body(link, language))
 
-    @router.post("/api/escalation/ack/{token}", response_class=HTMLResponse)
+    @router.post("/api/escalation/ack/{token}", response_class=HTMLResponse, responses=_LINK_REFUSED)
     async def acknowledge_link(token: AckToken, request: Request) -> HTMLResponse:
         outcome = await ctx.escalator.acknowledge_by_link(token)
         if outcome in ("used", "unknown"):
