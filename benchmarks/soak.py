@@ -570,6 +570,14 @@ class Store:
             for incident, state, reason in rows
         }
 
+    def other_incidents(self) -> list[tuple[str, str]]:
+        """(rule, opened at) of the incidents no press opened: technical alarms such as channel_failing."""
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT rule, opened_at FROM incidents WHERE rule != 'sos' ORDER BY id"
+            ).fetchall()
+        return [(rule, _utc(opened).strftime("%H:%M:%S")) for rule, opened in rows]
+
     def incidents_by_rule(self) -> dict[str, int]:
         with self._db() as db:
             return dict(db.execute("SELECT rule, COUNT(*) FROM incidents GROUP BY rule").fetchall())
@@ -863,6 +871,7 @@ def account_alarms(presses: list[Sos], store: Store) -> dict[str, Any]:
         "escalations_unsettled": sum(v for k, v in states.items() if k not in ("acknowledged", "exhausted")),
         "publish_to_commit_ms": _percentiles(latencies),
         "incidents_by_rule": store.incidents_by_rule(),
+        "other_incidents_opened": store.other_incidents()[:50],
     }
 
 
@@ -1276,6 +1285,7 @@ def main() -> int:
     )
     # Ctrl-C or SIGTERM unwinds through every `finally` and the exit stack: nothing is left running.
     signal.signal(signal.SIGTERM, _interrupted)
+    signal.signal(signal.SIGINT, _interrupted)  # also when started in the background (SIGINT ignored)
     results = run(settings)
     out = args.results or RESULTS_DIR / f"soak-{int(settings.duration_s)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
