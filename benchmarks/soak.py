@@ -589,14 +589,15 @@ def _utc(value: str) -> datetime:
 
 
 class Responder(threading.Thread):
-    """The operators: acknowledge every incident with an even id, resolve it a moment later; leave the
-    others to escalate until their policy is exhausted."""
+    """The operators: acknowledge every SOS incident with an even id and resolve it a moment later; leave
+    the others to escalate until their policy is exhausted, then resolve them too (an open incident would
+    keep its pendant's later presses joining it: no new incidents, no new notifications)."""
 
     RESOLVE_AFTER_S = 2.0
 
-    def __init__(self, api: Api) -> None:
+    def __init__(self, api: Api, store: Store) -> None:
         super().__init__(name="responder", daemon=True)
-        self.api = api
+        self.api, self.store = api, store
         self.acknowledged: set[int] = set()
         self.resolved: set[int] = set()
         self.errors = 0
@@ -607,7 +608,7 @@ class Responder(threading.Thread):
         while not self._halt.wait(1.0):
             try:
                 self._round()
-            except (httpx.HTTPError, ValueError, KeyError):
+            except (httpx.HTTPError, sqlite3.Error, ValueError, KeyError):
                 self.errors += 1  # the gateway may be down right now (a fault): try again next round
 
     def _round(self) -> None:
@@ -615,20 +616,24 @@ class Responder(threading.Thread):
         if listing.status_code != 200:
             self.errors += 1
             return
+        escalations = self.store.escalations()
         for incident in listing.json()["incidents"]:
             ident, status = incident["id"], incident["status"]
-            if incident["rule"] != "sos" or ident % 2:
+            if incident["rule"] != "sos":
                 continue
-            if status == "open" and ident not in self.acknowledged:
+            if status == "open" and ident % 2 == 0 and ident not in self.acknowledged:
                 if self.api.request("POST", f"/api/incidents/{ident}/ack").status_code == 200:
                     self.acknowledged.add(ident)
                     self._acked_at[ident] = time.time()
             elif (
                 status == "acknowledged" and time.time() - self._acked_at.get(ident, 0) > self.RESOLVE_AFTER_S
-            ):
-                body = {"outcome": "false_alarm", "note": "soak"}
-                if self.api.request("POST", f"/api/incidents/{ident}/resolve", json=body).status_code == 200:
-                    self.resolved.add(ident)
+            ) or (status == "open" and escalations.get(ident) == "exhausted"):
+                self._resolve(ident)
+
+    def _resolve(self, ident: int) -> None:
+        body = {"outcome": "false_alarm", "note": "soak"}
+        if self.api.request("POST", f"/api/incidents/{ident}/resolve", json=body).status_code == 200:
+            self.resolved.add(ident)
 
     def stop(self) -> None:
         self._halt.set()
@@ -1027,7 +1032,7 @@ def run(s: Settings) -> dict[str, Any]:
         stack.callback(pendants.close)
         telemetry = TelemetryPublisher(broker.port, s.homes, s.telemetry_rate)
         presser = Pendants(pendants, s.homes, s.sos_rate)
-        responder = Responder(api)
+        responder = Responder(api, store)
         sampler = Sampler(gateway, api, s.sample_s)
         for thread in (sampler, telemetry, presser, responder):
             thread.start()
