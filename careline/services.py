@@ -26,7 +26,15 @@ from typing import Self
 
 from common.net import free_port
 
-__all__ = ["INFLUXD", "INFLUXD_HINT", "InfluxDB1", "ServerProcess", "free_port", "influxd_installed"]
+__all__ = [
+    "INFLUXD",
+    "INFLUXD_HINT",
+    "InfluxDB1",
+    "ServerProcess",
+    "dies_with_this_process",
+    "free_port",
+    "influxd_installed",
+]
 
 _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 #: What to run when `influxd` is missing (the influx part of the system-deps script).
@@ -70,6 +78,12 @@ def _death_signal_setter(parent_pid: int) -> Callable[[], None]:
             os._exit(1)
 
     return set_death_signal
+
+
+def dies_with_this_process() -> Callable[[], None]:
+    """A `preexec_fn` for `subprocess.Popen`: the program gets SIGKILL when this process dies (the same
+    request `ServerProcess(die_with_parent=True)` makes), e.g. for a gateway a benchmark starts itself."""
+    return _death_signal_setter(os.getpid())
 
 
 def http_status(url: str, timeout_s: float = 0.5) -> int | None:
