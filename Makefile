@@ -32,7 +32,7 @@ typecheck: $(BIN)/.installed
 
 ## Install what the tests need (pip; apt: mosquitto, influxdb, victoria-metrics, chromium), lint, type-check, test.
 test: $(BIN)/.installed system-deps lint typecheck
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=25
 
 ## `pip install .` (no extras) into a fresh virtualenv must give a working `careline` (CI runs this first).
 check-install:

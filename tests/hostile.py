@@ -21,7 +21,7 @@ from devices.registry import DeviceRegistry
 
 _SUPPRESSED = [HealthCheck.too_slow, HealthCheck.data_too_large]
 # ci is derandomized: a red build replays with the same examples; dev and thorough explore afresh.
-for _name, _examples in (("dev", 150), ("ci", 300), ("thorough", 5000)):
+for _name, _examples in (("dev", 150), ("ci", 150), ("thorough", 5000)):
     settings.register_profile(
         f"hostile-{_name}",
         max_examples=_examples,

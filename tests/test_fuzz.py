@@ -1,7 +1,7 @@
 """Each coverage-guided fuzz target (tests/fuzz/) runs for a bounded time from its committed seed corpus;
 a crash fails the test with the crashing input's path and the Python traceback atheris printed.
 
-`CARELINE_FUZZ_SECONDS` sets the time per target (default 20; CI uses 30); `make fuzz` runs longer.
+`CARELINE_FUZZ_SECONDS` sets the time per target (default 20, as in CI); `make fuzz` runs longer.
 New corpus entries and crashes go to pytest's temporary directory, never into the repository.
 """
 

@@ -33,6 +33,8 @@ pytestmark = [
 
 def test_three_minute_soak_loses_no_alarm_and_recovers_from_every_fault(tmp_path: Path) -> None:
     results_file = tmp_path / "soak.json"
+    # Other tests' session-wide servers (a browser, a broker) carry the marker too and outlive the soak.
+    running_before = set(processes_marked(os.environ[SESSION_MARKER]))
     done = subprocess.run(
         [
             sys.executable,
@@ -85,4 +87,4 @@ def test_three_minute_soak_loses_no_alarm_and_recovers_from_every_fault(tmp_path
     assert telemetry["dropped_by_writer"] >= full["spool_dropped_during"]
     assert results["failures"] == []
     # Every process the soak started is gone (the gateway, its telemetry child, Mosquitto, InfluxDB).
-    assert processes_marked(os.environ[SESSION_MARKER]) == []
+    assert set(processes_marked(os.environ[SESSION_MARKER])) - running_before == set()
