@@ -33,6 +33,7 @@ from pydantic import (
 from devices import lenient_json
 from devices.model import (
     ALARM_DEVICE_TYPES,
+    EARLIEST_EVENT_TIME,
     Binding,
     DecodeError,
     DeviceEvent,
@@ -50,8 +51,6 @@ CHANNELS = frozenset({"alarm", "telemetry", "status"})
 SCHEMA_VERSION = 1
 #: Real events are a few hundred bytes; anything this large is a broken or hostile publisher.
 MAX_PAYLOAD_BYTES = 64 * 1024
-#: No real event is this old; epoch milliseconds below it are almost always seconds sent by mistake.
-_EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 _MAX_REASON_CHARS = 300
 _MAX_TEXT_CHARS = 256
 #: An alarm read despite faults keeps this many of them; the rest are only counted.
@@ -87,7 +86,7 @@ def _event_time(raw: object) -> datetime:
             parsed = datetime.fromtimestamp(raw / 1000, tz=UTC)
         except (OverflowError, OSError, ValueError):
             raise ValueError("epoch milliseconds out of range") from None
-    if parsed < _EARLIEST_EVENT_TIME:
+    if parsed < EARLIEST_EVENT_TIME:
         raise ValueError("is before 2000-01-01 (epoch seconds sent instead of milliseconds?)")
     if storable_time(parsed) is None:
         raise ValueError("is after 2262-04-11 (no store keeps it)")
@@ -155,7 +154,7 @@ class CarelineEventPayload(BaseModel):
             {
                 "anyOf": [
                     {"type": "string", "format": "date-time"},
-                    {"type": "number", "minimum": int(_EARLIEST_EVENT_TIME.timestamp() * 1000)},
+                    {"type": "number", "minimum": int(EARLIEST_EVENT_TIME.timestamp() * 1000)},
                 ]
             }
         ),
@@ -243,11 +242,7 @@ def _refuse_claim_of_another_device(document: dict[str, object], device_id: str)
     Only a string can disagree; any other `device` value is a faulty side field (an alarm survives it)."""
     claimed = document.get("device")
     if isinstance(claimed, str) and claimed != device_id:
-        raise SpoofedMessageError(
-            f"spoofing: payload names device {claimed[:64]!r} "
-            f"but was published on the topic of {device_id!r}",
-            device_id=device_id,
-        )
+        raise SpoofedMessageError.naming(claimed, topic_name=device_id, device_id=device_id)
 
 
 def _id_key(binding: Binding, event_id: str) -> str:

@@ -222,6 +222,16 @@ class SpoofedMessageError(DecodeError):
     message claiming to be someone else is either forged or from a mis-flashed device: it is refused
     and counted as spoofing, never attributed to either device."""
 
+    @classmethod
+    def naming(cls, claimed: str, *, topic_name: str, device_id: str) -> SpoofedMessageError:
+        """The refusal of a payload naming `claimed` on the topic of `topic_name` (one wording for all
+        profiles: operators search dead letters for it)."""
+        return cls(
+            f"spoofing: payload names device {claimed[:64]!r} "
+            f"but was published on the topic of {topic_name!r}",
+            device_id=device_id,
+        )
+
 
 class UnboundDeviceError(DecodeError):
     """A well-formed topic naming a device the directory does not hold (not fitted yet, or retired).

@@ -153,10 +153,7 @@ def _refuse_claim_of_another_device(state: dict[str, object], binding: Binding) 
     claimed = device.get("friendlyName") if isinstance(device, dict) else None
     own = binding.friendly_name or binding.device_id
     if isinstance(claimed, str) and claimed != own:
-        raise SpoofedMessageError(
-            f"spoofing: payload names device {claimed[:64]!r} but was published on the topic of {own!r}",
-            device_id=binding.device_id,
-        )
+        raise SpoofedMessageError.naming(claimed, topic_name=own, device_id=binding.device_id)
 
 
 def _text(payload: bytes, binding: Binding) -> str:

@@ -61,20 +61,6 @@ MAX_FORM_FIELD_BYTES = 64 * 1024
 
 
 @dataclass
-class WebhookContext:
-    escalator: Escalator
-    escalations: EscalationStore
-    service: IncidentService
-    public_url: str
-    #: None when Twilio is not configured: its webhooks then refuse everything.
-    twilio_auth_token: str | None
-    metrics: Metrics
-    #: Twilio `<Say>` voice per language, as configured for calls.
-    voices: Mapping[str, str] = field(default_factory=dict)
-    forgeries: ForgeryLog = field(default_factory=lambda: ForgeryLog())
-
-
-@dataclass
 class ForgeryLog:
     """At most one audit entry per webhook path and `interval_s`, saying how many forgeries it stands for.
 
@@ -96,6 +82,20 @@ class ForgeryLog:
             return 0
         self._recorded_at[path] = now
         return self._unrecorded.pop(path)
+
+
+@dataclass
+class WebhookContext:
+    escalator: Escalator
+    escalations: EscalationStore
+    service: IncidentService
+    public_url: str
+    #: None when Twilio is not configured: its webhooks then refuse everything.
+    twilio_auth_token: str | None
+    metrics: Metrics
+    #: Twilio `<Say>` voice per language, as configured for calls.
+    voices: Mapping[str, str] = field(default_factory=dict)
+    forgeries: ForgeryLog = field(default_factory=ForgeryLog)
 
 
 def _record_forgery(store: IncidentStore, path: str, count: int, at: datetime) -> None:
