@@ -70,7 +70,7 @@ def test_config_check_accepts_the_care_home_example_and_prints_its_counts(runner
     result = runner.invoke(app, ["config", "check", str(CARE_HOME)])
 
     assert result.exit_code == 0, result.output
-    assert "OK (1 sites, 33 residents," in result.stdout
+    assert "OK (2 sites, 37 residents," in result.stdout
     assert "responders)" in result.stdout
 
 
@@ -195,7 +195,7 @@ def test_python_dash_m_careline_runs_the_same_command_line(tmp_path: Path) -> No
     )
 
     assert good.returncode == 0, good.stderr
-    assert "OK (1 sites" in good.stdout
+    assert "OK (2 sites" in good.stdout
     assert refused.returncode == 1
     assert f"{bad}:2: broker.url" in refused.stderr
 

@@ -41,10 +41,20 @@ def homes() -> CarelineConfig:
 
 
 def test_the_care_home_has_over_thirty_residents_each_with_a_pendant(care_home: CarelineConfig) -> None:
-    assert len(care_home.residents) >= 30
+    in_the_home = {r.id for r in care_home.residents if r.site == "sunrise"}
+    assert len(in_the_home) >= 30
     pendants = [d for d in care_home.devices if d.type == DeviceType.SOS_BUTTON]
-    assert {d.resident for d in pendants} == {r.id for r in care_home.residents}
+    assert in_the_home <= {d.resident for d in pendants}
     assert {d.profile for d in pendants} == {"careline", "zigbee2mqtt"}
+
+
+def test_the_demo_has_a_home_care_district_of_elders_living_alone(care_home: CarelineConfig) -> None:
+    (district,) = [s for s in care_home.sites if s.kind == "district"]
+    elders = [r for r in care_home.residents if r.site == district.id]
+    assert len(elders) >= 4
+    assert all(r.room is None and r.address for r in elders)
+    carers = [p for p in care_home.responders if district.id in p.sites and "carer" in p.roles]
+    assert len(carers) >= 2
 
 
 def test_residents_at_risk_of_wandering_are_watched_by_a_door_sensor(care_home: CarelineConfig) -> None:
