@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from dashboard.auth import Account
 from dashboard.deps import Manager
+from dashboard.device_board import TESTED_TYPES
 from dashboard.openapi import JSON_OR_CSV, json_or_csv
 from dashboard.review import ReviewTime, period
 from gateway.config import CarelineConfig
@@ -33,6 +34,15 @@ from gateway.reports.export import (
 )
 from gateway.reports.false_alarms import By, false_alarms
 from gateway.reports.history import AuditFilter, IncidentFilter, audit_history, incident_history
+from gateway.reports.quality import (
+    MAX_MONTHS,
+    QUALITY_COLUMNS,
+    QualitySite,
+    month_labels,
+    months_before,
+    quality_cells,
+    service_quality,
+)
 from gateway.reports.response_times import (
     YARDSTICKS,
     Bucket,
@@ -288,7 +298,63 @@ def office_router(ctx: Any) -> APIRouter:
             return _csv(FALSE_ALARM_COLUMNS, rows, name)
         return {"start": begin.isoformat(), "end": finish.isoformat(), "by": by, "rows": rows}
 
+    @router.get("/api/reports/quality", responses=JSON_OR_CSV)
+    async def quality_report(
+        account: Manager,
+        first: Month | None = None,
+        last: Month | None = None,
+        site: Text = None,
+        format: Format = "json",
+    ) -> Any:
+        """Service-quality indicators per site and site-local month (the last three months unless given,
+        at most 24): response times against the TEC yardsticks, false alarms, weekly button-test
+        compliance, visits done against planned, reassurance calls answered."""
+        now = ctx.service.store.now()
+        first, last = _months(first, last, now)
+        wanted = _sites(account, site)
+        current = config()
+        chosen = [
+            QualitySite(s.id, s.zone, _testable(current, s.id))
+            for s in current.sites
+            if wanted is None or s.id in wanted
+        ]
+        settings = reports()
+        found = await read(
+            lambda s: service_quality(s.connection(), chosen, first, last, now, settings, QUALITY_SOURCES)
+        )
+        rows = [quality_cells(row, QUALITY_EXTRA_COLUMNS) for row in found]
+        columns = QUALITY_COLUMNS + QUALITY_EXTRA_COLUMNS
+        if format == "csv":
+            return _csv(columns, rows, f"careline-service-quality-{first}-{last}.csv")
+        names = {s.id: s.name for s in current.sites}
+        return {"first": first, "last": last, "columns": list(columns), "site_names": names, "rows": rows}
+
     return router
+
+
+Month = Annotated[str, Query(pattern=r"^(19|20)[0-9]{2}-(0[1-9]|1[0-2])$", description="YYYY-MM")]
+#: Counts the indicators take from the care workflows (visits, reassurance calls), and their columns.
+QUALITY_SOURCES: tuple[Any, ...] = ()
+QUALITY_EXTRA_COLUMNS: tuple[str, ...] = ()
+
+
+def _months(first: str | None, last: str | None, now: datetime) -> tuple[str, str]:
+    """The months asked for: by default the current one and the two before it (UTC)."""
+    this_month = f"{now:%Y-%m}"
+    last = last or this_month
+    first = first or months_before(last, 2)
+    span = len(month_labels(first, last))
+    if span == 0 or span > MAX_MONTHS:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"first must not be after last, at most {MAX_MONTHS} months in all",
+        )
+    return first, last
+
+
+def _testable(current: CarelineConfig, site: str) -> frozenset[str]:
+    """The site's alarm devices in service that JGJ/T 484 wants tested every week."""
+    return frozenset(d.id for d in current.devices if d.site == site and d.active and d.type in TESTED_TYPES)
 
 
 def _report_filter(

@@ -54,7 +54,9 @@ ADMIN_ONLY = (
 MANAGERS_ONLY = (
     re.compile(r"^(POST|PUT) /api/directory/residents(/\{entry_id\}(/discharge)?)?$"),
     re.compile(r"^(POST /api/directory/import/(preview|apply)|GET /api/directory/export)$"),
-    re.compile(r"^GET /api/(office/(incidents|audit|devices)|reports/(response-times|false-alarms))$"),
+    re.compile(
+        r"^GET /api/(office/(incidents|audit|devices)|reports/(response-times|false-alarms|quality))$"
+    ),
     re.compile(r"^GET /api/(sensor-log|review/alarms|audit/verify)$"),
     re.compile(r"^(PUT|DELETE) /api/response-scripts/\{rule\}$"),
     re.compile(r"^GET (" + "|".join(map(re.escape, PAGES_FOR_MANAGERS)) + ")$"),

@@ -27,8 +27,11 @@ ENDPOINTS = (
     "/api/office/audit",
     "/api/reports/response-times",
     "/api/reports/false-alarms",
+    "/api/reports/quality",
 )
-PAGES = ("/office/history", "/office/audit", "/office/reports")
+#: Those read over [start, end); the quality indicators take months (first, last) instead.
+PERIOD_ENDPOINTS = tuple(path for path in ENDPOINTS if path != "/api/reports/quality")
+PAGES = ("/office/history", "/office/audit", "/office/reports", "/office/quality")
 
 
 @asynccontextmanager
@@ -199,6 +202,18 @@ async def test_a_manager_of_one_site_sees_only_that_site(mosquitto: Mosquitto, t
             refused = await scoped.get("/api/reports/response-times", params={"site": "day"})
             assert refused.status_code == 403
             assert "not one of your sites" in refused.json()["detail"]
+            quality = (await scoped.get("/api/reports/quality")).json()
+            assert {row["site"] for row in quality["rows"]} == {"night"}
+            assert sum(row["incidents"] for row in quality["rows"]) == 2
+            assert (await scoped.get("/api/reports/quality", params={"site": "day"})).status_code == 403
+            backwards = await scoped.get(
+                "/api/reports/quality", params={"first": "2026-05", "last": "2026-04"}
+            )
+            assert backwards.status_code == 422
+            too_long = await scoped.get(
+                "/api/reports/quality", params={"first": "2020-01", "last": "2026-04"}
+            )
+            assert too_long.status_code == 422
 
 
 async def test_a_user_of_one_site_sees_only_that_sites_devices_tests_and_dead_letters(
@@ -238,6 +253,9 @@ BAD_INPUT = [
     ("/api/office/audit", {"incident": "0"}, "incident"),
     ("/api/office/audit", {"start": "yesterday"}, "start"),
     ("/api/office/audit", {"start": "0001-01-01T00:00:00Z"}, "between 1970 and 2200"),
+    ("/api/reports/quality", {"first": "2026-13"}, "first"),
+    ("/api/reports/quality", {"last": "0000-01"}, "last"),
+    ("/api/reports/quality", {"first": "2026-05", "last": "2026-04"}, "at most 24 months"),
 ]
 
 
@@ -257,7 +275,7 @@ async def test_bad_input_and_overlong_periods_are_clear_422s(mosquitto: Mosquitt
             answer = await manager.get(path, params=params)
             assert answer.status_code == 422, (path, params)
             assert says in answer.text, (path, params, answer.text)
-        for path in ENDPOINTS:
+        for path in PERIOD_ENDPOINTS:
             backwards = {"start": now.isoformat(), "end": (now - timedelta(days=1)).isoformat()}
             too_long = {"start": (now - timedelta(days=401)).isoformat(), "end": now.isoformat()}
             for params in (backwards, too_long):

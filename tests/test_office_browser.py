@@ -98,6 +98,36 @@ async def test_a_manager_reads_the_response_time_report_and_downloads_its_csv(
         assert faults == []
 
 
+async def test_the_service_quality_indicators_in_chinese_and_english_with_their_csv(
+    mosquitto: Mosquitto, tmp_path: Path, browser: Browser
+) -> None:
+    async with live_gateway(config_with_a_wing(mosquitto, tmp_path)) as live:
+        await three_alarms(live, mosquitto)
+        page = await manager_page(browser, live, language="zh-CN")
+        faults = page_faults(page)
+        await page.goto(f"{live.base_url}/office/quality")
+        await expect(page.locator("body")).to_have_attribute("data-loaded", "true", timeout=10_000)
+        await expect(page.locator("h1")).to_have_text("服务质量指标")
+        # Two sites × the last three months; the night site's two alarms, one false, this month.
+        await expect(page.locator("#quality-table tbody tr")).to_have_count(6)
+        night = page.locator("#quality-table tbody tr", has_text="1 · 50.0 %")
+        await expect(night).to_have_count(1)
+        await expect(night).to_contain_text("✘ 未达标")
+        await no_raw_keys(page)
+        await page.select_option("#lang", "en")
+        await expect(page.locator("h1")).to_have_text("Service quality")
+        await expect(page.locator("#quality-table thead")).to_contain_text("Weekly button tests")
+        await no_raw_keys(page)
+        async with page.expect_download() as download_info:
+            await page.click("#quality-csv")
+        rows = csv_rows(await (await download_info.value).path())
+        assert len(rows) == 6
+        busy = {row["site"]: row for row in rows if row["incidents"] != "0"}
+        assert {site: row["false_alarms"] for site, row in busy.items()} == {"night": "1", "day": "0"}
+        assert busy["night"]["false_alarm_rate"] == "0.5"
+        assert faults == []
+
+
 async def test_the_history_filters_and_shows_an_incidents_timeline(
     mosquitto: Mosquitto, tmp_path: Path, browser: Browser
 ) -> None:

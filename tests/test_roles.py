@@ -90,6 +90,7 @@ PAGES_FOR_MANAGERS = (
     "/office/history",
     "/office/audit",
     "/office/reports",
+    "/office/quality",
     "/office/scripts",
 )
 

@@ -19,6 +19,7 @@ export const PAGES = [
   ["/office/history", "nav.history", MANAGERS],
   ["/office/audit", "nav.audit", MANAGERS],
   ["/office/reports", "nav.reports", MANAGERS],
+  ["/office/quality", "quality.title", MANAGERS],
   ["/office/devices", "nav.devices", MANAGERS],
   ["/office/scripts", "script.nav", MANAGERS],
   ["/review", "review.title", MANAGERS],
