@@ -104,6 +104,10 @@ class ActivityBaselineRule:
             and (resident.id not in self._activity or self._activity[resident.id].known_days == 0)
         ]
 
+    def history_days(self, resident: ResidentFacts) -> int:
+        """How many days of history the resident's baseline keeps."""
+        return self._config(resident.site).for_resident(resident.id).baseline.days
+
     def seed_from_signs(self, events: Iterable[DeviceEvent], now: datetime) -> dict[str, int]:
         """Seed the residents `without_history` from past events (the sensor log, any order): signs of life
         per local hour of the whole days before today, as the rule would have counted them. A day with no
@@ -123,7 +127,7 @@ class ActivityBaselineRule:
         for resident_id, days in counts.items():
             resident = wanted[resident_id]
             today = now.astimezone(zone_of(self._context, resident.site)).date()
-            span = self._config(resident.site).for_resident(resident_id).baseline.days
+            span = self.history_days(resident)
             whole = sorted(d for d in days if today - timedelta(days=span) <= d < today)
             if whole:
                 self.seed(resident_id, np.vstack([days[d] for d in whole]))
