@@ -168,8 +168,11 @@ async def _run_child(
     rules = wellbeing_rules(
         context, lambda site: context.site(site).wellbeing, clock.now(), devices=active_devices(config)
     )
-    # Before any event: the rules go on from where the last process left them.
-    restored = _restore(rules, rule_state, config, clock)
+    registry = device_registry(config)
+    # Before any event: the rules (and the device board) go on from where the last process left them.
+    kept: list[object] = [*rules, health]
+    restored = _restore(kept, rule_state, config, clock)
+    health.forget_unbound(registry)
     wellbeing = WellbeingMonitor(RuleEngine(rules), send_decisions, clock)
     # The writer's refusals become the lane's dead letters (`lane` is bound below, before any event).
     writer = create_writer(
@@ -178,7 +181,6 @@ async def _run_child(
         min_free_bytes=config.storage.min_free_bytes,
     )
     sinks = [s for s in (health, wellbeing, writer) if s is not None]
-    registry = device_registry(config)
     lane = TelemetryLane(
         registry,
         send_dead_letters,
@@ -198,7 +200,7 @@ async def _run_child(
         wellbeing.run(),
         _report(outbox, metrics, health, writer, mqtt),
         _report_unbound(outbox, lane.unbound),
-        _report_rule_state(outbox, rules, clock, config.storage.rule_state_every_s),
+        _report_rule_state(outbox, kept, clock, config.storage.rule_state_every_s),
         _seed_baseline(outbox, config, rules, clock, restored),
     ]
     if writer is not None:
@@ -212,20 +214,20 @@ async def _run_child(
         for task in tasks:
             task.cancel()
         # The last word on the rules' state, for a clean restart.
-        outbox.put((RULE_STATE, snapshot_rules(rules, clock.now())))
+        outbox.put((RULE_STATE, snapshot_rules(kept, clock.now())))
         await lane.flush_dead_letters()
         if writer is not None:
             await writer.close()
 
 
-def _restore(rules: list[Rule], snapshot: Any, config: CarelineConfig, clock: Clock) -> RestoreReport:
+def _restore(rules: list[object], snapshot: Any, config: CarelineConfig, clock: Clock) -> RestoreReport:
     if snapshot is None:
         return RestoreReport()
     max_age = timedelta(hours=config.storage.rule_state_max_age_h)
     return restore_rules(rules, snapshot, clock.now(), max_age=max_age)
 
 
-async def _report_rule_state(outbox: Any, rules: list[Rule], clock: Clock, every_s: float) -> None:
+async def _report_rule_state(outbox: Any, rules: list[object], clock: Clock, every_s: float) -> None:
     while True:
         await asyncio.sleep(every_s)
         outbox.put((RULE_STATE, snapshot_rules(rules, clock.now())))

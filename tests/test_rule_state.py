@@ -15,6 +15,7 @@ from test_wellbeing_support import careline, event, local, motion, wellbeing
 
 from devices.model import DeviceEvent, DeviceType, EventKind
 from gateway.directory import active_devices, rule_context
+from gateway.telemetry_lane import DeviceHealth
 from rules import AlarmDecision, Decision, DoorAtNightRule, DoorLeftOpenRule, Rule, RuleEngine
 from rules.state import FORMAT, restore_rules, snapshot_rules
 from rules.wellbeing import ActivityBaselineRule, InactivityRule, wellbeing_rules
@@ -323,3 +324,15 @@ def test_the_baseline_is_seeded_from_past_signs_of_life_counted_as_the_rule_coun
     assert history[:, 10].tolist() == [0.0, 0.0, 1.0]
     assert fresh.without_history() == []
     assert baseline.seed_from_signs(past, local(6, day=20)) == {}, "a restored history is not replaced"
+
+
+def test_the_device_board_keeps_since_when_a_device_is_offline_or_low_across_a_restart() -> None:
+    board = DeviceHealth()
+    board([battery(local(7), 9), event(EventKind.AVAILABILITY, local(8), device="door-101", value=False)])
+    snapshot = json.loads(json.dumps(snapshot_rules([board], local(9))))
+    restarted = DeviceHealth()
+
+    assert restore_rules([restarted], snapshot, local(10)).restored == ("device_board",)
+    assert restarted.devices == board.devices
+    assert restarted.devices["door-101"].offline_since == local(8)
+    assert restarted.devices["watch-wang"].battery_low_since == local(7)
