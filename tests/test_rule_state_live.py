@@ -189,6 +189,10 @@ async def test_door_inactivity_and_baseline_go_on_across_a_gateway_restart(
         assert (datetime.now(UTC) - restarted).total_seconds() < 15
 
     device.close()
-    [(saved_at, state)] = rows_of(settings["storage"]["url"], TELEMETRY)
-    assert saved_at >= restarted, "saved again as it stopped"
+    url = settings["storage"]["url"]
+    [(_, state)] = rows_of(url, TELEMETRY)
     assert baseline_counts(state, "day-li", zone) == expected_history
+    [(saved_at, doors)] = rows_of(url, "alarm")
+    assert saved_at == clock.now(), "saved as the gateway stopped, on its clock"
+    assert doors["rules"]["door_night"]["state"] == {"open": ["night-door-101"]}
+    assert doors["rules"]["door_left_open"]["state"] == {"open_since": []}, "it fired: not timed again"
