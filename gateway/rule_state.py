@@ -15,10 +15,10 @@ the sites over, which a file on one machine's disk cannot do (docs/reliability.m
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy import select
 
@@ -26,28 +26,28 @@ from gateway.incidents.schema import RuleState
 from gateway.incidents.service import IncidentService
 from gateway.incidents.store import IncidentStore
 from gateway.metrics import Metrics
-from rules.state import FORMAT, RestoreReport, restore_rules, snapshot_rules
+from rules.state import FORMAT, RestoreReport, parsed, restore_rules, snapshot_rules
 
 log = logging.getLogger(__name__)
 
 ALARM, TELEMETRY = "alarm", "telemetry"
 
 
-def load_rule_state(store: IncidentStore) -> dict[str, dict[str, Any]]:
-    """Lane -> its latest snapshot."""
+def load_rule_state(store: IncidentStore) -> dict[str, str]:
+    """Lane -> its latest snapshot, as JSON text."""
     with store.reading() as session:
         return {row.lane: row.snapshot for row in session.scalars(select(RuleState))}
 
 
-def save_rule_state(store: IncidentStore, snapshots: Mapping[str, Mapping[str, Any]], now: datetime) -> None:
-    """Replace the lanes' snapshots, all in one transaction (writer thread only)."""
+def save_rule_state(store: IncidentStore, snapshots: Mapping[str, str], now: datetime) -> None:
+    """Replace the lanes' snapshots (JSON text), all in one transaction (writer thread only)."""
     with store.transaction() as session:
         for lane, snapshot in snapshots.items():
             row = session.get(RuleState, lane)
             if row is None:
                 row = RuleState(lane=lane)
                 session.add(row)
-            row.saved_at, row.format, row.snapshot = now, int(snapshot.get("format", FORMAT)), dict(snapshot)
+            row.saved_at, row.format, row.snapshot = now, FORMAT, snapshot
 
 
 def count_restore(metrics: Metrics, lane: str, report: RestoreReport) -> None:
@@ -61,8 +61,8 @@ def count_restore(metrics: Metrics, lane: str, report: RestoreReport) -> None:
 
 class RuleStateKeeper:
     """Restores the alarm lane's rules at start; saves both lanes' snapshots every `every_s` and at the
-    end. The telemetry process's latest snapshot comes from `telemetry_snapshot` (None until it sent one:
-    then the stored one is kept)."""
+    end. The telemetry process's latest snapshot (JSON text) comes from `telemetry_snapshot` (None until
+    one was stored or sent)."""
 
     def __init__(
         self,
@@ -70,7 +70,7 @@ class RuleStateKeeper:
         metrics: Metrics,
         alarm_rules: Iterable[object],
         now: Callable[[], datetime],
-        telemetry_snapshot: Callable[[], Mapping[str, Any] | None],
+        telemetry_snapshot: Callable[[], str | None],
         *,
         every_s: float,
         max_age: timedelta,
@@ -80,7 +80,7 @@ class RuleStateKeeper:
         self._telemetry_snapshot = telemetry_snapshot
         self.every_s, self.max_age = every_s, max_age
 
-    async def load(self) -> dict[str, dict[str, Any]]:
+    async def load(self) -> dict[str, str]:
         try:
             return await self._service.read(load_rule_state, self._service.store)
         except Exception:
@@ -88,17 +88,17 @@ class RuleStateKeeper:
             log.exception("rule state could not be read; the rules start afresh")
             return {}
 
-    def restore_alarm_lane(self, stored: Mapping[str, Any]) -> RestoreReport:
-        snapshot = stored.get(ALARM)
-        if snapshot is None:
+    def restore_alarm_lane(self, stored: Mapping[str, str]) -> RestoreReport:
+        text = stored.get(ALARM)
+        if text is None:
             return RestoreReport()
-        report = restore_rules(self._alarm_rules, snapshot, self._now(), max_age=self.max_age)
+        report = restore_rules(self._alarm_rules, parsed(text), self._now(), max_age=self.max_age)
         count_restore(self._metrics, ALARM, report)
         return report
 
     async def save(self) -> None:
         now = self._now()
-        snapshots: dict[str, Mapping[str, Any]] = {ALARM: snapshot_rules(self._alarm_rules, now)}
+        snapshots = {ALARM: json.dumps(snapshot_rules(self._alarm_rules, now))}
         telemetry = self._telemetry_snapshot()
         if telemetry is not None:
             snapshots[TELEMETRY] = telemetry

@@ -49,7 +49,7 @@ from gateway.unbound import Drained, UnboundDevices
 from gateway.wellbeing import WellbeingMonitor
 from rules import Rule, RuleContext, RuleEngine
 from rules.model import Decision
-from rules.state import RestoreReport, restore_rules, snapshot_rules
+from rules.state import RestoreReport, parsed, restore_rules, snapshot_rules
 from rules.wellbeing import ActivityBaselineRule, wellbeing_rules
 from rules.wellbeing.config import DeviceHealthConfig
 
@@ -102,7 +102,7 @@ def telemetry_main(
                 inbox,
                 outbox,
                 directory_version,
-                json.loads(rule_state_json) if rule_state_json else None,
+                parsed(rule_state_json) if rule_state_json is not None else None,
             )
         )
 
@@ -214,7 +214,7 @@ async def _run_child(
         for task in tasks:
             task.cancel()
         # The last word on the rules' state, for a clean restart.
-        outbox.put((RULE_STATE, snapshot_rules(kept, clock.now())))
+        outbox.put((RULE_STATE, json.dumps(snapshot_rules(kept, clock.now()))))
         await lane.flush_dead_letters()
         if writer is not None:
             await writer.close()
@@ -230,7 +230,7 @@ def _restore(rules: list[object], snapshot: Any, config: CarelineConfig, clock: 
 async def _report_rule_state(outbox: Any, rules: list[object], clock: Clock, every_s: float) -> None:
     while True:
         await asyncio.sleep(every_s)
-        outbox.put((RULE_STATE, snapshot_rules(rules, clock.now())))
+        outbox.put((RULE_STATE, json.dumps(snapshot_rules(rules, clock.now()))))
 
 
 async def _seed_baseline(
@@ -378,9 +378,9 @@ class TelemetryProcess:
             RULE_STATE: lambda _snapshot: None,  # kept by the reader thread, see `_read_outbox`
             RULE_STATE_RESTORED: on_rule_state_restored or (lambda _report: None),
         }
-        #: The wellbeing rules' latest snapshot: the child's last report, else the one stored at start;
-        #: a restarted child starts from it.
-        self.rule_state: dict[str, Any] | None = None
+        #: The wellbeing rules' latest snapshot (JSON text, never parsed here): the child's last report,
+        #: else the one stored at start; a restarted child starts from it.
+        self.rule_state: str | None = None
         self._readers: list[threading.Thread] = []
         #: The directory version handed to the child (`apply`), and the one it reports having taken.
         self._directory_version = 0
@@ -406,7 +406,7 @@ class TelemetryProcess:
                 outbox,
                 os.getpid(),
                 self._directory_version,
-                json.dumps(self.rule_state) if self.rule_state is not None else None,
+                self.rule_state,
             ),
         )
         self._process.start()
@@ -420,7 +420,7 @@ class TelemetryProcess:
         reader.start()
         self._readers = [r for r in self._readers if r.is_alive()] + [reader]
 
-    def restore_from(self, snapshot: dict[str, Any] | None) -> None:
+    def restore_from(self, snapshot: str | None) -> None:
         """The stored snapshot the first child starts from (call before `start`)."""
         self.rule_state = snapshot
 

@@ -12,6 +12,7 @@ discharged resident or a retired device, so it stays as large as the directory i
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -91,6 +92,15 @@ def restore_rules(
         else:
             restored.append(rule.name)
     return RestoreReport(tuple(restored), ignored)
+
+
+def parsed(text: str) -> Any:
+    """A snapshot from its JSON text; text that is not JSON is returned as is, for `restore_rules` to
+    ignore (and report) like any snapshot it cannot read."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def _envelope(snapshot: object) -> tuple[datetime, Mapping[str, Any]]:

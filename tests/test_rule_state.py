@@ -15,9 +15,11 @@ from test_wellbeing_support import careline, event, local, motion, wellbeing
 
 from devices.model import DeviceEvent, DeviceType, EventKind
 from gateway.directory import active_devices, rule_context
+from gateway.metrics import Metrics
+from gateway.rule_state import count_restore
 from gateway.telemetry_lane import DeviceHealth
 from rules import AlarmDecision, Decision, DoorAtNightRule, DoorLeftOpenRule, Rule, RuleEngine
-from rules.state import FORMAT, restore_rules, snapshot_rules
+from rules.state import FORMAT, parsed, restore_rules, snapshot_rules
 from rules.wellbeing import ActivityBaselineRule, InactivityRule, wellbeing_rules
 
 Step = tuple[datetime, DeviceEvent | None]  # an event, or a tick (None)
@@ -336,3 +338,15 @@ def test_the_device_board_keeps_since_when_a_device_is_offline_or_low_across_a_r
     assert restarted.devices == board.devices
     assert restarted.devices["door-101"].offline_since == local(8)
     assert restarted.devices["watch-wang"].battery_low_since == local(7)
+
+
+def test_a_stored_snapshot_that_is_not_json_is_ignored_counted_and_the_rules_start_afresh() -> None:
+    metrics = Metrics()
+    rules = doors_at(local(14))
+
+    count_restore(metrics, "alarm", restore_rules(rules, parsed('{"format": 1, "rules": {'), local(14)))
+
+    for rule in ("door_night", "door_left_open"):
+        assert metrics.rule_state_ignored.labels("alarm", rule)._value.get() == 1
+        assert metrics.rule_state_restored.labels("alarm", rule)._value.get() == 0
+    assert RuleEngine(rules).tick(local(15)) == []

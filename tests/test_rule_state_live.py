@@ -10,6 +10,7 @@ short setting (4 seconds) and the test waits those seconds out across the restar
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -77,7 +78,8 @@ async def write_points(influx: InfluxDB1, database: str, lines: str) -> None:
 
 async def stored_state(live: LiveGateway) -> dict[str, Any]:
     gateway = live.gateway
-    return await gateway.service.read(load_rule_state, gateway.store)
+    stored = await gateway.service.read(load_rule_state, gateway.store)
+    return {lane: json.loads(text) for lane, text in stored.items()}
 
 
 def baseline_counts(snapshot: dict[str, Any], resident: str, zone: ZoneInfo) -> dict[tuple[str, int], int]:
@@ -109,7 +111,7 @@ def rows_of(url: str, lane: str) -> list[tuple[datetime, dict[str, Any]]]:
     try:
         with Session(engine) as session:
             rows = session.scalars(select(RuleState).where(RuleState.lane == lane)).all()
-            return [(row.saved_at, row.snapshot) for row in rows]
+            return [(row.saved_at, json.loads(row.snapshot)) for row in rows]
     finally:
         engine.dispose()
 

@@ -381,4 +381,6 @@ class RuleState(Base):
     saved_at: Mapped[datetime]
     #: The envelope's format (`rules.state.FORMAT`) when written; each rule's own version is inside.
     format: Mapped[int] = mapped_column(Integer)
-    snapshot: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: JSON text, kept as text: the gateway hands the telemetry process's snapshot back to it unparsed
+    #: (megabytes for hundreds of residents), never decoding it on the alarm lane's interpreter.
+    snapshot: Mapped[str] = mapped_column(Text)

@@ -22,7 +22,7 @@ def upgrade() -> None:
     sa.Column('lane', sa.String(length=32), nullable=False),
     sa.Column('saved_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('format', sa.Integer(), nullable=False),
-    sa.Column('snapshot', sa.JSON(), nullable=False),
+    sa.Column('snapshot', sa.Text(), nullable=False),
     sa.PrimaryKeyConstraint('lane')
     )
 
