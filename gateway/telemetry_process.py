@@ -172,6 +172,9 @@ async def _run_child(
     # Before any event: the rules (and the device board) go on from where the last process left them.
     kept: list[object] = [*rules, health]
     restored = _restore(kept, rule_state, config, clock)
+    outbox.put(
+        (RULE_STATE_RESTORED, {"restored": list(restored.restored), "ignored": dict(restored.ignored)})
+    )
     health.forget_unbound(registry)
     wellbeing = WellbeingMonitor(RuleEngine(rules), send_decisions, clock)
     # The writer's refusals become the lane's dead letters (`lane` is bound below, before any event).
@@ -201,7 +204,7 @@ async def _run_child(
         _report(outbox, metrics, health, writer, mqtt),
         _report_unbound(outbox, lane.unbound),
         _report_rule_state(outbox, kept, clock, config.storage.rule_state_every_s),
-        _seed_baseline(outbox, config, rules, clock, restored),
+        _seed_baseline(outbox, config, rules, clock),
     ]
     if writer is not None:
         workers.append(writer.run())
@@ -233,16 +236,12 @@ async def _report_rule_state(outbox: Any, rules: list[object], clock: Clock, eve
         outbox.put((RULE_STATE, json.dumps(snapshot_rules(rules, clock.now()))))
 
 
-async def _seed_baseline(
-    outbox: Any, config: CarelineConfig, rules: list[Rule], clock: Clock, restored: RestoreReport
-) -> None:
+async def _seed_baseline(outbox: Any, config: CarelineConfig, rules: list[Rule], clock: Clock) -> None:
     """Residents whose activity baseline has no history (nothing restored) get one from the sensor log.
     In the background: it only replaces history, never today's counts, so events may flow meanwhile."""
-    report: dict[str, Any] = {"restored": list(restored.restored), "ignored": dict(restored.ignored)}
     baseline = next((rule for rule in rules if isinstance(rule, ActivityBaselineRule)), None)
     residents = baseline.without_history() if baseline is not None else []
     if baseline is None or not residents or config.telemetry.read_database is None:
-        outbox.put((RULE_STATE_RESTORED, report | {"seeded": 0}))
         return
     now = clock.now()
     days = max(baseline.history_days(resident) for resident in residents)
@@ -251,11 +250,13 @@ async def _seed_baseline(
             read = await signs_of_life(
                 reader, sorted({r.site for r in residents}), now - timedelta(days=days + 1), now
             )
+        seeded = baseline.seed_from_signs(read.events, clock.now())
     except TelemetryQueryError as exc:
         log.warning("the activity baseline could not be seeded from the sensor log: %s", exc)
-        outbox.put((RULE_STATE_RESTORED, report | {"seeded": 0}))
         return
-    seeded = baseline.seed_from_signs(read.events, clock.now())
+    except Exception:
+        log.exception("the activity baseline could not be seeded from the sensor log")
+        return
     log.info(
         "activity baseline seeded for %d residents from %d signs of life (%d queries, %.2f s)",
         len(seeded),
@@ -263,7 +264,7 @@ async def _seed_baseline(
         read.queries,
         read.seconds,
     )
-    outbox.put((RULE_STATE_RESTORED, report | {"seeded": len(seeded), "history_seconds": read.seconds}))
+    outbox.put((RULE_STATE_RESTORED, {"restored": [], "ignored": {}, "seeded": len(seeded)}))
 
 
 class _ChildDirectory:
