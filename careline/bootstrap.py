@@ -12,7 +12,7 @@ import contextlib
 import gc
 import logging
 from collections.abc import AsyncIterator, Coroutine, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import uvicorn
@@ -60,12 +60,14 @@ from gateway.incidents.views import IncidentView
 from gateway.ingest import MqttLane
 from gateway.metrics import Metrics
 from gateway.pairing import BridgeListener, PairedDevices
+from gateway.rule_state import TELEMETRY, RuleStateKeeper, count_restore
 from gateway.telemetry.reads import SensorLogReader
 from gateway.telemetry_lane import DeadLetterItem, DeviceHealth, DeviceState
 from gateway.telemetry_process import TelemetryProcess
 from gateway.unbound import Drained, UnboundDevices
 from rules import RuleEngine, default_rules
 from rules.model import Decision
+from rules.state import RestoreReport
 
 log = logging.getLogger(__name__)
 
@@ -188,6 +190,17 @@ class Gateway:
             on_dead_letters=self._telemetry_dead_letters,
             on_status=self._telemetry_status,
             on_unbound=self._telemetry_unbound,
+            on_rule_state_restored=self._telemetry_rule_state_restored,
+        )
+        #: The rules' state saved in the store and restored at start (gateway/rule_state.py).
+        self.rule_state = RuleStateKeeper(
+            self.service,
+            self.metrics,
+            self.rules.rules,
+            self.clock.now,
+            lambda: self.telemetry.rule_state,
+            every_s=config.storage.rule_state_every_s,
+            max_age=timedelta(hours=config.storage.rule_state_max_age_h),
         )
         self.telemetry_status: dict[str, Any] = {}
         self._telemetry_counted = dict.fromkeys(
@@ -406,6 +419,13 @@ class Gateway:
                 await self.apply_directory(stored)
             if self.config.broker.embedded:
                 await stack.enter_async_context(EmbeddedBroker(self.config.broker.embedded_port))
+            # The rules' state from before the restart, in force before any event (with the directory
+            # of the store, so the state of residents and devices that left is dropped).
+            stored_state = await self.rule_state.load()
+            self.rule_state.restore_alarm_lane(stored_state)
+            self.telemetry.restore_from(stored_state.get(TELEMETRY))
+            # Runs after the child stopped: its final snapshot is saved with the alarm lane's.
+            stack.push_async_callback(self.rule_state.save)
             # Registered first, so it runs last: the child flushes or spools what it was handed.
             self.telemetry.start(asyncio.get_running_loop())
             stack.callback(self.telemetry.stop)
@@ -415,6 +435,7 @@ class Gateway:
                     ("alarm-lane", self.alarm_lane.run()),
                     ("alarm-timers", self.alarm_lane.run_timers()),
                     ("telemetry-supervisor", self.telemetry.supervise()),
+                    ("rule-state", self.rule_state.run()),
                     ("directory-follower", self._follow_directory()),
                     ("zigbee2mqtt-bridge", self.bridge.run()),
                     *self._broker_identity_task(),
@@ -453,6 +474,10 @@ class Gateway:
 
     def _wellbeing_decided(self, decisions: list[Decision]) -> None:
         self._spawn(self.alarm_lane.commit_decisions(decisions))
+
+    def _telemetry_rule_state_restored(self, report: dict[str, Any]) -> None:
+        count_restore(self.metrics, TELEMETRY, RestoreReport(tuple(report["restored"]), report["ignored"]))
+        self.metrics.baseline_seeded_residents.inc(report.get("seeded", 0))
 
     def _telemetry_dead_letters(self, letters: list[DeadLetterItem]) -> None:
         database = self.disks.get("database")

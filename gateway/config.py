@@ -154,6 +154,10 @@ class StorageConfig(StrictModel):
     #: Environment variable holding the Fernet key(s) that encrypt residents' key-safe codes at rest
     #: (comma-separated: the first encrypts, every one decrypts, for rotation). None: no codes are kept.
     directory_key_env: str | None = None
+    #: How often the rules' state is saved to the store (and at a clean shutdown); docs/reliability.md.
+    rule_state_every_s: float = Field(30.0, ge=1, le=600)
+    #: A saved rule state older than this is ignored at start: after so long it says nothing true.
+    rule_state_max_age_h: float = Field(24.0, gt=0, le=24 * 30)
 
 
 class HttpConfig(StrictModel):

@@ -166,3 +166,27 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        # Rule state across restarts (gateway/rule_state.py).
+        self.rule_state_restored = Counter(
+            "careline_rule_state_restored",
+            "Rules whose saved state was taken back at start",
+            ["lane", "rule"],
+            registry=r,
+        )
+        self.rule_state_ignored = Counter(
+            "careline_rule_state_ignored",
+            "Rules whose saved state was ignored at start (another version, corrupt, too old)",
+            ["lane", "rule"],
+            registry=r,
+        )
+        self.rule_state_saved = Counter(
+            "careline_rule_state_saved", "Rule-state snapshots written to the store", registry=r
+        )
+        self.rule_state_save_failures = Counter(
+            "careline_rule_state_save_failures", "Rule-state snapshots the store refused", registry=r
+        )
+        self.baseline_seeded_residents = Counter(
+            "careline_baseline_seeded_residents",
+            "Residents whose activity baseline was seeded from the sensor log",
+            registry=r,
+        )

@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from paho.mqtt.client import topic_matches_sub
 
@@ -33,6 +34,7 @@ from devices.model import (
 from devices.registry import DeviceRegistry
 from gateway.metrics import Metrics
 from gateway.unbound import UnboundDevices
+from rules.state import JsonDict, mapping, moment
 from rules.wellbeing.common import flag
 from rules.wellbeing.config import DeviceHealthConfig
 
@@ -64,6 +66,35 @@ class DeviceState:
     battery_low_since: datetime | None = None
 
 
+_TIMES = ("last_seen", "offline_since", "battery_low_since")
+
+
+def _state_to_json(state: DeviceState) -> JsonDict:
+    data = asdict(state)
+    for name in _TIMES:
+        data[name] = data[name].isoformat() if data[name] is not None else None
+    return data
+
+
+def _state_from_json(data: Mapping[str, Any]) -> DeviceState:
+    def time_or_none(name: str) -> datetime | None:
+        return moment(data[name]) if data[name] is not None else None
+
+    def number_or_none(name: str) -> float | None:
+        return float(data[name]) if data[name] is not None else None
+
+    return DeviceState(
+        str(data["device_id"]),
+        moment(data["last_seen"]),
+        battery=number_or_none("battery"),
+        online=bool(data["online"]),
+        link_quality=number_or_none("link_quality"),
+        battery_low=bool(data["battery_low"]),
+        offline_since=time_or_none("offline_since"),
+        battery_low_since=time_or_none("battery_low_since"),
+    )
+
+
 def _default_rules(_site: str) -> DeviceHealthConfig:
     return DeviceHealthConfig()
 
@@ -71,11 +102,22 @@ def _default_rules(_site: str) -> DeviceHealthConfig:
 class DeviceHealth:
     """Last sign of life per device, its battery, link quality and since when it is faulty, for the
     operators' device list and the managers' device board. `rules` gives a site's device-health settings
-    (the battery threshold), as the device-health rule reads them."""
+    (the battery threshold), as the device-health rule reads them. Kept across restarts like the rules'
+    state (`snapshot`, `restore`), so a fault is still timed from when it began."""
+
+    name = "device_board"
+    state_version = 1
 
     def __init__(self, rules: Callable[[str], DeviceHealthConfig] = _default_rules) -> None:
         self.devices: dict[str, DeviceState] = {}
         self._rules = rules
+
+    def snapshot(self) -> JsonDict:
+        return {"devices": [_state_to_json(state) for state in self.devices.values()]}
+
+    def restore(self, state: Mapping[str, Any], *, saved_at: datetime, now: datetime) -> None:
+        devices = [_state_from_json(mapping(item)) for item in state["devices"]]
+        self.devices = {device.device_id: device for device in devices}
 
     def __call__(self, events: Sequence[DeviceEvent]) -> None:
         for event in events:

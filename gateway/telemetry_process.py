@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import logging
 import multiprocessing
 import os
@@ -24,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from multiprocessing.context import SpawnProcess
 from typing import Any, NoReturn
 
@@ -39,13 +41,16 @@ from gateway.directory import (
 )
 from gateway.ingest import MqttLane
 from gateway.metrics import Metrics
+from gateway.telemetry.history import signs_of_life
+from gateway.telemetry.reads import SensorLogReader, TelemetryQueryError
 from gateway.telemetry.writer import create_writer
 from gateway.telemetry_lane import DeadLetterItem, DeviceHealth, TelemetryLane
 from gateway.unbound import Drained, UnboundDevices
 from gateway.wellbeing import WellbeingMonitor
-from rules import RuleContext, RuleEngine
+from rules import Rule, RuleContext, RuleEngine
 from rules.model import Decision
-from rules.wellbeing import wellbeing_rules
+from rules.state import RestoreReport, parsed, restore_rules, snapshot_rules
+from rules.wellbeing import ActivityBaselineRule, wellbeing_rules
 from rules.wellbeing.config import DeviceHealthConfig
 
 log = logging.getLogger(__name__)
@@ -58,6 +63,9 @@ _PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 #: Unbound devices heard since the last report; the directory version the child has taken.
 UNBOUND, DIRECTORY = "unbound", "directory"
+#: The wellbeing rules' snapshot (every `storage.rule_state_every_s` and at the end); what the child's
+#: restore took and ignored, and how many residents' baselines it seeded from the sensor log.
+RULE_STATE, RULE_STATE_RESTORED = "rule_state", "rule_state_restored"
 
 
 @dataclass(frozen=True)
@@ -73,7 +81,12 @@ class DirectoryUpdate:
 
 
 def telemetry_main(
-    config_json: str, inbox: Any, outbox: Any, parent_pid: int, directory_version: int = 0
+    config_json: str,
+    inbox: Any,
+    outbox: Any,
+    parent_pid: int,
+    directory_version: int = 0,
+    rule_state_json: str | None = None,
 ) -> None:
     """Entry point of the child process."""
     logging.basicConfig(
@@ -84,7 +97,13 @@ def telemetry_main(
     die_with_parent(parent_pid)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
-            _run_child(CarelineConfig.model_validate_json(config_json), inbox, outbox, directory_version)
+            _run_child(
+                CarelineConfig.model_validate_json(config_json),
+                inbox,
+                outbox,
+                directory_version,
+                parsed(rule_state_json) if rule_state_json is not None else None,
+            )
         )
 
 
@@ -127,7 +146,9 @@ def _watch_parent(parent_pid: int, period_s: float) -> NoReturn:
     os._exit(1)
 
 
-async def _run_child(config: CarelineConfig, inbox: Any, outbox: Any, directory_version: int = 0) -> None:
+async def _run_child(
+    config: CarelineConfig, inbox: Any, outbox: Any, directory_version: int = 0, rule_state: Any = None
+) -> None:
     loop = asyncio.get_running_loop()
     clock, metrics = SystemClock(), Metrics()
 
@@ -144,18 +165,18 @@ async def _run_child(config: CarelineConfig, inbox: Any, outbox: Any, directory_
             context.site(site).wellbeing.device_health if context.has_site(site) else DeviceHealthConfig()
         )
     )
-    wellbeing = WellbeingMonitor(
-        RuleEngine(
-            wellbeing_rules(
-                context,
-                lambda site: context.site(site).wellbeing,
-                clock.now(),
-                devices=active_devices(config),
-            )
-        ),
-        send_decisions,
-        clock,
+    rules = wellbeing_rules(
+        context, lambda site: context.site(site).wellbeing, clock.now(), devices=active_devices(config)
     )
+    registry = device_registry(config)
+    # Before any event: the rules (and the device board) go on from where the last process left them.
+    kept: list[object] = [*rules, health]
+    restored = _restore(kept, rule_state, config, clock)
+    outbox.put(
+        (RULE_STATE_RESTORED, {"restored": list(restored.restored), "ignored": dict(restored.ignored)})
+    )
+    health.forget_unbound(registry)
+    wellbeing = WellbeingMonitor(RuleEngine(rules), send_decisions, clock)
     # The writer's refusals become the lane's dead letters (`lane` is bound below, before any event).
     writer = create_writer(
         config.telemetry,
@@ -163,7 +184,6 @@ async def _run_child(config: CarelineConfig, inbox: Any, outbox: Any, directory_
         min_free_bytes=config.storage.min_free_bytes,
     )
     sinks = [s for s in (health, wellbeing, writer) if s is not None]
-    registry = device_registry(config)
     lane = TelemetryLane(
         registry,
         send_dead_letters,
@@ -183,6 +203,8 @@ async def _run_child(config: CarelineConfig, inbox: Any, outbox: Any, directory_
         wellbeing.run(),
         _report(outbox, metrics, health, writer, mqtt),
         _report_unbound(outbox, lane.unbound),
+        _report_rule_state(outbox, kept, clock, config.storage.rule_state_every_s),
+        _seed_baseline(outbox, config, rules, clock),
     ]
     if writer is not None:
         workers.append(writer.run())
@@ -194,9 +216,55 @@ async def _run_child(config: CarelineConfig, inbox: Any, outbox: Any, directory_
         mqtt.stop()
         for task in tasks:
             task.cancel()
+        # The last word on the rules' state, for a clean restart.
+        outbox.put((RULE_STATE, json.dumps(snapshot_rules(kept, clock.now()))))
         await lane.flush_dead_letters()
         if writer is not None:
             await writer.close()
+
+
+def _restore(rules: list[object], snapshot: Any, config: CarelineConfig, clock: Clock) -> RestoreReport:
+    if snapshot is None:
+        return RestoreReport()
+    max_age = timedelta(hours=config.storage.rule_state_max_age_h)
+    return restore_rules(rules, snapshot, clock.now(), max_age=max_age)
+
+
+async def _report_rule_state(outbox: Any, rules: list[object], clock: Clock, every_s: float) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        outbox.put((RULE_STATE, json.dumps(snapshot_rules(rules, clock.now()))))
+
+
+async def _seed_baseline(outbox: Any, config: CarelineConfig, rules: list[Rule], clock: Clock) -> None:
+    """Residents whose activity baseline has no history (nothing restored) get one from the sensor log.
+    In the background: it only replaces history, never today's counts, so events may flow meanwhile."""
+    baseline = next((rule for rule in rules if isinstance(rule, ActivityBaselineRule)), None)
+    residents = baseline.without_history() if baseline is not None else []
+    if baseline is None or not residents or config.telemetry.read_database is None:
+        return
+    now = clock.now()
+    days = max(baseline.history_days(resident) for resident in residents)
+    try:
+        async with SensorLogReader.from_config(config.telemetry) as reader:
+            read = await signs_of_life(
+                reader, sorted({r.site for r in residents}), now - timedelta(days=days + 1), now
+            )
+        seeded = baseline.seed_from_signs(read.events, clock.now())
+    except TelemetryQueryError as exc:
+        log.warning("the activity baseline could not be seeded from the sensor log: %s", exc)
+        return
+    except Exception:
+        log.exception("the activity baseline could not be seeded from the sensor log")
+        return
+    log.info(
+        "activity baseline seeded for %d residents from %d signs of life (%d queries, %.2f s)",
+        len(seeded),
+        len(read.events),
+        read.queries,
+        read.seconds,
+    )
+    outbox.put((RULE_STATE_RESTORED, {"restored": [], "ignored": {}, "seeded": len(seeded)}))
 
 
 class _ChildDirectory:
@@ -297,6 +365,7 @@ class TelemetryProcess:
         on_dead_letters: Callable[[list[DeadLetterItem]], None],
         on_status: Callable[[dict[str, Any]], None],
         on_unbound: Callable[[Drained], None] | None = None,
+        on_rule_state_restored: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         self._config_json = config.model_dump_json()
         self._on_status = on_status
@@ -307,7 +376,13 @@ class TelemetryProcess:
             STATUS: self._status,
             UNBOUND: self._unbound,
             DIRECTORY: self._directory_taken,
+            RULE_STATE: lambda _snapshot: None,  # kept by the reader thread, see `_read_outbox`
+            RULE_STATE_RESTORED: on_rule_state_restored or (lambda _report: None),
         }
+        #: The wellbeing rules' latest snapshot (JSON text, never parsed here): the child's last report,
+        #: else the one stored at start; a restarted child starts from it.
+        self.rule_state: str | None = None
+        self._readers: list[threading.Thread] = []
         #: The directory version handed to the child (`apply`), and the one it reports having taken.
         self._directory_version = 0
         self.directory_version = 0
@@ -326,16 +401,29 @@ class TelemetryProcess:
             target=telemetry_main,
             name="careline-telemetry",
             daemon=True,
-            args=(self._config_json, self._inbox, outbox, os.getpid(), self._directory_version),
+            args=(
+                self._config_json,
+                self._inbox,
+                outbox,
+                os.getpid(),
+                self._directory_version,
+                self.rule_state,
+            ),
         )
         self._process.start()
         self._generation += 1
-        threading.Thread(
+        reader = threading.Thread(
             target=self._read_outbox,
             args=(outbox, loop, self._generation),
             daemon=True,
             name="telemetry-outbox",
-        ).start()
+        )
+        reader.start()
+        self._readers = [r for r in self._readers if r.is_alive()] + [reader]
+
+    def restore_from(self, snapshot: str | None) -> None:
+        """The stored snapshot the first child starts from (call before `start`)."""
+        self.rule_state = snapshot
 
     def observe(self, events: Sequence[DeviceEvent]) -> None:
         """Alarm-lane events, for signs of life and the sensor log (never blocks: a feeder thread sends)."""
@@ -412,6 +500,11 @@ class TelemetryProcess:
                 kind, payload = outbox.get(timeout=0.5)
             except queue.Empty:
                 continue
+            if kind == RULE_STATE:
+                # Here, not on the loop: the last snapshot arrives while `stop` holds the loop, and the
+                # gateway saves it right after.
+                self.rule_state = payload
+                continue
             try:
                 loop.call_soon_threadsafe(self._dispatch, generation, kind, payload)
             except RuntimeError:
@@ -426,3 +519,6 @@ class TelemetryProcess:
         if process.is_alive():
             process.terminate()
             process.join(5)
+        for reader in self._readers:
+            # What the child said last (its final snapshot) is read before the gateway saves it.
+            reader.join(2.0)

@@ -39,6 +39,9 @@ class WellbeingMonitor:
             self._ready.set()
 
     async def run(self) -> None:
+        # At once, not a period later: timers restored from before a restart may be overdue already.
+        self._pending += self._engine.tick(self._clock.now())
+        self._ready.set()
         while True:
             try:
                 async with asyncio.timeout(TICK_S):

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from devices.model import DeviceEvent, EventKind
 from rules.context import RuleContext
 from rules.model import AlarmDecision, Decision, Severity
+from rules.state import DevicesKept, JsonDict, event_from_json, event_to_json, mapping, texts
 
 
 class DoorAtNightRule:
     name = "door_night"
+    state_version = 1
 
     def __init__(self, context: RuleContext) -> None:
         self._context = context
@@ -52,12 +55,22 @@ class DoorAtNightRule:
     def on_tick(self, now: datetime) -> Sequence[Decision]:
         return ()
 
+    def snapshot(self) -> JsonDict:
+        # Kept so the first periodic "open" after a restart is not taken for a new opening at night.
+        kept = DevicesKept(self._context)
+        return {"open": sorted(device for device in self._open if device in kept)}
+
+    def restore(self, state: Mapping[str, Any], *, saved_at: datetime, now: datetime) -> None:
+        self._open = set(texts(state["open"]))
+
 
 class DoorLeftOpenRule:
-    """Raises when a door stays open past the site's limit. Timers are kept in memory: after a gateway
-    restart a door that is still open is timed again from its next report."""
+    """Raises when a door stays open past the site's limit. Its timers survive a restart (`snapshot`,
+    `restore`): a door opened before it is timed from its opening, and one that came due while the
+    gateway was down raises at the first tick."""
 
     name = "door_left_open"
+    state_version = 1
 
     def __init__(self, context: RuleContext) -> None:
         self._context = context
@@ -89,6 +102,14 @@ class DoorLeftOpenRule:
                 )
             )
         return decisions
+
+    def snapshot(self) -> JsonDict:
+        kept = DevicesKept(self._context)
+        return {"open_since": [event_to_json(e) for d, e in self._open_since.items() if d in kept]}
+
+    def restore(self, state: Mapping[str, Any], *, saved_at: datetime, now: datetime) -> None:
+        events = [event_from_json(mapping(item)) for item in state["open_since"]]
+        self._open_since = {event.device_id: event for event in events}
 
     def _forget_unbound(self) -> None:
         """A door whose device or site left the directory while open is no longer timed: nobody would

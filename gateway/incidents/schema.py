@@ -365,3 +365,22 @@ class ShiftHandover(Base):
     summary: Mapped[dict[str, Any]] = mapped_column(JSON)
     audit_id: Mapped[int | None] = mapped_column(Integer)
     signature: Mapped[str | None] = mapped_column(String(64))
+
+
+# -- rule state (issue 11, item 6: rule state survives restarts) ------------------------------------------
+
+
+class RuleState(Base):
+    """The latest snapshot of one lane's rules (`rules/state.py`): the alarm lane's door timers, the
+    telemetry process's wellbeing rules. One row per lane, replaced whole in one transaction, so a crash
+    mid-write leaves the previous snapshot, never half of two."""
+
+    __tablename__ = "rule_state"
+
+    lane: Mapped[str] = mapped_column(String(32), primary_key=True)
+    saved_at: Mapped[datetime]
+    #: The envelope's format (`rules.state.FORMAT`) when written; each rule's own version is inside.
+    format: Mapped[int] = mapped_column(Integer)
+    #: JSON text, kept as text: the gateway hands the telemetry process's snapshot back to it unparsed
+    #: (megabytes for hundreds of residents), never decoding it on the alarm lane's interpreter.
+    snapshot: Mapped[str] = mapped_column(Text)

@@ -1,7 +1,8 @@
 """Wellbeing ("quiet emergency") rules for the telemetry lane: nothing happened that should have.
 
-Pure and synchronous like the alarm rules: time comes from the caller, nothing touches I/O, and state
-lives in memory (timers restart with the gateway, from `start`).
+Pure and synchronous like the alarm rules: time comes from the caller, nothing touches I/O. State lives
+in memory and survives a restart through `snapshot`/`restore` (rules/state.py); what was never heard of
+is timed from `start`.
 """
 
 from collections.abc import Iterable, Mapping

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from devices.model import DeviceEvent, EventKind
 from rules.context import RuleContext
 from rules.model import AlarmDecision, Decision, Severity
+from rules.state import (
+    DevicesKept,
+    JsonDict,
+    event_from_json,
+    event_to_json,
+    mapping,
+    residents_kept,
+    subject_kept,
+)
 from rules.wellbeing.common import (
     WellbeingSource,
     config_lookup,
@@ -21,9 +31,10 @@ from rules.wellbeing.common import (
 class BedExitRule:
     """Only the change from in bed (or unknown) to out of bed starts the timer, and only at night (judged on
     the gateway's clock in the site's zone); Zigbee2MQTT repeats the state in periodic reports. Back in bed
-    stops the timer. Timers are kept in memory."""
+    stops the timer. Timers survive a restart (`restore`)."""
 
     name = "bed_exit"
+    state_version = 1
 
     def __init__(self, context: RuleContext, config: WellbeingSource) -> None:
         self._context = context
@@ -32,6 +43,27 @@ class BedExitRule:
         self._in_bed: dict[str, bool] = {}
         #: Subject -> (resident id, the event that left the bed) for timers still running.
         self._out_since: dict[str, tuple[str | None, DeviceEvent]] = {}
+
+    def snapshot(self) -> JsonDict:
+        residents, devices = residents_kept(self._context), DevicesKept(self._context)
+        return {
+            "in_bed": {s: v for s, v in self._in_bed.items() if subject_kept(s, residents, devices)},
+            "out_since": [
+                {"subject": s, "resident": resident, "event": event_to_json(event)}
+                for s, (resident, event) in self._out_since.items()
+                if subject_kept(s, residents, devices)
+            ],
+        }
+
+    def restore(self, state: Mapping[str, Any], *, saved_at: datetime, now: datetime) -> None:
+        in_bed = {str(s): v for s, v in mapping(state["in_bed"]).items() if isinstance(v, bool)}
+        out_since: dict[str, tuple[str | None, DeviceEvent]] = {}
+        for item in state["out_since"]:
+            resident = mapping(item)["resident"]
+            if resident is not None and not isinstance(resident, str):
+                raise TypeError(f"bed exit resident {resident!r}")
+            out_since[str(item["subject"])] = (resident, event_from_json(mapping(item["event"])))
+        self._in_bed, self._out_since = in_bed, out_since
 
     def on_event(self, event: DeviceEvent, now: datetime) -> Sequence[Decision]:
         occupied = flag(event.value) if event.kind is EventKind.BED_OCCUPIED else None

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date, datetime
+from typing import Any
 
 from devices.model import DeviceEvent, EventKind
 from rules.context import ResidentFacts, RuleContext
 from rules.model import AlarmDecision, Decision, Severity
+from rules.state import JsonDict, event_from_json, event_to_json, mapping, moment, residents_kept
 from rules.wellbeing.common import (
     WellbeingSource,
     all_residents,
@@ -23,9 +25,11 @@ from rules.wellbeing.common import (
 class MissedCheckInRule:
     """Raises at most once per local day. A day whose deadline passed before the gateway started is not
     judged (nobody was listening); after a restart earlier in the day, a check-in sent before the restart
-    is not known, and the evidence says since when the gateway was watching."""
+    is known only if its snapshot was kept (`restore`); the evidence says since when the gateway was
+    watching."""
 
     name = "missed_check_in"
+    state_version = 1
 
     def __init__(self, context: RuleContext, config: WellbeingSource, start: datetime) -> None:
         self._context = context
@@ -36,6 +40,23 @@ class MissedCheckInRule:
         self._last_event: dict[str, DeviceEvent] = {}
         #: Resident -> local date already alarmed.
         self._alarmed: dict[str, date] = {}
+
+    def snapshot(self) -> JsonDict:
+        residents = residents_kept(self._context)
+        return {
+            "watching_since": self._start.isoformat(),
+            "checked_in": {r: d.isoformat() for r, d in self._checked_in.items() if r in residents},
+            "last_event": {r: event_to_json(e) for r, e in self._last_event.items() if r in residents},
+            "alarmed": {r: d.isoformat() for r, d in self._alarmed.items() if r in residents},
+        }
+
+    def restore(self, state: Mapping[str, Any], *, saved_at: datetime, now: datetime) -> None:
+        start = moment(state["watching_since"])
+        checked_in = {r: _date(d) for r, d in mapping(state["checked_in"]).items()}
+        last_event = {r: event_from_json(mapping(e)) for r, e in mapping(state["last_event"]).items()}
+        alarmed = {r: _date(d) for r, d in mapping(state["alarmed"]).items()}
+        self._start = min(start, self._start)
+        self._checked_in, self._last_event, self._alarmed = checked_in, last_event, alarmed
 
     def on_event(self, event: DeviceEvent, now: datetime) -> Sequence[Decision]:
         if event.kind is not EventKind.CHECK_IN or flag(event.value, none_means=True) is False:
@@ -96,3 +117,9 @@ class MissedCheckInRule:
         if last_day is not None:
             evidence["last_check_in_date"] = last_day.isoformat()
         return AlarmDecision(self.name, Severity.MEDIUM, key, event, evidence)
+
+
+def _date(text: object) -> date:
+    if not isinstance(text, str):
+        raise TypeError(f"not a date: {text!r}")
+    return date.fromisoformat(text)

@@ -3,8 +3,9 @@ event a timer-based alarm carries."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from devices.model import DeviceEvent, DeviceType, EventKind
@@ -129,6 +130,22 @@ class SignsOfLife:
         previous = self._state.get((device_id, what))
         self._state[(device_id, what)] = state
         return previous != state
+
+    def snapshot(self, devices: Container[str]) -> list[list[Any]]:
+        """The last state of each device still in `devices`: without it, the first repeated "door closed"
+        after a restart would count as somebody moving and hide an inactivity."""
+        return [[device, what, state] for (device, what), state in self._state.items() if device in devices]
+
+    @staticmethod
+    def restored(rows: object) -> SignsOfLife:
+        if not isinstance(rows, list):
+            raise TypeError("signs of life: not a list")
+        signs = SignsOfLife()
+        for device, what, state in rows:
+            if not isinstance(device, str) or not isinstance(what, str) or not isinstance(state, bool):
+                raise TypeError(f"signs of life: {device!r}, {what!r}, {state!r}")
+            signs._state[(device, what)] = state
+        return signs
 
 
 def synthetic_event(

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from devices.model import DeviceEvent, EventKind
 from rules.context import DeviceFacts, RuleContext
 from rules.model import AlarmDecision, Decision, Severity
+from rules.state import DevicesKept, JsonDict, event_from_json, event_to_json, mapping, moment
 from rules.wellbeing.common import (
     WellbeingSource,
     config_lookup,
@@ -39,9 +41,12 @@ class DeviceHealthRule:
     `devices` are timed from `start` even if they never report, and so are devices bound later through
     the context's `update`, from when they were bound; others from their first message. A device removed
     through `update` is forgotten. `intervals` (device id -> seconds) overrides the configured expected
-    reporting intervals."""
+    reporting intervals. What it knows (last heard, battery, tamper, problems raised) survives a restart
+    (`restore`): a device silent since before it is timed from its last message, and a problem already
+    raised is not raised again."""
 
     name = "device_health"
+    state_version = 1
 
     def __init__(
         self,
@@ -63,6 +68,25 @@ class DeviceHealthRule:
         self._tamper_at: dict[str, datetime] = {}
         #: (device, problem) alarms raised and not yet recovered.
         self._raised: set[tuple[str, str]] = set()
+
+    def snapshot(self) -> JsonDict:
+        kept = DevicesKept(self._context)
+        return {
+            "watching_since": self._start.isoformat(),
+            "last": {d: event_to_json(e) for d, e in self._last.items() if d in kept},
+            "battery": {d: pct for d, pct in self._battery.items() if d in kept},
+            "tamper_at": {d: at.isoformat() for d, at in self._tamper_at.items() if d in kept},
+            "raised": sorted([d, problem] for d, problem in self._raised if d in kept),
+        }
+
+    def restore(self, state: Mapping[str, Any], *, saved_at: datetime, now: datetime) -> None:
+        start = moment(state["watching_since"])
+        last = {str(d): event_from_json(mapping(e)) for d, e in mapping(state["last"]).items()}
+        battery = {str(d): float(pct) for d, pct in mapping(state["battery"]).items()}
+        tamper_at = {str(d): moment(at) for d, at in mapping(state["tamper_at"]).items()}
+        raised = {(str(d), str(problem)) for d, problem in state["raised"] if problem in _WHAT}
+        self._start = min(start, self._start)
+        self._last, self._battery, self._tamper_at, self._raised = last, battery, tamper_at, raised
 
     def on_event(self, event: DeviceEvent, now: datetime) -> Sequence[Decision]:
         rules = self._config(event.site).device_health

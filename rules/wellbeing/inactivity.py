@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
 from devices.model import DeviceEvent, EventKind
 from rules.context import ResidentFacts, RuleContext
 from rules.model import AlarmDecision, Decision, Severity
+from rules.state import (
+    DevicesKept,
+    JsonDict,
+    event_from_json,
+    event_to_json,
+    mapping,
+    moment,
+    residents_kept,
+    texts,
+)
 from rules.wellbeing.common import (
     SignsOfLife,
     WellbeingSource,
@@ -22,9 +33,11 @@ from rules.wellbeing.common import (
 
 class InactivityRule:
     """Raises once per quiet spell; the next sign of life re-arms it. Residents not heard from since the
-    gateway started are timed from `start`. Timers are kept in memory."""
+    gateway started are timed from `start`. The last signs of life survive a restart (`restore`): the
+    timer goes on from the last one heard before it, and a spell already alarmed is not alarmed again."""
 
     name = "inactivity"
+    state_version = 1
 
     def __init__(self, context: RuleContext, config: WellbeingSource, start: datetime) -> None:
         self._context = context
@@ -33,6 +46,27 @@ class InactivityRule:
         self._signs = SignsOfLife()
         self._last_sign: dict[str, DeviceEvent] = {}
         self._alarmed: set[str] = set()
+        #: When this rule took back a snapshot: a quiet spell older than that spans the restart.
+        self._restored_at: datetime | None = None
+
+    def snapshot(self) -> JsonDict:
+        residents = residents_kept(self._context)
+        return {
+            "watching_since": self._start.isoformat(),
+            "signs": self._signs.snapshot(DevicesKept(self._context)),
+            "last_sign": {r: event_to_json(e) for r, e in self._last_sign.items() if r in residents},
+            "alarmed": sorted(self._alarmed & residents),
+        }
+
+    def restore(self, state: Mapping[str, Any], *, saved_at: datetime, now: datetime) -> None:
+        start = moment(state["watching_since"])
+        signs = SignsOfLife.restored(state["signs"])
+        last = {resident: event_from_json(mapping(e)) for resident, e in mapping(state["last_sign"]).items()}
+        alarmed = set(texts(state["alarmed"]))
+        # Watched without a break since the earlier start: the restart is not a sign of life.
+        self._start = min(start, self._start)
+        self._signs, self._last_sign, self._alarmed = signs, last, alarmed
+        self._restored_at = now
 
     def on_event(self, event: DeviceEvent, now: datetime) -> Sequence[Decision]:
         if not self._signs.observe(event):
@@ -91,4 +125,7 @@ class InactivityRule:
             "local_time": now.astimezone(zone).strftime("%H:%M"),
             "since_gateway_start": last is None,
         }
+        if self._restored_at is not None and since < self._restored_at:
+            # Signs of life sent while the gateway was down were not heard: the responder should know.
+            evidence["gateway_restarted_at"] = self._restored_at.astimezone(zone).isoformat()
         return AlarmDecision(self.name, Severity.HIGH, key, event, evidence)

@@ -8,9 +8,10 @@ rather than claiming the gap was out of range too.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -18,6 +19,7 @@ import numpy.typing as npt
 from devices.model import DeviceEvent, EventKind
 from rules.context import RuleContext
 from rules.model import AlarmDecision, Decision, Severity
+from rules.state import DevicesKept, JsonDict, mapping, moment, residents_kept, subject_kept
 from rules.wellbeing.common import WellbeingSource, config_lookup, number, subject_of_event
 from rules.wellbeing.config import VitalRange, VitalsConfig
 
@@ -49,6 +51,14 @@ class RingBuffer:
         with np.errstate(invalid="ignore"):
             return self._values[self._times >= start]
 
+    def readings_since(self, start: float) -> list[list[float]]:
+        """[[time, value], ...] read at or after `start`, oldest first."""
+        with np.errstate(invalid="ignore"):
+            kept = self._times >= start
+        times, values = self._times[kept], self._values[kept]
+        order = np.argsort(times, kind="stable")
+        return [[float(times[i]), float(values[i])] for i in order]
+
 
 @dataclass(slots=True)
 class _Track:
@@ -60,12 +70,30 @@ class _Track:
 
 
 class VitalsRule:
+    """Excursions under way survive a restart (`restore`), with the readings since each began (what the
+    alarm's evidence summarises); tracks of normal readings keep only their last time."""
+
     name = "vitals"
+    state_version = 1
 
     def __init__(self, context: RuleContext, config: WellbeingSource) -> None:
         self._context = context
         self._config = config_lookup(config)
         self._tracks: dict[tuple[str, EventKind], _Track] = {}
+
+    def snapshot(self) -> JsonDict:
+        residents, devices = residents_kept(self._context), DevicesKept(self._context)
+        return {
+            "tracks": [
+                _track_to_json(subject, kind, track)
+                for (subject, kind), track in self._tracks.items()
+                if subject_kept(subject, residents, devices)
+            ]
+        }
+
+    def restore(self, state: Mapping[str, Any], *, saved_at: datetime, now: datetime) -> None:
+        tracks = dict(_track_from_json(mapping(item)) for item in state["tracks"])
+        self._tracks = tracks
 
     def on_event(self, event: DeviceEvent, now: datetime) -> Sequence[Decision]:
         range_name = VITAL_KINDS.get(event.kind)
@@ -103,6 +131,32 @@ class VitalsRule:
         for key in stale:
             del self._tracks[key]
         return ()
+
+
+def _track_to_json(subject: str, kind: EventKind, track: _Track) -> JsonDict:
+    out_since = track.out_since
+    return {
+        "subject": subject,
+        "kind": kind.value,
+        "out_since": out_since.isoformat() if out_since is not None else None,
+        "alarmed": track.alarmed,
+        "last_at": track.last_at.isoformat() if track.last_at is not None else None,
+        "readings": track.ring.readings_since(out_since.timestamp()) if out_since is not None else [],
+    }
+
+
+def _track_from_json(data: Mapping[str, Any]) -> tuple[tuple[str, EventKind], _Track]:
+    kind = EventKind(data["kind"])
+    if kind not in VITAL_KINDS:
+        raise ValueError(f"not a vital sign: {kind}")
+    track = _Track(
+        out_since=moment(data["out_since"]) if data["out_since"] is not None else None,
+        alarmed=bool(data["alarmed"]),
+        last_at=moment(data["last_at"]) if data["last_at"] is not None else None,
+    )
+    for at, value in data["readings"][-RING_CAPACITY:]:
+        track.ring.add(float(at), float(value))
+    return (str(data["subject"]), kind), track
 
 
 def _still_out(
