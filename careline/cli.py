@@ -51,6 +51,7 @@ from simulators.history import (
     HistorySettings,
     incident_lines,
     plan_history,
+    plan_tests,
     telemetry_lines,
     write_incidents,
     write_telemetry,
@@ -305,7 +306,9 @@ def _write_history(gateway: Gateway, influx: InfluxDB1 | None, settings: History
         )
         # A made-up past, wiped at the next start: its commits need not each wait for the disk.
         written = write_incidents(
-            lambda clock: IncidentStore(relaxed(gateway.database), directory, clock.now), planned
+            lambda clock: IncidentStore(relaxed(gateway.database), directory, clock.now),
+            planned,
+            plan_tests(bindings, now, settings),
         )
         try:
             point_count = points.result() if points is not None else 0

@@ -24,7 +24,7 @@ from gateway.clock import FakeClock
 from gateway.incidents.schema import Outcome
 from gateway.incidents.store import AlarmBatch, IncidentStore, RuledDecision
 from gateway.telemetry.points import VALUE_FIELD, timestamp_ns, to_line
-from rules.model import AlarmDecision, Severity
+from rules.model import AlarmDecision, DeviceTestDecision, Severity
 from simulators.rhythm import CareHomeRhythm
 
 #: Operators of the past days' shifts (dashboard users; the demo creates them).
@@ -44,6 +44,8 @@ class HistorySettings:
     noisy_per_day: float = 1.5
     #: Minutes between telemetry points of the past days (the live simulation sends every few seconds).
     telemetry_step_min: int = 10
+    #: Share of the weekly button tests (JGJ/T 484) that were done; the rest were forgotten that week.
+    tested_share: float = 0.85
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,15 +257,46 @@ def _false_alarm(incident: PastIncident) -> PastIncident:
 
 
 @dataclass(frozen=True, slots=True)
+class PastTest:
+    """A button's weekly test (or a smoke detector's test button) on one of the past days."""
+
+    at: datetime
+    binding: Binding
+
+
+#: What a test of each testable device type is: its rule and the event it sends.
+_TESTS = {
+    DeviceType.SOS_BUTTON: ("sos", EventKind.SOS),
+    DeviceType.SMOKE_DETECTOR: ("smoke", EventKind.SMOKE),
+}
+
+
+def plan_tests(
+    bindings: Sequence[Binding], now: datetime, settings: HistorySettings = HistorySettings()
+) -> list[PastTest]:
+    """Each SOS button and smoke detector tested once in each past week, except `1 - tested_share` of
+    the weeks: the service-quality page's test compliance then has something to show."""
+    rng = random.Random(settings.seed + 1)
+    start = now - timedelta(days=settings.days)
+    tests = []
+    for week in range((settings.days + 6) // 7):
+        for binding in (b for b in bindings if b.device_type in _TESTS):
+            at = now - timedelta(days=7 * week + rng.uniform(0.2, 6.8))
+            if rng.random() < settings.tested_share and at > start:
+                tests.append(PastTest(at, binding))
+    return sorted(tests, key=lambda t: t.at)
+
+
+@dataclass(frozen=True, slots=True)
 class _Step:
     at: datetime
     order: int
-    planned: PastIncident
+    planned: PastIncident | PastTest
     action: str
 
 
-def _timeline(planned: Sequence[PastIncident]) -> list[_Step]:
-    steps = []
+def _timeline(planned: Sequence[PastIncident], tests: Sequence[PastTest]) -> list[_Step]:
+    steps = [_Step(t.at, n, t, "test") for n, t in enumerate(tests)]
     for n, p in enumerate(planned):
         steps += [
             _Step(p.opened_at, n, p, "open"),
@@ -273,22 +306,36 @@ def _timeline(planned: Sequence[PastIncident]) -> list[_Step]:
     return sorted(steps, key=lambda s: (s.at, s.order))
 
 
-def write_incidents(make_store: Callable[[FakeClock], IncidentStore], planned: Sequence[PastIncident]) -> int:
-    """Open, acknowledge and resolve each planned incident through the store, all in time order, with
-    the store's clock at each moment. Returns the number of incidents written."""
+def write_incidents(
+    make_store: Callable[[FakeClock], IncidentStore],
+    planned: Sequence[PastIncident],
+    tests: Sequence[PastTest] = (),
+) -> int:
+    """Open, acknowledge and resolve each planned incident, and record each test, through the store,
+    all in time order, with the store's clock at each moment. Returns the number of incidents written."""
     clock = FakeClock()
     store = make_store(clock)
     ids: dict[int, int] = {}
-    for step in _timeline(planned):
+    for step in _timeline(planned, tests):
         clock.set(step.at)
         p = step.planned
-        if step.action == "open":
+        if isinstance(p, PastTest):
+            _test(store, p, step.order)
+        elif step.action == "open":
             ids[step.order] = _open(store, p, step.order)
         elif step.action == "acknowledge":
             store.acknowledge(ids[step.order], p.acknowledged_by)
         else:
             store.resolve(ids[step.order], p.resolved_by, p.outcome, p.note)
     return len(ids)
+
+
+def _test(store: IncidentStore, test: PastTest, n: int) -> None:
+    rule, kind = _TESTS[test.binding.device_type]
+    event = test.binding.event(
+        kind, True, ts=test.at, received_at=test.at, message_key=f"history-test-{n}", test=True
+    )
+    store.apply(AlarmBatch(decisions=[RuledDecision(DeviceTestDecision(rule, event), check_duplicate=False)]))
 
 
 def _open(store: IncidentStore, p: PastIncident, n: int) -> int:

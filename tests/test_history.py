@@ -24,6 +24,7 @@ from simulators.history import (
     incident_lines,
     noisy_pendant,
     plan_history,
+    plan_tests,
     telemetry_lines,
     write_incidents,
     write_telemetry,
@@ -89,6 +90,25 @@ def test_written_history_keeps_a_valid_audit_chain_and_hits_the_aimed_response_t
     assert noisy == noisy_pendant(planned)
     assert count >= 7
     assert count > 2 * sorted(false_alarms.values())[-2]
+
+
+def test_past_weekly_button_tests_are_recorded_in_time_order_with_the_incidents(engine: Engine) -> None:
+    planned = plan_history(BINDINGS, RESPONDERS, NOW, SETTINGS)
+    tests = plan_tests(BINDINGS, NOW, SETTINGS)
+    testable = [b for b in BINDINGS if b.device_type in (DeviceType.SOS_BUTTON, DeviceType.SMOKE_DETECTOR)]
+    # One week of history: about `tested_share` of the buttons and detectors were tested in it.
+    assert 0.7 * len(testable) < len(tests) <= len(testable)
+    assert all(NOW - timedelta(days=7) < t.at < NOW for t in tests)
+    written = write_incidents(
+        lambda clock: IncidentStore(engine, Directory(CONFIG), clock.now), planned, tests
+    )
+    store = IncidentStore(engine, Directory(CONFIG), lambda: NOW)
+    chain = store.audit_chain()
+    assert chain.intact, chain.reason
+    assert chain.verified == 3 * written + len(tests)
+    recorded = store.device_tests()
+    assert sum(t.test_count for t in recorded) == len(tests)
+    assert {t.device_id for t in recorded} == {t.binding.device_id for t in tests}
 
 
 def test_past_telemetry_follows_the_day_and_lands_in_influxdb() -> None:
