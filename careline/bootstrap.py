@@ -46,6 +46,7 @@ from gateway.directory import (
 from gateway.directory.keysafe import KeySafeCipher
 from gateway.directory.sections import DirectorySections
 from gateway.directory.store import DirectoryStore
+from gateway.duty import DutyWatch
 from gateway.escalation.escalator import Escalator
 from gateway.escalation.model import Channel, ChannelKind
 from gateway.escalation.store import EscalationStore
@@ -180,6 +181,18 @@ class Gateway:
             on_change=self._escalation_changed,
         )
         self.service.subscribe(self._incidents_changed)
+        # Tests and faults as duty (docs/duty.md): test presses told to the tester's page; overdue faults
+        # and an unstaffed console watched from the store and the hub's consoles.
+        self.service.subscribe_tests(self.hub.publish_test)
+        self.duty = DutyWatch(
+            self.service,
+            self.escalations,
+            self.escalator,
+            self.clock,
+            lambda: self.config,
+            self.hub.consoles,
+            self.alarm_lane.commit_decisions,
+        )
         # Telemetry, the wellbeing rules and the InfluxDB writer run in a process of their own, so a flood
         # of telemetry cannot hold the interpreter lock or the event loop the alarm lane needs.
         self.telemetry = TelemetryProcess(
@@ -417,6 +430,7 @@ class Gateway:
                     ("telemetry-supervisor", self.telemetry.supervise()),
                     ("directory-follower", self._follow_directory()),
                     ("zigbee2mqtt-bridge", self.bridge.run()),
+                    ("duty", self.duty.run()),
                     *self._broker_identity_task(),
                     *([("escalation", self.escalator.run())] if self.config.escalation.enabled else []),
                 )

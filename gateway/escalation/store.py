@@ -136,7 +136,7 @@ class EscalationStore:
             p
             for reach in reached
             for channel in self._channels_for(reach, tier)
-            if (p := self._plan(session, incident, escalation, tier_index, reach, channel, now))
+            if (p := self._plan(session, incident, escalation.round, tier_index, reach, channel, now))
         ]
         self._note(
             session,
@@ -205,11 +205,13 @@ class EscalationStore:
         self,
         session: Session,
         incident: Incident,
-        escalation: Escalation,
+        round_no: int,
         tier: int,
         reach: Reach,
         channel: ChannelKind,
         now: datetime,
+        *,
+        about: str | None = None,
     ) -> PlannedNotification | None:
         address = self._address(reach.responder, channel)
         if self._contacted_recently(session, incident.id, reach.id, channel, now):
@@ -218,7 +220,7 @@ class EscalationStore:
         row = Notification(
             incident_id=incident.id,
             tier=tier + 1,
-            round=escalation.round,
+            round=round_no,
             responder_id=reach.id,
             channel=channel.value,
             address=address,
@@ -236,9 +238,24 @@ class EscalationStore:
             channel,
             reach.webhook,
             self._recipient(reach),
-            self._summary(incident),
+            self._summary(incident, about),
             token,
         )
+
+    def notify_outside_policy(
+        self, session: Session, incident: Incident, tier: Tier, about: str, now: datetime
+    ) -> list[PlannedNotification]:
+        """Notifications to `tier`'s targets about `incident`, outside its policy's tiers (recorded as
+        tier 0, round 0), worded as `about` (a catalogue rule code) instead of the incident's own alarm
+        type: e.g. a device fault handed to the technician on duty once it is overdue (gateway/duty.py).
+        Within the caller's transaction; send the result with `Escalator.send`."""
+        reached = self._rota.resolve(tier.targets, incident.site, incident.room, now)
+        return [
+            p
+            for reach in reached
+            for channel in self._channels_for(reach, tier)
+            if (p := self._plan(session, incident, 0, -1, reach, channel, now, about=about))
+        ]
 
     def _contacted_recently(
         self, session: Session, incident_id: int, who: str, channel: ChannelKind, now: datetime
@@ -270,12 +287,12 @@ class EscalationStore:
             return Recipient(responder_id=reach.id, name=reach.id, language="en")
         return Recipient(responder_id=r.id, name=r.name, language=r.language, phone=r.phone, email=r.email)
 
-    def _summary(self, incident: Incident) -> AlarmSummary:
+    def _summary(self, incident: Incident, about: str | None = None) -> AlarmSummary:
         directory = self._store.directory
         site = self._sites.get(incident.site)
         return AlarmSummary(
             incident_id=incident.id,
-            rule=incident.rule,
+            rule=about or incident.rule,
             severity=incident.severity,
             site_name=directory.site_name(incident.site),
             room=incident.room,
