@@ -23,6 +23,7 @@ from dashboard.admin_api import admin_bulk_router
 from dashboard.api import DashboardContext, create_app
 from dashboard.auth import UserStore
 from dashboard.broker_credentials import broker_credentials_router
+from dashboard.duty_api import duty_router
 from dashboard.hub import IncidentHub
 from dashboard.pages import pages_router
 from dashboard.pairing_api import pairing_router
@@ -257,6 +258,7 @@ class Gateway:
         self.http.include_router(pages_router())
         self.http.include_router(admin_bulk_router())
         self.http.include_router(broker_credentials_router(self.broker_identity, lambda: self.config.broker))
+        self.http.include_router(duty_router())
 
     # -- the directory, applied live -------------------------------------------------------------------
 

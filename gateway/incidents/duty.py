@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from gateway.incidents.schema import DeviceTestMode, Incident, IncidentStatus, Outcome
-from gateway.incidents.store import ACTIVE, IncidentStore, Scope, _stop_escalation
+from gateway.incidents.store import ACTIVE, TEST_MODE_RULES, IncidentStore, Scope, _stop_escalation
 from gateway.incidents.views import IncidentView
 
 #: How long test mode stays armed unless told otherwise, and at most.
@@ -57,13 +57,17 @@ class DutyStore:
         self, device_id: str, site: str, actor: str, minutes: int, open_keys: tuple[str, ...]
     ) -> TestModeView:
         """Arm (or re-arm, from now) test mode for one device for `minutes`. Refused while an alarm of the
-        device (its incident keys `open_keys`) is open: a press then is about that alarm."""
+        device (its incident keys `open_keys`, or a call it raised) is open: a press then is about that
+        alarm. A fault of the device (offline, battery) does not stop it: testing it is how it is fixed."""
         now = self._store.now()
         with self._store.transaction() as session:
             busy = session.scalar(
                 select(Incident.id)
                 .where(Incident.status.in_(ACTIVE))
-                .where((Incident.device_id == device_id) | Incident.key.in_(open_keys))
+                .where(
+                    Incident.key.in_(open_keys)
+                    | ((Incident.device_id == device_id) & Incident.rule.in_(sorted(TEST_MODE_RULES)))
+                )
                 .limit(1)
             )
             if busy is not None:
