@@ -28,6 +28,7 @@ from gateway.incidents.duty import (
     DutyStore,
     TestModeView,
 )
+from gateway.incidents.service import IncidentService
 from gateway.incidents.store import TEST_MODE_RULES
 
 #: The devices whose alarm test mode turns into a test: pendants and pull cords (SOS), fall sensors.
@@ -104,9 +105,10 @@ def duty_router() -> APIRouter:
         minutes = (body or ArmTestMode()).minutes
         subject = f"resident:{device.resident}" if device.resident else f"device:{device.id}"
         keys = tuple(f"{rule}:{device.site}:{subject}" for rule in TEST_MODE_RULES)
+        service: IncidentService = ctx.service
         try:
-            return await ctx.service.write(
-                DutyStore(ctx.service.store).arm_test_mode,
+            return await service.write(
+                DutyStore(service.store).arm_test_mode,
                 device.id,
                 device.site,
                 account.username,
