@@ -1,8 +1,8 @@
 """Tests and faults as duty (docs/duty.md), against a real gateway on real Mosquitto and SQLite, the real
 `twilio` library talking to the local Twilio stand-in, and an injected clock: a press in test mode is a
 test that reaches nobody, the press after it and a press after the window are real alarms; a device
-fault unresolved for 2 hours reaches the technician on duty once, not at 1 h 59 min, across a restart; a console left
-unstaffed opens one alarm to the supervisor and closes it when an operator connects."""
+fault unresolved for 2 hours reaches the technician on duty once, not at 1 h 59 min, across a restart;
+a console left unstaffed opens one alarm to the supervisor and closes it when an operator connects."""
 
 from __future__ import annotations
 
