@@ -35,7 +35,12 @@ from gateway.escalation.config import Target, Tier
 from gateway.escalation.escalator import Escalator
 from gateway.escalation.model import ChannelKind
 from gateway.escalation.store import EscalationStore, PlannedNotification
-from gateway.incidents.duty import CONSOLE_UNSTAFFED_RULE, DutyStore, console_unstaffed_key
+from gateway.incidents.duty import (
+    CONSOLE_UNSTAFFED_RULE,
+    FAULT_OVERDUE,
+    DutyStore,
+    console_unstaffed_key,
+)
 from gateway.incidents.schema import FaultEscalation, Incident
 from gateway.incidents.service import IncidentService
 from gateway.incidents.store import ACTIVE
@@ -48,8 +53,6 @@ POLL_S = 15.0
 FAULT_LIMIT = timedelta(hours=2)
 #: The incidents that are device faults.
 FAULT_RULES = ("device_health",)
-#: The catalogue's rule code the technician's message is worded by (`rule.fault_overdue`).
-FAULT_OVERDUE = "fault_overdue"
 TECHNICIANS = Tier(
     targets=(Target(role="technician", on_duty=True),),
     channels=(ChannelKind.SMS, ChannelKind.VOICE, ChannelKind.EMAIL),

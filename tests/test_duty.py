@@ -20,9 +20,12 @@ from services import Mosquitto
 from test_escalation_e2e import sent_to, until
 
 from careline.bootstrap import bootstrap
+from devices.model import DeviceEvent, DeviceType, EventKind
 from gateway.catalogue import text
 from gateway.clock import FakeClock
 from gateway.config import CarelineConfig
+from gateway.incidents.store import AlarmBatch, RuledDecision
+from rules.model import AlarmDecision, Severity
 from simulators.twilio_standin import TwilioStandIn
 
 pytestmark = pytest.mark.asyncio
@@ -38,8 +41,8 @@ def twilio(monkeypatch: pytest.MonkeyPatch) -> Iterator[TwilioStandIn]:
         yield stand_in
 
 
-def duty_config(mosquitto: Mosquitto, tmp_path: Path, twilio: TwilioStandIn) -> dict[str, Any]:
-    config = new_config(mosquitto.url, tmp_path)
+def duty_config(broker_url: str, tmp_path: Path, twilio: TwilioStandIn) -> dict[str, Any]:
+    config = new_config(broker_url, tmp_path)
     config["responders"] = [
         {"id": "carer", "name": "Carer Li", "phone": CARER, "roles": ["carer"]},
         {
@@ -88,7 +91,7 @@ async def test_a_press_in_test_mode_is_a_test_that_reaches_nobody_and_the_next_p
     mosquitto: Mosquitto, tmp_path: Path, twilio: TwilioStandIn
 ) -> None:
     clock = FakeClock(datetime.now(UTC))
-    async with live_gateway(duty_config(mosquitto, tmp_path, twilio), clock) as live:
+    async with live_gateway(duty_config(mosquitto.url, tmp_path, twilio), clock) as live:
         device = Publisher(mosquitto.port)
         armed = await arm(live, "night-pendant-wang")
         assert armed.status_code == 200, armed.text
@@ -157,7 +160,7 @@ async def test_a_press_in_test_mode_is_a_test_that_reaches_nobody_and_the_next_p
 async def test_a_fault_unresolved_for_two_hours_reaches_the_technician_on_duty_once(
     mosquitto: Mosquitto, tmp_path: Path, twilio: TwilioStandIn
 ) -> None:
-    config = duty_config(mosquitto, tmp_path, twilio)
+    config = duty_config(mosquitto.url, tmp_path, twilio)
     clock = FakeClock(datetime.now(UTC))
     async with live_gateway(config, clock) as live:
         device = Publisher(mosquitto.port)
@@ -192,10 +195,52 @@ async def test_a_fault_unresolved_for_two_hours_reaches_the_technician_on_duty_o
         assert escalated[0].details["contacts"] == ["technician:sms", "technician:voice"]
 
 
+async def test_a_technicians_message_cut_off_by_a_crash_is_sent_after_it_worded_as_overdue(
+    tmp_path: Path, twilio: TwilioStandIn
+) -> None:
+    # The store and its writer only: no broker is needed to plan and requeue.
+    config = duty_config("mqtt://127.0.0.1:1", tmp_path, twilio)
+    clock = FakeClock(datetime.now(UTC))
+    gateway = bootstrap(CarelineConfig.model_validate(config), clock=clock)
+    gateway.open_store()
+    gateway.service.start()
+    try:
+        now = clock.now()
+        event = DeviceEvent(
+            device_id="day-pendant-li",
+            device_type=DeviceType.SOS_BUTTON,
+            site="day",
+            room="102",
+            resident="day-li",
+            kind=EventKind.AVAILABILITY,
+            value=False,
+            ts=now,
+            received_at=now,
+            message_key="day-pendant-li-offline",
+        )
+        fault = AlarmDecision(
+            "device_health", Severity.LOW, "device_health:day:day-pendant-li:offline", event
+        )
+        [view] = (
+            await gateway.service.apply(AlarmBatch([RuledDecision(fault, check_duplicate=False)]))
+        ).changed
+        await gateway.service.acknowledge(view.id, "user:operator")
+        clock.advance(2 * 3600)
+        # Planned and committed; the gateway dies before a message goes out.
+        assert await gateway.service.bookkeeping(gateway.duty._escalate_overdue, clock.now())
+        requeued = await gateway.service.bookkeeping(gateway.escalations.requeue_interrupted, clock.now())
+        assert {(p.recipient.responder_id, p.channel.value, p.alarm.rule) for p in requeued} == {
+            ("technician", "sms", "fault_overdue"),
+            ("technician", "voice", "fault_overdue"),
+        }
+    finally:
+        gateway.close()
+
+
 async def test_an_unstaffed_console_opens_one_alarm_and_it_closes_when_an_operator_connects(
     mosquitto: Mosquitto, tmp_path: Path, twilio: TwilioStandIn
 ) -> None:
-    config = duty_config(mosquitto, tmp_path, twilio)
+    config = duty_config(mosquitto.url, tmp_path, twilio)
     # Only the night house is watched (the harness turns the watch off): one alarm to look for.
     config["sites"][0]["duty"] = {"console_unstaffed_after_min": 5}
     clock = FakeClock(datetime.now(UTC))

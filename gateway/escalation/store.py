@@ -11,14 +11,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from gateway.config import CarelineConfig, Language, ResponderConfig
 from gateway.escalation.config import Policy, Tier
 from gateway.escalation.model import AlarmSummary, ChannelKind, Delivery, Recipient
 from gateway.escalation.rota import Reach, Rota
-from gateway.incidents.schema import Escalation, Incident, IncidentStatus, Notification
+from gateway.incidents.duty import FAULT_OVERDUE
+from gateway.incidents.schema import Escalation, FaultEscalation, Incident, IncidentStatus, Notification
 from gateway.incidents.store import IncidentStore
 from gateway.incidents.views import IncidentView
 
@@ -430,7 +431,12 @@ class EscalationStore:
                 .join(Incident, Incident.id == Notification.incident_id)
                 .where(
                     Notification.status.in_(("queued", "retrying")),
-                    Incident.status == IncidentStatus.OPEN.value,
+                    or_(
+                        Incident.status == IncidentStatus.OPEN.value,
+                        # Sent outside the policy (an overdue fault to the technician): an
+                        # acknowledged fault is still not fixed.
+                        and_(Notification.tier == 0, Incident.status == IncidentStatus.ACKNOWLEDGED.value),
+                    ),
                 )
             ).all()
             planned = []
@@ -438,6 +444,7 @@ class EscalationStore:
                 incident = session.get(Incident, row.incident_id)
                 assert incident is not None
                 reach = self._reach_of(row.responder_id)
+                overdue = row.tier == 0 and session.get(FaultEscalation, incident.id) is not None
                 planned.append(
                     PlannedNotification(
                         row.id,
@@ -445,7 +452,7 @@ class EscalationStore:
                         ChannelKind(row.channel),
                         reach.webhook,
                         self._recipient(reach),
-                        self._summary(incident),
+                        self._summary(incident, FAULT_OVERDUE if overdue else None),
                         row.ack_token,
                     )
                 )

@@ -19,6 +19,8 @@ from gateway.incidents.views import IncidentView
 #: How long test mode stays armed unless told otherwise, and at most.
 TEST_MODE_DEFAULT_MIN = 10
 TEST_MODE_MAX_MIN = 30
+#: The catalogue's rule code an overdue device fault's message to the technician is worded by.
+FAULT_OVERDUE = "fault_overdue"
 #: The rule (and incident key prefix) of "nobody is at the console of this site".
 CONSOLE_UNSTAFFED_RULE = "console_unstaffed"
 
