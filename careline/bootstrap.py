@@ -23,6 +23,7 @@ from dashboard.admin_api import admin_bulk_router
 from dashboard.api import DashboardContext, create_app
 from dashboard.auth import UserStore
 from dashboard.broker_credentials import broker_credentials_router
+from dashboard.duty_api import duty_router
 from dashboard.hub import IncidentHub
 from dashboard.pages import pages_router
 from dashboard.pairing_api import pairing_router
@@ -46,6 +47,7 @@ from gateway.directory import (
 from gateway.directory.keysafe import KeySafeCipher
 from gateway.directory.sections import DirectorySections
 from gateway.directory.store import DirectoryStore
+from gateway.duty import DutyWatch
 from gateway.escalation.escalator import Escalator
 from gateway.escalation.model import Channel, ChannelKind
 from gateway.escalation.store import EscalationStore
@@ -182,6 +184,18 @@ class Gateway:
             on_change=self._escalation_changed,
         )
         self.service.subscribe(self._incidents_changed)
+        # Tests and faults as duty (docs/duty.md): test presses told to the tester's page; overdue faults
+        # and an unstaffed console watched from the store and the hub's consoles.
+        self.service.subscribe_tests(self.hub.publish_test)
+        self.duty = DutyWatch(
+            self.service,
+            self.escalations,
+            self.escalator,
+            self.clock,
+            lambda: self.config,
+            self.hub.consoles,
+            self.alarm_lane.commit_decisions,
+        )
         # Telemetry, the wellbeing rules and the InfluxDB writer run in a process of their own, so a flood
         # of telemetry cannot hold the interpreter lock or the event loop the alarm lane needs.
         self.telemetry = TelemetryProcess(
@@ -257,6 +271,7 @@ class Gateway:
         self.http.include_router(pages_router())
         self.http.include_router(admin_bulk_router())
         self.http.include_router(broker_credentials_router(self.broker_identity, lambda: self.config.broker))
+        self.http.include_router(duty_router())
 
     # -- the directory, applied live -------------------------------------------------------------------
 
@@ -438,6 +453,7 @@ class Gateway:
                     ("rule-state", self.rule_state.run()),
                     ("directory-follower", self._follow_directory()),
                     ("zigbee2mqtt-bridge", self.bridge.run()),
+                    ("duty", self.duty.run()),
                     *self._broker_identity_task(),
                     *([("escalation", self.escalator.run())] if self.config.escalation.enabled else []),
                 )

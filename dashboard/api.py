@@ -369,7 +369,10 @@ def create_app(ctx: DashboardContext) -> FastAPI:
             await websocket.close(code=4401, reason="log in first")
             return
         await websocket.accept()
-        await _stream(websocket, ctx, account.scope)
+        # A tester's page (`?view=tests`) follows test presses; it is not a console anyone answers
+        # alarms on, so it does not count as the console being staffed (gateway/duty.py).
+        console_of = None if websocket.query_params.get("view") == "tests" else account.username
+        await _stream(websocket, ctx, account.scope, console_of)
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
@@ -439,8 +442,10 @@ def _devices_of(ctx: DashboardContext, sites: frozenset[str]) -> frozenset[str]:
     return frozenset(d.id for d in config.devices if d.site in sites) if config else frozenset()
 
 
-async def _stream(websocket: WebSocket, ctx: DashboardContext, scope: frozenset[str] | None) -> None:
-    queue = ctx.hub.connect(scope)
+async def _stream(
+    websocket: WebSocket, ctx: DashboardContext, scope: frozenset[str] | None, console_of: str | None
+) -> None:
+    queue = ctx.hub.connect(scope, console_of=console_of)
     ctx.metrics.websocket_clients.set(len(ctx.hub))
     watcher = asyncio.create_task(_until_client_leaves(websocket, queue))
     try:

@@ -8,8 +8,9 @@ tests, at the moment of the request:
   `device_health` interval times its grace factor (`silent`), as the device-health rule decides;
 * `battery_low`: at or below the site's `device_health.battery_low_pct` (or the device said so);
 * `weak_signal`: link quality below the site's `device_health.weak_link_quality`;
-* `test_overdue`: an SOS button or smoke detector never tested, or last tested more than 7 days ago
-  (JGJ/T 484 asks for weekly tests of alarm buttons; smoke detectors' self-tests likewise);
+* `test_overdue`: an alarm device that can be tested (an SOS pendant or pull cord, a fall sensor, a
+  smoke detector) never tested, or last tested longer ago than its site's `duty.test_interval_days`
+  (7 unless set: JGJ/T 484 asks for weekly tests of alarm buttons; smoke detectors' self-tests likewise);
 * `never_heard`: bound, but not heard since the gateway started;
 * `fault_since` / `fault_over_2h`: since when the device is offline or low, and whether that is longer
   than the 2 hours JGJ/T 484 allows before a workaround is in place.
@@ -39,11 +40,13 @@ from gateway.incidents.views import DeviceTestView
 from gateway.telemetry_lane import DeviceState
 from rules.wellbeing.config import DeviceHealthConfig
 
-#: JGJ/T 484: alarm buttons are tested weekly.
+#: JGJ/T 484: alarm buttons are tested weekly (a site may ask for more or less: `duty.test_interval_days`).
 TEST_INTERVAL = timedelta(days=7)
 #: JGJ/T 484: a workaround within 2 hours of a device fault.
 FAULT_LIMIT = timedelta(hours=2)
-TESTED_TYPES = frozenset({DeviceType.SOS_BUTTON, DeviceType.SMOKE_DETECTOR})
+#: Every alarm device with a test: a pendant's or pull cord's press (test mode or a test call), a fall
+#: sensor's alarm in test mode, a smoke detector's own test button. Door sensors raise no call to test.
+TESTED_TYPES = frozenset({DeviceType.SOS_BUTTON, DeviceType.FALL_SENSOR, DeviceType.SMOKE_DETECTOR})
 Flag = Literal["offline", "battery_low", "weak_signal", "test_overdue", "never_heard", "fault_over_2h"]
 #: In order of urgency: the attention list sorts by a device's first flag here. A device never heard may
 #: only have stayed quiet since the gateway started, so it comes last.
@@ -68,6 +71,7 @@ CSV_COLUMNS = (
     "battery",
     "link_quality",
     "last_test_at",
+    "test_interval_days",
     "fault_since",
     *FLAGS,
 )
@@ -90,6 +94,8 @@ class BoardRow:
     link_quality: float | None
     last_test_at: datetime | None
     last_test_kind: str | None
+    #: The site's: a test older than this many days is overdue.
+    test_interval_days: int
     offline: bool
     #: "unavailable" (the coordinator said so) or "silent" (nothing heard for too long); None if online.
     offline_reason: str | None
@@ -143,6 +149,8 @@ def assess(
     rules: DeviceHealthConfig,
     now: datetime,
     names: Mapping[str, str],
+    *,
+    test_interval: timedelta = TEST_INTERVAL,
 ) -> BoardRow:
     """One device's row: its health, last test and flags at `now`."""
     last_seen = _utc(health.last_seen) if health else None
@@ -170,11 +178,12 @@ def assess(
         link_quality=link,
         last_test_at=last_test,
         last_test_kind=test.kind if test else None,
+        test_interval_days=round(test_interval.total_seconds() / 86400),
         offline=offline_reason is not None,
         offline_reason=offline_reason,
         battery_low=low,
         weak_signal=link is not None and link < rules.weak_link_quality,
-        test_overdue=device.type in TESTED_TYPES and (last_test is None or now - last_test > TEST_INTERVAL),
+        test_overdue=device.type in TESTED_TYPES and (last_test is None or now - last_test > test_interval),
         never_heard=health is None,
         fault_since=fault_since,
         fault_for_s=fault_for,
@@ -224,6 +233,7 @@ def board(
             _rules(sites.get(device.site)),
             now,
             names,
+            test_interval=_test_interval(sites.get(device.site)),
         )
         for device in sections.devices
         if device.active and (scope is None or device.site in scope)
@@ -233,6 +243,10 @@ def board(
 
 def _rules(site: SiteConfig | None) -> DeviceHealthConfig:
     return site.wellbeing.device_health if site is not None else DeviceHealthConfig()
+
+
+def _test_interval(site: SiteConfig | None) -> timedelta:
+    return timedelta(days=site.duty.test_interval_days) if site is not None else TEST_INTERVAL
 
 
 def summary(rows: Sequence[BoardRow]) -> dict[str, int]:

@@ -7,6 +7,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+from gateway.duty import ConsoleSeat
+from gateway.incidents.store import ArmedPress
 from gateway.incidents.views import IncidentView
 
 log = logging.getLogger(__name__)
@@ -24,17 +26,39 @@ class IncidentHub:
     def __init__(self) -> None:
         #: Each screen's queue and the sites it may see (None: every site).
         self._clients: dict[ClientQueue, frozenset[str] | None] = {}
+        #: The consoles among them (not a tester's phone page): who is signed in, for the duty watch.
+        self._consoles: dict[ClientQueue, ConsoleSeat] = {}
 
     def __len__(self) -> int:
         return len(self._clients)
 
-    def connect(self, scope: frozenset[str] | None = None) -> ClientQueue:
+    def connect(self, scope: frozenset[str] | None = None, *, console_of: str | None = None) -> ClientQueue:
+        """`console_of`: the user name when this screen is a console someone watches alarms on."""
         queue: ClientQueue = asyncio.Queue(maxsize=CLIENT_QUEUE_MAX)
         self._clients[queue] = scope
+        if console_of is not None:
+            self._consoles[queue] = ConsoleSeat(console_of, scope)
         return queue
 
     def disconnect(self, queue: ClientQueue) -> None:
         self._clients.pop(queue, None)
+        self._consoles.pop(queue, None)
+
+    def consoles(self) -> list[ConsoleSeat]:
+        """Who has a console open now, and for which sites (gateway/duty.py's `ConsoleSeats`)."""
+        return [seat for queue, seat in self._consoles.items() if queue in self._clients]
+
+    def publish_test(self, press: ArmedPress) -> None:
+        """A press taken as a test (test mode): the tester's page says "test received"."""
+        frame: Frame = {
+            "type": "device_test",
+            "site": press.site,
+            "device_id": press.device_id,
+            "armed_by": press.armed_by,
+            "at": press.at.isoformat(),
+            "test_count": press.test_count,
+        }
+        self.publish_frames([frame])
 
     def publish(self, changed: Sequence[IncidentView]) -> None:
         self.publish_frames(

@@ -255,6 +255,17 @@ class WingConfig(StrictModel):
     name: str | None = None
 
 
+class DutyConfig(StrictModel):
+    """A site's duties about its alarm devices and its console (docs/duty.md)."""
+
+    #: An alarm button (pendant, pull cord, fall sensor) or smoke detector untested for longer is listed
+    #: as overdue on the device board; JGJ/T 484 asks for a weekly test.
+    test_interval_days: int = Field(7, ge=1, le=90)
+    #: Nobody signed in to the console of this site for this long, while its alarms can come: an alarm
+    #: to the supervisor and manager by SMS and call. 0 turns the watch off for the site.
+    console_unstaffed_after_min: int = Field(5, ge=0, le=24 * 60)
+
+
 class SiteConfig(StrictModel):
     id: Identifier
     name: str
@@ -271,6 +282,8 @@ class SiteConfig(StrictModel):
     rules: RulesConfig = RulesConfig()
     #: Quiet-emergency rules on telemetry (inactivity, check-in, bed exit, vitals, device health, baseline).
     wellbeing: WellbeingConfig = WellbeingConfig()
+    #: Tests and faults as duty: button tests due, an unstaffed console (docs/duty.md).
+    duty: DutyConfig = DutyConfig()
 
     @field_validator("timezone")
     @classmethod

@@ -27,6 +27,8 @@ RULE_CATEGORIES: dict[str, Category] = {
     "activity_baseline": "wellbeing",
     "device_health": "technical",
     "channel_failing": "technical",
+    # Duty (gateway/duty.py): nobody at the console is a gap in the alarm chain itself.
+    "console_unstaffed": "technical",
 }
 #: Every rule that raises incidents, by the name it records them with.
 KNOWN_RULES: tuple[str, ...] = tuple(RULE_CATEGORIES)

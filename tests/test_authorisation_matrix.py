@@ -71,6 +71,8 @@ SITE_BOUND = (
     re.compile(r"^\w+ /api/incidents/\{incident_id\}"),
     re.compile(r"^\w+ /api/directory/(sites|residents|devices)/\{entry_id\}"),
     re.compile(r"^POST /api/broker-identity/devices/\{device_id\}/credentials$"),
+    # Test mode of one alarm device (dashboard/duty_api.py): only within the tester's sites.
+    re.compile(r"^(PUT|DELETE) /api/duty/test-mode/\{device_id\}$"),
     # Scripts for every site are written by those who see every site.
     re.compile(r"^(PUT|DELETE) /api/response-scripts/\{rule\}$"),
 )

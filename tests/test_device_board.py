@@ -139,7 +139,8 @@ async def test_the_board_flags_offline_low_weak_and_untested_devices_from_real_t
             None,
         )
         never = rows["night-fall-101"]
-        assert (never["never_heard"], never["online"], never["test_overdue"]) == (True, None, False)
+        # A fall sensor is tested too (test mode, docs/duty.md): never tested is overdue.
+        assert (never["never_heard"], never["online"], never["test_overdue"]) == (True, None, True)
         assert rows["night-door-101"]["flags"] == ["never_heard"]
 
         # Offline first, then the low battery, then tests overdue, devices never heard last.
@@ -154,7 +155,7 @@ async def test_the_board_flags_offline_low_weak_and_untested_devices_from_real_t
             "offline": 1,
             "battery_low": 1,
             "never_heard": 7,
-            "test_overdue": 5,  # four SOS buttons and the day house's smoke detector
+            "test_overdue": 7,  # four SOS buttons, two fall sensors and the day house's smoke detector
             "weak_signal": 1,
         }
 
@@ -310,7 +311,7 @@ def test_a_silent_device_is_offline_from_when_it_was_last_heard() -> None:
     assert row.offline is False
 
 
-def test_tests_are_due_weekly_for_sos_buttons_and_smoke_detectors_only() -> None:
+def test_tests_are_due_weekly_for_every_alarm_device_with_a_test_and_only_those() -> None:
     def last_test(device: DeviceConfig, days: float) -> DeviceTestView:
         at = NOW - timedelta(days=days)
         return DeviceTestView(
@@ -332,6 +333,8 @@ def test_tests_are_due_weekly_for_sos_buttons_and_smoke_detectors_only() -> None
     assert assess(button, None, last_test(button, 7.1), rules, NOW, {}).test_overdue is True
     assert assess(smoke, None, None, rules, NOW, {}).test_overdue is True
     assert assess(door, None, None, rules, NOW, {}).test_overdue is False
+    fall = pendant("fall-1", DeviceType.FALL_SENSOR)
+    assert assess(fall, None, last_test(fall, 7.1), rules, NOW, {}).test_overdue is True
     sections = DirectorySections.model_validate(
         {
             "sites": [{"id": "home", "name": "Home"}],
@@ -341,6 +344,26 @@ def test_tests_are_due_weekly_for_sos_buttons_and_smoke_detectors_only() -> None
     rows = board(sections, {}, [last_test(button, 8)], NOW, None)
     # Never tested before tested long ago; a door sensor that is only unheard comes after both.
     assert [row.device_id for row in rows] == ["smoke-1", "pendant-1", "door-1"]
+
+
+def test_a_site_may_ask_for_its_buttons_to_be_tested_more_often_than_weekly() -> None:
+    button = pendant()
+    tested = DeviceTestView(
+        device_id=button.id,
+        site="home",
+        site_name="Home",
+        kind="test_mode",
+        last_test_at=NOW - timedelta(days=4),
+        test_count=1,
+    )
+    sites: list[dict[str, Any]] = [{"id": "home", "name": "Home"}]
+    weekly = DirectorySections.model_validate({"sites": sites, "devices": [button.model_dump()]})
+    [row] = board(weekly, {}, [tested], NOW, None)
+    assert (row.test_overdue, row.test_interval_days) == (False, 7)
+    sites[0]["duty"] = {"test_interval_days": 3}
+    twice_weekly = DirectorySections.model_validate({"sites": sites, "devices": [button.model_dump()]})
+    [row] = board(twice_weekly, {}, [tested], NOW, None)
+    assert (row.test_overdue, row.test_interval_days) == (True, 3)
 
 
 def test_the_csv_keeps_a_residents_name_from_becoming_a_spreadsheet_formula() -> None:

@@ -42,7 +42,7 @@ async def test_the_board_shows_an_offline_pendant_first_in_both_languages(
         )
         await expect(page.locator("#count-offline")).to_have_text("1")
         await expect(page.locator("#count-total")).to_have_text("10")
-        await expect(page.locator("#count-test_overdue")).to_have_text("4")  # four pendants, never tested
+        await expect(page.locator("#count-test_overdue")).to_have_text("6")  # pendants, fall sensors
         await expect(page.locator('#nav a[href="/office/devices"]')).to_have_attribute("aria-current", "page")
 
         device.send("zigbee2mqtt/day/102/pendant/availability", json.dumps({"state": "offline"}).encode())

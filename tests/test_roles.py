@@ -70,6 +70,11 @@ OPERATOR: set[tuple[str, str]] = {
     ("GET", "/api/handovers/latest"),
     ("GET", "/api/handovers/{handover_id}"),
     ("POST", "/api/handovers"),
+    # Every role tests alarm buttons (dashboard/duty_api.py), within its sites.
+    ("GET", "/test-button"),
+    ("GET", "/api/duty/test-mode"),
+    ("PUT", "/api/duty/test-mode/{device_id}"),
+    ("DELETE", "/api/duty/test-mode/{device_id}"),
 }
 #: Directory reads an operator needs at night (names, rooms, contacts, policies, what changed and when),
 #: the resident's key-safe code (revealed one at a time, audited: responders must get in), and the

@@ -16,6 +16,7 @@ const EVERYONE = ["operator", ...MANAGERS];
 export const PAGES = [
   ["/", "admin.navQueue", EVERYONE],
   ["/handover", "nav.handover", EVERYONE],
+  ["/test-button", "duty.nav", EVERYONE],
   ["/office/history", "nav.history", MANAGERS],
   ["/office/audit", "nav.audit", MANAGERS],
   ["/office/reports", "nav.reports", MANAGERS],

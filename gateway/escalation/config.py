@@ -142,6 +142,20 @@ class EscalationConfig(StrictModel):
 
 _SMS_VOICE = (ChannelKind.SMS, ChannelKind.VOICE)
 DEFAULT_POLICIES: tuple[Policy, ...] = (
+    # Nobody at the console: those who run the home must hear of it away from the console, by phone
+    # (and e-mail for a manager without one), every 10 minutes until somebody signs in (docs/duty.md).
+    Policy(
+        id="default-console-unstaffed",
+        match=PolicyMatch(rules=("console_unstaffed",)),
+        tiers=(
+            Tier(
+                targets=(Target(role="supervisor", on_duty=False), Target(role="manager", on_duty=False)),
+                channels=(*_SMS_VOICE, ChannelKind.EMAIL),
+                wait_s=600,
+            ),
+        ),
+        repeat="last",
+    ),
     Policy(
         id="default-critical",
         match=PolicyMatch(severities=("critical",)),

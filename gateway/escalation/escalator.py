@@ -78,6 +78,13 @@ class Escalator:
             self._on_change(incident_id)
         return planned
 
+    def send(self, planned: list[PlannedNotification]) -> None:
+        """Send notifications planned outside the policy's steps (gateway/duty.py), each in its own task
+        with retries, like a step's; the screens are told of them."""
+        self._dispatch(planned)
+        for incident_id in {p.incident_id for p in planned}:
+            self._on_change(incident_id)
+
     async def drain(self) -> None:
         """Wait for every send under way (tests, shutdown)."""
         while self._sending:

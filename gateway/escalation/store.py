@@ -11,14 +11,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from gateway.config import CarelineConfig, Language, ResponderConfig
 from gateway.escalation.config import Policy, Tier
 from gateway.escalation.model import AlarmSummary, ChannelKind, Delivery, Recipient
 from gateway.escalation.rota import Reach, Rota
-from gateway.incidents.schema import Escalation, Incident, IncidentStatus, Notification
+from gateway.incidents.duty import FAULT_OVERDUE
+from gateway.incidents.schema import Escalation, FaultEscalation, Incident, IncidentStatus, Notification
 from gateway.incidents.store import IncidentStore
 from gateway.incidents.views import IncidentView
 
@@ -136,7 +137,7 @@ class EscalationStore:
             p
             for reach in reached
             for channel in self._channels_for(reach, tier)
-            if (p := self._plan(session, incident, escalation, tier_index, reach, channel, now))
+            if (p := self._plan(session, incident, escalation.round, tier_index, reach, channel, now))
         ]
         self._note(
             session,
@@ -205,11 +206,13 @@ class EscalationStore:
         self,
         session: Session,
         incident: Incident,
-        escalation: Escalation,
+        round_no: int,
         tier: int,
         reach: Reach,
         channel: ChannelKind,
         now: datetime,
+        *,
+        about: str | None = None,
     ) -> PlannedNotification | None:
         address = self._address(reach.responder, channel)
         if self._contacted_recently(session, incident.id, reach.id, channel, now):
@@ -218,7 +221,7 @@ class EscalationStore:
         row = Notification(
             incident_id=incident.id,
             tier=tier + 1,
-            round=escalation.round,
+            round=round_no,
             responder_id=reach.id,
             channel=channel.value,
             address=address,
@@ -236,9 +239,24 @@ class EscalationStore:
             channel,
             reach.webhook,
             self._recipient(reach),
-            self._summary(incident),
+            self._summary(incident, about),
             token,
         )
+
+    def notify_outside_policy(
+        self, session: Session, incident: Incident, tier: Tier, about: str, now: datetime
+    ) -> list[PlannedNotification]:
+        """Notifications to `tier`'s targets about `incident`, outside its policy's tiers (recorded as
+        tier 0, round 0), worded as `about` (a catalogue rule code) instead of the incident's own alarm
+        type: e.g. a device fault handed to the technician on duty once it is overdue (gateway/duty.py).
+        Within the caller's transaction; send the result with `Escalator.send`."""
+        reached = self._rota.resolve(tier.targets, incident.site, incident.room, now)
+        return [
+            p
+            for reach in reached
+            for channel in self._channels_for(reach, tier)
+            if (p := self._plan(session, incident, 0, -1, reach, channel, now, about=about))
+        ]
 
     def _contacted_recently(
         self, session: Session, incident_id: int, who: str, channel: ChannelKind, now: datetime
@@ -270,12 +288,12 @@ class EscalationStore:
             return Recipient(responder_id=reach.id, name=reach.id, language="en")
         return Recipient(responder_id=r.id, name=r.name, language=r.language, phone=r.phone, email=r.email)
 
-    def _summary(self, incident: Incident) -> AlarmSummary:
+    def _summary(self, incident: Incident, about: str | None = None) -> AlarmSummary:
         directory = self._store.directory
         site = self._sites.get(incident.site)
         return AlarmSummary(
             incident_id=incident.id,
-            rule=incident.rule,
+            rule=about or incident.rule,
             severity=incident.severity,
             site_name=directory.site_name(incident.site),
             room=incident.room,
@@ -413,7 +431,12 @@ class EscalationStore:
                 .join(Incident, Incident.id == Notification.incident_id)
                 .where(
                     Notification.status.in_(("queued", "retrying")),
-                    Incident.status == IncidentStatus.OPEN.value,
+                    or_(
+                        Incident.status == IncidentStatus.OPEN.value,
+                        # Sent outside the policy (an overdue fault to the technician): an
+                        # acknowledged fault is still not fixed.
+                        and_(Notification.tier == 0, Incident.status == IncidentStatus.ACKNOWLEDGED.value),
+                    ),
                 )
             ).all()
             planned = []
@@ -421,6 +444,7 @@ class EscalationStore:
                 incident = session.get(Incident, row.incident_id)
                 assert incident is not None
                 reach = self._reach_of(row.responder_id)
+                overdue = row.tier == 0 and session.get(FaultEscalation, incident.id) is not None
                 planned.append(
                     PlannedNotification(
                         row.id,
@@ -428,7 +452,7 @@ class EscalationStore:
                         ChannelKind(row.channel),
                         reach.webhook,
                         self._recipient(reach),
-                        self._summary(incident),
+                        self._summary(incident, FAULT_OVERDUE if overdue else None),
                         row.ack_token,
                     )
                 )

@@ -384,3 +384,32 @@ class RuleState(Base):
     #: JSON text, kept as text: the gateway hands the telemetry process's snapshot back to it unparsed
     #: (megabytes for hundreds of residents), never decoding it on the alarm lane's interpreter.
     snapshot: Mapped[str] = mapped_column(Text)
+
+
+# --- duty: test mode of alarm devices, device faults escalated to the technician (docs/duty.md) ----------
+
+
+class DeviceTestMode(Base):
+    """A tester armed test mode for one alarm device: its next press within the window is a test. The row
+    is deleted by the press that uses it (in the alarm's own transaction) or when disarmed; an expired
+    row is ignored, so a press after the window is a real alarm whatever the row says."""
+
+    __tablename__ = "device_test_modes"
+
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site: Mapped[str] = mapped_column(String(64))
+    armed_by: Mapped[str] = mapped_column(String(64))
+    armed_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+
+
+class FaultEscalation(Base):
+    """A device fault still unresolved 2 hours after it was raised, escalated to the technicians on duty:
+    one row per incident, so it is escalated once, even across restarts."""
+
+    __tablename__ = "fault_escalations"
+
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), primary_key=True)
+    escalated_at: Mapped[datetime]
+    #: The responders reached (ids), as planned at the moment of the escalation.
+    technicians: Mapped[list[str]] = mapped_column(JSON)

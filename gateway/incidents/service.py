@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import ParamSpec, TypeVar
 
 from gateway.incidents.schema import Outcome
-from gateway.incidents.store import AlarmBatch, BatchResult, IncidentStore, Scope
+from gateway.incidents.store import AlarmBatch, ArmedPress, BatchResult, IncidentStore, Scope
 from gateway.incidents.views import IncidentView
 from gateway.incidents.writer import ALARM, BOOKKEEPING, PriorityWriter
 
@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 IncidentListener = Callable[[Sequence[IncidentView]], None]
+TestListener = Callable[[ArmedPress], None]
 
 
 class IncidentService:
@@ -30,6 +31,7 @@ class IncidentService:
         # reads an operator's screen and every signed-in request (its session lookup) make.
         self._reports = ThreadPoolExecutor(max_workers=2, thread_name_prefix="incident-reports")
         self._listeners: list[IncidentListener] = []
+        self._test_listeners: list[TestListener] = []
 
     def start(self) -> None:
         """Start the writer thread; writes submitted before this fail loudly instead of waiting forever."""
@@ -41,6 +43,10 @@ class IncidentService:
 
     def subscribe(self, listener: IncidentListener) -> None:
         self._listeners.append(listener)
+
+    def subscribe_tests(self, listener: TestListener) -> None:
+        """Told, after the commit, of each press taken as a test by test mode (docs/duty.md)."""
+        self._test_listeners.append(listener)
 
     async def write(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a store function on the single writer thread (every write goes through here)."""
@@ -61,6 +67,12 @@ class IncidentService:
     async def apply(self, batch: AlarmBatch) -> BatchResult:
         result = await self.write(self.store.apply, batch)
         self.announce(result.changed)
+        for press in result.test_presses:
+            for listener in self._test_listeners:
+                try:
+                    listener(press)
+                except Exception:
+                    log.exception("test listener failed")
         return result
 
     async def acknowledge(self, incident_id: int, actor: str, scope: Scope = None) -> IncidentView:

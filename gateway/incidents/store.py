@@ -24,6 +24,7 @@ from gateway.incidents.schema import (
     AuditEntry,
     DeadLetter,
     DeviceTest,
+    DeviceTestMode,
     Escalation,
     Incident,
     IncidentStatus,
@@ -71,6 +72,20 @@ class NotATestCallError(IncidentConflictError):
 
 #: The rules whose incidents a test press raises.
 TESTABLE_BY_CALL = frozenset({"sos"})
+#: The rules whose alarm a device in test mode turns into a test (docs/duty.md): a press of an SOS
+#: pendant or pull cord, a fall sensor's alarm. Smoke has its own test button and stays as it is.
+TEST_MODE_RULES = frozenset({"sos", "fall"})
+
+
+@dataclass(frozen=True, slots=True)
+class ArmedPress:
+    """A press taken as a test because its device was in test mode: told to the tester, live."""
+
+    device_id: str
+    site: str
+    armed_by: str
+    at: datetime
+    test_count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +111,8 @@ class BatchResult:
     opened: int = 0
     #: Device tests recorded (no incident).
     tested: int = 0
+    #: Presses taken as tests by test mode (counted in `tested` too).
+    test_presses: list[ArmedPress] = field(default_factory=list)
 
 
 class IncidentStore:
@@ -198,6 +215,11 @@ class IncidentStore:
 
     def _decide(self, session: Session, decision: Decision, result: BatchResult) -> Incident | None:
         if isinstance(decision, AlarmDecision):
+            press = self._in_test_mode(session, decision)
+            if press is not None:
+                result.tested += 1
+                result.test_presses.append(press)
+                return None
             return self._raise_alarm(session, decision, result)
         if isinstance(decision, DeviceTestDecision):
             self._record_test(session, decision)
@@ -266,6 +288,36 @@ class IncidentStore:
             details=details,
         )
         return incident
+
+    def _in_test_mode(self, session: Session, decision: AlarmDecision) -> ArmedPress | None:
+        """The press as a test when its device's test mode is armed and not expired: the mode is used up
+        here, in the alarm's own transaction, so exactly one press is a test and every later one is an
+        alarm. A press joining an alarm still open under its key is that alarm, never a test."""
+        event = decision.event
+        if decision.rule not in TEST_MODE_RULES:
+            return None
+        mode = session.get(DeviceTestMode, event.device_id)
+        if mode is None or mode.expires_at <= self._now() or mode.site != event.site:
+            return None
+        if self._active(session, decision.incident_key) is not None:
+            return None
+        session.delete(mode)
+        test = self._count_test(session, event.device_id, event.site, "test_mode", event.received_at)
+        self.audit.append(
+            session,
+            at=self._now(),
+            actor=f"device:{event.device_id}",
+            action="device.tested",
+            details={
+                "rule": decision.rule,
+                "site": event.site,
+                "event": event.kind.value,
+                "message_key": event.message_key,
+                "test_count": test.test_count,
+                "test_mode_armed_by": mode.armed_by,
+            },
+        )
+        return ArmedPress(event.device_id, event.site, mode.armed_by, event.received_at, test.test_count)
 
     def _record_test(self, session: Session, decision: DeviceTestDecision) -> None:
         """The device's last test and how many there were: proof for a manager that it works."""
