@@ -31,6 +31,9 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("POST", "/api/twilio/sms-status"): "Twilio's signature is checked",
     ("POST", "/api/twilio/call-status"): "Twilio's signature is checked",
     ("POST", "/api/twilio/gather"): "Twilio's signature is checked",
+    ("POST", "/api/twilio/reassurance/gather"): "Twilio's signature is checked",
+    ("POST", "/api/twilio/reassurance/call-status"): "Twilio's signature is checked",
+    ("POST", "/api/twilio/reassurance/sms-status"): "Twilio's signature is checked",
     ("GET", "/api/escalation/ack/{token}"): "the link's one-time token is the credential",
     ("POST", "/api/escalation/ack/{token}"): "the link's one-time token is the credential",
 }
@@ -91,6 +94,7 @@ PAGES_FOR_MANAGERS = (
     "/office/audit",
     "/office/reports",
     "/office/scripts",
+    "/office/reassurance",
 )
 
 
