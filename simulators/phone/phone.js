@@ -67,9 +67,9 @@ function smsActions(entry) {
 function callActions(entry) {
   const actions = el("div", { class: "actions" });
   if (entry.can_press) {
-    for (const [digit, label] of [["1", "phone.press1"], ["2", "phone.press2"]]) {
+    for (const [digit, label, kind] of [["1", "phone.press1", "press"], ["2", "phone.press2", "press2"]]) {
       actions.append(el("button", {
-        type: "button", class: "press", "data-entry": String(entry.id), "data-digit": digit,
+        type: "button", class: kind, "data-entry": String(entry.id), "data-digit": digit,
         onclick: () => act(() => send(`/phone/api/calls/${entry.id}/press`, { digit })),
       }, t(label)));
     }
