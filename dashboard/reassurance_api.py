@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from dashboard.auth import Account
 from dashboard.deps import Manager
-from dashboard.openapi import json_or_csv
+from dashboard.openapi import Responses, json_or_csv, refused
 from gateway.catalogue import normalize_language, text
 from gateway.config import CarelineConfig
 from gateway.incidents.service import IncidentService
@@ -43,6 +43,8 @@ DAY_COLUMNS = (
     "answered_at",
     "incident_id",
 )
+_BAD_DAY: Responses = {400: refused("the day is not a date YYYY-MM-DD")}
+_BAD_MONTHS: Responses = {400: refused("the months are not YYYY-MM, in order, at most 36")}
 MONTH_COLUMNS = ("site", "month", "placed", "answered", "well", "help", "no_answer")
 
 
@@ -97,7 +99,7 @@ def reassurance_router(
         sites = config().sites
         return now().astimezone(sites[0].zone).date() if sites else now().date()
 
-    @router.get("/api/office/reassurance", responses=json_or_csv(DayCalls))
+    @router.get("/api/office/reassurance", responses={**json_or_csv(DayCalls), **_BAD_DAY})
     async def day_calls(account: Manager, day: Day = None, site: Site = None, format: Format = "json") -> Any:
         """One day's reassurance calls, per resident: attempts, the last call's status, the outcome."""
         wanted = _day(day, account) if day else today()
@@ -112,7 +114,7 @@ def reassurance_router(
             return _csv(DAY_COLUMNS, cells, f"careline-reassurance-{wanted:%Y%m%d}.csv")
         return {"day": wanted.isoformat(), "residents": rows}
 
-    @router.get("/api/office/reassurance/months", responses=json_or_csv(MonthCalls))
+    @router.get("/api/office/reassurance/months", responses={**json_or_csv(MonthCalls), **_BAD_MONTHS})
     async def month_calls(
         account: Manager, start: Month = None, end: Month = None, site: Site = None, format: Format = "json"
     ) -> Any:
