@@ -107,6 +107,7 @@ async def test_the_demo_shows_incidents_history_telemetry_and_the_responders_pho
         )
         _an_sms_reply_acknowledges(http, demo)
         _key_2_on_the_daily_call_opens_an_incident(http, demo)
+        await _the_office_shows_the_daily_calls(demo, browser)
         assert _audit_intact(http)
     _ctrl_c_stops_everything(demo)
 
@@ -132,6 +133,19 @@ def _key_2_on_the_daily_call_opens_an_incident(http: httpx.Client, demo: Demo) -
     _until(helped, "the reassurance_help incident")
     months = http.get("/api/office/reassurance/months").json()["months"]
     assert sum(m["placed"] for m in months if m["site"] == "xihu") >= 3 * 7, months
+
+
+async def _the_office_shows_the_daily_calls(demo: Demo, browser: Browser) -> None:
+    page = await browser.new_page(viewport={"width": 1366, "height": 768}, locale="zh-CN")
+    await page.goto(f"{demo.base}/office/reassurance")
+    await page.fill("#username", "admin")
+    await page.fill("#password", demo.password)
+    await page.click("#login-submit")
+    await expect(page.locator("h1")).to_have_text("日常问候电话", timeout=10_000)
+    # The outcome in words and a sign, not by colour alone.
+    await expect(page.locator("#day-table tr", has_text="沈玉芳")).to_contain_text("✚ 需要帮助")
+    await expect(page.locator("#months-table")).to_contain_text("xihu")
+    await page.close()
 
 
 @contextlib.contextmanager
