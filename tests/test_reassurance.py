@@ -13,18 +13,19 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import pytest
 import pytest_asyncio
 from harness import LiveGateway, live_gateway, new_config
+from pydantic import ValidationError
 from services import Mosquitto, free_port
 from test_office_api import signed_in
 
 from dashboard.auth import Role
 from gateway.clock import FakeClock
-from gateway.config import ReassuranceConfig
+from gateway.config import CarelineConfig, ReassuranceConfig
 from gateway.escalation.wiring import build_channels
 from gateway.reassurance.plan import (
     AttemptState,
@@ -36,7 +37,7 @@ from gateway.reassurance.plan import (
     next_step,
 )
 from gateway.reassurance.records import AttemptView
-from gateway.reassurance.scheduler import scheduler_for
+from gateway.reassurance.scheduler import ReassuranceScheduler, scheduler_for
 from simulators.phone import ResponderPhones
 from simulators.twilio_standin import RecordedRequest, TwilioStandIn
 
@@ -102,6 +103,59 @@ def test_an_sms_reply_is_read_as_well_or_help_and_help_wins(reply: str, outcome:
 
 def test_only_keys_1_and_2_answer_the_call() -> None:
     assert [answer_of_digits(d) for d in ("1", "2", "3", "", "*")] == ["well", "needs_help", None, None, None]
+
+
+def test_the_settings_are_checked_like_responders_phones() -> None:
+    settings = ReassuranceConfig(consent=True, phone="+86 571 0000 3302", at="09:00")
+    assert (settings.phone, settings.channel, settings.retries, settings.retry_wait_min) == (
+        "+8657100003302",
+        "voice",
+        2,
+        15,
+    )
+    for wrong in ({"phone": "0571 0000 3302"}, {"retries": 6}, {"retry_wait_min": 0}, {"channel": "fax"}):
+        with pytest.raises(ValidationError):
+            ReassuranceConfig.model_validate({"phone": "+8657100003302", "at": "09:00", **wrong})
+
+
+async def test_without_twilio_nobody_is_called_and_no_incident_opens(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    config = CarelineConfig.model_validate(
+        {
+            "sites": [{"id": "xihu", "name": "Xihu", "timezone": "Asia/Shanghai"}],
+            "residents": [
+                {
+                    "id": "shen",
+                    "name": "沈玉芳",
+                    "site": "xihu",
+                    "reassurance": {"consent": True, "phone": SHEN, "at": "09:00"},
+                }
+            ],
+        }
+    )
+    committed: list[Any] = []
+
+    async def commit(decisions: Any) -> None:
+        committed.extend(decisions)
+
+    clock = FakeClock(NINE)
+    # No store either: a scheduler that tried to place or decide anything would fail here.
+    scheduler = ReassuranceScheduler(
+        cast(Any, None),
+        cast(Any, None),
+        commit,
+        clock,
+        lambda: config,
+        voice=None,
+        sms=None,
+        public_url="http://gw",
+    )
+    for _ in range(4):
+        await scheduler.tick()
+        clock.advance(20 * 60)
+    assert committed == []
+    assert caplog.text.count("no Twilio voice channel configured; shen is not called") == 1
 
 
 # -- end to end --------------------------------------------------------------------------------------
