@@ -33,6 +33,7 @@ MAX_MONTHS = 36
 DAY_COLUMNS = (
     "day",
     "site",
+    "site_name",
     "resident",
     "resident_name",
     "channel",
@@ -45,13 +46,14 @@ DAY_COLUMNS = (
 )
 _BAD_DAY: Responses = {400: refused("the day is not a date YYYY-MM-DD")}
 _BAD_MONTHS: Responses = {400: refused("the months are not YYYY-MM, in order, at most 36")}
-MONTH_COLUMNS = ("site", "month", "placed", "answered", "well", "help", "no_answer")
+MONTH_COLUMNS = ("site", "site_name", "month", "placed", "answered", "well", "help", "no_answer")
 
 
 class DayCall(BaseModel):
     resident: str
     resident_name: str
     site: str
+    site_name: str
     channel: str
     attempts: int
     first_at: datetime
@@ -68,6 +70,7 @@ class DayCalls(BaseModel):
 
 class MonthRow(BaseModel):
     site: str
+    site_name: str
     month: str
     placed: int
     answered: int
@@ -95,6 +98,9 @@ def reassurance_router(
         result: T = await service.report(run)
         return result
 
+    def site_names() -> dict[str, str]:
+        return {s.id: s.name for s in config().sites}
+
     def today() -> date:
         sites = config().sites
         return now().astimezone(sites[0].zone).date() if sites else now().date()
@@ -104,9 +110,14 @@ def reassurance_router(
         """One day's reassurance calls, per resident: attempts, the last call's status, the outcome."""
         wanted = _day(day, account) if day else today()
         names = {r.id: r.name for r in config().residents}
+        sites = site_names()
         found = await read(lambda s: reassurance_day(s, _sites(account, site), wanted))
         rows = [
-            {**dataclasses.asdict(row), "resident_name": names.get(row.resident, row.resident)}
+            {
+                **dataclasses.asdict(row),
+                "resident_name": names.get(row.resident, row.resident),
+                "site_name": sites.get(row.site, row.site),
+            }
             for row in found
         ]
         if format == "csv":
@@ -124,7 +135,8 @@ def reassurance_router(
         found: list[ReassuranceMonth] = await read(
             lambda s: reassurance_answered(s, _sites(account, site), first, last)
         )
-        rows = [dataclasses.asdict(row) for row in found]
+        sites = site_names()
+        rows = [{**dataclasses.asdict(row), "site_name": sites.get(row.site, row.site)} for row in found]
         if format == "csv":
             return _csv(MONTH_COLUMNS, rows, f"careline-reassurance-{first:%Y%m}-{last:%Y%m}.csv")
         return {"start": f"{first:%Y-%m}", "end": f"{last:%Y-%m}", "months": rows}

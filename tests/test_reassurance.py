@@ -395,6 +395,7 @@ async def test_the_manager_sees_the_day_and_the_months_of_their_sites_and_an_ope
         assert months.json()["months"] == [
             {
                 "site": "hill",
+                "site_name": "Hill Street",
                 "month": "2026-01",
                 "placed": 1,
                 "answered": 1,

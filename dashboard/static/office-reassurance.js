@@ -16,7 +16,7 @@ function outcome(row) {
 
 const DAY_COLUMNS = [
   ["reassurance.page.resident", (r) => r.resident_name],
-  ["reassurance.page.site", (r) => r.site],
+  ["reassurance.page.site", (r) => r.site_name],
   ["reassurance.page.channel", (r) => t(`reassurance.channel.${r.channel}`)],
   ["office.col.at", (r) => formatTime(r.first_at)],
   ["reassurance.page.attempts", (r) => r.attempts],
@@ -27,7 +27,7 @@ const DAY_COLUMNS = [
 ];
 
 const MONTH_COLUMNS = [
-  ["reassurance.page.site", (m) => m.site],
+  ["reassurance.page.site", (m) => m.site_name],
   ["reassurance.page.month", (m) => m.month],
   ["reassurance.page.placed", (m) => m.placed],
   ["reassurance.page.answered", (m) => m.answered],
