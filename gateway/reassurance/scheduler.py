@@ -110,16 +110,20 @@ class ReassuranceScheduler:
             attempts: dict[tuple[str, str], list[AttemptView]] = defaultdict(list)
             for row in await self._service.read(self.records.of_days, {d.isoformat() for d in days.values()}):
                 attempts[(row.resident_id, row.day)].append(row)
-            placing = []
+            placing: list[tuple[Subscriber, date, Place]] = []
+            deciding: list[tuple[str, str, Outcome]] = []
             for sub in subs.values():
                 day = days[sub.resident_id]
                 rows = attempts[(sub.resident_id, day.isoformat())]
                 step = next_step(sub, [a.state() for a in rows], now, self._first_call_at(sub, day))
                 if isinstance(step, Place):
-                    placing.append(self._place(sub, day, step))
+                    placing.append((sub, day, step))
                 elif isinstance(step, Decide):
-                    await self._decide(sub.resident_id, day.isoformat(), step.outcome)
-            await asyncio.gather(*placing)
+                    deciding.append((sub.resident_id, day.isoformat(), step.outcome))
+            for resident_id, day_text, outcome in deciding:
+                await self._decide(resident_id, day_text, outcome)
+            # Calls are placed side by side: one slow Twilio request does not hold up the others.
+            await asyncio.gather(*(self._place(*placed) for placed in placing))
 
     def _reachable(self, sub: Subscriber) -> bool:
         """Without the resident's channel (Twilio not configured) nobody is called: every day would
