@@ -144,7 +144,7 @@ async def _the_office_shows_the_daily_calls(demo: Demo, browser: Browser) -> Non
     await expect(page.locator("h1")).to_have_text("日常问候电话", timeout=10_000)
     # The outcome in words and a sign, not by colour alone.
     await expect(page.locator("#day-table tr", has_text="沈玉芳")).to_contain_text("✚ 需要帮助")
-    await expect(page.locator("#months-table")).to_contain_text("xihu")
+    await expect(page.locator("#months-table")).to_contain_text("西湖街道居家养老服务中心")
     await page.close()
 
 
