@@ -27,6 +27,7 @@ from dashboard.duty_api import duty_router
 from dashboard.hub import IncidentHub
 from dashboard.pages import pages_router
 from dashboard.pairing_api import pairing_router
+from dashboard.reassurance_api import reassurance_router
 from dashboard.security import OriginPolicy
 from dashboard.throttle import LoginThrottle
 from dashboard.unbound import unbound_router
@@ -62,6 +63,8 @@ from gateway.incidents.views import IncidentView
 from gateway.ingest import MqttLane
 from gateway.metrics import Metrics
 from gateway.pairing import BridgeListener, PairedDevices
+from gateway.reassurance.scheduler import ReassuranceScheduler, scheduler_for
+from gateway.reassurance.webhooks import reassurance_webhooks
 from gateway.rule_state import TELEMETRY, RuleStateKeeper, count_restore
 from gateway.telemetry.reads import SensorLogReader
 from gateway.telemetry_lane import DeadLetterItem, DeviceHealth, DeviceState
@@ -250,19 +253,23 @@ class Gateway:
                 metrics_token=config.http.metrics_token(),
             )
         )
-        self.http.include_router(
-            webhook_router(
-                WebhookContext(
-                    escalator=self.escalator,
-                    escalations=self.escalations,
-                    service=self.service,
-                    public_url=esc.public_url,
-                    twilio_auth_token=twilio_auth_token(esc),
-                    metrics=self.metrics,
-                    voices={str(k): v for k, v in esc.twilio.voices.items()} if esc.twilio else {},
-                )
-            )
+        #: The daily reassurance calls (gateway/reassurance, docs/reassurance.md).
+        self.reassurance: ReassuranceScheduler = scheduler_for(
+            self.store, self.service, self.alarm_lane.commit_decisions, clock, lambda: self.config, channels
         )
+        hooks = WebhookContext(
+            escalator=self.escalator,
+            escalations=self.escalations,
+            service=self.service,
+            public_url=esc.public_url,
+            twilio_auth_token=twilio_auth_token(esc),
+            metrics=self.metrics,
+            voices={str(k): v for k, v in esc.twilio.voices.items()} if esc.twilio else {},
+            inbound_sms=self.reassurance.inbound_sms,
+        )
+        self.http.include_router(webhook_router(hooks))
+        self.http.include_router(reassurance_webhooks(hooks, self.reassurance))
+        self.http.include_router(reassurance_router(self.service, lambda: self.config, self.clock.now))
 
         self.http.include_router(unbound_router(self.unbound))
         self.http.include_router(
@@ -456,6 +463,7 @@ class Gateway:
                     ("duty", self.duty.run()),
                     *self._broker_identity_task(),
                     *([("escalation", self.escalator.run())] if self.config.escalation.enabled else []),
+                    ("reassurance", self.reassurance.run()),
                 )
             ]
             self._workers = tasks

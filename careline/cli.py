@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -56,6 +56,7 @@ from simulators.history import (
     write_incidents,
     write_telemetry,
 )
+from simulators.reassurance_history import write_reassurance_history
 from simulators.rhythm import CareHomeRhythm
 from simulators.twilio_standin import TwilioStandIn
 
@@ -145,6 +146,8 @@ DEMO_TWILIO_SID_ENV, DEMO_TWILIO_TOKEN_ENV = (
     "CARELINE_DEMO_TWILIO_AUTH_TOKEN",
 )
 DEMO_FROM_NUMBER = "+15005550006"
+#: The demo places the day's reassurance calls this long after it is ready.
+DEMO_REASSURANCE_AFTER_S = 10
 
 
 @app.command()
@@ -211,6 +214,8 @@ def _start_phones(config: CarelineConfig, http_port: int, phone_port: int) -> Tw
     sid, token = "AC" + secrets.token_hex(16), secrets.token_hex(16)
     os.environ[DEMO_TWILIO_SID_ENV], os.environ[DEMO_TWILIO_TOKEN_ENV] = sid, token
     book = {r.phone: r.name for r in config.responders if r.phone}
+    # The residents' own phones answer their daily reassurance call (docs/reassurance.md).
+    book.update({r.reassurance.phone: r.name for r in config.residents if r.reassurance is not None})
     phones = TwilioStandIn(
         sid, token, port=phone_port, gateway_url=f"http://127.0.0.1:{http_port}", phone_book=book
     )
@@ -315,7 +320,11 @@ def _write_history(gateway: Gateway, influx: InfluxDB1 | None, settings: History
         except httpx.HTTPError as exc:
             log.warning("past telemetry not written: %s", exc)
             point_count = 0
-    return f"{written} past incidents and {point_count} telemetry points over the last {settings.days} days"
+    calls = write_reassurance_history(gateway.database, config, now, settings.days, settings.seed)
+    return (
+        f"{written} past incidents, {calls} daily reassurance calls and {point_count} telemetry points "
+        f"over the last {settings.days} days"
+    )
 
 
 def _banner(
@@ -329,7 +338,9 @@ def _banner(
     )
     return (
         f"\n  Careline demo: open http://{http.host}:{http.port}  and log in as  admin / {password}\n"
-        f"  Responders' phones (SMS and calls arrive here; reply or press 1): {phones.base_url}/phone\n"
+        f"  Phones of responders and residents (SMS and calls arrive here; reply, press 1 or 2, or let a "
+        f"call ring out): {phones.base_url}/phone\n"
+        f"  The district's daily reassurance calls are placed {DEMO_REASSURANCE_AFTER_S} s after start.\n"
         f"  Telemetry: {telemetry}\n"
         f"  History: {history}\n"
         f"  Embedded MQTT broker on 127.0.0.1:{gateway.config.broker.port}; a simulated care home "
@@ -345,6 +356,8 @@ async def _demo(gateway: Gateway, banner: str, started: float, seed: int) -> Non
         await asyncio.sleep(0.5)
         await gateway.wait_connected()
         print(banner + f"  Ready in {time.monotonic() - started:.1f} s.\n", flush=True)
+        # The district's daily reassurance calls now, not at each resident's configured time.
+        gateway.reassurance.bring_forward(datetime.now(UTC) + timedelta(seconds=DEMO_REASSURANCE_AFTER_S))
         bindings = device_registry(gateway.config).bindings()
         await run_care_home(gateway.config, bindings, "127.0.0.1", gateway.config.broker.port, seed=seed)
 

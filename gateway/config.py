@@ -27,7 +27,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from common.errors import ConfigError, InvalidInputError, Problem
-from common.settings import Identifier, Language, StrictModel, secret_from_env
+from common.settings import Identifier, Language, LocalTime, StrictModel, secret_from_env
 from devices.model import DeviceType
 from gateway.catalogue import CATALOGUE
 from gateway.escalation.config import EscalationConfig, Shift
@@ -309,6 +309,22 @@ class ContactConfig(StrictModel):
     languages: Annotated[tuple[Language, ...], Distinct] = Field(("zh-CN",), min_length=1)
 
 
+class ReassuranceConfig(StrictModel):
+    """The daily reassurance call (or SMS) to a resident living alone (docs/reassurance.md)."""
+
+    #: The resident (or their legal representative) agreed to be called every day; without it, no call.
+    consent: bool = False
+    #: The resident's own phone, called or texted (E.164, like responders' phones).
+    phone: Phone
+    channel: Literal["voice", "sms"] = "voice"
+    #: Site-local time of the day's first call.
+    at: LocalTime
+    #: Further calls when the first goes unanswered; after the last, an incident is opened.
+    retries: int = Field(2, ge=0, le=5)
+    #: Minutes from one call (or SMS) to the next when nobody answers.
+    retry_wait_min: int = Field(15, ge=1, le=240)
+
+
 class ResidentConfig(StrictModel):
     id: Identifier
     name: Line
@@ -332,6 +348,8 @@ class ResidentConfig(StrictModel):
     #: The resident agreed to a daily check-in (the missed check-in rule).
     check_in_consent: bool = False
     contacts: tuple[ContactConfig, ...] = Field((), max_length=10)
+    #: The daily reassurance call (docs/reassurance.md); None: no daily call.
+    reassurance: ReassuranceConfig | None = None
     status: ResidentStatus = "active"
     discharged_on: date | None = None
 

@@ -25,6 +25,9 @@ RULE_CATEGORIES: dict[str, Category] = {
     "bed_exit": "wellbeing",
     "vitals": "wellbeing",
     "activity_baseline": "wellbeing",
+    # The daily reassurance call (gateway/reassurance): a plea for help is answered like an SOS.
+    "reassurance_help": "life_safety",
+    "reassurance_no_answer": "wellbeing",
     "device_health": "technical",
     "channel_failing": "technical",
     # Duty (gateway/duty.py): nobody at the console is a gap in the alarm chain itself.

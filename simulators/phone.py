@@ -1,19 +1,26 @@
-"""The simulated responders' phones: the SMS and calls the local Twilio stand-in accepted, per number.
+"""The simulated phones of responders and residents: the SMS and calls the local Twilio stand-in
+accepted, per number.
 
-A visitor of the demo sees on `/phone` what each responder's phone would show or say, replies to an
-SMS or presses a key during a call, and the stand-in then plays Twilio's part: it POSTs the inbound-SMS
-or gather webhook to the gateway, signed with `X-Twilio-Signature` by the real `twilio` library, so the
-acknowledgement takes the gateway's real webhook path.
+A visitor of the demo sees on `/phone` what each phone would show or say, replies to an SMS, presses a
+key during a call or lets it ring out, and the stand-in then plays Twilio's part: it POSTs the
+inbound-SMS or gather webhook to the gateway, and the call's status callbacks (`in-progress` when
+answered, `completed` when the gateway's TwiML hangs up, `no-answer` when nobody picks up) to the
+`StatusCallback` the call was created with, with the parameters Twilio sends and signed with
+`X-Twilio-Signature` by the real `twilio` library, so the answer takes the gateway's real webhook path.
+It does not report `initiated` or `ringing`.
 """
 
 from __future__ import annotations
 
 import itertools
+import secrets
 import threading
+import time
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from email.utils import formatdate
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -33,6 +40,9 @@ MAX_ENTRIES = 500
 _FILES = {"phone.js": "text/javascript", "phone.css": "text/css"}
 
 EntryKind = Literal["sms", "call"]
+API_VERSION = "2010-04-01"
+#: A call's states here: ringing until answered or let ring out.
+CALL_ENDED = frozenset({"completed", "no-answer"})
 
 
 @dataclass
@@ -43,6 +53,8 @@ class Exchange:
     answer: str
     http_status: int | None
     at: str
+    #: Calls: the gateway's answer ended the call.
+    hung_up: bool = False
 
 
 @dataclass
@@ -57,6 +69,15 @@ class PhoneEntry:
     #: Calls: where Twilio posts the key pressed (the gateway's gather webhook).
     gather_url: str | None = None
     exchanges: list[Exchange] = field(default_factory=list)
+    #: The SID the stand-in answered the create request with, and the account it was made on.
+    sid: str = ""
+    account_sid: str = ""
+    #: Calls: the `StatusCallback` and its `StatusCallbackEvent`s, as created.
+    status_callback: str | None = None
+    status_events: tuple[str, ...] = ()
+    #: Calls: ringing, in-progress, completed, no-answer.
+    call_status: str = "ringing"
+    answered_at: float | None = None
 
 
 def spoken_text(twiml: str) -> str:
@@ -71,6 +92,24 @@ def spoken_text(twiml: str) -> str:
         if words and words not in said:
             said.append(words)
     return "\n".join(said)
+
+
+def message_text(twiml: str) -> str:
+    """The SMS a messaging TwiML answer sends back (`<Message>`), one per line."""
+    try:
+        root = ElementTree.fromstring(twiml)
+    except ElementTree.ParseError:
+        return ""
+    return "\n".join((m.text or "").strip() for m in root.iter("Message") if (m.text or "").strip())
+
+
+def _hangs_up(twiml: str) -> bool:
+    """The TwiML ends the call: no <Gather> waits for another key."""
+    try:
+        root = ElementTree.fromstring(twiml)
+    except ElementTree.ParseError:
+        return True
+    return root.find("Gather") is None
 
 
 def _gather_url(twiml: str) -> str | None:
@@ -97,8 +136,10 @@ class ResponderPhones:
         self._entries: list[PhoneEntry] = []
         self._ids = itertools.count(1)
 
-    def received(self, resource: str, pairs: Sequence[tuple[str, str]]) -> None:
-        """A Message or Call the stand-in accepted."""
+    def received(
+        self, resource: str, pairs: Sequence[tuple[str, str]], sid: str = "", account_sid: str = ""
+    ) -> None:
+        """A Message or Call the stand-in accepted, under the SID it answered with."""
         form = dict(pairs)
         to, sender = form.get("To", ""), form.get("From", "")
         if resource == "Messages":
@@ -108,6 +149,10 @@ class ResponderPhones:
             entry = PhoneEntry(
                 next(self._ids), "call", to, sender, _now(), spoken_text(twiml), _gather_url(twiml)
             )
+            entry.status_callback = form.get("StatusCallback") or None
+            entry.status_events = tuple(value for key, value in pairs if key == "StatusCallbackEvent")
+        entry.sid = sid or ("SM" if resource == "Messages" else "CA") + format(entry.id, "032x")
+        entry.account_sid = account_sid
         with self._lock:
             self._entries.append(entry)
             del self._entries[:-MAX_ENTRIES]
@@ -139,22 +184,84 @@ class ResponderPhones:
 
     async def reply(self, entry: PhoneEntry, body: str) -> Exchange:
         """The responder answers the SMS: Twilio's inbound-SMS webhook, From = the responder."""
+        message_sid = "SM" + secrets.token_hex(16)
         params = {
-            "MessageSid": "SM" + format(entry.id, "032x"),
+            "MessageSid": message_sid,
+            "SmsSid": message_sid,
+            "SmsMessageSid": message_sid,
+            "AccountSid": entry.account_sid,
             "From": entry.to,
             "To": entry.sender,
             "Body": body,
             "NumMedia": "0",
+            "NumSegments": "1",
+            "SmsStatus": "received",
+            "ApiVersion": API_VERSION,
         }
         return await self._post(entry, f"{self.gateway_url}/api/twilio/sms-inbound", params, body)
 
     async def press(self, entry: PhoneEntry, digit: str) -> Exchange:
-        """The responder presses a key during the call: Twilio's gather webhook (the TwiML's action)."""
+        """A key pressed during the call: the call is answered first (status `in-progress`), then the
+        gather webhook (the TwiML's action); when the answer hangs up, the `completed` status."""
         if entry.gather_url is None:
             raise HTTPException(status.HTTP_409_CONFLICT, "this call waits for no key")
-        params = {"CallSid": "CA" + format(entry.id, "032x"), "Digits": digit, "From": entry.sender}
-        params["To"] = entry.to
-        return await self._post(entry, entry.gather_url, params, digit)
+        if entry.call_status in CALL_ENDED:
+            raise HTTPException(status.HTTP_409_CONFLICT, "this call has ended")
+        if entry.call_status == "ringing":
+            await self._call_status(entry, "in-progress")
+        params = self._call_params(entry, "in-progress")
+        params.update(Digits=digit, FinishedOnKey="")
+        exchange = await self._post(entry, entry.gather_url, params, digit)
+        if exchange.http_status is not None and exchange.http_status < 400 and exchange.hung_up:
+            await self._call_status(entry, "completed")
+        return exchange
+
+    async def let_ring(self, entry: PhoneEntry) -> Exchange:
+        """Nobody picks up: Twilio reports `no-answer` after the ring timeout."""
+        if entry.call_status != "ringing":
+            raise HTTPException(status.HTTP_409_CONFLICT, "this call is not ringing")
+        status_code = await self._call_status(entry, "no-answer")
+        exchange = Exchange("no-answer", "", status_code, _now())
+        with self._lock:
+            entry.exchanges.append(exchange)
+        return exchange
+
+    def _call_params(self, entry: PhoneEntry, call_status: str) -> dict[str, str]:
+        return {
+            "CallSid": entry.sid,
+            "AccountSid": entry.account_sid,
+            "From": entry.sender,
+            "To": entry.to,
+            "CallStatus": call_status,
+            "Direction": "outbound-api",
+            "ApiVersion": API_VERSION,
+        }
+
+    async def _call_status(self, entry: PhoneEntry, call_status: str) -> int | None:
+        """The call moves on; Twilio posts the status callback for the events the call asked for (the
+        final states always, as the `completed` event; `in-progress` as `answered`)."""
+        with self._lock:
+            entry.call_status = call_status
+            if call_status == "in-progress":
+                entry.answered_at = time.monotonic()
+        event = "answered" if call_status == "in-progress" else "completed"
+        if entry.status_callback is None or (event == "answered" and event not in entry.status_events):
+            return None
+        params = self._call_params(entry, call_status)
+        params.update(CallbackSource="call-progress-events", Timestamp=formatdate(usegmt=True))
+        if call_status in CALL_ENDED:
+            duration = 0 if entry.answered_at is None else round(time.monotonic() - entry.answered_at)
+            params.update(CallDuration=str(duration), Duration=str(max(1, -(-duration // 60))))
+        return await self._send(entry.status_callback, params)
+
+    async def _send(self, url: str, params: dict[str, str]) -> int | None:
+        signature = self._validator.compute_signature(url, params)
+        headers = {"X-Twilio-Signature": signature, "User-Agent": "TwilioProxy/1.1"}
+        try:
+            async with httpx.AsyncClient(timeout=10.0) as client:
+                return (await client.post(url, data=params, headers=headers)).status_code
+        except httpx.HTTPError:
+            return None
 
     async def _post(self, entry: PhoneEntry, url: str, params: dict[str, str], action: str) -> Exchange:
         signature = self._validator.compute_signature(url, params)
@@ -162,8 +269,9 @@ class ResponderPhones:
         try:
             async with httpx.AsyncClient(timeout=10.0) as client:
                 response = await client.post(url, data=params, headers=headers)
-            answer = spoken_text(response.text) if response.status_code < 400 else ""
-            exchange = Exchange(action, answer, response.status_code, _now())
+            ok = response.status_code < 400
+            answer = (spoken_text(response.text) or message_text(response.text)) if ok else ""
+            exchange = Exchange(action, answer, response.status_code, _now(), ok and _hangs_up(response.text))
         except httpx.HTTPError:
             exchange = Exchange(action, "", None, _now())
         with self._lock:
@@ -178,7 +286,9 @@ def _entry_json(entry: PhoneEntry) -> dict[str, Any]:
         "from": entry.sender,
         "at": entry.at,
         "text": entry.text,
-        "can_press": entry.gather_url is not None,
+        "can_press": entry.gather_url is not None and entry.call_status not in CALL_ENDED,
+        "can_let_ring": entry.kind == "call" and entry.call_status == "ringing",
+        "status": entry.call_status if entry.kind == "call" else None,
         "exchanges": [vars(x) for x in entry.exchanges],
     }
 
@@ -223,6 +333,10 @@ def phone_router(phones: ResponderPhones) -> APIRouter:
     @router.post("/phone/api/calls/{entry_id}/press")
     async def press(entry_id: int, press: Press) -> dict[str, Any]:
         return vars(await phones.press(phones.entry(entry_id, "call"), press.digit))
+
+    @router.post("/phone/api/calls/{entry_id}/no-answer")
+    async def let_ring(entry_id: int) -> dict[str, Any]:
+        return vars(await phones.let_ring(phones.entry(entry_id, "call")))
 
     return router
 

@@ -239,7 +239,7 @@ class TwilioStandIn:
             return _error(400, *missing)
         body = _message_json(sid, record) if resource == "Messages" else _call_json(sid, record)
         if self.phones is not None:
-            self.phones.received(resource, record.pairs)
+            self.phones.received(resource, record.pairs, body["sid"], sid)
         return JSONResponse(body, status_code=201)
 
     def _authorized(self, sid: str, header: str | None) -> bool:

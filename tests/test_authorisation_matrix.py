@@ -60,6 +60,8 @@ MANAGERS_ONLY = (
     re.compile(r"^GET /api/(sensor-log|review/alarms|audit/verify)$"),
     re.compile(r"^(PUT|DELETE) /api/response-scripts/\{rule\}$"),
     re.compile(r"^GET (" + "|".join(map(re.escape, PAGES_FOR_MANAGERS)) + ")$"),
+    # The daily reassurance calls (dashboard/reassurance_api.py), within the manager's sites.
+    re.compile(r"^GET /api/office/reassurance(/months)?$"),
     # Broker logins of devices and hubs (dashboard/broker_credentials.py), within the manager's sites.
     re.compile(
         r"^(GET /api/broker-identity/hubs|POST /api/broker-identity/(devices|hubs)/\{\w+\}/credentials)$"

@@ -23,6 +23,7 @@ from services import alive, children_of, command_line, free_port
 
 NIGHT_CARER_B = "+8613800000004"  # 孙磊, on duty in wing B at night (the demo's sites are at 02:00)
 NIGHT_CARER_A = "+8613800000002"  # 李娜, wing A
+SHEN_YUFANG = "+8657100003302"  # 沈玉芳, the district's elder without devices: a daily call
 
 
 @dataclass
@@ -105,8 +106,46 @@ async def test_the_demo_shows_incidents_history_telemetry_and_the_responders_pho
             "the incident acknowledged by the call",
         )
         _an_sms_reply_acknowledges(http, demo)
+        _key_2_on_the_daily_call_opens_an_incident(http, demo)
+        await _the_office_shows_the_daily_calls(demo, browser)
         assert _audit_intact(http)
     _ctrl_c_stops_everything(demo)
+
+
+def _key_2_on_the_daily_call_opens_an_incident(http: httpx.Client, demo: Demo) -> None:
+    """The district's reassurance calls are placed shortly after start; the past days are seeded."""
+
+    def calls_to_shen() -> list[dict[str, Any]]:
+        phones = httpx.get(f"{demo.phones}/phone/api/inbox").json()["phones"]
+        entries = next((p["entries"] for p in phones if p["number"] == SHEN_YUFANG), [])
+        return [e for e in entries if e["kind"] == "call"]
+
+    _until(lambda: bool(calls_to_shen()), "the daily call to shen-yufang", limit_s=60)
+    [call] = calls_to_shen()
+    assert "请按 2" in call["text"]
+    pressed = httpx.post(f"{demo.phones}/phone/api/calls/{call['id']}/press", json={"digit": "2"})
+    assert pressed.json()["http_status"] == 200, pressed.text
+
+    def helped() -> bool:
+        incidents = http.get("/api/incidents").json()["incidents"]
+        return any(i["rule"] == "reassurance_help" and i["resident"] == "shen-yufang" for i in incidents)
+
+    _until(helped, "the reassurance_help incident")
+    months = http.get("/api/office/reassurance/months").json()["months"]
+    assert sum(m["placed"] for m in months if m["site"] == "xihu") >= 3 * 7, months
+
+
+async def _the_office_shows_the_daily_calls(demo: Demo, browser: Browser) -> None:
+    page = await browser.new_page(viewport={"width": 1366, "height": 768}, locale="zh-CN")
+    await page.goto(f"{demo.base}/office/reassurance")
+    await page.fill("#username", "admin")
+    await page.fill("#password", demo.password)
+    await page.click("#login-submit")
+    await expect(page.locator("h1")).to_have_text("日常问候电话", timeout=10_000)
+    # The outcome in words and a sign, not by colour alone.
+    await expect(page.locator("#day-table tr", has_text="沈玉芳")).to_contain_text("✚ 需要帮助")
+    await expect(page.locator("#months-table")).to_contain_text("西湖街道居家养老服务中心")
+    await page.close()
 
 
 @contextlib.contextmanager

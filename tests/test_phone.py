@@ -41,6 +41,7 @@ class Gateway:
 
         @app.post("/api/twilio/sms-inbound")
         @app.post("/api/twilio/gather")
+        @app.post("/api/twilio/call-status")
         async def webhook(request: Request) -> Response:
             form = {k: str(v) for k, v in (await request.form()).items()}
             url = self.base_url + request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -122,13 +123,56 @@ def test_sms_and_calls_arrive_on_the_responders_phone_and_answers_are_signed(
 
     pressed = httpx.post(f"{stand_in.base_url}/phone/api/calls/{call['id']}/press", json={"digit": "1"})
     assert pressed.json()["answer"] == spoken_text(gather_response("1", "zh-CN"))
-    url, form, signed = receiver.received[-1]
+    url, form, signed = next(r for r in receiver.received if "/gather" in r[0])
     assert signed
     assert url == f"{receiver.base_url}/api/twilio/gather?n=3&t=tok-9"
     assert form["Digits"] == "1"
     again = httpx.get(f"{stand_in.base_url}/phone/api/inbox").json()["phones"]
     entries = next(p for p in again if p["number"] == CARER)["entries"]
     assert [len(e["exchanges"]) for e in entries] == [1, 1]
+
+
+def test_a_call_reports_answered_and_completed_or_no_answer_as_twilio_does(
+    gateway: tuple[Gateway, TwilioStandIn],
+) -> None:
+    receiver, stand_in = gateway
+    settings = TwilioConfig(from_number="+15005550006", api_base_url=stand_in.base_url)
+    voice = TwilioVoice(
+        settings, TwilioAccount(stand_in.account_sid, stand_in.auth_token), public_url=receiver.base_url
+    )
+
+    async def two_calls() -> list[str]:
+        return [(await voice.send(_notification())).provider_id or "" for _ in range(2)]
+
+    answered_sid, unanswered_sid = asyncio.run(two_calls())
+    base = f"{stand_in.base_url}/phone/api"
+    unanswered, answered = httpx.get(f"{base}/inbox").json()["phones"][0]["entries"]  # newest first
+    assert (answered["status"], answered["can_let_ring"]) == ("ringing", True)
+
+    assert httpx.post(f"{base}/calls/{answered['id']}/press", json={"digit": "1"}).json()["hung_up"]
+    reports = [(url.split("?")[0].rsplit("/", 1)[1], form, signed) for url, form, signed in receiver.received]
+    assert [(hook, form["CallStatus"], signed) for hook, form, signed in reports] == [
+        ("call-status", "in-progress", True),
+        ("gather", "in-progress", True),
+        ("call-status", "completed", True),
+    ]
+    # The SID the call was created with, the account, and the duration on the final report.
+    assert {form["CallSid"] for _, form, _ in reports} == {answered_sid}
+    assert reports[0][1]["AccountSid"] == stand_in.account_sid
+    assert reports[2][1]["CallDuration"].isdigit()
+    assert httpx.post(f"{base}/calls/{answered['id']}/press", json={"digit": "1"}).status_code == 409
+
+    receiver.received.clear()
+    assert httpx.post(f"{base}/calls/{unanswered['id']}/no-answer").status_code == 200
+    [(_, form, signed)] = receiver.received
+    assert (form["CallSid"], form["CallStatus"], form["CallDuration"], signed) == (
+        unanswered_sid,
+        "no-answer",
+        "0",
+        True,
+    )
+    assert httpx.post(f"{base}/calls/{unanswered['id']}/press", json={"digit": "1"}).status_code == 409
+    assert httpx.post(f"{base}/calls/{unanswered['id']}/no-answer").status_code == 409
 
 
 def test_bad_answers_are_refused_clearly(gateway: tuple[Gateway, TwilioStandIn]) -> None:

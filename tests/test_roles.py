@@ -31,6 +31,9 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("POST", "/api/twilio/sms-status"): "Twilio's signature is checked",
     ("POST", "/api/twilio/call-status"): "Twilio's signature is checked",
     ("POST", "/api/twilio/gather"): "Twilio's signature is checked",
+    ("POST", "/api/twilio/reassurance/gather"): "Twilio's signature is checked",
+    ("POST", "/api/twilio/reassurance/call-status"): "Twilio's signature is checked",
+    ("POST", "/api/twilio/reassurance/sms-status"): "Twilio's signature is checked",
     ("GET", "/api/escalation/ack/{token}"): "the link's one-time token is the credential",
     ("POST", "/api/escalation/ack/{token}"): "the link's one-time token is the credential",
 }
@@ -97,6 +100,7 @@ PAGES_FOR_MANAGERS = (
     "/office/reports",
     "/office/quality",
     "/office/scripts",
+    "/office/reassurance",
 )
 
 

@@ -10,6 +10,7 @@ const RULE_CATEGORY = {
   sos: "life_safety", fall: "life_safety", smoke: "life_safety",
   door_night: "wandering", door_left_open: "wandering", bed_exit: "wellbeing",
   inactivity: "wellbeing", missed_check_in: "wellbeing", vitals: "wellbeing", activity_baseline: "wellbeing",
+  reassurance_help: "life_safety", reassurance_no_answer: "wellbeing",
   device_health: "technical", channel_failing: "technical",
 };
 const CATEGORY_ICON = { life_safety: "▲", wandering: "◆", wellbeing: "●", technical: "■" };

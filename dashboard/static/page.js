@@ -23,6 +23,7 @@ export const PAGES = [
   ["/office/quality", "quality.title", MANAGERS],
   ["/office/devices", "nav.devices", MANAGERS],
   ["/office/scripts", "script.nav", MANAGERS],
+  ["/office/reassurance", "reassurance.page.title", MANAGERS],
   ["/review", "review.title", MANAGERS],
   ["/admin", "admin.navAdmin", MANAGERS],
 ];

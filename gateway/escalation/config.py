@@ -156,6 +156,40 @@ DEFAULT_POLICIES: tuple[Policy, ...] = (
         ),
         repeat="last",
     ),
+    # The daily reassurance call (gateway/reassurance): "I need help" is urgent (the carers on duty by
+    # SMS and call at once, then the coordinator, then family); no answer after the retries goes to the
+    # carers on duty and the coordinator by SMS, then by call.
+    Policy(
+        id="default-reassurance-help",
+        match=PolicyMatch(rules=("reassurance_help",)),
+        tiers=(
+            Tier(targets=(Target(role="carer"),), channels=_SMS_VOICE, wait_s=60),
+            Tier(
+                targets=(Target(role="coordinator", on_duty=False), Target(role="supervisor", on_duty=False)),
+                channels=_SMS_VOICE,
+                wait_s=120,
+            ),
+            Tier(targets=(Target(role="family", on_duty=False),), channels=_SMS_VOICE, wait_s=120),
+        ),
+        repeat="restart",
+    ),
+    Policy(
+        id="default-reassurance-no-answer",
+        match=PolicyMatch(rules=("reassurance_no_answer",)),
+        tiers=(
+            Tier(
+                targets=(Target(role="carer"), Target(role="coordinator", on_duty=False)),
+                channels=(ChannelKind.SMS,),
+                wait_s=600,
+            ),
+            Tier(
+                targets=(Target(role="coordinator", on_duty=False), Target(role="supervisor", on_duty=False)),
+                channels=_SMS_VOICE,
+                wait_s=900,
+            ),
+        ),
+        repeat="last",
+    ),
     Policy(
         id="default-critical",
         match=PolicyMatch(severities=("critical",)),

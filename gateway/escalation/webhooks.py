@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import html
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Any
@@ -96,6 +96,9 @@ class WebhookContext:
     #: Twilio `<Say>` voice per language, as configured for calls.
     voices: Mapping[str, str] = field(default_factory=dict)
     forgeries: ForgeryLog = field(default_factory=ForgeryLog)
+    #: Asked first about each inbound SMS: the TwiML to answer a resident's reply to their daily
+    #: reassurance SMS with (gateway/reassurance), or None when the SMS is not one (a responder's).
+    inbound_sms: Callable[[Mapping[str, str]], Awaitable[str | None]] | None = None
 
 
 def _record_forgery(store: IncidentStore, path: str, count: int, at: datetime) -> None:
@@ -104,7 +107,7 @@ def _record_forgery(store: IncidentStore, path: str, count: int, at: datetime) -
         store.audit.append(session, at=at, actor="webhook", action="webhook.forged", details=details)
 
 
-async def _verified_form(request: Request, ctx: WebhookContext) -> dict[str, str]:
+async def verified_form(request: Request, ctx: WebhookContext) -> dict[str, str]:
     received = await request.form(max_fields=MAX_FORM_FIELDS, max_part_size=MAX_FORM_FIELD_BYTES)
     form = {key: str(value) for key, value in received.items()}
     url = (
@@ -129,7 +132,10 @@ def webhook_router(ctx: WebhookContext) -> APIRouter:
 
     @router.post("/api/twilio/sms-inbound", responses=_FORGED)
     async def sms_inbound(request: Request) -> Response:
-        form = await _verified_form(request, ctx)
+        form = await verified_form(request, ctx)
+        answered = await ctx.inbound_sms(form) if ctx.inbound_sms is not None else None
+        if answered is not None:
+            return Response(answered, media_type=TWIML)
         token = await ctx.service.read(ctx.escalations.latest_token_for_phone, form.get("From", ""))
         if token is not None and parse_sms_reply(form.get("Body", "")):
             await ctx.escalator.acknowledge_by_token(token, "sms")
@@ -137,13 +143,13 @@ def webhook_router(ctx: WebhookContext) -> APIRouter:
 
     @router.post("/api/twilio/sms-status", responses=_FORGED)
     async def sms_status(request: Request, n: NotificationId) -> Response:
-        form = await _verified_form(request, ctx)
+        form = await verified_form(request, ctx)
         await ctx.escalator.provider_status(n, form.get("MessageStatus", form.get("SmsStatus", "unknown")))
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     @router.post("/api/twilio/call-status", responses=_FORGED)
     async def call_status(request: Request, n: NotificationId) -> Response:
-        form = await _verified_form(request, ctx)
+        form = await verified_form(request, ctx)
         await ctx.escalator.provider_status(n, form.get("CallStatus", "unknown"))
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -151,7 +157,7 @@ def webhook_router(ctx: WebhookContext) -> APIRouter:
     async def gather(
         request: Request, n: NotificationId, t: Annotated[str, Query(max_length=64)]
     ) -> Response:
-        form = await _verified_form(request, ctx)
+        form = await verified_form(request, ctx)
         digits = form.get("Digits", "")
         owner = await ctx.service.read(ctx.escalations.token_owner, t)
         language: Language = ctx.escalations.language_of(owner.responder_id) if owner else "en"

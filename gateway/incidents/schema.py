@@ -413,3 +413,42 @@ class FaultEscalation(Base):
     escalated_at: Mapped[datetime]
     #: The responders reached (ids), as planned at the moment of the escalation.
     technicians: Mapped[list[str]] = mapped_column(JSON)
+
+
+# -- Daily reassurance calls (gateway/reassurance/) --------------------------------------------------
+
+
+class ReassuranceAttempt(Base):
+    """One call (or SMS) of a resident's daily reassurance: one row per resident, site-local day and
+    attempt, written before the call is placed so that a restart never places the same attempt twice."""
+
+    __tablename__ = "reassurance_attempts"
+    __table_args__ = (
+        Index("uq_reassurance_attempts_day", "resident_id", "day", "attempt", unique=True),
+        Index("ix_reassurance_attempts_site_day", "site", "day"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    resident_id: Mapped[str] = mapped_column(String(64))
+    site: Mapped[str] = mapped_column(String(64))
+    #: The site-local day, "YYYY-MM-DD".
+    day: Mapped[str] = mapped_column(String(10))
+    #: 1 for the day's first call, then one more per retry.
+    attempt: Mapped[int] = mapped_column(Integer)
+    channel: Mapped[str] = mapped_column(String(8))
+    phone: Mapped[str] = mapped_column(String(20))
+    scheduled_at: Mapped[datetime]
+    placed_at: Mapped[datetime | None]
+    #: Twilio's CallSid / MessageSid.
+    provider_sid: Mapped[str | None] = mapped_column(String(64), index=True)
+    #: placing, queued, ringing, answered, completed, no-answer, busy, failed (sms: sent, delivered).
+    status: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(String(300))
+    digits: Mapped[str | None] = mapped_column(String(8))
+    reply: Mapped[str | None] = mapped_column(Text)
+    answered_at: Mapped[datetime | None]
+    #: well, needs_help, no_answer: set on the attempt that decided the day.
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    decided_at: Mapped[datetime | None]
+    incident_id: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime]

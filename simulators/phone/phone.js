@@ -1,5 +1,5 @@
-// The simulated responders' phones: what arrived on each number, live, with a reply box for each SMS and
-// a "press 1" button for each call. The stand-in posts the answers to the gateway, signed as Twilio would.
+// The simulated phones of responders and residents: what arrived on each number, live, with a reply box
+// for each SMS and, for each call, "press 1", "press 2" and "do not answer". The stand-in posts the answers to the gateway, signed as Twilio would.
 const POLL_MS = 1000;
 let words = {};
 let language = new URLSearchParams(location.search).get("lang")
@@ -36,6 +36,7 @@ function localTime(iso) {
 
 function exchangeNode(x, kind) {
   const refused = x.http_status === null || x.http_status >= 400;
+  if (x.action === "no-answer") return el("div", { class: "exchange" }, t("phone.not_answered"));
   const did = kind === "sms" ? t("phone.replied", { text: x.action }) : t("phone.pressed", { digit: x.action });
   const outcome = x.http_status === null ? t("phone.unreachable")
     : refused ? t("phone.refused", { status: x.http_status })
@@ -64,11 +65,23 @@ function smsActions(entry) {
 }
 
 function callActions(entry) {
-  if (!entry.can_press) return "";
-  return el("button", {
-    type: "button", class: "press", "data-entry": String(entry.id),
-    onclick: () => act(() => send(`/phone/api/calls/${entry.id}/press`, { digit: "1" })),
-  }, t("phone.press1"));
+  const actions = el("div", { class: "actions" });
+  if (entry.can_press) {
+    for (const [digit, label, kind] of [["1", "phone.press1", "press"], ["2", "phone.press2", "press2"]]) {
+      actions.append(el("button", {
+        type: "button", class: kind, "data-entry": String(entry.id), "data-digit": digit,
+        onclick: () => act(() => send(`/phone/api/calls/${entry.id}/press`, { digit })),
+      }, t(label)));
+    }
+  }
+  if (entry.can_let_ring) {
+    // Twilio reports no-answer after the ring timeout; here the visitor decides it at once.
+    actions.append(el("button", {
+      type: "button", class: "decline", "data-entry": String(entry.id),
+      onclick: () => act(() => send(`/phone/api/calls/${entry.id}/no-answer`, {})),
+    }, t("phone.no_answer")));
+  }
+  return actions;
 }
 
 async function act(work) {

@@ -73,11 +73,16 @@ class TwilioSms:
         phone = notification.recipient.phone
         if not phone:
             return Delivery(ok=False, retryable=False, detail="recipient has no phone number")
+        callback = sms_status_callback_url(self._public_url, notification.notification_id)
+        return await self.text(phone, sms_text(notification), callback)
+
+    async def text(self, to: str, body: str, status_callback: str) -> Delivery:
+        """One SMS of any text through this account (the daily reassurance uses it too)."""
         params: dict[str, Any] = {
-            "to": phone,
+            "to": to,
             "from_": self._config.from_number,
-            "body": sms_text(notification),
-            "status_callback": sms_status_callback_url(self._public_url, notification.notification_id),
+            "body": body,
+            "status_callback": status_callback,
         }
         return await _create(self._config, self._account, "messages", params)
 
@@ -96,11 +101,21 @@ class TwilioVoice:
         phone = notification.recipient.phone
         if not phone:
             return Delivery(ok=False, retryable=False, detail="recipient has no phone number")
+        twiml = voice_twiml(notification, self._config, self._public_url)
+        callback = call_status_callback_url(self._public_url, notification.notification_id)
+        return await self.call(phone, twiml, callback)
+
+    @property
+    def settings(self) -> TwilioConfig:
+        return self._config
+
+    async def call(self, to: str, twiml: str, status_callback: str) -> Delivery:
+        """One call speaking `twiml` through this account (the daily reassurance uses it too)."""
         params: dict[str, Any] = {
-            "to": phone,
+            "to": to,
             "from_": self._config.from_number,
-            "twiml": voice_twiml(notification, self._config, self._public_url),
-            "status_callback": call_status_callback_url(self._public_url, notification.notification_id),
+            "twiml": twiml,
+            "status_callback": status_callback,
             "status_callback_event": list(CALL_STATUS_EVENTS),
             "timeout": self._config.ring_timeout_s,
         }
@@ -119,7 +134,7 @@ class TwilioVoice:
 def voice_twiml(notification: Notification, config: TwilioConfig, public_url: str) -> str:
     """The call's TwiML: the script inside <Gather numDigits=1> twice, then a goodbye."""
     language = notification.recipient.language
-    say = _say_attributes(language, config.voices.get(language))
+    say = say_attributes(language, config.voices.get(language))
     action = gather_action_url(public_url, notification.notification_id, notification.ack_token)
     script = voice_script(notification)
     response = VoiceResponse()
@@ -143,12 +158,12 @@ def gather_response(digits: str, language: str, *, voice: str | None = None) -> 
     accepted = digits.strip() == "1"
     lang = normalize_language(language)
     response = VoiceResponse()
-    response.say(gather_reply_text(accepted, lang), **_say_attributes(lang, voice))
+    response.say(gather_reply_text(accepted, lang), **say_attributes(lang, voice))
     response.hangup()
     return str(response)
 
 
-def _say_attributes(language: Language, voice: str | None) -> dict[str, str]:
+def say_attributes(language: Language, voice: str | None) -> dict[str, str]:
     attributes = {"language": SAY_LANGUAGES[language]}
     if voice:
         attributes["voice"] = voice
