@@ -27,6 +27,12 @@ RULE_CATEGORIES: dict[str, Category] = {
     "activity_baseline": "wellbeing",
     "device_health": "technical",
     "channel_failing": "technical",
+    # The risk rules (docs/risks.md).
+    "falling_from_bed": "life_safety",
+    "scalds": "life_safety",
+    "locked_zone_exit": "wandering",
+    "repositioning_due": "wellbeing",
+    "fever_cluster": "wellbeing",
 }
 #: Every rule that raises incidents, by the name it records them with.
 KNOWN_RULES: tuple[str, ...] = tuple(RULE_CATEGORIES)
