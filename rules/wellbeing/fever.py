@@ -44,7 +44,7 @@ def temperature_taken(
 
 
 class FeverReadingRule:
-    name = "fever"
+    name = CLUSTER_RULE
 
     def __init__(self, context: RuleContext, config: WellbeingSource) -> None:
         self._context = context
