@@ -23,8 +23,8 @@ from rules.wellbeing import (
     ScaldsRule,
     WellbeingConfig,
 )
-from rules.wellbeing.fever import LastCluster, cluster_alarm, temperature_taken
 from rules.wellbeing.config import FeverConfig
+from rules.wellbeing.fever import LastCluster, cluster_alarm, temperature_taken
 
 
 def careline() -> CarelineConfig:
@@ -209,7 +209,8 @@ def test_by_day_or_without_the_flag_getting_up_raises_nothing_here() -> None:
         bed(EventKind.BED_OCCUPIED, False, local(2), resident="chen"),
     )
 
-    assert by_day == [] and unflagged == []
+    assert by_day == []
+    assert unflagged == []
 
 
 def test_with_a_grace_back_in_bed_within_it_is_no_alarm_and_staying_up_is() -> None:
@@ -376,7 +377,8 @@ def test_the_cluster_fires_at_the_third_feverish_resident_and_not_at_the_second(
         "fever_cluster:sunrise",
     )
     assert alarm.event.resident is None
-    assert alarm.evidence["feverish_residents"] == 3 and alarm.evidence["residents"] == "a,b,c"
+    assert alarm.evidence["feverish_residents"] == 3
+    assert alarm.evidence["residents"] == "a,b,c"
 
 
 def test_the_same_cluster_fires_no_second_incident() -> None:
@@ -388,7 +390,8 @@ def test_the_same_cluster_fires_no_second_incident() -> None:
     # further residents raise nothing; a day after it opened, a new cluster may be raised.
     opened = LastCluster(local(10), active=True)
     joined = cluster_alarm(taken("d", local(12)), [*three, "d"], True, opened)
-    assert joined is not None and joined.incident_key == "fever_cluster:sunrise"
+    assert joined is not None
+    assert joined.incident_key == "fever_cluster:sunrise"
     assert (
         cluster_alarm(taken("d", local(12)), [*three, "d"], True, LastCluster(local(10), active=False))
         is None

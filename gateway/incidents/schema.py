@@ -7,7 +7,7 @@ import enum
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, text
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -382,7 +382,7 @@ class BodyTemperature(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     site: Mapped[str] = mapped_column(String(64))
     resident: Mapped[str] = mapped_column(String(64))
-    celsius: Mapped[float]
+    celsius: Mapped[float] = mapped_column(Float)
     fever: Mapped[bool]
     taken_at: Mapped[datetime]
     #: "manual" (a carer's entry) or "wearable".
