@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import socket
 import threading
@@ -20,7 +21,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from services import free_port
 
 from careline.bootstrap import Gateway, bootstrap
-from dashboard.auth import Role
+from dashboard.auth import Role, UserExistsError
 from dashboard.security import CSRF_HEADER
 from devices.model import EventKind
 from gateway.clock import Clock, zone_where_local_hour_is
@@ -188,7 +189,9 @@ async def live_gateway(config: dict[str, Any], clock: Clock | None = None) -> As
     keeps the system clock."""
     gateway = bootstrap(CarelineConfig.model_validate(config), clock=clock)
     gateway.open_store()
-    gateway.users.create("operator", PASSWORD, Role.OPERATOR)
+    # A gateway started again on the same store (a restart) finds its operator there.
+    with contextlib.suppress(UserExistsError):
+        gateway.users.create("operator", PASSWORD, Role.OPERATOR)
     stop = asyncio.Event()
     serving = asyncio.create_task(gateway.serve(stop))
     port = gateway.config.http.port
