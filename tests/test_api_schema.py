@@ -49,6 +49,7 @@ KNOWN: dict[str, list[Any]] = {
     "path.entry_id": ["night", "night-wang", "night-pendant-wang", "day-li"],
     "path.username": ["operator"],
     "path.rule": ["sos", "fall"],
+    "path.resident_id": ["night-wang", "day-li"],
     "query.measurement": ["heart_rate", "battery", "door"],
     "query.site": ["night", "day"],
 }
