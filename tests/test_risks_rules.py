@@ -4,12 +4,16 @@ the fever cluster."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from test_wellbeing_support import SITE, event, local
 
-from devices.model import DeviceEvent, DeviceType, EventKind
+from devices.decode import decode
+from devices.model import Binding, DecodeError, DeviceEvent, DeviceType, EventKind, Lane, RawMessage
+from devices.registry import DeviceRegistry
 from gateway.config import CarelineConfig
 from gateway.directory import rule_context
 from rules import DoorAtNightRule, LockedZoneExitRule, Severity
@@ -98,6 +102,37 @@ def alarms(decisions: list[Decision]) -> list[AlarmDecision]:
 
 def run(rule: Any, *events: DeviceEvent) -> list[Decision]:
     return [decision for e in events for decision in rule.on_event(e, e.received_at)]
+
+
+# --- the risk sensors' readings, in both profiles ---------------------------------------------------
+
+
+def decoded(topic: str, payload: dict[str, Any]) -> list[tuple[EventKind, Any]]:
+    registry = DeviceRegistry(
+        [
+            Binding("bed-wang", DeviceType.BED_SENSOR, SITE, None, "wang"),
+            Binding("mat-wang", DeviceType.BED_SENSOR, SITE, None, "wang", "zigbee2mqtt", "wing-a/101/mat"),
+            Binding("tap-102", DeviceType.OTHER, SITE, "102", None, "zigbee2mqtt", "wing-b/102/tap"),
+        ]
+    )
+    raw = RawMessage(topic, json.dumps(payload).encode(), local(9), Lane.TELEMETRY)
+    return [(e.kind, e.value) for e in decode(raw, registry)]
+
+
+def test_a_bed_s_position_and_the_water_s_temperature_decode_in_both_profiles() -> None:
+    native = {"v": 1, "event_id": "event-001", "ts": 1767657600000, "kind": "bed_position", "value": "left"}
+    water = {"v": 1, "event_id": "event-002", "ts": 1767657600000, "kind": "water_temperature", "value": 52.5}
+
+    assert decoded("careline/sunrise/bed-wang/telemetry", native) == [(EventKind.BED_POSITION, "left")]
+    assert decoded("careline/sunrise/bed-wang/telemetry", water) == [(EventKind.WATER_TEMPERATURE, 52.5)]
+    assert (EventKind.BED_POSITION, "back") in decoded(
+        "zigbee2mqtt/wing-a/101/mat", {"posture": "back", "presence": True}
+    )
+    assert decoded("zigbee2mqtt/wing-b/102/tap", {"water_temperature": 61}) == [
+        (EventKind.WATER_TEMPERATURE, 61)
+    ]
+    with pytest.raises(DecodeError, match=r"water_temperature 180 is outside 0\.\.100"):
+        decoded("zigbee2mqtt/wing-b/102/tap", {"water_temperature": 180})
 
 
 # --- pressure sores: repositioning reminders ---------------------------------------------------------
