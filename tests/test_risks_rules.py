@@ -433,3 +433,11 @@ def test_the_same_cluster_fires_no_second_incident() -> None:
     )
     later = LastCluster(local(10, day=5), active=False)
     assert cluster_alarm(taken("d", local(12)), [*three, "d"], True, later) is not None
+
+
+def test_a_locked_zone_s_exit_must_be_a_door_sensor_of_its_site() -> None:
+    document = careline().model_dump(mode="json")
+    document["sites"][0]["wings"][0]["exits"] = ["tap-102"]
+
+    with pytest.raises(ValueError, match="names 'tap-102' as an exit, which is not a door sensor"):
+        CarelineConfig.model_validate(document)
