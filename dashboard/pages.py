@@ -60,6 +60,7 @@ def pages_router() -> APIRouter:
     add_page(router, "/office/reports", "office-reports.html", MANAGERS)
     add_page(router, "/handover", "handover.html")
     add_page(router, "/office/scripts", "scripts.html", MANAGERS)
+    add_page(router, "/office/fever", "fever.html", MANAGERS)
     router.add_api_route("/incident/{incident_id}", _incident_screen, methods=["GET"])
     return router
 

@@ -47,6 +47,7 @@ class FeverishResidentView(BaseModel):
     resident: str
     resident_name: str
     site: str
+    site_name: str
     room: str | None
     highest_celsius: float
     last_celsius: float
@@ -108,19 +109,23 @@ def risks_router(readings: Callable[[Sequence[DeviceEvent]], None] | None = None
         hours = max((s.wellbeing.fever.window_hours for s in config.sites), default=24.0)
         found = await ctx.service.read(feverish_now, ctx.service.store, account.scope, timedelta(hours=hours))
         residents = {r.id: r for r in config.residents}
+        sites = {s.id: s.name for s in config.sites}
         return FeverList(
             window_hours=hours,
-            residents=[_view(line, residents.get(line.resident)) for line in found],
+            residents=[_view(line, residents.get(line.resident), sites) for line in found],
         )
 
     return router
 
 
-def _view(line: FeverishResident, resident: ResidentConfig | None) -> FeverishResidentView:
+def _view(
+    line: FeverishResident, resident: ResidentConfig | None, sites: dict[str, str]
+) -> FeverishResidentView:
     return FeverishResidentView(
         resident=line.resident,
         resident_name=resident.name if resident is not None else line.resident,
         site=line.site,
+        site_name=sites.get(line.site, line.site),
         room=resident.room if resident is not None else None,
         highest_celsius=line.highest_celsius,
         last_celsius=line.last_celsius,

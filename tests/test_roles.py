@@ -93,6 +93,7 @@ PAGES_FOR_MANAGERS = (
     "/office/audit",
     "/office/reports",
     "/office/scripts",
+    "/office/fever",
 )
 
 

@@ -21,6 +21,7 @@ export const PAGES = [
   ["/office/reports", "nav.reports", MANAGERS],
   ["/office/devices", "nav.devices", MANAGERS],
   ["/office/scripts", "script.nav", MANAGERS],
+  ["/office/fever", "risks.nav", MANAGERS],
   ["/review", "review.title", MANAGERS],
   ["/admin", "admin.navAdmin", MANAGERS],
 ];
