@@ -19,7 +19,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from harness import PASSWORD, LiveGateway, Publisher, live_gateway, new_config
-from services import Mosquitto
+from services import InfluxDB1, Mosquitto
 
 from dashboard.auth import Role
 from dashboard.security import CSRF_HEADER
@@ -42,11 +42,27 @@ def clock() -> FakeClock:
     return FakeClock(datetime.now(UTC))
 
 
+@pytest.fixture(scope="module")
+def influx() -> Iterator[InfluxDB1]:
+    with InfluxDB1() as server:
+        server.create_database("careline")
+        yield server
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def live(
-    broker: Mosquitto, clock: FakeClock, tmp_path_factory: pytest.TempPathFactory
+    broker: Mosquitto, influx: InfluxDB1, clock: FakeClock, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[LiveGateway]:
-    async with live_gateway(risk_config(broker, tmp_path_factory.mktemp("risks")), clock=clock) as running:
+    where = tmp_path_factory.mktemp("risks")
+    config = risk_config(broker, where)
+    config["telemetry"] = {
+        "backend": "influxdb1",
+        "url": influx.url,
+        "database": "careline",
+        "flush_interval_ms": 100,
+        "spool_dir": str(where / "spool"),
+    }
+    async with live_gateway(config, clock=clock) as running:
         yield running
 
 
@@ -141,6 +157,19 @@ async def poll(
     return answer
 
 
+async def poll_influx(influx: InfluxDB1, count: int, limit_s: float = 10.0) -> list[float]:
+    """The body temperatures InfluxDB holds, once it holds `count` (the writer flushes in batches)."""
+    found: list[float] = []
+    for _ in range(int(limit_s / 0.1)):
+        answer: Any = influx.query('SELECT "value" FROM "body_temperature"', db="careline")
+        series = answer["results"][0].get("series")
+        found = [row[1] for row in series[0]["values"]] if series else []
+        if len(found) >= count:
+            break
+        await asyncio.sleep(0.1)
+    return found
+
+
 async def manager(live: LiveGateway) -> httpx.AsyncClient:
     live.gateway.users.create("head-nurse", PASSWORD, Role.MANAGER, language="en")
     client = httpx.AsyncClient(base_url=live.base_url)
@@ -158,7 +187,7 @@ async def enter(live: LiveGateway, clock: FakeClock, resident: str, celsius: flo
 
 
 async def test_the_third_feverish_resident_of_a_day_raises_one_fever_cluster_from_either_source(
-    live: LiveGateway, publisher: Publisher, clock: FakeClock
+    live: LiveGateway, publisher: Publisher, clock: FakeClock, influx: InfluxDB1
 ) -> None:
     office = await manager(live)
     telemetry(publisher, "day-watch-sun", EventKind.BODY_TEMPERATURE, 38.4)
@@ -183,6 +212,9 @@ async def test_the_third_feverish_resident_of_a_day_raises_one_fever_cluster_fro
     assert (await evidence(live, cluster["id"]))["residents"] == "day-li,day-sun,day-wang"
     listed = await poll(office, clock, "/api/office/fever", lambda f: len(f["residents"]) == 4)
     assert [r["resident"] for r in listed["residents"]] == ["day-zhao", "day-li", "day-wang", "day-sun"]
+    # Carers' entries are readings in the sensor log too (the wearable's 38.4 with them).
+    written = await poll_influx(influx, 6)
+    assert sorted(written) == [36.8, 37.3, 37.6, 37.9, 38.0, 38.4]
     # Bad input and residents not there are refused, not 500s.
     assert (
         await live.http.post("/api/residents/nobody/temperature", json={"celsius": 37})
