@@ -6,16 +6,18 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
-from test_risks_rules import careline, taken
+from test_risks_rules import bed, careline, taken
 from test_wellbeing_support import local
 
+from devices.model import EventKind
 from gateway.clock import FakeClock
-from gateway.directory import Directory
+from gateway.directory import Directory, rule_context
 from gateway.incidents.db import make_engine
 from gateway.incidents.migrate import upgrade
 from gateway.incidents.schema import Outcome
 from gateway.incidents.store import AlarmBatch, BatchResult, IncidentStore, RuledDecision
 from rules.model import TemperatureTaken
+from rules.wellbeing import RepositioningRule, WellbeingConfig
 
 
 def started(db: Path, clock: FakeClock) -> IncidentStore:
@@ -77,3 +79,22 @@ def test_readings_older_than_the_window_are_not_counted(tmp_path: Path) -> None:
 
     assert not keep(store, taken("chen", local(9, day=5))).changed
     assert keep(store, taken("zhou", local(10, day=5))).changed
+
+
+def test_a_carer_marking_the_repositioning_task_done_closes_it_as_repositioned_in_their_name(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock(local(15))
+    store = started(tmp_path / "careline.db", clock)
+    rule = RepositioningRule(rule_context(careline()), WellbeingConfig())
+    rule.on_event(bed(EventKind.BED_POSITION, "left", local(13)), local(13))
+    [task] = store.apply(
+        AlarmBatch([RuledDecision(d, check_duplicate=False) for d in rule.on_tick(local(15))])
+    ).changed
+
+    clock.set(local(15, 10))
+    done = store.resolve(task.id, "carer-li", Outcome.REPOSITIONED, "turned to the right side")
+
+    assert (done.outcome, done.resolved_by, done.resolved_at) == ("repositioned", "carer-li", local(15, 10))
+    [entry] = [a for a in store.audit_trail(task.id) if a.action == "incident.resolved"]
+    assert (entry.actor, entry.details["outcome"]) == ("carer-li", "repositioned")
