@@ -28,6 +28,7 @@ from dashboard.hub import IncidentHub
 from dashboard.pages import pages_router
 from dashboard.pairing_api import pairing_router
 from dashboard.reassurance_api import reassurance_router
+from dashboard.risks_api import risks_router
 from dashboard.security import OriginPolicy
 from dashboard.throttle import LoginThrottle
 from dashboard.unbound import unbound_router
@@ -279,6 +280,7 @@ class Gateway:
         self.http.include_router(admin_bulk_router())
         self.http.include_router(broker_credentials_router(self.broker_identity, lambda: self.config.broker))
         self.http.include_router(duty_router())
+        self.http.include_router(risks_router(self.telemetry.observe))
 
     # -- the directory, applied live -------------------------------------------------------------------
 

@@ -63,6 +63,7 @@ def pages_router() -> APIRouter:
     add_page(router, "/test-button", "test-button.html")
     add_page(router, "/office/scripts", "scripts.html", MANAGERS)
     add_page(router, "/office/reassurance", "office-reassurance.html", MANAGERS)
+    add_page(router, "/office/fever", "fever.html", MANAGERS)
     router.add_api_route("/incident/{incident_id}", _incident_screen, methods=["GET"])
     return router
 

@@ -59,6 +59,11 @@ class EventKind(enum.StrEnum):
     CHECK_IN = "check_in"
     BED_OCCUPIED = "bed_occupied"
     LINK_QUALITY = "link_quality"
+    #: A bed mat's reading of how the resident lies (e.g. "left", "back", "right"): a change of value is
+    #: a change of position (the pressure-sore repositioning rule).
+    BED_POSITION = "bed_position"
+    #: Hot water at a tap or shower, degrees Celsius (the scalds rule).
+    WATER_TEMPERATURE = "water_temperature"
 
 
 #: Event kinds the alarm-lane rules act on. Everything else is telemetry.

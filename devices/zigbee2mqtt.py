@@ -332,6 +332,13 @@ def _number(kind: EventKind, low: float = -math.inf, high: float = math.inf) -> 
     return extract
 
 
+def _string(kind: EventKind) -> _Extractor:
+    def extract(key: str, raw: object, binding: Binding) -> _Reading:
+        return _Reading(kind, _require_str(key, raw, binding), {})
+
+    return extract
+
+
 def _fall_state(key: str, raw: object, binding: Binding) -> _Reading | None:
     # "normal", "none", "cancel", "maybe_fall" and vendor states we do not know are not falls. A
     # "cancel" here is only the radar returning to idle, and a false FALL_CANCEL could close a real
@@ -362,5 +369,9 @@ _EXTRACTORS: tuple[tuple[str, _Extractor], ...] = (
     # Not `device_temperature`: that is the chip's own temperature, not the room's.
     ("temperature", _number(EventKind.TEMPERATURE)),
     ("humidity", _number(EventKind.HUMIDITY)),
+    # Not published by stock converters: a bed mat's or a water probe's external converter names them
+    # so (docs/devices.md, "Risk sensors").
+    ("posture", _string(EventKind.BED_POSITION)),
+    ("water_temperature", _number(EventKind.WATER_TEMPERATURE, 0, 100)),
     ("linkquality", _number(EventKind.LINK_QUALITY)),
 )

@@ -253,6 +253,10 @@ class WingConfig(StrictModel):
 
     id: Annotated[str, Field(min_length=1, max_length=64)]
     name: str | None = None
+    #: A locked dementia care zone: its `exits` (door sensors' device ids) raise an alarm whenever they
+    #: open, at any hour, not only at night (docs/risks.md).
+    locked_dementia_zone: bool = False
+    exits: Annotated[tuple[Identifier, ...], Distinct] = ()
 
 
 class DutyConfig(StrictModel):

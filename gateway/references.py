@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 from common.errors import Problem
+from devices.model import DeviceType
 from gateway.catalogue import CATALOGUE, Params
 
 if TYPE_CHECKING:
@@ -49,9 +50,28 @@ def reference_problems(config: CarelineConfig) -> list[Problem]:
                     )
                 )
     problems += _escalation_problems(config)
+    problems += _zone_exit_problems(config)
     problems += _friendly_name_problems(config.devices)
     problems += _hub_problems(config.devices)
     return problems
+
+
+def _zone_exit_problems(config: CarelineConfig) -> list[Problem]:
+    """A locked dementia zone's exits are door sensors of its own site (docs/risks.md)."""
+    doors = {(d.site, d.id) for d in config.devices if d.type is DeviceType.DOOR_SENSOR}
+    return [
+        problem(
+            ("sites", n, "wings", w, "exits", k),
+            "wing_exit_not_a_door",
+            wing=repr(wing.id),
+            site=repr(site.id),
+            device=repr(exit_id),
+        )
+        for n, site in enumerate(config.sites)
+        for w, wing in enumerate(site.wings)
+        for k, exit_id in enumerate(wing.exits)
+        if (site.id, exit_id) not in doors
+    ]
 
 
 def _duplicates(section: Loc, ids: Sequence[str]) -> list[Problem]:

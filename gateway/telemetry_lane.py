@@ -121,6 +121,8 @@ class DeviceHealth:
 
     def __call__(self, events: Sequence[DeviceEvent]) -> None:
         for event in events:
+            if event.extra.get("manual") is True:
+                continue  # a carer's thermometer reading (dashboard/risks_api.py), no device of ours
             state = self.devices.get(event.device_id)
             if state is None:
                 state = self.devices[event.device_id] = DeviceState(event.device_id, event.received_at)

@@ -5,6 +5,7 @@ from rules.context import RuleContext
 from rules.door import DoorAtNightRule, DoorLeftOpenRule
 from rules.engine import Rule, RuleEngine
 from rules.fall import FallRule
+from rules.locked_zone import LockedZoneExitRule
 from rules.model import AlarmDecision, CancelDecision, Decision, DeviceTestDecision, Severity
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "DoorAtNightRule",
     "DoorLeftOpenRule",
     "FallRule",
+    "LockedZoneExitRule",
     "Rule",
     "RuleContext",
     "RuleEngine",
@@ -27,4 +29,11 @@ __all__ = [
 
 def default_rules(context: RuleContext) -> list[Rule]:
     """The built-in alarm rules, in the order they are consulted."""
-    return [SosRule(), FallRule(context), SmokeRule(), DoorAtNightRule(context), DoorLeftOpenRule(context)]
+    return [
+        SosRule(),
+        FallRule(context),
+        SmokeRule(),
+        DoorAtNightRule(context),
+        DoorLeftOpenRule(context),
+        LockedZoneExitRule(context),
+    ]

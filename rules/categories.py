@@ -32,6 +32,12 @@ RULE_CATEGORIES: dict[str, Category] = {
     "channel_failing": "technical",
     # Duty (gateway/duty.py): nobody at the console is a gap in the alarm chain itself.
     "console_unstaffed": "technical",
+    # The risk rules (docs/risks.md).
+    "falling_from_bed": "life_safety",
+    "scalds": "life_safety",
+    "locked_zone_exit": "wandering",
+    "repositioning_due": "wellbeing",
+    "fever_cluster": "wellbeing",
 }
 #: Every rule that raises incidents, by the name it records them with.
 KNOWN_RULES: tuple[str, ...] = tuple(RULE_CATEGORIES)

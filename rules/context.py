@@ -7,7 +7,7 @@ from the directory in the database; they never import the gateway's settings.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -18,6 +18,17 @@ from rules.settings import RulesConfig
 
 if TYPE_CHECKING:
     from rules.wellbeing.config import WellbeingConfig
+
+
+class WingFacts(Protocol):
+    """A part of a care home; a locked dementia care zone names the door sensors at its exits."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def locked_dementia_zone(self) -> bool: ...
+    @property
+    def exits(self) -> Sequence[str]: ...
 
 
 class SiteFacts(Protocol):
@@ -33,6 +44,8 @@ class SiteFacts(Protocol):
     def rules(self) -> RulesConfig: ...
     @property
     def wellbeing(self) -> WellbeingConfig: ...
+    @property
+    def wings(self) -> Sequence[WingFacts]: ...
 
 
 class ResidentFacts(Protocol):
@@ -44,6 +57,10 @@ class ResidentFacts(Protocol):
     def room(self) -> str | None: ...
     @property
     def wandering_risk(self) -> bool: ...
+    @property
+    def risks(self) -> Sequence[str]:
+        """GB/T 38600 risk flags: falls, wandering, falling_from_bed, pressure_sores, choking, scalds."""
+        ...
 
 
 class DeviceFacts(Protocol):
@@ -167,6 +184,14 @@ class RuleContext:
     def device_left(self, device_id: str) -> bool:
         """Removed through `update` and not bound again."""
         return device_id in self._devices_left
+
+    def locked_zone_exit(self, site_id: str, device_id: str) -> str | None:
+        """The locked dementia care zone (wing id) whose exit this door sensor is, if any."""
+        site = self._facts.sites.get(site_id)
+        for wing in site.wings if site is not None else ():
+            if wing.locked_dementia_zone and device_id in wing.exits:
+                return wing.id
+        return None
 
     def residents_watched_by(self, site: str, room: str | None, resident: str | None) -> list[ResidentFacts]:
         """Residents a device watches: its own resident, else its room's, else the whole site's

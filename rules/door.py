@@ -28,6 +28,9 @@ class DoorAtNightRule:
         if event.kind is not EventKind.DOOR_OPEN or event.device_id in self._open:
             return ()
         self._open.add(event.device_id)
+        if self._context.locked_zone_exit(event.site, event.device_id) is not None:
+            # A locked zone's exit alarms at every hour (rules/locked_zone.py), so not twice at night.
+            return ()
         site = self._context.site(event.site)
         if not site.rules.door_at_night:
             return ()

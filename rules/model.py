@@ -1,10 +1,11 @@
-"""What the rules decide: open (or join) an incident, cancel one, or record that a device was tested."""
+"""What the rules decide: open (or join) an incident, cancel one, record that a device was tested, or keep
+a body temperature."""
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from devices.model import DeviceEvent
 
@@ -54,4 +55,20 @@ class DeviceTestDecision:
     event: DeviceEvent
 
 
-Decision = AlarmDecision | CancelDecision | DeviceTestDecision
+@dataclass(frozen=True, slots=True)
+class TemperatureTaken:
+    """Keep a resident's body temperature (a wearable's fever reading, or a carer's entry) in the store;
+    when it is a fever, count the site's feverish residents (epidemic early warning, docs/risks.md)."""
+
+    rule: str
+    #: The reading: `resident`, `site`, `value` (degrees Celsius) and `received_at` (when it was taken).
+    event: DeviceEvent
+    fever: bool
+    #: Who took it: `device:<id>` or the signed-in user's name.
+    recorded_by: str
+    #: The site's settings when taken: so many distinct feverish residents within `window` are a cluster.
+    cluster_size: int
+    window: timedelta
+
+
+Decision = AlarmDecision | CancelDecision | DeviceTestDecision | TemperatureTaken

@@ -192,7 +192,8 @@ async def live_gateway(config: dict[str, Any], clock: Clock | None = None) -> As
     keeps the system clock."""
     gateway = bootstrap(CarelineConfig.model_validate(config), clock=clock)
     gateway.open_store()
-    with contextlib.suppress(UserExistsError):  # a gateway started again on the same store
+    # A gateway started again on the same store (a restart) finds its operator there.
+    with contextlib.suppress(UserExistsError):
         gateway.users.create("operator", PASSWORD, Role.OPERATOR)
     stop = asyncio.Event()
     serving = asyncio.create_task(gateway.serve(stop))

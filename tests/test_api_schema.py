@@ -50,6 +50,7 @@ KNOWN: dict[str, list[Any]] = {
     "path.username": ["operator"],
     "path.rule": ["sos", "fall"],
     "path.device_id": ["night-pendant-wang", "day-fall-101"],
+    "path.resident_id": ["night-wang", "day-li"],
     "query.measurement": ["heart_rate", "battery", "door"],
     "query.site": ["night", "day"],
 }

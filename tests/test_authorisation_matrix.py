@@ -57,6 +57,8 @@ MANAGERS_ONLY = (
     re.compile(
         r"^GET /api/(office/(incidents|audit|devices)|reports/(response-times|false-alarms|quality))$"
     ),
+    # The feverish residents of the manager's sites (docs/risks.md).
+    re.compile(r"^GET /api/office/fever$"),
     re.compile(r"^GET /api/(sensor-log|review/alarms|audit/verify)$"),
     re.compile(r"^(PUT|DELETE) /api/response-scripts/\{rule\}$"),
     re.compile(r"^GET (" + "|".join(map(re.escape, PAGES_FOR_MANAGERS)) + ")$"),
@@ -75,6 +77,7 @@ SITE_BOUND = (
     re.compile(r"^POST /api/broker-identity/devices/\{device_id\}/credentials$"),
     # Test mode of one alarm device (dashboard/duty_api.py): only within the tester's sites.
     re.compile(r"^(PUT|DELETE) /api/duty/test-mode/\{device_id\}$"),
+    re.compile(r"^POST /api/residents/\{resident_id\}/temperature$"),
     # Scripts for every site are written by those who see every site.
     re.compile(r"^(PUT|DELETE) /api/response-scripts/\{rule\}$"),
 )
@@ -160,6 +163,7 @@ def concrete(path: str, ids: Ids) -> str:
         "handover_id": str(ids.handover),
         "entry_id": entries.get(kind.group(1), "nobody") if kind else "nobody",
         "device_id": "night-pendant-wang",
+        "resident_id": "night-wang",
         "username": "operator",
         "rule": "sos",
         "language": "en",
@@ -222,6 +226,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/incidents/{incident_id}/notes"): {"text": "on my way"},
     ("POST", "/api/incidents/{incident_id}/resolve"): {"outcome": "false_alarm"},
     ("PUT", "/api/response-scripts/{rule}"): {"steps": {"en": ["Call"], "zh-CN": ["呼叫"]}},
+    ("POST", "/api/residents/{resident_id}/temperature"): {"celsius": 37.0},
 }
 
 

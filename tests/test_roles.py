@@ -89,6 +89,8 @@ OPERATOR_PATTERNS = (
     re.compile(r"^GET /api/directory/template$"),
     re.compile(r"^POST /api/directory/residents/\{entry_id\}/key-safe$"),
     re.compile(r"^GET /api/devices/(pairing|unbound)$"),
+    # A carer or nurse enters a resident's body temperature (docs/risks.md), within their sites.
+    re.compile(r"^POST /api/residents/\{resident_id\}/temperature$"),
 )
 
 PAGES_FOR_MANAGERS = (
@@ -101,6 +103,7 @@ PAGES_FOR_MANAGERS = (
     "/office/quality",
     "/office/scripts",
     "/office/reassurance",
+    "/office/fever",
 )
 
 

@@ -148,8 +148,11 @@ def test_every_kind_has_one_value_type_and_only_readings_need_a_value() -> None:
         EventKind.TEMPERATURE,
         EventKind.HUMIDITY,
         EventKind.LINK_QUALITY,
+        EventKind.WATER_TEMPERATURE,
+        EventKind.BED_POSITION,
     }
-    assert all(VALUE_TYPES[kind] is FieldType.FLOAT for kind in needs_a_value)
+    assert all(VALUE_TYPES[kind] is FieldType.FLOAT for kind in needs_a_value - {EventKind.BED_POSITION})
+    assert VALUE_TYPES[EventKind.BED_POSITION] is FieldType.STRING
 
 
 @pytest.mark.parametrize(

@@ -184,6 +184,10 @@ def test_wellbeing_rules_plug_into_the_rule_engine_with_one_config_or_one_per_si
         assert {rule.name for rule in rules} == {
             "inactivity",
             "missed_check_in",
+            "repositioning_due",
+            "falling_from_bed",
+            "scalds",
+            "fever_cluster",
             "bed_exit",
             "vitals",
             "device_health",

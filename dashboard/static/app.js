@@ -10,7 +10,7 @@ import { IncidentScreen } from "./console-incident.js";
 const $ = (selector) => document.querySelector(selector);
 const STATUS_RANK = { open: 0, acknowledged: 1, resolved: 2 };
 export const OUTCOMES = ["assisted_on_site", "emergency_services_called", "false_alarm", "test_call",
-  "cancelled_by_resident", "no_response", "technical_fault", "other"];
+  "cancelled_by_resident", "no_response", "technical_fault", "repositioned", "other"];
 const HOUSEKEEPING_MS = 30_000; // stats refresh and safety resync, also the poll while offline
 const RECONNECT_MAX_MS = 30_000;
 const OFFLINE_AFTER_FAILURES = 3; // reconnect attempts before the link is called offline, not reconnecting

@@ -11,7 +11,9 @@ const RULE_CATEGORY = {
   door_night: "wandering", door_left_open: "wandering", bed_exit: "wellbeing",
   inactivity: "wellbeing", missed_check_in: "wellbeing", vitals: "wellbeing", activity_baseline: "wellbeing",
   reassurance_help: "life_safety", reassurance_no_answer: "wellbeing",
-  device_health: "technical", channel_failing: "technical",
+  device_health: "technical", channel_failing: "technical", console_unstaffed: "technical",
+  falling_from_bed: "life_safety", scalds: "life_safety", locked_zone_exit: "wandering",
+  repositioning_due: "wellbeing", fever_cluster: "wellbeing",
 };
 const CATEGORY_ICON = { life_safety: "▲", wandering: "◆", wellbeing: "●", technical: "■" };
 const STATUS_ICON = { open: "!", acknowledged: "✓" };

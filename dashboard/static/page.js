@@ -24,6 +24,7 @@ export const PAGES = [
   ["/office/devices", "nav.devices", MANAGERS],
   ["/office/scripts", "script.nav", MANAGERS],
   ["/office/reassurance", "reassurance.page.title", MANAGERS],
+  ["/office/fever", "risks.nav", MANAGERS],
   ["/review", "review.title", MANAGERS],
   ["/admin", "admin.navAdmin", MANAGERS],
 ];

@@ -190,6 +190,30 @@ DEFAULT_POLICIES: tuple[Policy, ...] = (
         ),
         repeat="last",
     ),
+    # The risk rules' own (docs/risks.md): a repositioning task is the wing's carer's round, told
+    # gently; a fever cluster is the managers' to act on, not the night carer's.
+    Policy(
+        id="default-repositioning",
+        match=PolicyMatch(rules=("repositioning_due",)),
+        tiers=(
+            Tier(targets=(Target(role="carer", same_wing=True),), channels=(ChannelKind.SMS,), wait_s=900),
+            Tier(targets=(Target(role="carer"),), channels=(ChannelKind.SMS,), wait_s=1800),
+        ),
+        repeat="stop",
+    ),
+    Policy(
+        id="default-fever-cluster",
+        match=PolicyMatch(rules=("fever_cluster",)),
+        tiers=(
+            Tier(
+                targets=(Target(role="manager", on_duty=False), Target(role="supervisor", on_duty=False)),
+                channels=(ChannelKind.SMS, ChannelKind.EMAIL),
+                wait_s=1800,
+            ),
+            Tier(targets=(Target(role="nurse"),), channels=(ChannelKind.SMS,), wait_s=3600),
+        ),
+        repeat="stop",
+    ),
     Policy(
         id="default-critical",
         match=PolicyMatch(severities=("critical",)),

@@ -7,7 +7,7 @@ import enum
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, LargeBinary, String, Text, text
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -46,6 +46,8 @@ class Outcome(enum.StrEnum):
     NO_RESPONSE = "no_response"
     #: A test press answered as such (weekly button tests); it records a device test for the device.
     TEST_CALL = "test_call"
+    #: A repositioning task done: the carer marked it, or the bed sensor saw the resident's position change.
+    REPOSITIONED = "repositioned"
 
 
 class Base(DeclarativeBase):
@@ -452,3 +454,25 @@ class ReassuranceAttempt(Base):
     decided_at: Mapped[datetime | None]
     incident_id: Mapped[int | None] = mapped_column(Integer)
     updated_at: Mapped[datetime]
+
+
+# --- Risks (docs/risks.md): body temperatures for the epidemic early warning --------------------------
+
+
+class BodyTemperature(Base):
+    """A resident's body temperature kept for the fever count: every carer's entry, and a wearable's
+    readings at or above the fever threshold (at most one per resident every few hours)."""
+
+    __tablename__ = "body_temperatures"
+    __table_args__ = (Index("ix_body_temperatures_site_taken", "site", "taken_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site: Mapped[str] = mapped_column(String(64))
+    resident: Mapped[str] = mapped_column(String(64))
+    celsius: Mapped[float] = mapped_column(Float)
+    fever: Mapped[bool]
+    taken_at: Mapped[datetime]
+    #: "manual" (a carer's entry) or "wearable".
+    source: Mapped[str] = mapped_column(String(16))
+    #: The user who entered it, or `device:<id>`.
+    recorded_by: Mapped[str] = mapped_column(String(200))

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from devices.model import DEAD_LETTER_PREFIX_BYTES, DeviceEvent, DeviceType, RawMessage
 from gateway.directory import Directory
+from gateway.incidents import fever
 from gateway.incidents.audit import AuditTrail, ChainBreak, find_break, verify_chain
 from gateway.incidents.db import read_only, relaxed
 from gateway.incidents.schema import (
@@ -31,7 +32,14 @@ from gateway.incidents.schema import (
     Outcome,
 )
 from gateway.incidents.views import AuditChainView, AuditView, DeviceTestView, IncidentView
-from rules.model import AlarmDecision, CancelDecision, Decision, DeviceTestDecision, Severity
+from rules.model import (
+    AlarmDecision,
+    CancelDecision,
+    Decision,
+    DeviceTestDecision,
+    Severity,
+    TemperatureTaken,
+)
 
 ACTIVE = (IncidentStatus.OPEN.value, IncidentStatus.ACKNOWLEDGED.value)
 #: Faults kept in an incident's evidence; a device repeating the same fault adds it once.
@@ -225,7 +233,30 @@ class IncidentStore:
             self._record_test(session, decision)
             result.tested += 1
             return None
+        if isinstance(decision, TemperatureTaken):
+            return self._take_temperature(session, decision, result)
         return self._cancel(session, decision)
+
+    def _take_temperature(
+        self, session: Session, taken: TemperatureTaken, result: BatchResult
+    ) -> Incident | None:
+        """Keep a body temperature (audited) and raise or join the site's fever cluster it makes."""
+        event = taken.event
+        self.audit.append(
+            session,
+            at=self._now(),
+            actor=taken.recorded_by,
+            action="temperature.recorded",
+            details={
+                "site": event.site,
+                "resident": event.resident,
+                "celsius": event.value,
+                "fever": taken.fever,
+                "taken_at": event.received_at.isoformat(),
+            },
+        )
+        cluster = fever.keep(session, taken)
+        return self._raise_alarm(session, cluster, result) if cluster is not None else None
 
     def _raise_alarm(self, session: Session, decision: AlarmDecision, result: BatchResult) -> Incident:
         event = decision.event
@@ -352,7 +383,9 @@ class IncidentStore:
     def _cancel(self, session: Session, decision: CancelDecision) -> Incident | None:
         event = decision.event
         incident = self._active(session, decision.incident_key)
-        actor = f"resident:{event.resident}" if event.resident else f"device:{event.device_id}"
+        # A position change the bed saw closes a repositioning task as the sensor's, not the resident's.
+        by_resident = event.resident and decision.reason == Outcome.CANCELLED_BY_RESIDENT
+        actor = f"resident:{event.resident}" if by_resident else f"device:{event.device_id}"
         if incident is not None and not self._may_cancel(session, incident, event):
             return self._refuse_cancel(session, incident, decision)
         if incident is None or incident.last_triggered_at < decision.triggered_after:
@@ -377,7 +410,7 @@ class IncidentStore:
         _stop_escalation(session, incident.id, "resolved", self._now())
         incident.resolved_at = now
         incident.resolved_by = actor
-        incident.outcome = Outcome.CANCELLED_BY_RESIDENT.value
+        incident.outcome = _cancel_outcome(decision.reason).value
         incident.taken_by = incident.taken_at = None
         self._record_event(session, incident, event, "cancelled")
         self.audit.append(
@@ -653,6 +686,15 @@ class IncidentStore:
             query = query.where(DeadLetter.device_id.in_(sorted(devices)))
         with self.reading() as session:
             return list(session.scalars(query))
+
+
+def _cancel_outcome(reason: str) -> Outcome:
+    """The outcome a rule's cancel records: its reason when that is an outcome (a fall cancelled by the
+    resident, a task the bed saw done), else the resident's cancel."""
+    try:
+        return Outcome(reason)
+    except ValueError:
+        return Outcome.CANCELLED_BY_RESIDENT
 
 
 def _with_faults(evidence: Mapping[str, Any], faults: Sequence[str]) -> dict[str, Any]:

@@ -69,7 +69,10 @@ _READINGS = (
     EventKind.TEMPERATURE,
     EventKind.HUMIDITY,
     EventKind.LINK_QUALITY,
+    EventKind.WATER_TEMPERATURE,
 )
+#: Textual readings: a bed mat's position ("left", "back"); stored as text, and they need one.
+_TEXTS = (EventKind.BED_POSITION,)
 #: Happenings: a bare event is stored as 1.0, "it happened" (a number, if the device gives one).
 _HAPPENINGS = (
     EventKind.SOS,
@@ -91,11 +94,12 @@ _STATES = (
     EventKind.BED_OCCUPIED,
     EventKind.CHECK_IN,
 )
-#: The type of each measurement's ``value`` field. No kind's value is textual today; a textual state
-#: (an action, a radar's fall state, "online") travels as an extra.
+#: The type of each measurement's ``value`` field. Only a bed's position is textual; other textual
+#: states (an action, a radar's fall state, "online") travel as extras.
 VALUE_TYPES: Mapping[EventKind, FieldType] = {
     **dict.fromkeys(_READINGS + _HAPPENINGS, FieldType.FLOAT),
     **dict.fromkeys(_STATES, FieldType.BOOLEAN),
+    **dict.fromkeys(_TEXTS, FieldType.STRING),
 }
 #: What an event that carries no value stores; kinds not listed (readings) need a value.
 BARE_VALUES: Mapping[EventKind, FieldValue] = {

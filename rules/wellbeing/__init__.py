@@ -16,7 +16,11 @@ from rules.wellbeing.check_in import MissedCheckInRule
 from rules.wellbeing.common import WellbeingSource, synthetic_event
 from rules.wellbeing.config import EffectiveRules, ResidentWellbeing, WellbeingConfig
 from rules.wellbeing.device_health import DeviceHealthRule
+from rules.wellbeing.falling_from_bed import FallingFromBedRule
+from rules.wellbeing.fever import FeverReadingRule
 from rules.wellbeing.inactivity import InactivityRule
+from rules.wellbeing.repositioning import RepositioningRule
+from rules.wellbeing.scalds import ScaldsRule
 from rules.wellbeing.vitals import VitalsRule
 
 __all__ = [
@@ -24,9 +28,13 @@ __all__ = [
     "BedExitRule",
     "DeviceHealthRule",
     "EffectiveRules",
+    "FallingFromBedRule",
+    "FeverReadingRule",
     "InactivityRule",
     "MissedCheckInRule",
+    "RepositioningRule",
     "ResidentWellbeing",
+    "ScaldsRule",
     "VitalsRule",
     "WellbeingConfig",
     "WellbeingSource",
@@ -53,4 +61,9 @@ def wellbeing_rules(
         VitalsRule(context, config),
         DeviceHealthRule(context, config, start, devices=devices, intervals=device_intervals),
         ActivityBaselineRule(context, config, start),
+        # The risk rules (docs/risks.md).
+        RepositioningRule(context, config),
+        FallingFromBedRule(context, config),
+        ScaldsRule(context, config),
+        FeverReadingRule(context, config),
     ]

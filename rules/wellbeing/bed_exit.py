@@ -22,6 +22,7 @@ from rules.wellbeing.common import (
     WellbeingSource,
     config_lookup,
     flag,
+    flagged_resident,
     subject_of_event,
     synthetic_event,
     zone_of,
@@ -74,7 +75,9 @@ class BedExitRule:
         self._in_bed[subject] = occupied
         if occupied:
             self._out_since.pop(subject, None)
-        elif was_in_bed is not False and self._at_night(event, resident):
+        elif (
+            was_in_bed is not False and self._at_night(event, resident) and not self._left_to_fall_rule(event)
+        ):
             self._out_since[subject] = (resident, event)
         return ()
 
@@ -86,6 +89,13 @@ class BedExitRule:
                 del self._out_since[subject]
                 decisions.append(self._alarm(subject, resident, left, now))
         return decisions
+
+    def _left_to_fall_rule(self, event: DeviceEvent) -> bool:
+        """Residents flagged `falling_from_bed` are alarmed faster by rules/wellbeing/falling_from_bed.py."""
+        return (
+            self._config(event.site).falling_from_bed.enabled
+            and flagged_resident(self._context, event, "falling_from_bed") is not None
+        )
 
     def _at_night(self, event: DeviceEvent, resident: str | None) -> bool:
         rules = self._config(event.site).for_resident(resident).bed_exit

@@ -181,3 +181,10 @@ def synthetic_event(
         message_key=f"rule:{rule}:{key}:{now.isoformat()}",
         extra=extra,
     )
+
+
+def flagged_resident(context: RuleContext, event: DeviceEvent, risk: str) -> ResidentFacts | None:
+    """The one resident an event is about, when that resident carries the risk flag `risk`."""
+    _subject, resident_id = subject_of_event(context, event)
+    resident = context.resident(resident_id)
+    return resident if resident is not None and risk in resident.risks else None

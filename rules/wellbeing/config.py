@@ -145,6 +145,46 @@ class BaselineConfig(StrictModel):
         return ["min_days must not exceed days"] if self.min_days > self.days else []
 
 
+class RepositioningConfig(StrictModel):
+    """Pressure sores (GB/T 38600): residents flagged `pressure_sores` who lie in bed get turned."""
+
+    enabled: bool = True
+    #: A task for the carer when the bed sensor has seen no change of position for this long.
+    hours: float = Field(2.0, gt=0, le=24)
+
+
+class FallingFromBedConfig(StrictModel):
+    """Residents flagged `falling_from_bed`: getting up at night is the danger itself."""
+
+    enabled: bool = True
+    #: Seconds out of bed at night before the alarm; 0 raises it at once.
+    grace_s: float = Field(0.0, ge=0, le=600)
+    night: NightWindow = NightWindow()
+
+
+class ScaldsConfig(StrictModel):
+    """Residents flagged `scalds`: hot water at their tap or shower above the limit."""
+
+    enabled: bool = True
+    #: Degrees Celsius; docs/risks.md says why 50.
+    limit_c: float = Field(50.0, ge=30, le=90)
+    #: After an alarm, a reading must fall this far below the limit before another can be raised.
+    margin_c: float = Field(5.0, gt=0, le=30)
+
+
+class FeverConfig(StrictModel):
+    """Epidemic early warning: several feverish residents of one site within a day."""
+
+    enabled: bool = True
+    #: Degrees Celsius, as China's fever screening uses (docs/risks.md).
+    threshold_c: float = Field(37.3, ge=36, le=42)
+    #: Distinct feverish residents of the site within `window_hours` that make a cluster.
+    residents: int = Field(3, ge=2, le=1000)
+    window_hours: float = Field(24.0, gt=0, le=14 * 24)
+    #: A wearable still reading a fever notes the resident again after this long.
+    repeat_hours: float = Field(4.0, gt=0, le=24)
+
+
 class ResidentWellbeing(StrictModel):
     """One resident's overrides; only the settings given differ from the site's."""
 
@@ -184,6 +224,11 @@ class WellbeingConfig(StrictModel):
     vitals: VitalsConfig = VitalsConfig()
     device_health: DeviceHealthConfig = DeviceHealthConfig()
     baseline: BaselineConfig = BaselineConfig()
+    #: The risk rules of docs/risks.md (per site only).
+    repositioning: RepositioningConfig = RepositioningConfig()
+    falling_from_bed: FallingFromBedConfig = FallingFromBedConfig()
+    scalds: ScaldsConfig = ScaldsConfig()
+    fever: FeverConfig = FeverConfig()
     #: Resident id -> overrides.
     residents: dict[Identifier, ResidentWellbeing] = Field(default_factory=dict)
 
