@@ -18,7 +18,8 @@ from dashboard.deps import current_account
 from gateway.catalogue import CATALOGUE, normalize_language
 
 STATIC = Path(__file__).resolve().parent / "static"
-EVERYONE: frozenset[Role] = frozenset(Role)
+#: Everyone at the alarm-receiving centre; a carer's page is their own (`/carer`).
+EVERYONE: frozenset[Role] = frozenset({Role.OPERATOR, Role.MANAGER, Role.ADMIN})
 MANAGERS: frozenset[Role] = frozenset({Role.MANAGER, Role.ADMIN})
 
 
@@ -60,6 +61,8 @@ def pages_router() -> APIRouter:
     add_page(router, "/office/reports", "office-reports.html", MANAGERS)
     add_page(router, "/handover", "handover.html")
     add_page(router, "/office/scripts", "scripts.html", MANAGERS)
+    add_page(router, "/carer", "carer.html", {Role.CARER})
+    add_page(router, "/office/visits", "office-visits.html", MANAGERS)
     router.add_api_route("/incident/{incident_id}", _incident_screen, methods=["GET"])
     return router
 

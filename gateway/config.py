@@ -27,7 +27,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from common.errors import ConfigError, InvalidInputError, Problem
-from common.settings import Identifier, Language, StrictModel, secret_from_env
+from common.settings import Identifier, Language, LocalTime, StrictModel, secret_from_env
 from devices.model import DeviceType
 from gateway.catalogue import CATALOGUE
 from gateway.escalation.config import EscalationConfig, Shift
@@ -292,6 +292,38 @@ class ContactConfig(StrictModel):
     languages: Annotated[tuple[Language, ...], Distinct] = Field(("zh-CN",), min_length=1)
 
 
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+#: In Python's order (`date.weekday()`): Monday is 0.
+WEEKDAYS: tuple[Weekday, ...] = get_args(Weekday)
+
+
+class VisitPlanConfig(StrictModel):
+    """A planned home visit, repeated: who goes, on which days, when, and by when it must have begun
+    (docs/visits.md). Either `weekdays` (weekly, e.g. every Tuesday) or `every_days` counted from
+    `starting` (1: daily)."""
+
+    id: Identifier
+    #: The responder who goes, normally a carer covering the resident's site.
+    carer: Identifier
+    weekdays: Annotated[tuple[Weekday, ...], Distinct] = ()
+    every_days: int | None = Field(None, ge=1, le=366)
+    starting: date | None = None
+    #: Site-local time the visit is planned to begin.
+    at: LocalTime
+    #: The carer must have checked in within this many minutes of `at`; after that it is missed.
+    window_min: int = Field(60, ge=5, le=12 * 60)
+    #: How long a visit usually takes (shown to the carer; not enforced).
+    duration_min: int = Field(45, ge=5, le=8 * 60)
+
+    @model_validator(mode="after")
+    def _one_rhythm(self) -> VisitPlanConfig:
+        if bool(self.weekdays) == (self.every_days is not None):
+            raise _refusal("visit_plan_rhythm", plan=repr(self.id))
+        if self.every_days is not None and self.starting is None:
+            raise _refusal("visit_plan_starting", plan=repr(self.id))
+        return self
+
+
 class ResidentConfig(StrictModel):
     id: Identifier
     name: Line
@@ -315,6 +347,8 @@ class ResidentConfig(StrictModel):
     #: The resident agreed to a daily check-in (the missed check-in rule).
     check_in_consent: bool = False
     contacts: tuple[ContactConfig, ...] = Field((), max_length=10)
+    #: Planned home visits (gateway/visits, docs/visits.md).
+    visits: tuple[VisitPlanConfig, ...] = Field((), max_length=20)
     status: ResidentStatus = "active"
     discharged_on: date | None = None
 

@@ -25,6 +25,8 @@ RULE_CATEGORIES: dict[str, Category] = {
     "bed_exit": "wellbeing",
     "vitals": "wellbeing",
     "activity_baseline": "wellbeing",
+    # A planned home visit nobody checked in to (gateway/visits): an elder living alone not seen.
+    "visit_missed": "wellbeing",
     "device_health": "technical",
     "channel_failing": "technical",
 }

@@ -23,6 +23,8 @@ export const PAGES = [
   ["/office/scripts", "script.nav", MANAGERS],
   ["/review", "review.title", MANAGERS],
   ["/admin", "admin.navAdmin", MANAGERS],
+  ["/office/visits", "visits.nav", MANAGERS],
+  ["/carer", "visits.navCarer", ["carer"]],
 ];
 
 export class ApiError extends Error {
