@@ -203,7 +203,7 @@ class Gateway:
         self.visit_scheduler = VisitScheduler(
             self.visits, self.service, self.alarm_lane.commit_decisions, self.clock, lambda: self.config
         )
-        self.alarm_lane.add_recorder(DoorTags(self.visits, self.service).record)
+        self.alarm_lane.add_recorder(DoorTags(self.visits, self.service, self.clock).record)
         self._workers: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self.started_at = datetime.now(UTC)

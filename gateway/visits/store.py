@@ -31,6 +31,8 @@ TAG_REACHES_BACK = timedelta(hours=12)
 
 Status = Literal["planned", "in_progress", "done", "late", "missed"]
 STATUSES: tuple[Status, ...] = ("planned", "in_progress", "done", "late", "missed")
+#: A second press of the same tag this soon is the same press (a double press, a redelivery).
+TAG_REPEAT = timedelta(minutes=2)
 #: Visits a carer may still check in to.
 _OPEN: tuple[Status, ...] = ("planned", "missed")
 ErrorCode = Literal["not_found", "not_yours", "too_early", "not_started", "finished", "bad_checklist"]
@@ -98,6 +100,16 @@ class Arrival:
 
     visit: VisitView
     incident: IncidentView | None = None
+
+
+def _repeat(row: Visit, via: str, at: datetime) -> bool:
+    return any(
+        done_via == via and done_at is not None and abs(at - done_at) <= TAG_REPEAT
+        for done_via, done_at in (
+            (row.checked_in_via, row.checked_in_at),
+            (row.checked_out_via, row.checked_out_at),
+        )
+    )
 
 
 def valid_checklist(answers: Mapping[str, str]) -> dict[str, str]:
@@ -282,8 +294,8 @@ class VisitStore:
 
     def tag_pressed(self, resident: str, carer: str, device_id: str, at: datetime) -> Arrival | None:
         """The door tag: checks the carer in to their nearest open visit of this resident, or out of the
-        one under way. None when there is nothing to check in to (audited). A repeat of the same press
-        (a broker redelivery: same time) changes nothing."""
+        one under way. None when there is nothing to check in to (audited). A repeat of a press within
+        `TAG_REPEAT` (a double press, a broker redelivery) changes nothing."""
         via = f"tag:{device_id}"
         with self._store.transaction() as session:
             rows = session.scalars(
@@ -296,7 +308,7 @@ class VisitStore:
                 )
                 .order_by(Visit.planned_at)
             ).all()
-            if any(at in (row.checked_in_at, row.checked_out_at) for row in rows):
+            if any(_repeat(row, via, at) for row in rows):
                 return None
             under_way = [row for row in rows if row.status == "in_progress"]
             if under_way:

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from devices.model import DeviceEvent, EventKind
+from gateway.clock import Clock
 from gateway.incidents.service import IncidentService
 from gateway.visits.store import VisitStore
 
@@ -18,16 +19,18 @@ log = logging.getLogger(__name__)
 _TRUSTED_SKEW = timedelta(minutes=10)
 
 
-def press_time(event: DeviceEvent) -> datetime:
-    """When the carer was at the door: the tag's time, unless its clock is off."""
-    skew = event.received_at - event.ts
-    return event.ts if timedelta(minutes=-1) <= skew <= _TRUSTED_SKEW else event.received_at
+def press_time(event: DeviceEvent, now: datetime) -> datetime:
+    """When the carer was at the door: the tag's time (a redelivery then carries the same), unless its
+    clock is off, then the gateway's."""
+    skew = now - event.ts
+    return event.ts if timedelta(minutes=-1) <= skew <= _TRUSTED_SKEW else now
 
 
 class DoorTags:
-    def __init__(self, visits: VisitStore, service: IncidentService) -> None:
+    def __init__(self, visits: VisitStore, service: IncidentService, clock: Clock) -> None:
         self._visits = visits
         self._service = service
+        self._clock = clock
 
     async def record(self, events: Sequence[DeviceEvent]) -> None:
         for event in events:
@@ -38,7 +41,11 @@ class DoorTags:
                 log.warning("visit tag %s: no carer in the payload or no resident bound", event.device_id)
                 continue
             arrival = await self._service.write(
-                self._visits.tag_pressed, event.resident, carer, event.device_id, press_time(event)
+                self._visits.tag_pressed,
+                event.resident,
+                carer,
+                event.device_id,
+                press_time(event, self._clock.now()),
             )
             if arrival is not None and arrival.incident is not None:
                 self._service.announce([arrival.incident])
