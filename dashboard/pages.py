@@ -71,7 +71,9 @@ async def _incident_screen(incident_id: int, request: Request) -> Response:
     """A link to one incident (from the history, the sensor log, a handover): the console opens it on
     the queue page, so the alarm queue and its sound stay with the operator."""
     try:
-        await current_account(request)
+        account = await current_account(request)
     except HTTPException:
         return RedirectResponse(f"/?next={quote(f'/incident/{incident_id}')}", status.HTTP_303_SEE_OTHER)
+    if account.role not in EVERYONE:
+        return refused_page(account.language)
     return RedirectResponse(f"/#/incident/{incident_id}", status.HTTP_303_SEE_OTHER)

@@ -91,6 +91,7 @@ PAGES_FOR_MANAGERS = (
     "/office/audit",
     "/office/reports",
     "/office/scripts",
+    "/office/visits",
 )
 
 
