@@ -21,6 +21,7 @@ from starlette.routing import BaseRoute
 
 from dashboard.auth import Role
 from dashboard.deps import RoleGuard, current_account
+from dashboard.security import SAFE_METHODS
 
 Responses = dict[int | str, dict[str, Any]]
 
@@ -125,14 +126,14 @@ def _declare(route: APIRoute, method: str, responses: dict[str, Any]) -> None:
         # A carer is refused every route but their own page's and the session's; every change needs
         # the CSRF token.
         who = {
-            Role.OPERATOR: "carers are refused; ",
-            Role.MANAGER: "managers and admins only; ",
-            Role.ADMIN: "admins only; ",
-            Role.CARER: "carers only; ",
+            Role.OPERATOR: "carers are refused",
+            Role.MANAGER: "managers and admins only",
+            Role.ADMIN: "admins only",
+            Role.CARER: "carers only",
         }
-        responses.setdefault(
-            "403", _refusal(f"{who[least]}a change needs the session's CSRF token and its own origin")
-        )
+        csrf = "a change needs the session's CSRF token and its own origin"
+        reasons = [who[least]] if method in SAFE_METHODS else [who[least], csrf]
+        responses.setdefault("403", _refusal("; ".join(reasons)))
     if route.body_field is not None:
         responses.setdefault("400", _refusal("the body could not be read"))
     if route.dependant.path_params:
