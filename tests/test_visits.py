@@ -18,6 +18,7 @@ from harness import PASSWORD, LiveGateway, Publisher, live_gateway, new_config
 from services import Mosquitto
 from sqlalchemy import select
 
+from careline.bootstrap import bootstrap
 from common.errors import InvalidInputError
 from dashboard.auth import Role
 from dashboard.security import CSRF_HEADER
@@ -135,7 +136,8 @@ def _of(visits: list[dict[str, Any]], resident: str) -> dict[str, Any]:
 
 async def test_a_day_of_visits_end_to_end(mosquitto: Mosquitto, tmp_path: Path) -> None:
     clock = FakeClock(START)
-    async with live_gateway(visits_config(mosquitto.url, tmp_path), clock=clock) as live:
+    config = visits_config(mosquitto.url, tmp_path)
+    async with live_gateway(config, clock=clock) as live:
         gateway = live.gateway
         carer_a = await _signed_in(live, "carer-a", Role.CARER)
         carer_b = await _signed_in(live, "carer-b", Role.CARER)
@@ -263,6 +265,18 @@ async def test_a_day_of_visits_end_to_end(mosquitto: Mosquitto, tmp_path: Path) 
             await carer_a.aclose()
             await carer_b.aclose()
 
+    # Restarted on the same store, an hour on: nothing is alarmed again, the day's visits stay recorded.
+    clock.set(START + timedelta(hours=1))
+    restarted = bootstrap(CarelineConfig.model_validate(config), clock=clock)
+    async with restarted.running():
+        assert await restarted.visit_scheduler.tick() == []
+        found = await restarted.service.read(restarted.service.store.incidents, ["open", "acknowledged"])
+        assert [i.id for i in found] == [incident["id"]]
+        day = await restarted.service.read(
+            restarted.visits.in_period, None, START, START + timedelta(hours=2)
+        )
+        assert sorted(v.status for v in day) == ["done", "done", "late"]
+
 
 async def _press(publisher: Publisher, clock: FakeClock, carer: str) -> None:
     payload = careline_event(EventKind.VISIT_TAG, carer, ts_ms=clock.now().timestamp() * 1000)
@@ -288,6 +302,8 @@ async def _office(live: LiveGateway, start: str, end: str) -> dict[str, Any]:
         csv = await manager.get("/api/office/visits", params={"start": start, "end": end, "format": "csv"})
         assert csv.text.splitlines()[0] == "key,site,month,planned,done,late,missed,pending,done_share"
         assert "carer:carer-a,home,,2,2,1,0,0,1.0" in csv.text
+        # The visits' audit entries keep the chain intact.
+        assert (await manager.get("/api/audit/verify")).json()["intact"] is True
         result: dict[str, Any] = answer.json()
         return result
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from gateway.config import WEEKDAYS, CarelineConfig, ResidentConfig, VisitPlanConfig
@@ -41,7 +41,8 @@ def plan_occurrences(
     last = end.astimezone(zone).date()
     while day <= last:
         if falls_on(plan, day):
-            planned = datetime.combine(day, plan.at, zone)
+            # In UTC, as every time the store keeps and every clock tells.
+            planned = datetime.combine(day, plan.at, zone).astimezone(UTC)
             if start <= planned < end:
                 yield Occurrence(
                     resident.site,
