@@ -86,6 +86,27 @@ async def test_carers_check_in_fill_the_checklist_and_check_out_on_their_phones(
         assert refused is not None
         assert refused.status == 403
 
+        # The manager's view of that day: per carer, done against planned, with the chart.
+        live.gateway.users.create("manager", PASSWORD, Role.MANAGER, language="en")
+        office = await browser.new_page(
+            locale="en-GB", viewport={"width": 1366, "height": 768}, timezone_id="Asia/Shanghai"
+        )
+        faults += page_faults(office)
+        assert (
+            await office.request.post(
+                f"{live.base_url}/api/login", data={"username": "manager", "password": PASSWORD}
+            )
+        ).ok
+        await office.goto(f"{live.base_url}/office/visits")
+        await office.select_option("#period", "custom")
+        await office.fill("#start", "2026-01-05")
+        await office.fill("#end", "2026-01-05")
+        await office.click("#show")
+        rows = office.locator("#carers-table tbody tr")
+        await expect(rows).to_have_count(2)
+        await expect(rows.filter(has_text="方丽")).to_contain_text("100.0 %")
+        await expect(office.locator("#visits-chart svg")).to_have_count(1)
+
         recorded = await live.gateway.service.read(
             live.gateway.visits.in_period, None, START, START.replace(hour=4)
         )

@@ -257,11 +257,8 @@ class VisitStore:
             if row.status != "in_progress":
                 raise VisitError("not_started" if row.status in _OPEN else "finished", visit_id)
             row.status = "late" if row.late else "done"
-            row.checked_out_at, row.checked_out_via, row.updated_at = (
-                max(at, row.checked_in_at or at),
-                via,
-                at,
-            )
+            row.checked_out_at, row.checked_out_via = max(at, row.checked_in_at or at), via
+            row.updated_at = self._store.now()
             row.checklist = {**row.checklist, **answers}
             if notes is not None:
                 row.notes = notes
