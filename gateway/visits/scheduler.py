@@ -14,6 +14,8 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 
+from sqlalchemy.exc import IntegrityError
+
 from devices.model import DeviceEvent, DeviceType, EventKind
 from gateway.clock import Clock
 from gateway.config import CarelineConfig
@@ -27,6 +29,8 @@ log = logging.getLogger(__name__)
 #: The rule name (and alarm type) of a missed visit: `rule.visit_missed` in the catalogue.
 VISIT_MISSED_RULE = "visit_missed"
 TICK_S = 30.0
+#: Visits planned per transaction: the first week of a large directory is written in slices.
+PLANNED_PER_COMMIT = 100
 #: Visits are in the store this far ahead, so the carer's page shows the coming week.
 HORIZON = timedelta(days=7)
 
@@ -94,7 +98,16 @@ class VisitScheduler:
         """Plan the coming week; alarm the visits now overdue. Returns the visits marked missed."""
         now = self._clock.now()
         planned = occurrences(self._config(), now - timedelta(days=1), now + HORIZON)
-        await self._service.write(self._visits.materialise, planned, now, now + HORIZON)
+        changes = await self._service.read(self._visits.changes, planned, now, now + HORIZON)
+        for chunk in changes.chunks(PLANNED_PER_COMMIT):
+            try:
+                # Bookkeeping: yields the writer to alarms waiting for it.
+                await self._service.bookkeeping(self._visits.apply, chunk)
+            except IntegrityError:
+                # A carer checked in to a row being replaced (or another instance planned it): the next
+                # tick sees the store as it is now.
+                log.info("visit plan changed under a check-in; planning again at the next tick")
+                break
         missed = []
         for visit in await self._service.read(self._visits.overdue, now):
             await self._commit([missed_visit_alarm(visit, now)])

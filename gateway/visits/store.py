@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from gateway.config import CarelineConfig
@@ -95,6 +95,25 @@ class VisitView:
 
 
 @dataclass(frozen=True, slots=True)
+class PlanChanges:
+    additions: list[Occurrence]
+    #: Ids of planned rows to withdraw.
+    withdrawals: list[int]
+
+    def __bool__(self) -> bool:
+        return bool(self.additions or self.withdrawals)
+
+    def chunks(self, size: int) -> list[PlanChanges]:
+        """Withdrawals first, then additions, at most `size` each: no transaction holds the writer long."""
+        parts = [
+            PlanChanges([], self.withdrawals[n : n + size]) for n in range(0, len(self.withdrawals), size)
+        ]
+        return parts + [
+            PlanChanges(self.additions[n : n + size], []) for n in range(0, len(self.additions), size)
+        ]
+
+
+@dataclass(frozen=True, slots=True)
 class Arrival:
     """What a check-in did: the visit, and the missed-visit incident it wrote on (to announce)."""
 
@@ -133,64 +152,73 @@ class VisitStore:
             details={"visit": visit.id, "resident": visit.resident, "site": visit.site, **details},
         )
 
-    # -- the scheduler (writer thread) ------------------------------------------------------------------
+    # -- the scheduler --------------------------------------------------------------------------------------
 
     def materialise(self, planned: Iterable[Occurrence], start: datetime, end: datetime) -> int:
-        """Make the rows of `planned` (visits due after `start` and planned before `end`) exist, and
-        withdraw planned rows of that period the plans no longer hold. Returns the rows added."""
+        """`changes` then `apply` at once (the demo's history; the scheduler reads and writes apart)."""
+        return self.apply(self.changes(planned, start, end))
+
+    def changes(self, planned: Iterable[Occurrence], start: datetime, end: datetime) -> PlanChanges:
+        """What makes the rows of `planned` (visits due after `start`, planned before `end`) exist:
+        occurrences to add, and planned rows of the period the plans no longer hold (a plan changed or
+        gone, a resident discharged) to withdraw. A read (a reader thread): a quiet tick writes nothing."""
         wanted = {(o.resident, o.plan, o.planned_at): o for o in planned if o.due_by > start}
-        added = 0
-        with self._store.transaction() as session:
-            rows = session.scalars(
-                select(Visit).where(Visit.planned_at < end, Visit.due_by > start, Visit.status == "planned")
+        with self._store.reading() as session:
+            rows = session.execute(
+                select(
+                    Visit.id,
+                    Visit.resident,
+                    Visit.plan,
+                    Visit.planned_at,
+                    Visit.carer,
+                    Visit.due_by,
+                    Visit.status,
+                ).where(Visit.planned_at >= start - TAG_REACHES_BACK, Visit.planned_at < end)
             ).all()
-            have = {(r.resident, r.plan, r.planned_at): r for r in rows}
-            for key, row in list(have.items()):
-                kept = wanted.get(key)
-                if kept is None or kept.carer != row.carer or kept.due_by != row.due_by:
+        have = {(r.resident, r.plan, r.planned_at): r for r in rows}
+        withdrawals = []
+        for key, row in have.items():
+            kept = wanted.get(key)
+            stale = kept is None or (kept.carer, kept.due_by) != (row.carer, row.due_by)
+            if row.status == "planned" and row.due_by > start and stale:
+                withdrawals.append(row.id)
+        withdrawn = set(withdrawals)
+        additions = [o for key, o in wanted.items() if key not in have or have[key].id in withdrawn]
+        return PlanChanges(additions, withdrawals)
+
+    def apply(self, changes: PlanChanges) -> int:
+        """Withdraw, then add (writer thread; one transaction). A row a carer checked in to meanwhile is
+        not withdrawn. Returns the rows added."""
+        with self._store.transaction() as session:
+            for visit_id in changes.withdrawals:
+                row = session.get(Visit, visit_id)
+                if row is not None and row.status == "planned":
                     self._audit(session, SCHEDULER, "visit.withdrawn", row, plan=row.plan)
-                    session.execute(delete(Visit).where(Visit.id == row.id))
-                    have.pop(key)
+                    session.delete(row)
             session.flush()
-            others = self._recorded(session, wanted, have)
-            for key, occurrence in wanted.items():
-                if key in have or key in others:
-                    continue
-                row = Visit(
-                    site=occurrence.site,
-                    resident=occurrence.resident,
-                    plan=occurrence.plan,
-                    carer=occurrence.carer,
-                    planned_at=occurrence.planned_at,
-                    due_by=occurrence.due_by,
+            rows = [
+                Visit(
+                    site=o.site,
+                    resident=o.resident,
+                    plan=o.plan,
+                    carer=o.carer,
+                    planned_at=o.planned_at,
+                    due_by=o.due_by,
                     status="planned",
                     late=False,
                     checklist={},
                     notes="",
                     updated_at=self._store.now(),
                 )
-                session.add(row)
-                session.flush()
+                for o in changes.additions
+            ]
+            session.add_all(rows)
+            session.flush()
+            for row in rows:
                 self._audit(
                     session, SCHEDULER, "visit.planned", row, carer=row.carer, at=row.planned_at.isoformat()
                 )
-                added += 1
-        return added
-
-    @staticmethod
-    def _recorded(session: Session, wanted: Mapping[Any, Occurrence], have: Mapping[Any, Visit]) -> set[Any]:
-        """Occurrences already under way or finished (not `planned`): never planned again."""
-        missing = [key for key in wanted if key not in have]
-        if not missing:
-            return set()
-        residents = sorted({key[0] for key in missing})
-        earliest = min(key[2] for key in missing)
-        rows = session.execute(
-            select(Visit.resident, Visit.plan, Visit.planned_at).where(
-                Visit.resident.in_(residents), Visit.planned_at >= earliest
-            )
-        ).all()
-        return {(r.resident, r.plan, r.planned_at) for r in rows}
+            return len(rows)
 
     def overdue(self, now: datetime) -> list[VisitView]:
         """Visits whose due-by has passed with no check-in (on a reader thread)."""
