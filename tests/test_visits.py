@@ -24,7 +24,8 @@ from dashboard.auth import Role
 from dashboard.security import CSRF_HEADER
 from devices.model import EventKind
 from gateway.clock import FakeClock
-from gateway.config import CarelineConfig, ResidentConfig, VisitPlanConfig, validated_copy
+from gateway.config import CarelineConfig, ResidentConfig, VisitPlanConfig, load_config, validated_copy
+from gateway.directory.transfer import export_yaml, parse_yaml
 from gateway.incidents.schema import AuditEntry, IncidentNote
 from gateway.reports.visits import visits_done_vs_planned
 from gateway.visits.schedule import plan_occurrences
@@ -308,3 +309,14 @@ async def _office(live: LiveGateway, start: str, end: str) -> dict[str, Any]:
         return result
     finally:
         await manager.aclose()
+
+
+def test_plans_travel_with_the_directorys_yaml_export_and_import() -> None:
+    example = load_config(Path(__file__).parent.parent / "examples" / "care-home.yaml")
+    rows = {"residents": [r.model_dump(mode="json") for r in example.residents]}
+    text = export_yaml(rows, exported_by="test", at=START)
+    imported = parse_yaml(text, "export.yaml").incoming.residents
+    assert {r.id: r.visits for r in imported if r.visits} == {
+        r.id: r.visits for r in example.residents if r.visits
+    }
+    assert {r.id for r in imported if r.visits} == {"qian-shulan", "kong-dehai", "shen-yufang", "edward-hu"}
