@@ -32,6 +32,7 @@ from dashboard.risks_api import risks_router
 from dashboard.security import OriginPolicy
 from dashboard.throttle import LoginThrottle
 from dashboard.unbound import unbound_router
+from dashboard.visits_api import visits_router
 from devices.model import Lane, RawMessage
 from devices.registry import DeviceRegistry
 from gateway.alarm_lane import AlarmLane
@@ -71,6 +72,8 @@ from gateway.telemetry.reads import SensorLogReader
 from gateway.telemetry_lane import DeadLetterItem, DeviceHealth, DeviceState
 from gateway.telemetry_process import TelemetryProcess
 from gateway.unbound import Drained, UnboundDevices
+from gateway.visits import VisitScheduler, VisitStore
+from gateway.visits.tags import DoorTags
 from rules import RuleEngine, default_rules
 from rules.model import Decision
 from rules.state import RestoreReport
@@ -226,6 +229,12 @@ class Gateway:
             0.0,
         )
         self.alarm_lane.add_observer(self.telemetry.observe)
+        #: Planned home visits (docs/visits.md): the scheduler raises missed visits, door tags check in.
+        self.visits = VisitStore(self.store, lambda: self.config)
+        self.visit_scheduler = VisitScheduler(
+            self.visits, self.service, self.alarm_lane.commit_decisions, self.clock, lambda: self.config
+        )
+        self.alarm_lane.add_recorder(DoorTags(self.visits, self.service, self.clock).record)
         self._workers: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[Any]] = set()
         self.started_at = datetime.now(UTC)
@@ -281,6 +290,7 @@ class Gateway:
         self.http.include_router(broker_credentials_router(self.broker_identity, lambda: self.config.broker))
         self.http.include_router(duty_router())
         self.http.include_router(risks_router(self.telemetry.observe))
+        self.http.include_router(visits_router(self.visits, self.service, lambda: self.config, self.clock))
 
     # -- the directory, applied live -------------------------------------------------------------------
 
@@ -323,6 +333,7 @@ class Gateway:
         self.directory_version += 1
         self.telemetry.apply(config_json, self.directory_version)
         self.metrics.directory_applied.inc()
+        self.visit_scheduler.wake()  # plans changed: the coming week's visits follow now
         if self.broker_identity is not None:
             # Only woken: the broker's logins follow in the background, never holding up this change.
             self.broker_identity.changed()
@@ -463,6 +474,7 @@ class Gateway:
                     ("directory-follower", self._follow_directory()),
                     ("zigbee2mqtt-bridge", self.bridge.run()),
                     ("duty", self.duty.run()),
+                    ("visits", self.visit_scheduler.run()),
                     *self._broker_identity_task(),
                     *([("escalation", self.escalator.run())] if self.config.escalation.enabled else []),
                     ("reassurance", self.reassurance.run()),

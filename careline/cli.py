@@ -59,6 +59,7 @@ from simulators.history import (
 from simulators.reassurance_history import write_reassurance_history
 from simulators.rhythm import CareHomeRhythm
 from simulators.twilio_standin import TwilioStandIn
+from simulators.visits import write_visit_history
 
 app = typer.Typer(
     help="Careline: elders' alarms from MQTT to an acknowledged incident.", no_args_is_help=True
@@ -189,6 +190,10 @@ def demo(
         gateway.open_store()
         password = secrets.token_urlsafe(12)
         gateway.users.create("admin", password, Role.ADMIN, language="zh-CN")
+        # The district's carers sign in on their phones at /carer (docs/visits.md).
+        for carer in ("homecarer-fang-li", "homecarer-tao-jun"):
+            if any(r.id == carer for r in gateway.config.responders):
+                gateway.users.create(carer, password, Role.CARER, language="zh-CN")
         banner = _banner(gateway, password, influx, phones, history)
         asyncio.run(_demo(gateway, banner, started, seed))
 
@@ -315,6 +320,13 @@ def _write_history(gateway: Gateway, influx: InfluxDB1 | None, settings: History
             planned,
             plan_tests(bindings, now, settings),
         )
+        visits = write_visit_history(
+            lambda clock: IncidentStore(relaxed(gateway.database), directory, clock.now),
+            config,
+            now,
+            days=max(settings.days, 28),
+            seed=settings.seed,
+        )
         try:
             point_count = points.result() if points is not None else 0
         except httpx.HTTPError as exc:
@@ -323,7 +335,7 @@ def _write_history(gateway: Gateway, influx: InfluxDB1 | None, settings: History
     calls = write_reassurance_history(gateway.database, config, now, settings.days, settings.seed)
     return (
         f"{written} past incidents, {calls} daily reassurance calls and {point_count} telemetry points "
-        f"over the last {settings.days} days"
+        f"over the last {settings.days} days; {visits.past} past home visits, {visits.today} today"
     )
 
 
@@ -343,6 +355,7 @@ def _banner(
         f"  The district's daily reassurance calls are placed {DEMO_REASSURANCE_AFTER_S} s after start.\n"
         f"  Telemetry: {telemetry}\n"
         f"  History: {history}\n"
+        f"  Carers' phone page: http://{http.host}:{http.port}/carer  as  homecarer-fang-li / {password}\n"
         f"  Embedded MQTT broker on 127.0.0.1:{gateway.config.broker.port}; a simulated care home "
         "publishes alarms and telemetry.\n  Sites are placed in a time zone where it is night now, so "
         "the night-door rule fires.\n  Ctrl-C stops.\n"

@@ -20,7 +20,7 @@ from pydantic import BaseModel, Field
 from dashboard.auth import SESSION_COOKIE, Account, Role, UserStore
 from dashboard.catalogue import catalogue_router
 from dashboard.console_api import console_router
-from dashboard.deps import Manager, Operator
+from dashboard.deps import Manager, Operator, SignedIn
 from dashboard.device_board import device_board_router
 from dashboard.directory_api import directory_router
 from dashboard.hub import IncidentHub
@@ -223,12 +223,12 @@ def create_app(ctx: DashboardContext) -> FastAPI:
         return _me(account, token)
 
     @app.post("/api/logout", status_code=status.HTTP_204_NO_CONTENT, tags=["session"])
-    async def logout(_: Operator, request: Request, response: Response) -> None:
+    async def logout(_: SignedIn, request: Request, response: Response) -> None:
         await ctx.service.write(ctx.users.logout, request.cookies[SESSION_COOKIE])
         response.delete_cookie(SESSION_COOKIE)
 
     @app.get("/api/me", tags=["session"])
-    async def me(account: Operator, request: Request) -> Me:
+    async def me(account: SignedIn, request: Request) -> Me:
         return _me(account, request.cookies[SESSION_COOKIE])
 
     @app.get("/api/incidents", tags=["incidents"])
@@ -367,6 +367,9 @@ def create_app(ctx: DashboardContext) -> FastAPI:
         account = await ctx.service.read(ctx.users.account_for, websocket.cookies.get(SESSION_COOKIE))
         if account is None:
             await websocket.close(code=4401, reason="log in first")
+            return
+        if account.role == Role.CARER:
+            await websocket.close(code=4403, reason="carers use the carer's page")
             return
         await websocket.accept()
         # A tester's page (`?view=tests`) follows test presses; it is not a console anyone answers

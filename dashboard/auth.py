@@ -25,6 +25,9 @@ class Role(enum.StrEnum):
     OPERATOR = "operator"
     MANAGER = "manager"
     ADMIN = "admin"
+    #: A visiting carer (docs/visits.md): their user name is their responder id; they use only the
+    #: carer's page (`/carer`), never the console or the office.
+    CARER = "carer"
 
 
 @dataclass(frozen=True, slots=True)

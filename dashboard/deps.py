@@ -43,7 +43,8 @@ def guard_change(request: Request, ctx: Any, session_token: str) -> None:
         )
 
 
-_RANK = {Role.OPERATOR: 0, Role.MANAGER: 1, Role.ADMIN: 2}
+# A carer ranks below an operator: refused every operator, manager and admin endpoint.
+_RANK = {Role.CARER: -1, Role.OPERATOR: 0, Role.MANAGER: 1, Role.ADMIN: 2}
 
 
 class RoleGuard:
@@ -60,7 +61,24 @@ class RoleGuard:
         return account
 
 
-manager_account = RoleGuard(Role.MANAGER, "managers and admins only")
+class CarerGuard(RoleGuard):
+    """Carers only: the carer's page acts for the responder the account names, nobody else's visits."""
 
-Operator = Annotated[Account, Depends(current_account)]
+    def __init__(self) -> None:
+        super().__init__(Role.CARER, "carers only")
+
+    async def __call__(self, account: Annotated[Account, Depends(current_account)]) -> Account:
+        if account.role != Role.CARER:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, self.refusal)
+        return account
+
+
+operator_account = RoleGuard(Role.OPERATOR, "operators, managers and admins only")
+manager_account = RoleGuard(Role.MANAGER, "managers and admins only")
+carer_account = CarerGuard()
+
+#: Anyone signed in, carers too: the session itself (who am I, sign out).
+SignedIn = Annotated[Account, Depends(current_account)]
+Operator = Annotated[Account, Depends(operator_account)]
 Manager = Annotated[Account, Depends(manager_account)]
+Carer = Annotated[Account, Depends(carer_account)]

@@ -123,11 +123,17 @@ def _declare(route: APIRoute, method: str, responses: dict[str, Any]) -> None:
     least = _least_role(route.dependant)
     if least is not None:
         responses.setdefault("401", _refusal("not signed in, or the session has ended"))
-        if least is not Role.OPERATOR or method not in SAFE_METHODS:
-            who = {Role.OPERATOR: "", Role.MANAGER: "managers and admins only; ", Role.ADMIN: "admins only; "}
-            responses.setdefault(
-                "403", _refusal(f"{who[least]}a change needs the session's CSRF token and its own origin")
-            )
+        # A carer is refused every route but their own page's and the session's; every change needs
+        # the CSRF token.
+        who = {
+            Role.OPERATOR: "carers are refused",
+            Role.MANAGER: "managers and admins only",
+            Role.ADMIN: "admins only",
+            Role.CARER: "carers only",
+        }
+        csrf = "a change needs the session's CSRF token and its own origin"
+        reasons = [who[least]] if method in SAFE_METHODS else [who[least], csrf]
+        responses.setdefault("403", _refusal("; ".join(reasons)))
     if route.body_field is not None:
         responses.setdefault("400", _refusal("the body could not be read"))
     if route.dependant.path_params:

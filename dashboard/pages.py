@@ -18,7 +18,8 @@ from dashboard.deps import current_account
 from gateway.catalogue import CATALOGUE, normalize_language
 
 STATIC = Path(__file__).resolve().parent / "static"
-EVERYONE: frozenset[Role] = frozenset(Role)
+#: Everyone at the alarm-receiving centre; a carer's page is their own (`/carer`).
+EVERYONE: frozenset[Role] = frozenset({Role.OPERATOR, Role.MANAGER, Role.ADMIN})
 MANAGERS: frozenset[Role] = frozenset({Role.MANAGER, Role.ADMIN})
 
 
@@ -64,6 +65,8 @@ def pages_router() -> APIRouter:
     add_page(router, "/office/scripts", "scripts.html", MANAGERS)
     add_page(router, "/office/reassurance", "office-reassurance.html", MANAGERS)
     add_page(router, "/office/fever", "fever.html", MANAGERS)
+    add_page(router, "/carer", "carer.html", {Role.CARER})
+    add_page(router, "/office/visits", "office-visits.html", MANAGERS)
     router.add_api_route("/incident/{incident_id}", _incident_screen, methods=["GET"])
     return router
 
@@ -72,7 +75,9 @@ async def _incident_screen(incident_id: int, request: Request) -> Response:
     """A link to one incident (from the history, the sensor log, a handover): the console opens it on
     the queue page, so the alarm queue and its sound stay with the operator."""
     try:
-        await current_account(request)
+        account = await current_account(request)
     except HTTPException:
         return RedirectResponse(f"/?next={quote(f'/incident/{incident_id}')}", status.HTTP_303_SEE_OTHER)
+    if account.role not in EVERYONE:
+        return refused_page(account.language)
     return RedirectResponse(f"/#/incident/{incident_id}", status.HTTP_303_SEE_OTHER)

@@ -27,12 +27,21 @@ class DeviceType(enum.StrEnum):
     MOTION_SENSOR = "motion_sensor"
     VITALS_MONITOR = "vitals_monitor"
     BED_SENSOR = "bed_sensor"
+    #: A tag or button at a resident's door that a visiting carer presses or scans (docs/visits.md).
+    VISIT_TAG = "visit_tag"
     OTHER = "other"
 
 
 #: Device families whose messages travel on the alarm lane.
 ALARM_DEVICE_TYPES = frozenset(
-    {DeviceType.SOS_BUTTON, DeviceType.FALL_SENSOR, DeviceType.DOOR_SENSOR, DeviceType.SMOKE_DETECTOR}
+    {
+        DeviceType.SOS_BUTTON,
+        DeviceType.FALL_SENSOR,
+        DeviceType.DOOR_SENSOR,
+        DeviceType.SMOKE_DETECTOR,
+        # A visit's check-in is a record that must not be dropped like telemetry.
+        DeviceType.VISIT_TAG,
+    }
 )
 
 
@@ -64,6 +73,10 @@ class EventKind(enum.StrEnum):
     BED_POSITION = "bed_position"
     #: Hot water at a tap or shower, degrees Celsius (the scalds rule).
     WATER_TEMPERATURE = "water_temperature"
+    #: A carer pressed or scanned a door tag; the value names the carer (responder id).
+    VISIT_TAG = "visit_tag"
+    #: A planned visit's due-by passed with no check-in (raised by the visit scheduler, no device).
+    VISIT_MISSED = "visit_missed"
 
 
 #: Event kinds the alarm-lane rules act on. Everything else is telemetry.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 
 from paho.mqtt.client import topic_matches_sub
@@ -69,6 +69,9 @@ class AlarmLane:
         #: Telemetry sinks (device health, wellbeing rules, the InfluxDB writer) also hear the alarm lane's
         #: events, after the commit, unless the telemetry lane receives the same topic anyway.
         self._observers: list[Callable[[Sequence[DeviceEvent]], None]] = []
+        #: Handlers of events that are records, not alarms (a visit tag's check-in): awaited after the
+        #: commit and before the broker's ack, so a crash makes the broker redeliver them.
+        self._recorders: list[Callable[[Sequence[DeviceEvent]], Awaitable[None]]] = []
         self._telemetry_topics = tuple(telemetry_topics)
         self._rules = rules
         #: Messages from devices the directory does not hold are counted there, not dead-lettered.
@@ -93,6 +96,9 @@ class AlarmLane:
 
     def add_observer(self, observer: Callable[[Sequence[DeviceEvent]], None]) -> None:
         self._observers.append(observer)
+
+    def add_recorder(self, recorder: Callable[[Sequence[DeviceEvent]], Awaitable[None]]) -> None:
+        self._recorders.append(recorder)
 
     def waiting(self) -> int:
         """Alarm messages received and not yet taken for a commit."""
@@ -125,6 +131,7 @@ class AlarmLane:
         try:
             batch, decoded = self._rule(messages)
             result = await self._commit(batch) if batch else BatchResult()
+            await self._record(decoded)
         finally:
             self._oldest_in_hand = None
         committed = datetime.now(UTC)
@@ -134,6 +141,14 @@ class AlarmLane:
         self._metrics.alarm_batch_size.observe(len(messages))
         self._tell_observers(decoded)
         return result
+
+    async def _record(self, decoded: list[tuple[str, list[DeviceEvent]]]) -> None:
+        events = [event for _, batch in decoded for event in batch]
+        for recorder in self._recorders if events else ():
+            try:
+                await recorder(events)
+            except Exception:
+                log.exception("alarm-lane recorder %r failed", recorder)
 
     def _tell_observers(self, decoded: list[tuple[str, list[DeviceEvent]]]) -> None:
         """After the commit and the acks, so none of this delays an alarm."""

@@ -329,6 +329,38 @@ class ReassuranceConfig(StrictModel):
     retry_wait_min: int = Field(15, ge=1, le=240)
 
 
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+#: In Python's order (`date.weekday()`): Monday is 0.
+WEEKDAYS: tuple[Weekday, ...] = get_args(Weekday)
+
+
+class VisitPlanConfig(StrictModel):
+    """A planned home visit, repeated: who goes, on which days, when, and by when it must have begun
+    (docs/visits.md). Either `weekdays` (weekly, e.g. every Tuesday) or `every_days` counted from
+    `starting` (1: daily)."""
+
+    id: Identifier
+    #: The responder who goes, normally a carer covering the resident's site.
+    carer: Identifier
+    weekdays: Annotated[tuple[Weekday, ...], Distinct] = ()
+    every_days: int | None = Field(None, ge=1, le=366)
+    starting: date | None = None
+    #: Site-local time the visit is planned to begin.
+    at: LocalTime
+    #: The carer must have checked in within this many minutes of `at`; after that it is missed.
+    window_min: int = Field(60, ge=5, le=12 * 60)
+    #: How long a visit usually takes (shown to the carer; not enforced).
+    duration_min: int = Field(45, ge=5, le=8 * 60)
+
+    @model_validator(mode="after")
+    def _one_rhythm(self) -> VisitPlanConfig:
+        if bool(self.weekdays) == (self.every_days is not None):
+            raise _refusal("visit_plan_rhythm", plan=repr(self.id))
+        if self.every_days is not None and self.starting is None:
+            raise _refusal("visit_plan_starting", plan=repr(self.id))
+        return self
+
+
 class ResidentConfig(StrictModel):
     id: Identifier
     name: Line
@@ -354,6 +386,8 @@ class ResidentConfig(StrictModel):
     contacts: tuple[ContactConfig, ...] = Field((), max_length=10)
     #: The daily reassurance call (docs/reassurance.md); None: no daily call.
     reassurance: ReassuranceConfig | None = None
+    #: Planned home visits (gateway/visits, docs/visits.md).
+    visits: tuple[VisitPlanConfig, ...] = Field((), max_length=20)
     status: ResidentStatus = "active"
     discharged_on: date | None = None
 

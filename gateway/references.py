@@ -51,6 +51,7 @@ def reference_problems(config: CarelineConfig) -> list[Problem]:
                 )
     problems += _escalation_problems(config)
     problems += _zone_exit_problems(config)
+    problems += _visit_plan_problems(config)
     problems += _friendly_name_problems(config.devices)
     problems += _hub_problems(config.devices)
     return problems
@@ -226,4 +227,31 @@ def _hub_problems(devices: Iterable[DeviceConfig]) -> list[Problem]:
                     site=repr(first),
                 )
             )
+    return problems
+
+
+def _visit_plan_problems(config: CarelineConfig) -> list[Problem]:
+    """A planned visit's carer must be in the directory and cover the resident's site; a plan id is
+    the resident's own (its records are keyed by it)."""
+    responders = {r.id: r for r in config.responders}
+    problems: list[Problem] = []
+    for n, resident in enumerate(config.residents):
+        problems += _duplicates(("residents", n, "visits"), [plan.id for plan in resident.visits])
+        for k, plan in enumerate(resident.visits):
+            carer = responders.get(plan.carer)
+            loc: Loc = ("residents", n, "visits", k, "carer")
+            if carer is None:
+                problems.append(
+                    problem(loc, "visit_unknown_carer", resident=repr(resident.id), carer=repr(plan.carer))
+                )
+            elif carer.sites and resident.site not in carer.sites:
+                problems.append(
+                    problem(
+                        loc,
+                        "visit_carer_elsewhere",
+                        resident=repr(resident.id),
+                        carer=repr(plan.carer),
+                        site=repr(resident.site),
+                    )
+                )
     return problems

@@ -28,6 +28,8 @@ RULE_CATEGORIES: dict[str, Category] = {
     # The daily reassurance call (gateway/reassurance): a plea for help is answered like an SOS.
     "reassurance_help": "life_safety",
     "reassurance_no_answer": "wellbeing",
+    # A planned home visit nobody checked in to (gateway/visits): an elder living alone not seen.
+    "visit_missed": "wellbeing",
     "device_health": "technical",
     "channel_failing": "technical",
     # Duty (gateway/duty.py): nobody at the console is a gap in the alarm chain itself.

@@ -51,6 +51,7 @@ KNOWN: dict[str, list[Any]] = {
     "path.rule": ["sos", "fall"],
     "path.device_id": ["night-pendant-wang", "day-fall-101"],
     "path.resident_id": ["night-wang", "day-li"],
+    "path.visit_id": [1],
     "query.measurement": ["heart_rate", "battery", "door"],
     "query.site": ["night", "day"],
 }
@@ -194,7 +195,9 @@ async def test_the_document_names_who_may_call_each_endpoint(mosquitto: Mosquitt
     resident = paths["/api/directory/residents"]["post"]["requestBody"]["content"]["application/json"]
     assert "$defs" not in resident["schema"]
     assert set(paths["/api/incidents"]["get"]["responses"]) >= {"200", "401", "422"}
-    assert "403" not in paths["/api/incidents"]["get"]["responses"]
+    # An operator's read refuses only carers (their own page is /carer, docs/visits.md).
+    assert paths["/api/incidents"]["get"]["responses"]["403"]["description"] == "carers are refused"
+    assert paths["/api/carer/visits"]["get"]["responses"]["403"]["description"] == "carers only"
     refusals = paths["/api/audit/verify"]["get"]["responses"]
     assert refusals["403"]["description"].startswith("managers and admins only")
     assert paths["/api/directory/users"]["post"]["responses"]["403"]["description"].startswith("admins only")

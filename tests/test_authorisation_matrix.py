@@ -40,6 +40,8 @@ class Least(IntEnum):
     OPERATOR = 1
     MANAGER = 2
     ADMIN = 3
+    #: A carer's own page and its API (the home visits): carers only, nobody above them either.
+    CARER = 4
 
 
 #: Changes to the directory only admins make: sites, devices, responders, policies, users, bulk edits.
@@ -55,7 +57,7 @@ MANAGERS_ONLY = (
     re.compile(r"^(POST|PUT) /api/directory/residents(/\{entry_id\}(/discharge)?)?$"),
     re.compile(r"^(POST /api/directory/import/(preview|apply)|GET /api/directory/export)$"),
     re.compile(
-        r"^GET /api/(office/(incidents|audit|devices)|reports/(response-times|false-alarms|quality))$"
+        r"^GET /api/(office/(incidents|audit|devices|visits)|reports/(response-times|false-alarms|quality))$"
     ),
     # The feverish residents of the manager's sites (docs/risks.md).
     re.compile(r"^GET /api/office/fever$"),
@@ -69,6 +71,14 @@ MANAGERS_ONLY = (
         r"^(GET /api/broker-identity/hubs|POST /api/broker-identity/(devices|hubs)/\{\w+\}/credentials)$"
     ),
 )
+#: The carer's page and its API (dashboard/visits_api.py): only carers, for their own visits.
+CARERS_ONLY = (
+    re.compile(r"^(GET /api/carer/visits|POST /api/carer/visits/\{visit_id\}/check-(in|out))$"),
+    re.compile(r"^PUT /api/carer/visits/\{visit_id\}/record$"),
+    re.compile(r"^GET /carer$"),
+)
+#: What a carer may use besides their own page: their session. Every other route refuses them (403).
+CARER_ALSO = {("GET", "/api/me"), ("POST", "/api/logout")}
 #: Paths naming something of one site (the night site's here): a caller limited to other sites is
 #: refused them (403, or 404 as if it did not exist), whatever their role. Lists are filtered instead.
 SITE_BOUND = (
@@ -91,6 +101,7 @@ def least_role(method: str, path: str) -> Least | None:
         Least.OPERATOR if operator_may(method, path) else None,
         Least.MANAGER if any(p.match(route) for p in MANAGERS_ONLY) else None,
         Least.ADMIN if any(p.match(route) for p in ADMIN_ONLY) else None,
+        Least.CARER if any(p.match(route) for p in CARERS_ONLY) else None,
     ]
     found = [line for line in lines if line is not None]
     return found[0] if len(found) == 1 else None
@@ -106,6 +117,8 @@ class Caller:
     rank: Least
     #: Limited to the day site: the night site's incident, residents and devices are not theirs.
     elsewhere: bool = False
+    #: A visiting carer: their own page and their session, nothing else.
+    carer: bool = False
 
 
 CALLERS = (
@@ -115,6 +128,7 @@ CALLERS = (
     Caller("day-manager", Least.MANAGER, elsewhere=True),
     Caller("manager", Least.MANAGER),
     Caller("admin", Least.ADMIN),
+    Caller("carer", Least.OPERATOR, carer=True),
 )
 
 
@@ -125,6 +139,8 @@ def expected(route: tuple[str, str], caller: Caller, least: Least) -> str:
         return "public"
     if caller.rank is Least.PUBLIC:
         return "sign in"
+    if caller.carer:
+        return "let in" if least is Least.CARER or route in CARER_ALSO else "refused"
     if caller.rank < least:
         return "refused"
     if caller.elsewhere and site_bound(*route):
@@ -168,6 +184,7 @@ def concrete(path: str, ids: Ids) -> str:
         "rule": "sos",
         "language": "en",
         "token": "x" * 32,
+        "visit_id": "1",
     }
     return re.sub(r"\{(\w+)(:\w+)?\}", lambda m: samples.get(m.group(1), "nobody"), path)
 
@@ -200,6 +217,7 @@ async def clients_of(live: LiveGateway) -> AsyncIterator[dict[str, httpx.AsyncCl
             ("day-manager", Role.MANAGER, ("day",)),
             ("manager", Role.MANAGER, ()),
             ("admin", Role.ADMIN, ()),
+            ("carer", Role.CARER, ()),
         )
         for name, role, sites in others:
             clients[name] = await signed_in(live, name, role, sites)
@@ -238,7 +256,10 @@ async def call(client: httpx.AsyncClient, method: str, path: str, ids: Ids) -> h
 async def test_every_route_answers_every_caller_as_the_table_says(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
-    async with live_gateway(new_config(mosquitto.url, tmp_path)) as live:
+    config = new_config(mosquitto.url, tmp_path)
+    # The carer caller's account names this responder (a carer's user name is their responder id).
+    config["responders"] = [{"id": "carer", "name": "Carer Fang", "roles": ["carer"]}]
+    async with live_gateway(config) as live:
         routes = every_route(live.gateway.http)
         unclassified = [route for route in routes if least_role(*route) is None]
         assert unclassified == [], f"classify these (tests/test_roles.py or the table here): {unclassified}"

@@ -108,6 +108,7 @@ async def test_the_demo_shows_incidents_history_telemetry_and_the_responders_pho
         _an_sms_reply_acknowledges(http, demo)
         _key_2_on_the_daily_call_opens_an_incident(http, demo)
         await _the_office_shows_the_daily_calls(demo, browser)
+        _the_districts_visits_are_there(http)
         assert _audit_intact(http)
     _ctrl_c_stops_everything(demo)
 
@@ -156,6 +157,18 @@ def _signed_in(demo: Demo) -> Iterator[httpx.Client]:
         assert http.post("/api/login", json=login).status_code == 200
         assert "Careline" in http.get("/").text
         yield http
+
+
+def _the_districts_visits_are_there(http: httpx.Client) -> None:
+    """Past weeks of home visits for the managers' view, and today's overdue one alarmed (docs/visits.md)."""
+    _until(
+        lambda: any(i["rule"] == "visit_missed" for i in http.get("/api/incidents").json()["incidents"]),
+        "the overdue visit's incident",
+    )
+    counted = http.get("/api/office/visits").json()
+    assert {row["key"] for row in counted["carers"]} == {"homecarer-fang-li", "homecarer-tao-jun"}
+    assert sum(row["done"] for row in counted["carers"]) >= 10
+    assert sum(row["missed"] for row in counted["carers"]) >= 1
 
 
 def _the_simulated_incidents_arrive(http: httpx.Client) -> None:

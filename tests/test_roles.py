@@ -104,6 +104,7 @@ PAGES_FOR_MANAGERS = (
     "/office/scripts",
     "/office/reassurance",
     "/office/fever",
+    "/office/visits",
 )
 
 

@@ -152,7 +152,7 @@ const KINDS = {
     fields: [
       { name: "username", i18n: "field.username", required: true, fixed: true },
       { name: "password", i18n: "field.password", type: "password" },
-      { name: "role", i18n: "field.role", type: "select", options: () => coded("role", ["operator", "manager", "admin"]) },
+      { name: "role", i18n: "field.role", type: "select", options: () => coded("role", ["operator", "manager", "admin", "carer"]) },
       { name: "language", i18n: "field.language", type: "select", options: () => LANGS.map((l) => [l, t(`language_name.${l}`)]) },
       { name: "sites", i18n: "field.sites", type: "checks", options: siteOptions },
       { name: "disabled", i18n: "field.disabled", type: "checkbox" },

@@ -564,6 +564,7 @@ function startSession(user) {
   state.langChosenBeforeLogin = null;
   const next = nextPath();
   if (next) return location.replace(next);
+  if (user.role === "carer") return location.replace("/carer"); // the console is not theirs
   applyLanguage(initialLanguage(user));
   showView("queue");
   render();

@@ -27,6 +27,8 @@ export const PAGES = [
   ["/office/fever", "risks.nav", MANAGERS],
   ["/review", "review.title", MANAGERS],
   ["/admin", "admin.navAdmin", MANAGERS],
+  ["/office/visits", "visits.nav", MANAGERS],
+  ["/carer", "visits.navCarer", ["carer"]],
 ];
 
 export class ApiError extends Error {

@@ -214,6 +214,17 @@ DEFAULT_POLICIES: tuple[Policy, ...] = (
         ),
         repeat="stop",
     ),
+    # A missed home visit is the coordinator's to sort out (call the elder, send someone), not the
+    # carer's who missed it: the coordinator first, then the supervisor (docs/visits.md).
+    Policy(
+        id="default-visit-missed",
+        match=PolicyMatch(rules=("visit_missed",)),
+        tiers=(
+            Tier(targets=(Target(role="coordinator", on_duty=False),), channels=_SMS_VOICE, wait_s=300),
+            Tier(targets=(Target(role="supervisor", on_duty=False),), channels=_SMS_VOICE, wait_s=600),
+        ),
+        repeat="last",
+    ),
     Policy(
         id="default-critical",
         match=PolicyMatch(severities=("critical",)),

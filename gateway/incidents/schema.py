@@ -476,3 +476,40 @@ class BodyTemperature(Base):
     source: Mapped[str] = mapped_column(String(16))
     #: The user who entered it, or `device:<id>`.
     recorded_by: Mapped[str] = mapped_column(String(200))
+
+
+# -- Planned home visits (gateway/visits, docs/visits.md) ---------------------------------------------
+
+
+class Visit(Base):
+    """One planned occurrence of a resident's visit plan and what became of it. Status: planned →
+    in_progress (checked in) → done, or late when checked in after `due_by`; missed when `due_by`
+    passed with no check-in (its incident in `incident_id`; a check-in after it makes it in_progress,
+    then late)."""
+
+    __tablename__ = "visits"
+    __table_args__ = (
+        Index("ix_visits_occurrence", "resident", "plan", "planned_at", unique=True),
+        Index("ix_visits_site_planned", "site", "planned_at"),
+        Index("ix_visits_status_due", "status", "due_by"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    site: Mapped[str] = mapped_column(String(64))
+    resident: Mapped[str] = mapped_column(String(64))
+    plan: Mapped[str] = mapped_column(String(64))
+    carer: Mapped[str] = mapped_column(String(64), index=True)
+    planned_at: Mapped[datetime]
+    due_by: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(16))
+    late: Mapped[bool] = mapped_column(default=False)
+    checked_in_at: Mapped[datetime | None]
+    #: "page" (the carer's phone page) or "tag" (the door tag), with the tag's device id.
+    checked_in_via: Mapped[str | None] = mapped_column(String(80))
+    checked_out_at: Mapped[datetime | None]
+    checked_out_via: Mapped[str | None] = mapped_column(String(80))
+    #: {item: "yes" | "no" | "concern"} over the catalogue's wellbeing checklist.
+    checklist: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    notes: Mapped[str] = mapped_column(Text, default="")
+    incident_id: Mapped[int | None] = mapped_column(Integer)
+    updated_at: Mapped[datetime]
