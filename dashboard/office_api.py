@@ -35,6 +35,8 @@ from gateway.reports.export import (
 from gateway.reports.false_alarms import By, false_alarms
 from gateway.reports.history import AuditFilter, IncidentFilter, audit_history, incident_history
 from gateway.reports.quality import (
+    CARE_WORKFLOW_COLUMNS,
+    CARE_WORKFLOWS,
     MAX_MONTHS,
     QUALITY_COLUMNS,
     QualitySite,
@@ -320,10 +322,10 @@ def office_router(ctx: Any) -> APIRouter:
         ]
         settings = reports()
         found = await read(
-            lambda s: service_quality(s.connection(), chosen, first, last, now, settings, QUALITY_SOURCES)
+            lambda s: service_quality(s.connection(), chosen, first, last, now, settings, CARE_WORKFLOWS)
         )
-        rows = [quality_cells(row, QUALITY_EXTRA_COLUMNS) for row in found]
-        columns = QUALITY_COLUMNS + QUALITY_EXTRA_COLUMNS
+        rows = [quality_cells(row, CARE_WORKFLOW_COLUMNS) for row in found]
+        columns = QUALITY_COLUMNS + CARE_WORKFLOW_COLUMNS
         if format == "csv":
             return _csv(columns, rows, f"careline-service-quality-{first}-{last}.csv")
         names = {s.id: s.name for s in current.sites}
@@ -333,9 +335,6 @@ def office_router(ctx: Any) -> APIRouter:
 
 
 Month = Annotated[str, Query(pattern=r"^(19|20)[0-9]{2}-(0[1-9]|1[0-2])$", description="YYYY-MM")]
-#: Counts the indicators take from the care workflows (visits, reassurance calls), and their columns.
-QUALITY_SOURCES: tuple[Any, ...] = ()
-QUALITY_EXTRA_COLUMNS: tuple[str, ...] = ()
 
 
 def _months(first: str | None, last: str | None, now: datetime) -> tuple[str, str]:

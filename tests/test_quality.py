@@ -12,17 +12,19 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, insert
 from sqlalchemy.orm import Session
 from test_reports import incident, store
 
 from gateway.incidents.audit import AuditTrail
 from gateway.incidents.db import make_engine
 from gateway.incidents.migrate import upgrade
-from gateway.incidents.schema import Outcome
+from gateway.incidents.schema import Outcome, ReassuranceAttempt, Visit
 from gateway.reports.config import ReportsConfig
 from gateway.reports.export import to_csv
 from gateway.reports.quality import (
+    CARE_WORKFLOW_COLUMNS,
+    CARE_WORKFLOWS,
     QUALITY_COLUMNS,
     QualitySite,
     month_bounds,
@@ -148,7 +150,7 @@ def test_contributed_counts_become_columns_of_the_table_and_the_csv(engine: Engi
     def visits(
         connection: Connection, sites: Any, first: str, last: str
     ) -> dict[tuple[str, str], dict[str, int]]:
-        assert (sorted(sites), first, last) == (["east"], "2026-02", "2026-03")
+        assert ([s.id for s in sites], first, last) == (["east"], "2026-02", "2026-03")
         return {("east", "2026-03"): {"visits_planned": 8, "visits_done": 6}}
 
     rows = report(engine, EAST, contributions=[visits])
@@ -159,3 +161,64 @@ def test_contributed_counts_become_columns_of_the_table_and_the_csv(engine: Engi
     march = next(r for r in table if r["month"] == "2026-03")
     assert (march["visits_planned"], march["visits_done"]) == ("8", "6")
     assert next(r for r in table if r["month"] == "2026-02")["visits_planned"] == ""
+
+
+def test_visits_and_reassurance_calls_are_counted_per_site_local_month(engine: Engine) -> None:
+    def visit(planned: datetime, status: str, late: bool = False) -> dict[str, Any]:
+        return {
+            "site": "east", "resident": "wang", "plan": "weekly", "carer": "fang", "planned_at": planned,
+            "due_by": planned + timedelta(hours=1), "status": status, "late": late,
+            "checked_in_at": None, "checked_in_via": None, "checked_out_at": None, "checked_out_via": None,
+            "checklist": {}, "notes": "", "incident_id": None, "updated_at": planned,
+        }  # fmt: skip
+
+    def call(day: str, attempt: int, outcome: str | None, digits: str | None) -> dict[str, Any]:
+        at = datetime.fromisoformat(f"{day}T01:00:00+00:00")
+        return {
+            "resident_id": "wang", "site": "east", "day": day, "attempt": attempt, "channel": "voice",
+            "phone": "+8613800000000", "scheduled_at": at, "placed_at": at,
+            "provider_sid": f"CA{day}{attempt}",
+            "status": "completed" if digits else "no-answer", "detail": None, "digits": digits, "reply": None,
+            "answered_at": at if digits else None, "outcome": outcome, "decided_at": at, "incident_id": None,
+            "updated_at": at,
+        }  # fmt: skip
+
+    # 28 Feb 17:00 UTC is 1 March 01:00 in Shanghai: a March visit there.
+    with engine.begin() as connection:
+        connection.execute(
+            insert(Visit),
+            [
+                visit(datetime(2026, 2, 28, 17, tzinfo=UTC), "done"),
+                visit(datetime(2026, 3, 5, 2, tzinfo=UTC), "late", late=True),
+                visit(datetime(2026, 3, 12, 2, tzinfo=UTC), "missed"),
+                visit(datetime(2026, 2, 12, 2, tzinfo=UTC), "done"),
+            ],
+        )
+        connection.execute(
+            insert(ReassuranceAttempt),
+            [
+                call("2026-03-02", 1, "well", "1"),
+                call("2026-03-03", 1, None, None),
+                call("2026-03-03", 2, "needs_help", "2"),
+                call("2026-03-04", 1, None, None),
+                call("2026-03-04", 2, "no_answer", None),
+            ],
+        )
+    with engine.connect() as connection:
+        rows = service_quality(connection, [EAST], "2026-02", "2026-03", NOW, ReportsConfig(), CARE_WORKFLOWS)
+    february, march = ({k: v for k, v in r.counts.items()} for r in rows)
+    assert february == {"visits_planned": 1, "visits_done": 1, "visits_late": 0, "visits_missed": 0}
+    assert {k: march[k] for k in ("visits_planned", "visits_done", "visits_late", "visits_missed")} == {
+        "visits_planned": 3,
+        "visits_done": 2,
+        "visits_late": 1,
+        "visits_missed": 1,
+    }
+    assert {k: march[k] for k in ("calls_placed", "calls_answered", "days_well", "days_help")} == {
+        "calls_placed": 5,
+        "calls_answered": 2,
+        "days_well": 1,
+        "days_help": 1,
+    }
+    assert march["days_no_answer"] == 1
+    assert set(CARE_WORKFLOW_COLUMNS) == set(march)

@@ -42,6 +42,9 @@ const COLUMNS = (names) => [
   ["quality.col.visits", (r) => ofTotal(r.visits_done, r.visits_planned)],
   ["quality.col.visitsMissed", (r) => (r.visits_planned ? r.visits_missed ?? 0 : "—")],
   ["quality.col.calls", (r) => ofTotal(r.calls_answered, r.calls_placed)],
+  ["quality.col.days", (r) => (r.calls_placed
+    ? t("quality.days", { well: r.days_well ?? 0, help: r.days_help ?? 0, none: r.days_no_answer ?? 0 })
+    : "—")],
 ];
 
 function render() {

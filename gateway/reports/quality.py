@@ -9,7 +9,7 @@ from their own modules through `MonthlyCounts` functions, so this module knows o
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -17,15 +17,18 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 from sqlalchemy import Connection, select
+from sqlalchemy.orm import Session
 
 from gateway.incidents.schema import AuditEntry, Incident, Outcome
 from gateway.reports.config import ReportsConfig
+from gateway.reports.reassurance import reassurance_answered
 from gateway.reports.response_times import (
     YARDSTICKS,
     ReportFilter,
     response_times,
 )
 from gateway.reports.sql import all_of, epoch_seconds, in_sites
+from gateway.reports.visits import visits_done_vs_planned
 from gateway.reports.zones import Coded, local_seconds, month_label, month_numbers
 
 #: A month as "YYYY-MM".
@@ -33,7 +36,8 @@ MonthLabel = str
 #: Counts per (site, month) from another module (visits, reassurance calls): the connection, the sites,
 #: the first and last month; each (site, month) maps to named counts.
 MonthlyCounts = Callable[
-    [Connection, Collection[str], MonthLabel, MonthLabel], Mapping[tuple[str, MonthLabel], Mapping[str, int]]
+    [Connection, Sequence["QualitySite"], MonthLabel, MonthLabel],
+    Mapping[tuple[str, MonthLabel], Mapping[str, int]],
 ]
 #: The longest table the office may ask for at once.
 MAX_MONTHS = 24
@@ -121,7 +125,7 @@ def service_quality(
     _test_compliance(connection, sites, months, now, cells)
     counts: dict[tuple[str, MonthLabel], dict[str, int]] = defaultdict(dict)
     for contribute in contributions:
-        for key, named in contribute(connection, sorted(ids), months[0], months[-1]).items():
+        for key, named in contribute(connection, sites, months[0], months[-1]).items():
             counts[key].update(named)
     return [
         QualityRow(site.id, month, **cells.get((site.id, month), {}), counts=counts.get((site.id, month), {}))
@@ -248,6 +252,61 @@ def _monday_of(moment: datetime, zone: ZoneInfo) -> date:
 def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
+
+def visit_counts(
+    connection: Connection, sites: Sequence[QualitySite], first: MonthLabel, last: MonthLabel
+) -> dict[tuple[str, MonthLabel], dict[str, int]]:
+    """Planned home visits of each month (docs/visits.md): planned, done (late included), late, missed."""
+    start = min(month_bounds(first, s.zone)[0] for s in sites)
+    end = max(month_bounds(last, s.zone)[1] for s in sites)
+    with Session(bind=connection) as session:
+        found = visits_done_vs_planned(session, sites, start, end)
+    return {
+        (c.site, c.month): {
+            "visits_planned": c.planned,
+            "visits_done": c.done,
+            "visits_late": c.late,
+            "visits_missed": c.missed,
+        }
+        for c in found
+        if c.month is not None
+    }
+
+
+def reassurance_counts(
+    connection: Connection, sites: Sequence[QualitySite], first: MonthLabel, last: MonthLabel
+) -> dict[tuple[str, MonthLabel], dict[str, int]]:
+    """Daily reassurance calls of each month (docs/reassurance.md): calls and SMS placed, answered, and
+    the resident-days that ended well, needing help, or with no answer."""
+    start = date.fromisoformat(f"{first}-01")
+    end = month_bounds(last, ZoneInfo("UTC"))[1].date() - timedelta(days=1)
+    with Session(bind=connection) as session:
+        found = reassurance_answered(session, frozenset(s.id for s in sites), start, end)
+    return {
+        (m.site, m.month): {
+            "calls_placed": m.placed,
+            "calls_answered": m.answered,
+            "days_well": m.well,
+            "days_help": m.help,
+            "days_no_answer": m.no_answer,
+        }
+        for m in found
+    }
+
+
+#: The care workflows' counts, and their columns in the table (after the incidents' own).
+CARE_WORKFLOWS: tuple[MonthlyCounts, ...] = (visit_counts, reassurance_counts)
+CARE_WORKFLOW_COLUMNS = (
+    "visits_planned",
+    "visits_done",
+    "visits_late",
+    "visits_missed",
+    "calls_placed",
+    "calls_answered",
+    "days_well",
+    "days_help",
+    "days_no_answer",
+)
 
 QUALITY_COLUMNS = (
     "site",

@@ -11,13 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from gateway.config import SiteConfig
 from gateway.incidents.schema import Visit
 
 VISIT_COLUMNS = ("key", "site", "month", "planned", "done", "late", "missed", "pending", "done_share")
@@ -82,8 +81,17 @@ def _grouped(rows: Iterable[_Row], key: Callable[[_Row], tuple[str, str, str | N
     return [counts[group] for group in sorted(counts, key=lambda g: (g[1], g[2] or "", g[0]))]
 
 
+class ZonedSite(Protocol):
+    """A site with its time zone: a `SiteConfig`, or the indicators' `QualitySite`."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def zone(self) -> ZoneInfo: ...
+
+
 def visits_done_vs_planned(
-    session: Session, sites: Sequence[SiteConfig], start: datetime, end: datetime
+    session: Session, sites: Sequence[ZonedSite], start: datetime, end: datetime
 ) -> list[VisitCounts]:
     """Per site and site-local month ("2026-11"): planned, done, late, missed, pending, for the visits
     planned in [start, end) at `sites`."""
