@@ -31,8 +31,12 @@ typecheck: $(BIN)/.installed
 	$(BIN)/mypy
 
 ## Install what the tests need (pip; apt: mosquitto, influxdb, victoria-metrics, chromium), lint, type-check, test.
+## Two workers (pytest-xdist), one test file per worker at a time: most tests wait on real services, a
+## browser or a broker, so two files run side by side on two cores (16 min instead of 25; TEST_WORKERS=0
+## runs them one after another).
+TEST_WORKERS ?= 2
 test: $(BIN)/.installed system-deps lint typecheck
-	$(BIN)/pytest -q --durations=25
+	$(BIN)/pytest -q --durations=25 $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 ## `pip install .` (no extras) into a fresh virtualenv must give a working `careline` (CI runs this first).
 check-install:

@@ -23,7 +23,10 @@ from devices.model import EventKind
 from gateway.catalogue import CATALOGUE, CATALOGUE_FILE, LANGUAGES, CatalogueError, Language, parse
 from gateway.directory.changes import SINGULAR
 from gateway.escalation.escalator import CHANNEL_FAILING_RULE
+from gateway.incidents.duty import CONSOLE_UNSTAFFED_RULE
 from gateway.incidents.schema import IncidentStatus, Outcome
+from gateway.reassurance.plan import HELP_RULE, NO_ANSWER_RULE
+from gateway.visits.scheduler import VISIT_MISSED_RULE
 from rules.model import Severity
 
 _PLACEHOLDER = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
@@ -31,8 +34,9 @@ _PLACEHOLDER = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")
 
 def rule_names() -> set[str]:
     """Every rule a gateway can raise an incident under: the `name` of each rule class in rules/ (and
-    rules/wellbeing/), and the escalator's channel-health alarm."""
-    names = {CHANNEL_FAILING_RULE}
+    rules/wellbeing/), the escalator's channel-health alarm, and the care workflows' alarms raised by
+    the gateway core (a missed visit, the daily call, an unstaffed console)."""
+    names = {CHANNEL_FAILING_RULE, VISIT_MISSED_RULE, HELP_RULE, NO_ANSWER_RULE, CONSOLE_UNSTAFFED_RULE}
     for found in pkgutil.walk_packages(rules.__path__, "rules."):
         module = importlib.import_module(found.name)
         for _, cls in inspect.getmembers(module, inspect.isclass):

@@ -150,9 +150,11 @@ def test_every_kind_has_one_value_type_and_only_readings_need_a_value() -> None:
         EventKind.LINK_QUALITY,
         EventKind.WATER_TEMPERATURE,
         EventKind.BED_POSITION,
+        EventKind.VISIT_TAG,
     }
-    assert all(VALUE_TYPES[kind] is FieldType.FLOAT for kind in needs_a_value - {EventKind.BED_POSITION})
-    assert VALUE_TYPES[EventKind.BED_POSITION] is FieldType.STRING
+    texts = {EventKind.BED_POSITION, EventKind.VISIT_TAG}
+    assert all(VALUE_TYPES[kind] is FieldType.FLOAT for kind in needs_a_value - texts)
+    assert all(VALUE_TYPES[kind] is FieldType.STRING for kind in texts)
 
 
 @pytest.mark.parametrize(

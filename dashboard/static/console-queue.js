@@ -12,6 +12,7 @@ const RULE_CATEGORY = {
   inactivity: "wellbeing", missed_check_in: "wellbeing", vitals: "wellbeing", activity_baseline: "wellbeing",
   reassurance_help: "life_safety", reassurance_no_answer: "wellbeing",
   device_health: "technical", channel_failing: "technical", console_unstaffed: "technical",
+  visit_missed: "wellbeing",
   falling_from_bed: "life_safety", scalds: "life_safety", locked_zone_exit: "wandering",
   repositioning_due: "wellbeing", fever_cluster: "wellbeing",
 };

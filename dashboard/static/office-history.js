@@ -7,7 +7,7 @@ import { fillSites, fillTable, loadSites, periodParams, seconds, setUpPeriod } f
 // The codes the filters offer; their words come from the catalogue.
 const RULES = ["sos", "fall", "smoke", "door_night", "door_left_open", "inactivity", "missed_check_in",
   "bed_exit", "vitals", "device_health", "activity_baseline", "channel_failing",
-  "reassurance_help", "reassurance_no_answer", "console_unstaffed",
+  "reassurance_help", "reassurance_no_answer", "console_unstaffed", "visit_missed",
   // The risk rules (docs/risks.md).
   "repositioning_due", "falling_from_bed", "scalds", "locked_zone_exit", "fever_cluster"];
 // Until the first answer names them all (`outcomes`, from the gateway's list).

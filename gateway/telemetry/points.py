@@ -71,8 +71,9 @@ _READINGS = (
     EventKind.LINK_QUALITY,
     EventKind.WATER_TEMPERATURE,
 )
-#: Textual readings: a bed mat's position ("left", "back"); stored as text, and they need one.
-_TEXTS = (EventKind.BED_POSITION,)
+#: Textual readings: a bed mat's position ("left", "back"), the carer a door tag was pressed by
+#: (their responder id, docs/visits.md); stored as text, and they need one.
+_TEXTS = (EventKind.BED_POSITION, EventKind.VISIT_TAG)
 #: Happenings: a bare event is stored as 1.0, "it happened" (a number, if the device gives one).
 _HAPPENINGS = (
     EventKind.SOS,
@@ -85,6 +86,7 @@ _HAPPENINGS = (
     EventKind.TAMPER,
     EventKind.BATTERY_LOW,
     EventKind.HEARTBEAT,
+    EventKind.VISIT_MISSED,
 )
 #: States: on or off; a bare event says the state holds (true).
 _STATES = (
@@ -94,8 +96,8 @@ _STATES = (
     EventKind.BED_OCCUPIED,
     EventKind.CHECK_IN,
 )
-#: The type of each measurement's ``value`` field. Only a bed's position is textual; other textual
-#: states (an action, a radar's fall state, "online") travel as extras.
+#: The type of each measurement's ``value`` field. Only a bed's position and a door tag's carer are
+#: textual; other textual states (an action, a radar's fall state, "online") travel as extras.
 VALUE_TYPES: Mapping[EventKind, FieldType] = {
     **dict.fromkeys(_READINGS + _HAPPENINGS, FieldType.FLOAT),
     **dict.fromkeys(_STATES, FieldType.BOOLEAN),
