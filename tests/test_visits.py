@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
+import websockets
 from harness import PASSWORD, LiveGateway, Publisher, live_gateway, new_config
 from services import Mosquitto
 from sqlalchemy import select
@@ -154,6 +155,13 @@ async def test_a_day_of_visits_end_to_end(mosquitto: Mosquitto, tmp_path: Path) 
             for path in ("/api/incidents", "/api/stats", "/api/handovers/draft"):
                 assert (await carer_a.get(path)).status_code == 403, path
             assert (await live.http.get("/api/carer/visits")).status_code == 403
+            # Nor is the live queue theirs: the WebSocket handshake is refused.
+            cookie = "; ".join(f"{k}={v}" for k, v in carer_a.cookies.items())
+            own = websockets.Origin(live.base_url.rstrip("/"))
+            with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+                async with websockets.connect(live.ws_url, additional_headers={"Cookie": cookie}, origin=own):
+                    pass
+            assert refused.value.response.status_code == 403
 
             # 10:16: elder-a's visit (10:10, due 10:15) has no check-in: one incident for the coordinator.
             clock.set(START + timedelta(minutes=16))
