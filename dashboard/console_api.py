@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from dashboard.auth import SESSION_COOKIE, Account, Role
 from dashboard.deps import Manager, Operator
-from dashboard.openapi import CONFLICT, NOT_FOUND
+from dashboard.openapi import CONFLICT
 from devices.model import EventKind
 from gateway.catalogue import CATALOGUE, normalize_language
 from gateway.incidents.console import (
@@ -229,12 +229,12 @@ def console_router(ctx: DashboardContext) -> APIRouter:
     ) -> list[HandoverView]:
         return await ctx.service.read(handovers.handovers, limit, account.scope)
 
-    @router.get("/api/handovers/latest", responses=NOT_FOUND)
-    async def latest_handover(account: Operator) -> HandoverView:
-        found = await ctx.service.read(handovers.latest, account.scope)
-        if found is None:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, _text(account, "handover.none"))
-        return found
+    @router.get("/api/handovers/latest")
+    async def latest_handover(account: Operator) -> HandoverView | None:
+        """The newest handover the caller may read; null before the first one. Not a 404: every console
+        asks at sign-in, and "none yet" is an answer, not an error."""
+        result: HandoverView | None = await ctx.service.read(handovers.latest, account.scope)
+        return result
 
     @router.get("/api/handovers/{handover_id}")
     async def one_handover(handover_id: RowId, account: Operator) -> HandoverView:

@@ -106,6 +106,14 @@ def test_an_invalid_timezone_is_reported_clearly() -> None:
     assert "IANA" in message
 
 
+def test_a_time_zone_name_longer_than_a_file_name_is_unknown_not_a_crash() -> None:
+    # ZoneInfo looks the name up as a file: past 255 bytes the OS refuses the path (found by the fuzzer).
+    name = "Asia/Sha" + "\ufffd" * 120 + "nghai"
+    message = config_error(f"sites:\n  - id: sunrise\n    name: Sunrise\n    timezone: {name}\n")
+    assert "<config>:4: sites.0.timezone" in message
+    assert "unknown time zone" in message
+
+
 def test_an_unquoted_night_start_is_refused_with_a_hint_to_quote_it() -> None:
     # YAML 1.1 reads an unquoted 22:00 as the base-60 integer 1320.
     message = config_error(

@@ -696,6 +696,10 @@ async function showTab(tab) {
   $("#login-issued").hidden = true;
   $("#search").value = "";
   if (KINDS[tab]) {
+    // The last tab's rows go at once: clicked before this tab's list arrives, a resident's row would
+    // open as a device of the same id.
+    $("#entries thead").replaceChildren();
+    $("#entries tbody").replaceChildren();
     $("#new-entry").hidden = !canEdit(tab);
     $("#bulk-controls").dataset.kind = "";
     renderFilters(KINDS[tab]);

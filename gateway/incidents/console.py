@@ -303,7 +303,7 @@ def _dispatches(session: Session, incident_id: int) -> list[DispatchView]:
 def _zone(site: DirectorySite | None) -> ZoneInfo:
     try:
         return ZoneInfo(str(site.body.get("timezone", "UTC"))) if site is not None else ZoneInfo("UTC")
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         return ZoneInfo("UTC")
 
 

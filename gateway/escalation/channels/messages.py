@@ -137,7 +137,7 @@ def _local_opened_at(alarm: AlarmSummary) -> datetime:
     opened = alarm.opened_at if alarm.opened_at.tzinfo else alarm.opened_at.replace(tzinfo=UTC)
     try:
         zone = ZoneInfo(alarm.timezone)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         return opened.astimezone(UTC)
     return opened.astimezone(zone)
 
