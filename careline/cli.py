@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import dataclasses
 import getpass
 import itertools
 import logging
@@ -318,7 +319,8 @@ def _write_history(gateway: Gateway, influx: InfluxDB1 | None, settings: History
         written = write_incidents(
             lambda clock: IncidentStore(relaxed(gateway.database), directory, clock.now),
             planned,
-            plan_tests(bindings, now, settings),
+            # Four weeks of button tests, like the visits: the quality page's weekly compliance is monthly.
+            plan_tests(bindings, now, dataclasses.replace(settings, days=max(settings.days, 28))),
         )
         visits = write_visit_history(
             lambda clock: IncidentStore(relaxed(gateway.database), directory, clock.now),

@@ -91,6 +91,8 @@ def visits_router(
             "resident_card": _resident_card(resident),
             "site_name": site.name if site else visit.site,
             "site_access_notes": site.access_notes if site else None,
+            # The page shows the plan's times on the site's clock, not the phone's.
+            "site_timezone": site.timezone if site else "UTC",
         }
 
     def refused(account: Account, exc: VisitError) -> HTTPException:

@@ -6,27 +6,30 @@ import { $, api, el, showError, hideError, startPage } from "/static/page.js";
 
 const view = { data: null, openId: null, answers: {} };
 
-function hm(iso) {
-  return new Intl.DateTimeFormat(getLanguage(), { hour: "2-digit", minute: "2-digit", hourCycle: "h23" })
+// Times are the elder's site's local time (the plan's own clock), whatever zone the phone is set to.
+function hm(iso, zone) {
+  return new Intl.DateTimeFormat(getLanguage(), { hour: "2-digit", minute: "2-digit", hourCycle: "h23", timeZone: zone })
     .format(new Date(iso));
 }
 
-function dayOf(iso) {
-  return new Intl.DateTimeFormat(getLanguage(), { weekday: "short", month: "numeric", day: "numeric" })
+function dayOf(iso, zone) {
+  return new Intl.DateTimeFormat(getLanguage(), { weekday: "short", month: "numeric", day: "numeric", timeZone: zone })
     .format(new Date(iso));
 }
 
-const sameDay = (a, b) => new Date(a).toDateString() === new Date(b).toDateString();
-const isToday = (visit) => visit.status === "in_progress" || sameDay(visit.planned_at, view.data.now);
+const dayKey = (iso, zone) => new Intl.DateTimeFormat("en-CA", { timeZone: zone }).format(new Date(iso));
+const sameDay = (a, b, zone) => dayKey(a, zone) === dayKey(b, zone);
+const isToday = (visit) => visit.status === "in_progress" || sameDay(visit.planned_at, view.data.now, visit.site_timezone);
 const statusText = (visit) => t(`visits.status.${visit.status}`);
 const visitById = (id) => view.data.visits.find((v) => v.id === id);
 
 function visitButton(visit, withDay) {
-  const when = t("visits.carer.planned", { time: hm(visit.planned_at), due: hm(visit.due_by) });
+  const zone = visit.site_timezone;
+  const when = t("visits.carer.planned", { time: hm(visit.planned_at, zone), due: hm(visit.due_by, zone) });
   return el("li", { "data-status": visit.status },
     el("button", { type: "button", "data-visit-id": visit.id, "aria-label": `${visit.resident_card.name || visit.resident}: ${statusText(visit)}` },
       el("span", { class: "who", text: visit.resident_card.name || visit.resident }),
-      el("span", { class: "when", text: withDay ? `${dayOf(visit.planned_at)} · ${when}` : when }),
+      el("span", { class: "when", text: withDay ? `${dayOf(visit.planned_at, zone)} · ${when}` : when }),
       el("span", { class: "state", text: statusText(visit) })));
 }
 
@@ -65,10 +68,11 @@ function renderVisit() {
   $("#visit-name").textContent = card.name || visit.resident;
   $("#visit-status").textContent = statusText(visit);
   $("#visit-status").dataset.status = visit.status;
-  const times = [t("visits.carer.planned", { time: hm(visit.planned_at), due: hm(visit.due_by) })];
-  if (visit.checked_in_at) times.push(t("visits.carer.checkedIn", { time: hm(visit.checked_in_at) }));
-  if (visit.checked_out_at) times.push(t("visits.carer.checkedOut", { time: hm(visit.checked_out_at) }));
-  $("#visit-when").textContent = `${dayOf(visit.planned_at)} · ${times.join(" · ")}`;
+  const zone = visit.site_timezone;
+  const times = [t("visits.carer.planned", { time: hm(visit.planned_at, zone), due: hm(visit.due_by, zone) })];
+  if (visit.checked_in_at) times.push(t("visits.carer.checkedIn", { time: hm(visit.checked_in_at, zone) }));
+  if (visit.checked_out_at) times.push(t("visits.carer.checkedOut", { time: hm(visit.checked_out_at, zone) }));
+  $("#visit-when").textContent = `${dayOf(visit.planned_at, zone)} · ${times.join(" · ")}`;
   const family = (card.contacts || []).map((c) => `${c.name}${c.relation ? ` (${c.relation})` : ""} ${c.phones.join(", ")}`);
   $("#visit-card").replaceChildren(
     ...cardRow("visits.carer.address", card.address),

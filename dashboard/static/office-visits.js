@@ -42,7 +42,7 @@ function drawChart(carers) {
     textStyle: { color: "#e8edf2", fontSize: 15 },
     legend: { textStyle: { color: "#e8edf2", fontSize: 15 } },
     tooltip: { trigger: "axis" },
-    grid: { left: 140, right: 24, top: 40, bottom: 30 },
+    grid: { left: 16, right: 24, top: 40, bottom: 30, containLabel: true },
     xAxis: { type: "value", minInterval: 1, axisLabel: { color: "#a3b0bd" } },
     yAxis: { type: "category", data: names, axisLabel: { color: "#e8edf2", fontSize: 15 } },
     series,

@@ -334,20 +334,7 @@ class IncidentStore:
             return None
         session.delete(mode)
         test = self._count_test(session, event.device_id, event.site, "test_mode", event.received_at)
-        self.audit.append(
-            session,
-            at=self._now(),
-            actor=f"device:{event.device_id}",
-            action="device.tested",
-            details={
-                "rule": decision.rule,
-                "site": event.site,
-                "event": event.kind.value,
-                "message_key": event.message_key,
-                "test_count": test.test_count,
-                "test_mode_armed_by": mode.armed_by,
-            },
-        )
+        self._audit_self_test(session, decision.rule, event, test, test_mode_armed_by=mode.armed_by)
         return ArmedPress(event.device_id, event.site, mode.armed_by, event.received_at, test.test_count)
 
     def _record_test(self, session: Session, decision: DeviceTestDecision) -> None:
@@ -355,17 +342,25 @@ class IncidentStore:
         event = decision.event
         # The gateway's receive time: a detector's clock is rarely set, and often not there at all.
         test = self._count_test(session, event.device_id, event.site, event.kind.value, event.received_at)
+        self._audit_self_test(session, decision.rule, event, test)
+
+    def _audit_self_test(
+        self, session: Session, rule: str, event: DeviceEvent, test: DeviceTest, **more: str
+    ) -> None:
+        """`device.tested` by the device itself (a detector's test button, a press in test mode): what the
+        device board and the weekly test compliance (gateway/reports/quality.py) count."""
         self.audit.append(
             session,
             at=self._now(),
             actor=f"device:{event.device_id}",
             action="device.tested",
             details={
-                "rule": decision.rule,
+                "rule": rule,
                 "site": event.site,
                 "event": event.kind.value,
                 "message_key": event.message_key,
                 "test_count": test.test_count,
+                **more,
             },
         )
 
