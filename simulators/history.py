@@ -267,6 +267,7 @@ class PastTest:
 #: What a test of each testable device type is: its rule and the event it sends.
 _TESTS = {
     DeviceType.SOS_BUTTON: ("sos", EventKind.SOS),
+    DeviceType.FALL_SENSOR: ("fall", EventKind.FALL),
     DeviceType.SMOKE_DETECTOR: ("smoke", EventKind.SMOKE),
 }
 
@@ -274,8 +275,8 @@ _TESTS = {
 def plan_tests(
     bindings: Sequence[Binding], now: datetime, settings: HistorySettings = HistorySettings()
 ) -> list[PastTest]:
-    """Each SOS button and smoke detector tested once in each past week, except `1 - tested_share` of
-    the weeks: the service-quality page's test compliance then has something to show."""
+    """Each SOS button, fall sensor and smoke detector tested once in each past week, except in
+    `1 - tested_share` of the weeks: the service-quality page's test compliance has something to show."""
     rng = random.Random(settings.seed + 1)
     start = now - timedelta(days=settings.days)
     tests = []

@@ -12,6 +12,7 @@ import pytest
 from services import InfluxDB1
 from sqlalchemy import Engine
 
+from dashboard.device_board import TESTED_TYPES
 from devices.model import DeviceType
 from gateway.config import load_config
 from gateway.directory import Directory, device_registry
@@ -95,7 +96,7 @@ def test_written_history_keeps_a_valid_audit_chain_and_hits_the_aimed_response_t
 def test_past_weekly_button_tests_are_recorded_in_time_order_with_the_incidents(engine: Engine) -> None:
     planned = plan_history(BINDINGS, RESPONDERS, NOW, SETTINGS)
     tests = plan_tests(BINDINGS, NOW, SETTINGS)
-    testable = [b for b in BINDINGS if b.device_type in (DeviceType.SOS_BUTTON, DeviceType.SMOKE_DETECTOR)]
+    testable = [b for b in BINDINGS if b.device_type in TESTED_TYPES]
     # One week of history: about `tested_share` of the buttons and detectors were tested in it.
     assert 0.7 * len(testable) < len(tests) <= len(testable)
     assert all(NOW - timedelta(days=7) < t.at < NOW for t in tests)
