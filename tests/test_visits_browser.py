@@ -98,6 +98,8 @@ async def test_carers_check_in_fill_the_checklist_and_check_out_on_their_phones(
             )
         ).ok
         await office.goto(f"{live.base_url}/office/visits")
+        # The page sets up its period picker as it starts: the dates are ours only once it has loaded.
+        await expect(office.locator("body")).to_have_attribute("data-loaded", "true", timeout=10_000)
         await office.select_option("#period", "custom")
         await office.fill("#start", "2026-01-05")
         await office.fill("#end", "2026-01-05")

@@ -59,13 +59,21 @@ function render() {
   drawChart(carers);
 }
 
+// Each "Show" outdates the answers still on their way: the page's first load, slow to come back, must
+// not replace the period asked for since.
+let asked = 0;
+
 async function show() {
+  const mine = ++asked;
   try {
     hideError();
     const query = params();
-    shown = await api(downloadLink("/api/office/visits", query));
+    const answer = await api(downloadLink("/api/office/visits", query));
+    if (mine !== asked) return;
+    shown = answer;
     $("#visits-csv").href = downloadLink("/api/office/visits", { ...query, format: "csv" });
     render();
+    document.body.dataset.loaded = "true";
   } catch (err) {
     showError(err);
   }
