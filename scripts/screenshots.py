@@ -30,6 +30,9 @@ OUT = ROOT / "docs" / "screenshots"
 CHROMIUM = "/usr/bin/chromium"
 VIEWPORT: ViewportSize = {"width": 1366, "height": 768}
 LANGUAGES = ("en", "zh-CN")
+#: The carer's page is a phone page (iPhone 12-14 CSS pixels), shown as a carer of the demo's district.
+PHONE: ViewportSize = {"width": 390, "height": 844}
+CARER = "homecarer-fang-li"
 CJK_FONT_DIR = Path("/usr/share/fonts/opentype/noto")
 
 
@@ -49,6 +52,8 @@ SCREENS = (
     Screen("history", "/office/history", "main table tbody tr", full_page=True),
     Screen("audit", "/office/audit", "main table tbody tr"),
     Screen("reports", "/office/reports", "main canvas, main svg", full_page=True),
+    Screen("quality", "/office/quality", "#quality-table tbody tr"),
+    Screen("visits", "/office/visits", "#carers-table tbody tr"),
     Screen("devices", "/office/devices", "main table tbody tr"),
     Screen("sensor-log", "/review?resident=jiang-wenyuan&measurement=heart_rate", "main canvas, main svg"),
     Screen("admin", "/admin", "#entries tbody tr"),
@@ -139,6 +144,27 @@ async def _extra_screens(page: Page, base_url: str, language: str) -> list[Path]
     return [await _photograph(page, base_url, screen, language)]
 
 
+async def _carer(browser: Browser, base_url: str, password: str, language: str) -> Path:
+    """A community carer's visits on a phone (the demo's carers share the admin's password)."""
+    context = await browser.new_context(viewport=PHONE, locale=language)
+    await context.add_init_script(
+        f"localStorage.setItem('careline.lang', '{language}');"
+        f"localStorage.setItem('careline.lang:{CARER}', '{language}');"
+    )
+    page = await context.new_page()
+    await page.goto(base_url)
+    await page.fill("#username", CARER)
+    await page.fill("#password", password)
+    await page.click("#login-submit")
+    await page.wait_for_url("**/carer", timeout=15_000)
+    await page.wait_for_selector("main li", timeout=15_000)
+    await page.wait_for_timeout(800)
+    target = OUT / f"carer-{language}.png"
+    await page.screenshot(path=str(target))
+    await context.close()
+    return target
+
+
 async def _phone(browser: Browser, phone_url: str) -> Path:
     """The simulated responders' phones, where the escalation's SMS and calls arrive."""
     page = await browser.new_page(viewport=VIEWPORT)
@@ -166,6 +192,7 @@ async def photograph_all(browser: Browser, base_url: str, password: str) -> list
             print(f"  {taken[-1].relative_to(ROOT)}", flush=True)
         taken += await _extra_screens(page, base_url, language)
         await context.close()
+        taken.append(await _carer(browser, base_url, password, language))
     return taken
 
 
