@@ -15,11 +15,12 @@ from sqlalchemy import func, select
 
 from common.errors import ConfigError, InvalidInputError
 from gateway.clock import FakeClock
-from gateway.config import CarelineConfig, DeviceConfig, ResidentConfig
+from gateway.config import CarelineConfig, DeviceConfig, ResidentConfig, VisitPlanConfig
 from gateway.directory import device_registry, rule_context
 from gateway.directory.changes import Incoming
 from gateway.directory.sections import DirectorySections
 from gateway.directory.store import DirectoryStore, StaleDirectoryError
+from gateway.directory.tables import carried_fields
 from gateway.incidents.schema import AuditEntry, DirectoryDevice, DirectoryResident
 
 
@@ -157,6 +158,31 @@ def test_an_import_leaving_out_a_device_retires_it_and_a_resident_is_discharged_
         with store.incidents.reading() as session:
             assert session.scalar(select(func.count()).select_from(DirectoryResident)) == 3
             assert session.scalar(select(func.count()).select_from(DirectoryDevice)) == 5
+
+
+def test_a_residents_csv_keeps_what_it_has_no_column_for(config: CarelineConfig) -> None:
+    """A spreadsheet of residents has no column for visit plans, the daily call or the photo: importing
+    it changes what it says and keeps the rest as stored."""
+    clock = FakeClock(START)
+    with directory_store(config, clock) as store:
+        store.seed(config)
+        sections = store.load()
+        first = sections.residents[0]
+        plan = VisitPlanConfig(id="weekly", carer="nurse", weekdays=("mon",), at="10:00")
+        rich = first.model_copy(update={"photo_url": "/static/photos/resident-f.svg", "visits": (plan,)})
+        store.apply_now(sections.model_copy(update={"residents": (rich, *sections.residents[1:])}), "user:a")
+        # What parse_csv gives for that row: the columns it has, the others at their defaults.
+        from_csv = first.model_copy(update={"notes": "新的护理说明", "photo_url": None, "visits": ()})
+        sheet = Incoming(residents=(from_csv, *sections.residents[1:]), carries=carried_fields("residents"))
+        store.apply_now(store.importing(sheet, None), "user:a")
+        after = next(r for r in store.load().residents if r.id == first.id)
+        assert after.notes == "新的护理说明"
+        assert (after.photo_url, after.visits) == (rich.photo_url, (plan,))
+        # A YAML file carries every field: what it leaves empty is emptied.
+        whole = Incoming(residents=(from_csv, *sections.residents[1:]))
+        store.apply_now(store.importing(whole, None), "user:a")
+        after = next(r for r in store.load().residents if r.id == first.id)
+        assert (after.photo_url, after.visits) == (None, ())
 
 
 def test_leaving_out_a_resident_whose_pendant_stays_active_is_refused(config: CarelineConfig) -> None:

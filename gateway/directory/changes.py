@@ -145,6 +145,9 @@ class Incoming:
     devices: tuple[DeviceConfig, ...] | None = None
     responders: tuple[Any, ...] | None = None
     policies: tuple[Any, ...] | None = None
+    #: The fields the file has a place for (a CSV's columns); None: every field (a YAML file). An entry
+    #: already in the directory keeps what the file cannot say: its visit plans, daily call, photo.
+    carries: frozenset[str] | None = None
 
     def kinds(self) -> list[Kind]:
         return [kind for kind in KINDS if getattr(self, kind) is not None]
@@ -163,8 +166,27 @@ def completed(
             problems.append(problem((kind,), "kind_needs_every_site", kind=kind))
             continue
         problems += _out_of_scope(kind, listed, scope)
-        update[kind] = (*listed, *_left_out(kind, getattr(current, kind), listed, scope, today))
+        stored = getattr(current, kind)
+        if incoming.carries is not None:
+            listed = _keeping_the_rest(listed, stored, incoming.carries)
+        update[kind] = (*listed, *_left_out(kind, stored, listed, scope, today))
     return current.model_copy(update=update), problems
+
+
+def _keeping_the_rest(
+    listed: Sequence[Any], stored: Iterable[Any], carries: frozenset[str]
+) -> tuple[Any, ...]:
+    """Each listed entry already in the directory, with the fields the file does not carry taken from
+    the stored one: a residents' CSV has no column for visit plans, and must not wipe them."""
+    before = {entry.id: entry for entry in stored}
+    kept = []
+    for entry in listed:
+        old = before.get(entry.id)
+        if old is not None:
+            rest = {name: getattr(old, name) for name in type(old).model_fields if name not in carries}
+            entry = entry.model_copy(update=rest)
+        kept.append(entry)
+    return tuple(kept)
 
 
 def _out_of_scope(kind: Kind, listed: Sequence[Any], scope: Scope) -> list[Problem]:

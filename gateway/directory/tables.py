@@ -140,9 +140,15 @@ def parse_csv(data: bytes, source: str, kind: TableKind | None = None) -> Direct
     entries = [reader.entry(n, number, cells) for n, (number, cells) in enumerate(body)]
     if reader.problems:
         raise refused(reader.problems, source)
-    incoming = Incoming(**{kind: tuple(entries)})
+    incoming = Incoming(**{kind: tuple(entries)}, carries=carried_fields(kind))
     rows: dict[Kind, list[int]] = {kind: [number for number, _ in body]}
     return DirectoryFile(incoming, source, _rows=rows, _columns=reader.column_of)
+
+
+def carried_fields(kind: TableKind) -> frozenset[str]:
+    """The entry's fields the table has columns for (contacts included); the others are kept as stored."""
+    names = {column.key for column in COLUMNS[kind]}
+    return frozenset(names | ({"contacts"} if kind == "residents" else set()))
 
 
 def _records(text: str, source: str) -> Iterator[tuple[int, list[str]]]:
