@@ -1,7 +1,7 @@
 """`InfluxWriter`: the telemetry sink that stores DeviceEvents in InfluxDB, batched, retried and spooled.
 
 On the event loop only cheap things happen: `__call__` appends events to a list and `run()` decides when
-to flush. Converting events to line protocol (~13 µs a point, measured), HTTP and SQLite all happen on
+to flush. Converting events to line protocol (`LineEncoder`, ~4 µs a point), HTTP and SQLite all happen on
 ONE worker thread, so a slow or dead server, or a slow disk, never stalls the alarm lane. One thread also
 gives a total order: whatever the thread does first happened first, which is how replay keeps order.
 
@@ -43,7 +43,7 @@ from gateway.telemetry.backends import (
     make_backend,
 )
 from gateway.telemetry.config import TelemetryConfig
-from gateway.telemetry.points import extra_problems, to_line, value_problem
+from gateway.telemetry.points import LineEncoder, extra_problems, value_problem
 from gateway.telemetry.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -82,6 +82,8 @@ class InfluxWriter:
         self._on_refused = on_refused
         self._headroom = headroom
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="careline-telemetry")
+        #: Used on the worker thread only (it keeps each series' serialized tags).
+        self._encoder = LineEncoder()
         self._buffer: list[DeviceEvent] = []
         self._wake = asyncio.Event()
         self._closing = False
@@ -340,7 +342,7 @@ class InfluxWriter:
         invalid: list[str] = []
         for event in events:
             try:
-                lines.append(to_line(event))
+                lines.append(self._encoder.line(event))
             except (ValueError, TypeError) as exc:
                 invalid.append(str(exc))
         if invalid:
