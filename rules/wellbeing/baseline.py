@@ -28,6 +28,7 @@ from rules.context import ResidentFacts, RuleContext
 from rules.model import AlarmDecision, Decision, Severity
 from rules.state import DevicesKept, JsonDict, event_from_json, event_to_json, mapping, residents_kept
 from rules.wellbeing.common import (
+    SIGN_OF_LIFE_KINDS,
     SignsOfLife,
     WellbeingSource,
     all_residents,
@@ -71,6 +72,8 @@ class Comparison:
 
 class ActivityBaselineRule:
     name = "activity_baseline"
+    #: The event kinds this rule reads (rules/engine.py dispatches by them).
+    kinds = SIGN_OF_LIFE_KINDS
     state_version = 1
 
     def __init__(self, context: RuleContext, config: WellbeingSource, start: datetime) -> None:

@@ -35,6 +35,8 @@ class BedExitRule:
     stops the timer. Timers survive a restart (`restore`)."""
 
     name = "bed_exit"
+    #: The event kinds this rule reads (rules/engine.py dispatches by them).
+    kinds = frozenset({EventKind.BED_OCCUPIED})
     state_version = 1
 
     def __init__(self, context: RuleContext, config: WellbeingSource) -> None:

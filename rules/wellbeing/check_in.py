@@ -29,6 +29,8 @@ class MissedCheckInRule:
     watching."""
 
     name = "missed_check_in"
+    #: The event kinds this rule reads (rules/engine.py dispatches by them).
+    kinds = frozenset({EventKind.CHECK_IN})
     state_version = 1
 
     def __init__(self, context: RuleContext, config: WellbeingSource, start: datetime) -> None:

@@ -100,6 +100,19 @@ def number(value: float | bool | str | None) -> float | None:
     return reading if reading == reading and abs(reading) != float("inf") else None
 
 
+#: The kinds `SignsOfLife.observe` can count; the rules built on it read only these.
+SIGN_OF_LIFE_KINDS = frozenset(
+    {
+        EventKind.CHECK_IN,
+        EventKind.MOTION,
+        EventKind.DOOR_OPEN,
+        EventKind.DOOR_CLOSED,
+        EventKind.PRESENCE,
+        EventKind.BED_OCCUPIED,
+    }
+)
+
+
 class SignsOfLife:
     """Decides which events show a person up and about: motion, a check-in, a door or bed changing state,
     presence appearing. State reports (doors, presence, beds) count only when the state changes: Zigbee2MQTT

@@ -21,6 +21,8 @@ RISK = "falling_from_bed"
 
 class FallingFromBedRule:
     name = "falling_from_bed"
+    #: The event kinds this rule reads (rules/engine.py dispatches by them).
+    kinds = frozenset({EventKind.BED_OCCUPIED})
 
     def __init__(self, context: RuleContext, config: WellbeingSource) -> None:
         self._context = context

@@ -45,6 +45,8 @@ def temperature_taken(
 
 class FeverReadingRule:
     name = CLUSTER_RULE
+    #: The event kinds this rule reads (rules/engine.py dispatches by them).
+    kinds = frozenset({EventKind.BODY_TEMPERATURE})
 
     def __init__(self, context: RuleContext, config: WellbeingSource) -> None:
         self._context = context

@@ -20,6 +20,7 @@ from rules.state import (
     texts,
 )
 from rules.wellbeing.common import (
+    SIGN_OF_LIFE_KINDS,
     SignsOfLife,
     WellbeingSource,
     all_residents,
@@ -37,6 +38,8 @@ class InactivityRule:
     timer goes on from the last one heard before it, and a spell already alarmed is not alarmed again."""
 
     name = "inactivity"
+    #: The event kinds this rule reads (rules/engine.py dispatches by them).
+    kinds = SIGN_OF_LIFE_KINDS
     state_version = 1
 
     def __init__(self, context: RuleContext, config: WellbeingSource, start: datetime) -> None:

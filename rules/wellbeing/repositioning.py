@@ -38,6 +38,8 @@ class _Bed:
 
 class RepositioningRule:
     name = "repositioning_due"
+    #: The event kinds this rule reads (rules/engine.py dispatches by them).
+    kinds = frozenset({EventKind.BED_POSITION, EventKind.BED_OCCUPIED, EventKind.PRESENCE})
 
     def __init__(self, context: RuleContext, config: WellbeingSource) -> None:
         self._context = context

@@ -20,6 +20,8 @@ RISK = "scalds"
 
 class ScaldsRule:
     name = "scalds"
+    #: The event kinds this rule reads (rules/engine.py dispatches by them).
+    kinds = frozenset({EventKind.WATER_TEMPERATURE})
 
     def __init__(self, context: RuleContext, config: WellbeingSource) -> None:
         self._context = context

@@ -74,6 +74,8 @@ class VitalsRule:
     alarm's evidence summarises); tracks of normal readings keep only their last time."""
 
     name = "vitals"
+    #: The event kinds this rule reads (rules/engine.py dispatches by them).
+    kinds = frozenset(VITAL_KINDS)
     state_version = 1
 
     def __init__(self, context: RuleContext, config: WellbeingSource) -> None:
