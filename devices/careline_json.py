@@ -348,11 +348,9 @@ def _parse_document(payload: bytes, size: int, device_id: str) -> dict[str, obje
     if size > MAX_PAYLOAD_BYTES:
         raise DecodeError(f"payload of {size} bytes exceeds {MAX_PAYLOAD_BYTES}", device_id=device_id)
     try:
-        text = payload.decode("utf-8")
-    except UnicodeDecodeError:
+        document = lenient_json.loads_payload(payload)
+    except lenient_json.UnreadablePayloadError:
         raise DecodeError("payload is not UTF-8", device_id=device_id) from None
-    try:
-        document = lenient_json.loads(text)
     except (ValueError, RecursionError):
         raise DecodeError("payload is not valid JSON", device_id=device_id) from None
     if not isinstance(document, dict):

@@ -140,7 +140,12 @@ def _availability(payload: bytes, binding: Binding) -> _Reading:
 
 
 def _load_state(payload: bytes, binding: Binding) -> dict[str, object]:
-    document = _load_json(_text(payload, binding), binding)
+    try:
+        document = lenient_json.loads_payload(payload)
+    except lenient_json.UnreadablePayloadError:
+        raise DecodeError("payload is not UTF-8", device_id=binding.device_id) from None
+    except (ValueError, RecursionError):
+        raise DecodeError("payload is not valid JSON", device_id=binding.device_id) from None
     if not isinstance(document, dict):
         raise DecodeError("device state must be a JSON object", device_id=binding.device_id)
     return document
@@ -213,8 +218,10 @@ def _readings(state: dict[str, object], binding: Binding) -> tuple[list[_Reading
     thing the first in `_EXTRACTORS` wins, which keeps every message key of the payload distinct."""
     readings: dict[EventKind, _Reading] = {}
     errors: list[DecodeError] = []
-    for key, extract in _EXTRACTORS:
-        raw = state.get(key)
+    # Only the keys the payload has, in the extractors' order: a state message names a handful of the
+    # keys we read, and asking for all of them was a fifth of the decoder's time.
+    for key in sorted(_EXTRACTOR_KEYS.intersection(state), key=_EXTRACTOR_ORDER.__getitem__):
+        extract, raw = _EXTRACTOR_OF[key], state[key]
         # Zigbee2MQTT publishes null for attributes it has not heard yet; that is "no news", not an error.
         if raw is None:
             continue
@@ -375,3 +382,7 @@ _EXTRACTORS: tuple[tuple[str, _Extractor], ...] = (
     ("water_temperature", _number(EventKind.WATER_TEMPERATURE, 0, 100)),
     ("linkquality", _number(EventKind.LINK_QUALITY)),
 )
+#: The keys read, each with its extractor and its place in `_EXTRACTORS`.
+_EXTRACTOR_OF: dict[str, _Extractor] = dict(_EXTRACTORS)
+_EXTRACTOR_ORDER: dict[str, int] = {key: place for place, (key, _) in enumerate(_EXTRACTORS)}
+_EXTRACTOR_KEYS = frozenset(_EXTRACTOR_OF)

@@ -335,14 +335,14 @@ ZIGBEE_PENDANT = ZIGBEE[DeviceType.SOS_BUTTON]
 def test_a_payload_above_the_limit_is_refused_without_being_parsed(
     topic: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    parsed: list[str] = []
-    real_loads = lenient_json.loads
+    parsed: list[bytes] = []
+    real_loads = lenient_json.loads_payload
 
-    def counted_loads(text: str) -> object:
-        parsed.append(text)
-        return real_loads(text)
+    def counted_loads(payload: bytes) -> object:
+        parsed.append(payload)
+        return real_loads(payload)
 
-    monkeypatch.setattr(lenient_json, "loads", counted_loads)
+    monkeypatch.setattr(lenient_json, "loads_payload", counted_loads)
     valid_but_large = spliced(SOS, {"pad": json.dumps(" " * MAX_PAYLOAD_BYTES)})
     with pytest.raises(DecodeError, match=f"exceeds {MAX_PAYLOAD_BYTES}"):
         decode(message(topic, valid_but_large), REGISTRY)
