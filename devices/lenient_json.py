@@ -73,10 +73,7 @@ def _strict_is_exact(payload: bytes) -> bool:
     """Whether orjson, when it accepts `payload`, reads it exactly as `loads` does: it refuses what the
     hooks below would rewrite (NaN, Infinity, a byte-order mark, lone surrogates), and the only other
     differences are integers past 64 bits and nesting past Python's depth, both excluded here."""
-    return (
-        _LONG_DIGITS.search(payload) is None
-        and payload.count(b"[") + payload.count(b"{") <= _MAX_OPENINGS
-    )
+    return _LONG_DIGITS.search(payload) is None and payload.count(b"[") + payload.count(b"{") <= _MAX_OPENINGS
 
 
 def loads(text: str) -> object:
