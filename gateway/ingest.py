@@ -31,6 +31,8 @@ from gateway.metrics import Metrics
 log = logging.getLogger(__name__)
 
 MessageSink = Callable[[RawMessage], None]
+#: Takes every message that arrived since the last hand-over at once (the telemetry lane).
+BatchSink = Callable[[list[RawMessage]], None]
 #: Topics per SUBSCRIBE / UNSUBSCRIBE packet: thousands of exact Zigbee2MQTT topics stay small packets.
 TOPICS_PER_PACKET = 100
 #: How long `follow` waits for the broker to confirm new subscriptions.
@@ -48,6 +50,8 @@ class MqttLane:
         topics: list[str],
         sink: MessageSink,
         metrics: Metrics,
+        *,
+        batch_sink: BatchSink | None = None,
     ) -> None:
         self._config = config
         self._lane = lane
@@ -60,6 +64,8 @@ class MqttLane:
         #: SUBSCRIBE packets `follow` sent, by message id, until the broker's SUBACK (event loop only).
         self._awaiting: dict[int, tuple[asyncio.Future[bool], list[str]]] = {}
         self._sink = sink
+        #: When set, a hand-over passes its messages as one list instead of one call each.
+        self._batch_sink = batch_sink
         self._metrics = metrics
         self._alarm = lane is Lane.ALARM
         self.connected = asyncio.Event()
@@ -282,5 +288,12 @@ class MqttLane:
         """On the event loop: pass every message that arrived to the lane. The flag is cleared before
         draining, so a message appended meanwhile either is drained now or schedules the next hand-over."""
         self._handoff_scheduled = False
-        while self._arrived:
-            self._sink(self._arrived.popleft())
+        arrived = self._arrived
+        if self._batch_sink is None:
+            while arrived:
+                self._sink(arrived.popleft())
+            return
+        batch = []
+        while arrived:
+            batch.append(arrived.popleft())
+        self._batch_sink(batch)

@@ -192,7 +192,8 @@ async def _run_child(
         sinks,
         alarm_topics=alarm_lane_topics(config, registry),
     )
-    mqtt = MqttLane(config.broker, Lane.TELEMETRY, list(config.broker.telemetry_topics), lane.submit, metrics)
+    topics = list(config.broker.telemetry_topics)
+    mqtt = MqttLane(config.broker, Lane.TELEMETRY, topics, lane.submit, metrics, batch_sink=lane.submit_many)
     stopped = asyncio.Event()
     directory = _ChildDirectory(lane, context, health, clock, outbox)
     directory.taken(directory_version)
