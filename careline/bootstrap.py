@@ -69,7 +69,7 @@ from gateway.reassurance.scheduler import ReassuranceScheduler, scheduler_for
 from gateway.reassurance.webhooks import reassurance_webhooks
 from gateway.rule_state import TELEMETRY, RuleStateKeeper, count_restore
 from gateway.telemetry.reads import SensorLogReader
-from gateway.telemetry_lane import DeadLetterItem, DeviceHealth, DeviceState
+from gateway.telemetry_lane import DeadLetterItem, DeviceHealth, state_from_wire
 from gateway.telemetry_process import TelemetryProcess
 from gateway.unbound import Drained, UnboundDevices
 from gateway.visits import VisitScheduler, VisitStore
@@ -527,7 +527,8 @@ class Gateway:
 
     def _telemetry_status(self, status: dict[str, Any]) -> None:
         self.telemetry_status = status
-        self.device_health.devices = {d["device_id"]: DeviceState(**d) for d in status["devices"]}
+        states = (state_from_wire(wire) for wire in status["devices"])
+        self.device_health.devices = {state.device_id: state for state in states}
         for name, counter in (
             ("received", self.metrics.messages_received.labels("telemetry")),
             ("dropped", self.metrics.telemetry_dropped),

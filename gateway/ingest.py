@@ -68,6 +68,7 @@ class MqttLane:
         self._batch_sink = batch_sink
         self._metrics = metrics
         self._alarm = lane is Lane.ALARM
+        self._v5 = (config.protocol if self._alarm else config.telemetry_protocol) == "5"
         self.connected = asyncio.Event()
         self._stopping = False
         self._arrived: deque[RawMessage] = deque()
@@ -78,7 +79,7 @@ class MqttLane:
 
     def _make_client(self) -> mqtt.Client:
         config = self._config
-        v5 = config.protocol == "5"
+        v5 = self._v5
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=f"{config.client_id}-{self._lane.value}",
@@ -118,7 +119,7 @@ class MqttLane:
         self._client = client = self._make_client()
         config = self._config
         kwargs: dict[str, Any] = {}
-        if config.protocol == "5":
+        if self._v5:
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = config.session_expiry_s if self._alarm else 0
             if self._alarm:

@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import timedelta
 from multiprocessing.context import SpawnProcess
 from typing import Any, NoReturn
@@ -44,7 +44,7 @@ from gateway.metrics import Metrics
 from gateway.telemetry.history import signs_of_life
 from gateway.telemetry.reads import SensorLogReader, TelemetryQueryError
 from gateway.telemetry.writer import create_writer
-from gateway.telemetry_lane import DeadLetterItem, DeviceHealth, TelemetryLane
+from gateway.telemetry_lane import DeadLetterItem, DeviceHealth, TelemetryLane, state_to_wire
 from gateway.unbound import Drained, UnboundDevices
 from gateway.wellbeing import WellbeingMonitor
 from rules import Rule, RuleContext, RuleEngine
@@ -345,7 +345,7 @@ async def _report(outbox: Any, metrics: Metrics, health: DeviceHealth, writer: A
                     "disk_refused_points": writer.disk_refused_points if writer is not None else 0,
                     "queue_depth": metrics.queue_depth.labels("telemetry")._value.get(),
                     "lag_s": metrics.telemetry_lag._value.get(),
-                    "devices": [asdict(state) for state in health.devices.values()],
+                    "devices": [state_to_wire(state) for state in health.devices.values()],
                     "writer": writer.status() if writer is not None else None,
                 },
             )
