@@ -13,8 +13,6 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gateway.incidents.db import sqlite_directory
-
 if TYPE_CHECKING:  # the telemetry writer imports this module, and the configuration imports the writer's
     from gateway.config import CarelineConfig
 
@@ -90,6 +88,9 @@ def _nearest_existing(path: Path) -> Path:
 def watched_disks(config: CarelineConfig) -> dict[str, Headroom]:
     """``database``: the SQLite store's directory (a database server minds its own disk);
     ``telemetry_spool``: the spool directory, when telemetry is stored."""
+    # Here, not at the top: the telemetry process uses `Headroom` and needs no SQLAlchemy.
+    from gateway.incidents.db import sqlite_directory
+
     minimum = config.storage.min_free_bytes
     disks: dict[str, Headroom] = {}
     database = sqlite_directory(config.storage.url)

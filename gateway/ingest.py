@@ -37,6 +37,10 @@ BatchSink = Callable[[list[RawMessage]], None]
 TOPICS_PER_PACKET = 100
 #: How long `follow` waits for the broker to confirm new subscriptions.
 SUBACK_WAIT_S = 5.0
+#: With a batch sink, how often the event loop takes what paho's thread received. Waking the loop for
+#: each burst cost more than the messages themselves at telemetry rates (a self-pipe write and a GIL
+#: hand-over per message, measured in docs/benchmarks.md); telemetry can wait these few milliseconds.
+BATCH_EVERY_S = 0.01
 
 
 class MqttLane:
@@ -52,6 +56,7 @@ class MqttLane:
         metrics: Metrics,
         *,
         batch_sink: BatchSink | None = None,
+        batch_every_s: float = BATCH_EVERY_S,
     ) -> None:
         self._config = config
         self._lane = lane
@@ -64,8 +69,11 @@ class MqttLane:
         #: SUBSCRIBE packets `follow` sent, by message id, until the broker's SUBACK (event loop only).
         self._awaiting: dict[int, tuple[asyncio.Future[bool], list[str]]] = {}
         self._sink = sink
-        #: When set, a hand-over passes its messages as one list instead of one call each.
+        #: When set, the event loop takes the messages every `batch_every_s` as one list, and paho's
+        #: thread never wakes it (see BATCH_EVERY_S).
         self._batch_sink = batch_sink
+        self._batch_every_s = batch_every_s
+        self._batches: asyncio.Task[None] | None = None
         self._metrics = metrics
         self._alarm = lane is Lane.ALARM
         self._v5 = (config.protocol if self._alarm else config.telemetry_protocol) == "5"
@@ -127,9 +135,13 @@ class MqttLane:
             kwargs = {"clean_start": not self._alarm, "properties": properties}
         client.connect_async(config.host, config.port, keepalive=config.keepalive_s, **kwargs)
         client.loop_start()
+        if self._batch_sink is not None:
+            self._batches = asyncio.get_running_loop().create_task(self._take_batches())
 
     def stop(self) -> None:
         self._stopping = True
+        if self._batches is not None:
+            self._batches.cancel()
         if self._client is not None:
             self._client.disconnect()
             self._client.loop_stop()
@@ -279,7 +291,7 @@ class MqttLane:
             # It can only become a dead letter; queued whole, a flood of them would exhaust memory.
             raw = raw.prefix(DEAD_LETTER_PREFIX_BYTES)
         self._arrived.append(raw)
-        if not self._handoff_scheduled:
+        if self._batch_sink is None and not self._handoff_scheduled:
             # One wake-up of the event loop per burst, not per message: at thousands of telemetry
             # messages a second, per-message callbacks would crowd out the alarm lane's work.
             self._handoff_scheduled = True
@@ -290,11 +302,15 @@ class MqttLane:
         draining, so a message appended meanwhile either is drained now or schedules the next hand-over."""
         self._handoff_scheduled = False
         arrived = self._arrived
-        if self._batch_sink is None:
-            while arrived:
-                self._sink(arrived.popleft())
-            return
-        batch = []
         while arrived:
-            batch.append(arrived.popleft())
-        self._batch_sink(batch)
+            self._sink(arrived.popleft())
+
+    async def _take_batches(self) -> None:
+        """On the event loop, with a batch sink: every `batch_every_s`, what arrived, as one list."""
+        assert self._batch_sink is not None  # started only with one
+        arrived, sink = self._arrived, self._batch_sink
+        while True:
+            await asyncio.sleep(self._batch_every_s)
+            if arrived:
+                # popleft, not a swap: paho's thread may append meanwhile (deque ends are thread-safe).
+                sink([arrived.popleft() for _ in range(len(arrived))])
