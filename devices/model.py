@@ -170,20 +170,21 @@ class Binding:
         test: bool = False,
     ) -> DeviceEvent:
         """An event of this device, attributed to where it is installed and whom it watches."""
+        # Positional: telemetry makes thousands of these a second, and keywords cost a fifth more.
         return DeviceEvent(
-            device_id=self.device_id,
-            device_type=self.device_type,
-            site=self.site,
-            room=self.room,
-            resident=self.resident,
-            kind=kind,
-            value=value,
-            ts=ts,
-            received_at=received_at,
-            message_key=message_key,
-            extra=extra or {},
-            faults=faults,
-            test=test,
+            self.device_id,
+            self.device_type,
+            self.site,
+            self.room,
+            self.resident,
+            kind,
+            value,
+            ts,
+            received_at,
+            message_key,
+            extra or {},
+            faults,
+            test,
         )
 
 
