@@ -9,7 +9,9 @@ else happens on the network thread.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import select
 import socket
 import ssl
 import threading
@@ -43,6 +45,118 @@ SUBACK_WAIT_S = 5.0
 BATCH_EVERY_S = 0.01
 
 
+class PahoOnTheLoop:
+    """Runs a paho client on the asyncio event loop instead of paho's own network thread (paho's
+    external-loop callbacks: its socket is watched by the loop, reads and writes happen in loop
+    callbacks, `loop_misc` keeps the connection alive), and reconnects with backoff.
+
+    For the telemetry lane: with paho's thread, every message crossed between two threads under one
+    interpreter lock, and the telemetry process spent a fifth of its time on that contention (measured
+    in docs/benchmarks.md). The alarm lane keeps paho's thread: its acknowledgements are sent from the
+    store's commit, and it must read on while the loop is busy.
+    """
+
+    #: Packets read per wake-up of the loop at most, so a flood cannot hold the loop for long.
+    READS_PER_WAKE = 200
+
+    def __init__(self, client: mqtt.Client, config: BrokerConfig, connect_kwargs: dict[str, Any]) -> None:
+        self._client = client
+        self._config = config
+        self._connect_kwargs = connect_kwargs
+        self._loop = asyncio.get_running_loop()
+        self._loop_thread = threading.get_ident()
+        self._lost = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        client.on_socket_open = self._socket_opened
+        client.on_socket_close = self._socket_closed
+        client.on_socket_register_write = self._want_write
+        client.on_socket_unregister_write = self._written
+
+    def start(self) -> None:
+        self._task = self._loop.create_task(self._run())
+
+    def stop(self) -> None:
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+
+    def connection_lost(self) -> None:
+        """Told by the lane's on_disconnect (on the loop)."""
+        self._lost.set()
+
+    async def _run(self) -> None:
+        delay = self._config.reconnect_min_s
+        while not self._stopping:
+            self._lost.clear()
+            try:
+                # Blocking (TCP connect, TLS handshake): on a thread, so the loop goes on meanwhile.
+                await asyncio.to_thread(self._connect)
+            except OSError as exc:
+                log.warning(
+                    "telemetry lane: cannot connect to the broker (%s); retrying in %.1f s", exc, delay
+                )
+                await asyncio.sleep(delay)
+                delay = min(self._config.reconnect_max_s, delay * 2)
+                continue
+            delay = self._config.reconnect_min_s
+            await self._keep_alive()
+
+    def _connect(self) -> None:
+        config = self._config
+        self._client.connect(config.host, config.port, keepalive=config.keepalive_s, **self._connect_kwargs)
+
+    async def _keep_alive(self) -> None:
+        while not self._lost.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._lost.wait(), 1.0)
+            if self._client.loop_misc() != mqtt.MQTT_ERR_SUCCESS:
+                self._lost.set()
+
+    # paho's external-loop callbacks: on the loop, except during `_connect` (its thread).
+
+    def _on_loop(self, callback: Callable[..., object], *args: Any) -> None:
+        if threading.get_ident() == self._loop_thread:
+            callback(*args)  # at once: a socket being closed must be unwatched before it is
+        else:
+            self._loop.call_soon_threadsafe(callback, *args)
+
+    def _socket_opened(self, _client: mqtt.Client, _userdata: Any, sock: Any) -> None:
+        self._on_loop(self._loop.add_reader, sock, self._readable, sock)
+
+    def _socket_closed(self, _client: mqtt.Client, _userdata: Any, sock: Any) -> None:
+        self._on_loop(self._forget, sock)
+
+    def _forget(self, sock: Any) -> None:
+        self._loop.remove_reader(sock)
+        self._loop.remove_writer(sock)
+        self._lost.set()
+
+    def _want_write(self, _client: mqtt.Client, _userdata: Any, sock: Any) -> None:
+        self._on_loop(self._loop.add_writer, sock, self._client.loop_write)
+
+    def _written(self, _client: mqtt.Client, _userdata: Any, sock: Any) -> None:
+        self._on_loop(self._loop.remove_writer, sock)
+
+    def _readable(self, sock: Any) -> None:
+        # paho reads one packet per call: read on while the socket (or TLS's own buffer) holds more.
+        for _ in range(self.READS_PER_WAKE):
+            if self._client.loop_read() != mqtt.MQTT_ERR_SUCCESS or self._client.socket() is not sock:
+                return
+            if not (_tls_pending(sock) or _readable_now(sock)):
+                return
+
+
+def _readable_now(sock: Any) -> bool:
+    return bool(select.select([sock], [], [], 0)[0])
+
+
+def _tls_pending(sock: Any) -> bool:
+    """Bytes TLS has decrypted that select cannot see."""
+    pending = getattr(sock, "pending", None)
+    return bool(pending()) if pending is not None else False
+
+
 class MqttLane:
     """A broker connection for one lane. The alarm lane keeps a persistent session and acknowledges
     each QoS 1 message only when told to (`ack`), so the broker redelivers what we never committed."""
@@ -74,6 +188,8 @@ class MqttLane:
         self._batch_sink = batch_sink
         self._batch_every_s = batch_every_s
         self._batches: asyncio.Task[None] | None = None
+        #: Drives the client on the event loop (with a batch sink), else paho's thread does.
+        self._on_loop: PahoOnTheLoop | None = None
         self._metrics = metrics
         self._alarm = lane is Lane.ALARM
         self._v5 = (config.protocol if self._alarm else config.telemetry_protocol) == "5"
@@ -133,15 +249,23 @@ class MqttLane:
             if self._alarm:
                 properties.ReceiveMaximum = config.alarm_receive_maximum
             kwargs = {"clean_start": not self._alarm, "properties": properties}
+        if self._batch_sink is not None:
+            self._on_loop = PahoOnTheLoop(client, config, kwargs)
+            self._on_loop.start()
+            self._batches = asyncio.get_running_loop().create_task(self._take_batches())
+            return
         client.connect_async(config.host, config.port, keepalive=config.keepalive_s, **kwargs)
         client.loop_start()
-        if self._batch_sink is not None:
-            self._batches = asyncio.get_running_loop().create_task(self._take_batches())
 
     def stop(self) -> None:
         self._stopping = True
         if self._batches is not None:
             self._batches.cancel()
+        if self._on_loop is not None:
+            self._on_loop.stop()
+            if self._client is not None:
+                self._client.disconnect()
+            return
         if self._client is not None:
             self._client.disconnect()
             self._client.loop_stop()
@@ -251,6 +375,8 @@ class MqttLane:
         self._metrics.broker_connected.labels(self._lane.value).set(0)
         self._call_on_loop(self.connected.clear)
         self._call_on_loop(self._abandon_waits)
+        if self._on_loop is not None:
+            self._call_on_loop(self._on_loop.connection_lost)
 
     def _on_subscribe(
         self, _client: mqtt.Client, _userdata: Any, mid: int, reasons: Any, _props: Any

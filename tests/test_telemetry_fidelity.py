@@ -150,3 +150,59 @@ async def test_every_reading_published_at_a_high_rate_is_stored_exactly_once(
     assert stored == total, f"{stored} of {total} points stored"
     for measurement, points in expected.items():
         assert stored_points(influxdb1, database, measurement) == points, measurement
+
+
+async def test_the_telemetry_lane_reconnects_after_the_broker_restarts(
+    mosquitto: Mosquitto, influxdb1: InfluxDB1, tmp_path: Path
+) -> None:
+    """The telemetry lane runs paho on the event loop (gateway/ingest.py `PahoOnTheLoop`), with its own
+    reconnecting: a broker restart costs the readings sent while it was down, never the lane."""
+    database = new_database(influxdb1)
+    config = new_config(mosquitto.url, tmp_path)
+    config["devices"] += sensors()[:2]
+    config["broker"] |= {"reconnect_min_s": 0.2, "reconnect_max_s": 1.0}
+    config["telemetry"] = {
+        "backend": "influxdb1",
+        "url": influxdb1.url,
+        "database": database,
+        "flush_interval_ms": 100,
+        "spool_dir": str(tmp_path / "spool"),
+    }
+    async with live_gateway(config) as live:
+        telemetry = live.gateway.telemetry
+        await asyncio.wait_for(telemetry.connected.wait(), 20)
+        await asyncio.to_thread(publish_battery, mosquitto.port, 1)
+        assert await stored_when_settled(influxdb1, database, 1, limit_s=15) >= 1
+        await asyncio.to_thread(mosquitto.restart)
+        await asyncio.sleep(1.5)  # a status report saying the lane is down, then up again
+        await asyncio.wait_for(telemetry.connected.wait(), 20)
+        await asyncio.to_thread(publish_battery, mosquitto.port, 2)
+        assert await battery_values_when_settled(influxdb1, database, [1.0, 2.0]) == [1.0, 2.0]
+
+
+def publish_battery(port: int, level: int) -> None:
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"fidelity-battery-{level}")
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        state = {"battery": level, "last_seen": EPOCH_MS + level}
+        client.publish("zigbee2mqtt/fid-motion-0", json.dumps(state).encode(), qos=1).wait_for_publish(10)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def battery_values(influx: InfluxDB1, database: str) -> list[float]:
+    return [value for _key, value in sorted(stored_points(influx, database, "battery").items())]
+
+
+async def battery_values_when_settled(
+    influx: InfluxDB1, database: str, wanted: list[float], limit_s: float = 20
+) -> list[float]:
+    values = battery_values(influx, database)
+    for _ in range(int(limit_s * 5)):
+        if values == wanted:
+            break
+        await asyncio.sleep(0.2)
+        values = battery_values(influx, database)
+    return values
