@@ -1,14 +1,17 @@
 """Node-RED 4 from npm, headless, running the flow a Node-RED user would build for this stream.
 
 MQTT in `zigbee2mqtt/#` → JSON → decode (one reading per known key, counted, like Careline's events) →
-switch (SOS / low battery / too hot) → alarm message → MQTT out, QoS 1, on `careline-bench/alarm/<name>`.
-The counters live in flow context and are read over HTTP (`GET /bench/count`), so counting costs the flow
-one property increment per message. Node-RED stores nothing: that is its shortcut, reported as such.
+switches (SOS, else low battery, else too hot) → alarm message → MQTT out, QoS 1, on
+`careline-bench/alarm/<name>`; a message that raised nothing ends at a counting function. The counters
+live in flow context and are read over HTTP (`GET /bench/count`), so counting costs the flow a property
+increment per message. Node-RED stores nothing: that is its shortcut, reported as such.
 Installed into `var/peers/node-red` (npm) when missing; Node.js from apt when `node` is missing.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -27,7 +30,7 @@ PACKAGE = "node-red@4"
 
 _DECODE = """
 const c = flow.get("counters");
-c.messages += 1;
+c.received += 1;
 const state = msg.payload;
 if (state === null || typeof state !== "object") { c.invalid += 1; return null; }
 const readings = [];
@@ -37,22 +40,26 @@ for (const key of ["action", "battery", "occupancy", "presence", "temperature", 
 }
 c.readings += readings.length;
 msg.readings = readings;
-msg.device = msg.topic.slice(%d);
+msg.device = msg.topic.slice(PREFIX_LENGTH);
 return msg;
-""" % (len(TOPIC_ROOT) + 1)
+""".replace("PREFIX_LENGTH", str(len(TOPIC_ROOT) + 1))
 
-_ALARM = (
-    """
+#: The end of the flow for a message that raised nothing: counted here, so "handled" means through the
+#: whole flow (Node-RED passes messages between nodes asynchronously, queued: a count at the first
+#: node would run ahead of the switches behind it).
+_DONE = 'flow.get("counters").messages += 1;\nreturn null;'
+
+_ALARM = """
 const c = flow.get("counters");
 c.alarms += 1;
+c.messages += 1;
 const state = msg.payload;
 const kind = state.action === "sos" ? "sos" : (state.battery < 10 ? "low_battery" : "too_hot");
-msg.topic = "%s/" + msg.device;
+msg.topic = "ALARM_TOPIC_ROOT/" + msg.device;
 msg.payload = { device: msg.device, alarm: kind, last_seen: state.last_seen };
 return msg;
-"""
-    % ALARM_TOPIC_ROOT
-)
+""".replace("ALARM_TOPIC_ROOT", ALARM_TOPIC_ROOT)
+_COUNTERS = "{ received: 0, messages: 0, readings: 0, alarms: 0, invalid: 0 }"
 
 
 def flow(broker_port: int) -> list[dict[str, Any]]:
@@ -100,12 +107,13 @@ def flow(broker_port: int) -> list[dict[str, Any]]:
             "type": "function",
             "z": tab,
             "func": _DECODE,
-            "initialize": 'flow.set("counters", { messages: 0, readings: 0, alarms: 0, invalid: 0 });',
+            "initialize": f'flow.set("counters", {_COUNTERS});',
             "outputs": 1,
             "wires": [["sos?"]],
         },
         *_threshold_switches(tab),
         {"id": "alarm", "type": "function", "z": tab, "func": _ALARM, "outputs": 1, "wires": [["out"]]},
+        {"id": "done", "type": "function", "z": tab, "func": _DONE, "outputs": 1, "wires": [[]]},
         {
             "id": "out",
             "type": "mqtt out",
@@ -146,7 +154,8 @@ def _threshold_switches(tab: str) -> list[dict[str, Any]]:
     nodes = []
     for n, (node_id, key, op, value, value_type) in enumerate(checks):
         last = n == len(checks) - 1
-        rules = [{"t": op, "v": value, "vt": value_type}] + ([] if last else [{"t": "else"}])
+        # The last switch's "otherwise" ends the flow at the counter.
+        rules = [{"t": op, "v": value, "vt": value_type}, {"t": "else"}]
         nodes.append(
             {
                 "id": node_id,
@@ -157,7 +166,7 @@ def _threshold_switches(tab: str) -> list[dict[str, Any]]:
                 "rules": rules,
                 "checkall": "false",
                 "outputs": len(rules),
-                "wires": [["alarm"]] + ([] if last else [[checks[n + 1][0]]]),
+                "wires": [["alarm"], [checks[n + 1][0] if not last else "done"]],
             }
         )
     return nodes
@@ -215,36 +224,35 @@ class NodeRed(Peer):
         self.version = "?"
 
     async def start(self) -> None:
-        red = ensure_installed(self.cache)
+        red = await asyncio.to_thread(ensure_installed, self.cache)
         self.version = json.loads((red.parent / "package.json").read_text())["version"]
-        self.user_dir.mkdir(parents=True, exist_ok=True)
-        (self.user_dir / "flows.json").write_text(json.dumps(flow(self.broker_port)))
-        (self.user_dir / "settings.js").write_text(settings(self.http_port))
-        log = (self.user_dir / "node-red.log").open("wb")
-        self.process = subprocess.Popen(
-            [
-                "node",
-                str(red),
-                "--userDir",
-                str(self.user_dir),
-                "--settings",
-                str(self.user_dir / "settings.js"),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            cwd=self.user_dir,
-            preexec_fn=dies_with_this_process(),
-        )
+        self.process = self._launch(red)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and self.process.poll() is None:
-            try:
+            with contextlib.suppress(httpx.TransportError):
                 if (await self.http.get("/bench/count")).status_code == 200:
                     return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"Node-RED did not start: {(self.user_dir / 'node-red.log').read_text()[-2000:]}")
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"Node-RED did not start: {self.log_path.read_text()[-2000:]}")
+
+    @property
+    def log_path(self) -> Path:
+        return self.user_dir / "node-red.log"
+
+    def _launch(self, red: Path) -> subprocess.Popen[bytes]:
+        self.user_dir.mkdir(parents=True, exist_ok=True)
+        (self.user_dir / "flows.json").write_text(json.dumps(flow(self.broker_port)))
+        settings_js = self.user_dir / "settings.js"
+        settings_js.write_text(settings(self.http_port))
+        with self.log_path.open("wb") as log:
+            return subprocess.Popen(
+                ["node", str(red), "--userDir", str(self.user_dir), "--settings", str(settings_js)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.user_dir,
+                preexec_fn=dies_with_this_process(),
+            )
 
     async def stop(self) -> None:
         await self.http.aclose()

@@ -91,15 +91,18 @@ class BarePaho(Peer):
         self.process: subprocess.Popen[bytes] | None = None
 
     async def start(self) -> None:
+        self.process = self._launch()
+        await asyncio.sleep(1.0)  # connected and subscribed; the warm-up phase proves it
+        if self.process.poll() is not None:
+            raise RuntimeError("the paho subscriber exited")
+
+    def _launch(self) -> subprocess.Popen[bytes]:
         program = Path(__file__).with_name("paho_counter.py")
-        self.process = subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, str(program), str(self.port), self.memory.name],
             stdin=subprocess.DEVNULL,
             preexec_fn=dies_with_this_process(),
         )
-        await asyncio.sleep(1.0)  # connected and subscribed; the warm-up phase proves it
-        if self.process.poll() is not None:
-            raise RuntimeError("the paho subscriber exited")
 
     async def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
