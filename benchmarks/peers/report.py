@@ -279,7 +279,8 @@ def _section(results: dict[str, Any], summary: dict[str, Any], images: list[Path
         f"{results['sos_max_per_s']:g} a second (1% up to 10k/s; at 20k/s 1% would be 200 incident "
         "commits a second, the alarm lane rather than the telemetry under test). One Mosquitto 2.0.11 on "
         f"127.0.0.1; each processor in turn, fresh for each of {results['repeats']} repeats, "
-        f"{results['duration_s']:g} s per rate after a 3 s warm-up. Generator, broker, processor (and InfluxDB) share the two cores, and "
+        f"{results['duration_s']:g} s per rate after a 3 s warm-up. Generator, broker, processor (and "
+        "InfluxDB) share the two cores, and "
         "so does whatever else runs on the machine (*other work*: the machine's busy CPU over the window "
         "minus the processes listed, median per phase).",
         "",
