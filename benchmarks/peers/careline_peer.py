@@ -13,7 +13,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -24,10 +26,11 @@ import yaml
 from observe import command_line, family, process_name
 from peer import Peer, PhaseLoad
 from services import InfluxDB1
-from support import start_gateway
 from workload import MEASUREMENT_OF, MEASUREMENTS, careline_directory
 
-from careline.services import free_port
+from careline.services import dies_with_this_process, free_port
+
+ROOT = Path(__file__).resolve().parents[2]
 
 PASSWORD = "benchmark-operator-pw"
 DATABASE = "bench"
@@ -99,8 +102,10 @@ class Careline(Peer):
         path.write_text(
             yaml.safe_dump(config(self.broker_url, self.influx.url, self.workdir, self.http_port, self.homes))
         )
-        self.gateway = await asyncio.to_thread(start_gateway, path, self.http_port, self.workdir, PASSWORD)
+        await self._add_operator(path)
+        self.gateway = self._launch(path)
         self.http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.http_port}", timeout=10)
+        await self._healthy()
         login = {"username": "operator", "password": PASSWORD}
         (await self.http.post("/api/login", json=login)).raise_for_status()
         cookie = "; ".join(f"{k}={v}" for k, v in self.http.cookies.items())
@@ -109,6 +114,49 @@ class Careline(Peer):
         )
         await self.ws.recv()
         self.receiver = asyncio.create_task(self._receive())
+
+    async def _add_operator(self, path: Path) -> None:
+        command = [sys.executable, "-m", "careline", "user", "add", "--config", str(path), "operator"]
+        command += ["--role", "operator", "--password-env", "BENCH_PW"]
+        adding = await asyncio.create_subprocess_exec(
+            *command, env=self._env(), cwd=self.workdir, stdout=subprocess.DEVNULL
+        )
+        try:
+            status = await adding.wait()
+        except asyncio.CancelledError:
+            adding.kill()
+            raise
+        if status != 0:
+            raise RuntimeError("careline user add failed")
+
+    def _env(self) -> dict[str, str]:
+        return {**os.environ, "BENCH_PW": PASSWORD, "PYTHONPATH": str(ROOT)}
+
+    def _launch(self, path: Path) -> subprocess.Popen[bytes]:
+        """`careline run`, like benchmarks/support.start_gateway, but it dies with the benchmark (SIGKILL
+        when this process dies, `PR_SET_PDEATHSIG`) and its telemetry child dies with it."""
+        with (self.workdir / "gateway.log").open("wb") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "careline", "run", "--config", str(path)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self._env(),
+                cwd=self.workdir,
+                preexec_fn=dies_with_this_process(),
+            )
+
+    async def _healthy(self) -> None:
+        assert self.gateway is not None
+        assert self.http is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and self.gateway.poll() is None:
+            with contextlib.suppress(httpx.TransportError, ValueError):
+                if (await self.http.get("/api/healthz")).json().get("status") == "ok":
+                    return
+            await asyncio.sleep(0.2)
+        log = (self.workdir / "gateway.log").read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"the gateway did not start: {log}")
 
     async def _receive(self) -> None:
         with contextlib.suppress(websockets.ConnectionClosed):

@@ -276,12 +276,13 @@ class NodeRed(Peer):
         return float((await self.counters()).get("messages", 0))
 
     async def begin_phase(self, load: PhaseLoad) -> None:
-        self.alarms_before = (await self.counters()).get("alarms", 0)
+        self.before = await self.counters()
 
     async def account(self, load: PhaseLoad, handled: float) -> dict[str, Any]:
         counters = await self.counters()
         return {
             "lost": max(0, round(load.messages - handled)),
-            "alarms": counters.get("alarms", 0) - self.alarms_before,
+            "received_by_first_node": counters.get("received", 0) - self.before.get("received", 0),
+            "alarms": counters.get("alarms", 0) - self.before.get("alarms", 0),
             "alarms_expected": load.kinds.get("pendant", 0),
         }

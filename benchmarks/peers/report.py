@@ -33,7 +33,9 @@ FIGURES: dict[str, Any] = {
     "hop_p99": lambda p: p["one_hop"].get("p99_ms"),
     "settle_s": lambda p: p["settle_s"],
     "sos_per_s": lambda p: p["sos_per_s"],
-    "other_work_pct": lambda p: round(p["cpu_s_other_work_on_the_machine"] / p["window_s"] * 100, 1),
+    "other_work_pct": lambda p: max(
+        0.0, round(p["cpu_s_other_work_on_the_machine"] / p["window_s"] * 100, 1)
+    ),
 }
 
 

@@ -21,6 +21,7 @@ import multiprocessing as mp
 import os
 import platform
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -54,6 +55,16 @@ STEADY_FROM = 0.25
 def _recv(conn: Connection, limit_s: float) -> Any:
     if not conn.poll(limit_s):
         raise RuntimeError("a generator process did not report in time")
+    return conn.recv()
+
+
+async def _recv_async(conn: Connection, limit_s: float) -> Any:
+    """Polled rather than waited for in a thread: Ctrl-C must not wait for a thread stuck in poll()."""
+    deadline = time.monotonic() + limit_s
+    while not conn.poll(0):
+        if time.monotonic() > deadline:
+            raise RuntimeError("a generator process did not report in time")
+        await asyncio.sleep(0.02)
     return conn.recv()
 
 
@@ -102,9 +113,10 @@ class Generator:
             conn.send(("run", telemetry_rate / len(self.pipes), duration, start_at))
         self.probe_pipe.send(("run", sos_rate, duration, start_at, alarms))
 
-    def collect(self, limit_s: float) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    async def collect(self, limit_s: float) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         assert self.probe_pipe is not None
-        return [_recv(conn, limit_s) for conn in self.pipes], _recv(self.probe_pipe, limit_s)
+        workers = [await _recv_async(conn, limit_s) for conn in self.pipes]
+        return workers, await _recv_async(self.probe_pipe, limit_s)
 
     def close_probe(self) -> None:
         if self.probe is not None:
@@ -180,7 +192,7 @@ async def phase(
     cpu_s = cpu.stop()
     wall = time.monotonic() - t0
     handled_in_window = samples[-1][1]
-    workers, probe = await asyncio.to_thread(gen.collect, duration + 30)
+    workers, probe = await gen.collect(duration + 30)
     kinds = Counter[str]()
     for w in workers:
         kinds.update(w["kinds"])
@@ -223,6 +235,7 @@ async def phase(
             name: round(s / handled_in_window * 1e6, 1) for name, s in cpu_s.items() if handled_in_window
         },
         "rss_mb": rss_max,
+        "handled_timeline": [(round(t, 2), round(h)) for t, h in samples],
     }
     result["kept_up"] = bool(
         result["lost"] == 0
@@ -323,7 +336,12 @@ def main() -> None:
     args = parser.parse_args()
     args.rates = [float(r) for r in args.rates.split(",") if r.strip()]
     args.processors = [p.strip() for p in args.processors.split(",") if p.strip()]
-    results = asyncio.run(run_all(args))
+    # SIGTERM ends a run as Ctrl-C does: through every `finally`, so nothing it started outlives it.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        results = asyncio.run(run_all(args))
+    except KeyboardInterrupt:
+        raise SystemExit("interrupted: everything the run started is stopped") from None
     LAST.parent.mkdir(parents=True, exist_ok=True)
     LAST.write_text(json.dumps(results, indent=2) + "\n")
     summary = report.summarise(results)
