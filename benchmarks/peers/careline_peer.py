@@ -55,6 +55,16 @@ def config(broker_url: str, influx_url: str, workdir: Path, http_port: int, home
     }
 
 
+def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `extra` laid over it, mapping by mapping (lists and values are replaced)."""
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = (
+            merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        )
+    return out
+
+
 def _metrics(text: str) -> dict[str, float]:
     values = {}
     for line in text.splitlines():
@@ -80,8 +90,12 @@ class Careline(Peer):
     name = "careline"
     label = "Careline (decode → rules → InfluxDB 1.6.7)"
 
-    def __init__(self, broker_url: str, workdir: Path, homes: int) -> None:
+    def __init__(
+        self, broker_url: str, workdir: Path, homes: int, extra: dict[str, Any] | None = None
+    ) -> None:
         self.broker_url = broker_url
+        #: Settings merged into the generated configuration (`--careline-config`), e.g. telemetry knobs.
+        self.extra = extra or {}
         self.workdir = workdir / "careline"
         self.homes = homes
         self.http_port = free_port()
@@ -99,9 +113,8 @@ class Careline(Peer):
         self.influx.start()
         self.influx.create_database(DATABASE)
         path = self.workdir / "careline.yaml"
-        path.write_text(
-            yaml.safe_dump(config(self.broker_url, self.influx.url, self.workdir, self.http_port, self.homes))
-        )
+        generated = config(self.broker_url, self.influx.url, self.workdir, self.http_port, self.homes)
+        path.write_text(yaml.safe_dump(merged(generated, self.extra)))
         await self._add_operator(path)
         self.gateway = self._launch(path)
         self.http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.http_port}", timeout=10)
@@ -240,6 +253,11 @@ class Careline(Peer):
             "expected_points": load.points,
             "points_by_measurement": counts,
             "received_telemetry": int(after["received"] - self.before["received"]),
+            # Never reached the gateway by the end of the settle time: dropped by the broker (its queue for
+            # a slow QoS 0 subscriber is bounded) or still waiting there and in the TCP buffers.
+            "not_received_by_gateway": max(
+                0, int(load.messages - (after["received"] - self.before["received"]))
+            ),
             "dropped_queue_full": int(after["dropped"] - self.before["dropped"]),
             "dead_letters": int(after["dead"] - self.before["dead"]),
         }

@@ -30,6 +30,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
@@ -250,19 +252,19 @@ async def phase(
 gen_broker_pid: list[int] = [0]
 
 
-def _peer(name: str, broker: Mosquitto, workdir: Path, homes: int) -> Peer:
+def _peer(name: str, broker: Mosquitto, workdir: Path, homes: int, extra: dict[str, Any]) -> Peer:
     if name == "paho":
         return BarePaho(broker.port)
     if name == "nodered":
         return NodeRed(broker.port, NODE_RED_CACHE, workdir)
     if name == "careline":
-        return Careline(broker.url, workdir, homes)
+        return Careline(broker.url, workdir, homes, extra)
     raise SystemExit(f"unknown processor {name!r} (paho, nodered, careline)")
 
 
 async def run_peer(name: str, args: argparse.Namespace, broker: Mosquitto, gen: Generator) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix=f"careline-peers-{name}-"))
-    peer = _peer(name, broker, workdir, args.homes)
+    peer = _peer(name, broker, workdir, args.homes, args.careline_config)
     started = time.monotonic()
     phases = []
     try:
@@ -304,6 +306,7 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
         "devices": args.homes * 3,
         "sos_share": args.sos_share,
         "sos_max_per_s": args.sos_max,
+        "careline_config_extra": args.careline_config,
         "publisher_processes": args.workers,
         "publisher": args.publisher,
         "runs": runs,
@@ -332,10 +335,16 @@ def main() -> None:
     )
     parser.add_argument("--sos-share", type=float, default=0.01, help="share of the offered rate that is SOS")
     parser.add_argument("--sos-max", type=float, default=100.0, help="SOS presses per second at most")
+    parser.add_argument(
+        "--careline-config",
+        type=Path,
+        help="YAML merged into Careline's generated configuration (e.g. telemetry: {batch_size: 10000})",
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; keep results and docs")
     args = parser.parse_args()
     args.rates = [float(r) for r in args.rates.split(",") if r.strip()]
     args.processors = [p.strip() for p in args.processors.split(",") if p.strip()]
+    args.careline_config = yaml.safe_load(args.careline_config.read_text()) if args.careline_config else {}
     # SIGTERM ends a run as Ctrl-C does: through every `finally`, so nothing it started outlives it.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
