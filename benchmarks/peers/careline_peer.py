@@ -17,13 +17,19 @@ import os
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
+import paho.mqtt.client as mqtt
 import websockets
 import yaml
 from observe import command_line, family, process_name
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from peer import Peer, PhaseLoad
 from services import InfluxDB1
 from workload import MEASUREMENT_OF, MEASUREMENTS, careline_directory
@@ -39,9 +45,11 @@ DROPPED = "careline_telemetry_dropped_total"
 DEAD = 'careline_dead_letters_total{lane="telemetry"}'
 
 
-def config(broker_url: str, influx_url: str, workdir: Path, http_port: int, homes: int) -> dict[str, Any]:
+def config(
+    broker_url: str, influx_url: str, workdir: Path, http_port: int, homes: int, client_id: str
+) -> dict[str, Any]:
     return {
-        "broker": {"url": broker_url, "client_id": "careline-bench-peers"},
+        "broker": {"url": broker_url, "client_id": client_id},
         "storage": {"url": f"sqlite:///{workdir / 'careline.db'}"},
         "http": {"host": "127.0.0.1", "port": http_port},
         **careline_directory(homes),
@@ -53,6 +61,12 @@ def config(broker_url: str, influx_url: str, workdir: Path, http_port: int, home
             "spool_dir": str(workdir / "spool"),
         },
     }
+
+
+def _no_session() -> Properties:
+    properties = Properties(PacketTypes.CONNECT)
+    properties.SessionExpiryInterval = 0
+    return properties
 
 
 def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -96,6 +110,9 @@ class Careline(Peer):
         self.broker_url = broker_url
         #: Settings merged into the generated configuration (`--careline-config`), e.g. telemetry knobs.
         self.extra = extra or {}
+        # Its own per run: the alarm lane's session outlives the gateway at the broker (by design), and
+        # the next repeat's gateway must not inherit the presses queued for it meanwhile.
+        self.client_id = f"careline-bench-{uuid.uuid4().hex[:8]}"
         self.workdir = workdir / "careline"
         self.homes = homes
         self.http_port = free_port()
@@ -113,7 +130,9 @@ class Careline(Peer):
         self.influx.start()
         self.influx.create_database(DATABASE)
         path = self.workdir / "careline.yaml"
-        generated = config(self.broker_url, self.influx.url, self.workdir, self.http_port, self.homes)
+        generated = config(
+            self.broker_url, self.influx.url, self.workdir, self.http_port, self.homes, self.client_id
+        )
         path.write_text(yaml.safe_dump(merged(generated, self.extra)))
         await self._add_operator(path)
         self.gateway = self._launch(path)
@@ -196,6 +215,23 @@ class Careline(Peer):
                 self.gateway.kill()
                 self.gateway.wait()
         self.influx.cleanup()
+        await asyncio.to_thread(self._forget_sessions)
+
+    def _forget_sessions(self) -> None:
+        """End the lanes' persistent sessions at the broker, so it stops queueing SOS presses for them."""
+        port = urlsplit(self.broker_url).port or 1883
+        for lane in ("alarm", "telemetry"):
+            client = mqtt.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id=f"{self.client_id}-{lane}",
+                protocol=MQTTProtocolVersion.MQTTv5,
+            )
+            with contextlib.suppress(OSError):
+                client.connect("127.0.0.1", port, clean_start=True, properties=_no_session())
+                client.loop_start()
+                time.sleep(0.3)
+                client.disconnect()
+                client.loop_stop()
 
     def processes(self) -> dict[str, int]:
         assert self.gateway is not None

@@ -1,10 +1,11 @@
 """Node-RED 4 from npm, headless, running the flow a Node-RED user would build for this stream.
 
-MQTT in `zigbee2mqtt/#` → JSON → decode (one reading per known key, counted, like Careline's events) →
-switches (SOS, else low battery, else too hot) → alarm message → MQTT out, QoS 1, on
-`careline-bench/alarm/<name>`; a message that raised nothing ends at a counting function. The counters
-live in flow context and are read over HTTP (`GET /bench/count`), so counting costs the flow a property
-increment per message. Node-RED stores nothing: that is its shortcut, reported as such.
+MQTT in `zigbee2mqtt/#` → JSON → switches (SOS, else low battery, else too hot) → alarm message → MQTT
+out, QoS 1, on `careline-bench/alarm/<name>`; a message that raised nothing ends at a counting function.
+`--nodered-decode` puts a function before the switches that makes one reading per known key, as Careline
+makes its events (a second function node per message; Node-RED runs each in a `vm` sandbox). The
+counters live in flow context and are read over HTTP (`GET /bench/count`), so counting costs the flow a
+property increment per message. Node-RED stores nothing: that is its shortcut, reported as such.
 Installed into `var/peers/node-red` (npm) when missing; Node.js from apt when `node` is missing.
 """
 
@@ -40,9 +41,8 @@ for (const key of ["action", "battery", "occupancy", "presence", "temperature", 
 }
 c.readings += readings.length;
 msg.readings = readings;
-msg.device = msg.topic.slice(PREFIX_LENGTH);
 return msg;
-""".replace("PREFIX_LENGTH", str(len(TOPIC_ROOT) + 1))
+"""
 
 #: The end of the flow for a message that raised nothing: counted here, so "handled" means through the
 #: whole flow (Node-RED passes messages between nodes asynchronously, queued: a count at the first
@@ -55,14 +55,15 @@ c.alarms += 1;
 c.messages += 1;
 const state = msg.payload;
 const kind = state.action === "sos" ? "sos" : (state.battery < 10 ? "low_battery" : "too_hot");
-msg.topic = "ALARM_TOPIC_ROOT/" + msg.device;
-msg.payload = { device: msg.device, alarm: kind, last_seen: state.last_seen };
+const device = msg.topic.slice(PREFIX_LENGTH);
+msg.topic = "ALARM_TOPIC_ROOT/" + device;
+msg.payload = { device: device, alarm: kind, last_seen: state.last_seen };
 return msg;
-""".replace("ALARM_TOPIC_ROOT", ALARM_TOPIC_ROOT)
+""".replace("ALARM_TOPIC_ROOT", ALARM_TOPIC_ROOT).replace("PREFIX_LENGTH", str(len(TOPIC_ROOT) + 1))
 _COUNTERS = "{ received: 0, messages: 0, readings: 0, alarms: 0, invalid: 0 }"
 
 
-def flow(broker_port: int) -> list[dict[str, Any]]:
+def flow(broker_port: int, decode: bool = False) -> list[dict[str, Any]]:
     """The flow file. Nodes on the tab carry x/y: Node-RED takes a node without them for a config node."""
     tab = "careline-bench"
     nodes = [
@@ -100,20 +101,24 @@ def flow(broker_port: int) -> list[dict[str, Any]]:
             "z": tab,
             "property": "payload",
             "action": "obj",
-            "wires": [["decode"]],
+            "wires": [["decode" if decode else "sos?"]],
         },
-        {
-            "id": "decode",
-            "type": "function",
-            "z": tab,
-            "func": _DECODE,
-            "initialize": f'flow.set("counters", {_COUNTERS});',
-            "outputs": 1,
-            "wires": [["sos?"]],
-        },
+        *(
+            [{"id": "decode", "type": "function", "z": tab, "func": _DECODE, "wires": [["sos?"]]}]
+            if decode
+            else []
+        ),
         *_threshold_switches(tab),
         {"id": "alarm", "type": "function", "z": tab, "func": _ALARM, "outputs": 1, "wires": [["out"]]},
-        {"id": "done", "type": "function", "z": tab, "func": _DONE, "outputs": 1, "wires": [[]]},
+        {
+            "id": "done",
+            "type": "function",
+            "z": tab,
+            "func": _DONE,
+            "initialize": f'flow.set("counters", {_COUNTERS});',
+            "outputs": 1,
+            "wires": [[]],
+        },
         {
             "id": "out",
             "type": "mqtt out",
@@ -214,8 +219,9 @@ class NodeRed(Peer):
     label = "Node-RED 4 (JSON → decode → switch → MQTT out)"
     alarms_on_mqtt = True
 
-    def __init__(self, broker_port: int, cache: Path, workdir: Path) -> None:
+    def __init__(self, broker_port: int, cache: Path, workdir: Path, decode: bool = False) -> None:
         self.broker_port = broker_port
+        self.decode = decode
         self.cache = cache
         self.user_dir = workdir / "node-red"
         self.http_port = free_port()
@@ -241,7 +247,7 @@ class NodeRed(Peer):
 
     def _launch(self, red: Path) -> subprocess.Popen[bytes]:
         self.user_dir.mkdir(parents=True, exist_ok=True)
-        (self.user_dir / "flows.json").write_text(json.dumps(flow(self.broker_port)))
+        (self.user_dir / "flows.json").write_text(json.dumps(flow(self.broker_port, self.decode)))
         settings_js = self.user_dir / "settings.js"
         settings_js.write_text(settings(self.http_port))
         with self.log_path.open("wb") as log:

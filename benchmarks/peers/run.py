@@ -49,7 +49,7 @@ NODE_RED_CACHE = ROOT / "var" / "peers" / "node-red"
 LAST = ROOT / "var" / "peers" / "last.json"
 WARMUP_RATE, WARMUP_S = 1000.0, 3.0
 SAMPLE_S = 0.5
-SETTLE_MAX_S = 25.0
+SETTLE_MAX_S = 15.0
 #: The steady window leaves out the first quarter of a phase (connections warming, a start-up burst).
 STEADY_FROM = 0.25
 
@@ -252,11 +252,12 @@ async def phase(
 gen_broker_pid: list[int] = [0]
 
 
-def _peer(name: str, broker: Mosquitto, workdir: Path, homes: int, extra: dict[str, Any]) -> Peer:
+def _peer(name: str, broker: Mosquitto, workdir: Path, args: argparse.Namespace) -> Peer:
+    homes, extra, decode = args.homes, args.careline_config, args.nodered_decode
     if name == "paho":
         return BarePaho(broker.port)
     if name == "nodered":
-        return NodeRed(broker.port, NODE_RED_CACHE, workdir)
+        return NodeRed(broker.port, NODE_RED_CACHE, workdir, decode)
     if name == "careline":
         return Careline(broker.url, workdir, homes, extra)
     raise SystemExit(f"unknown processor {name!r} (paho, nodered, careline)")
@@ -264,7 +265,7 @@ def _peer(name: str, broker: Mosquitto, workdir: Path, homes: int, extra: dict[s
 
 async def run_peer(name: str, args: argparse.Namespace, broker: Mosquitto, gen: Generator) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix=f"careline-peers-{name}-"))
-    peer = _peer(name, broker, workdir, args.homes, args.careline_config)
+    peer = _peer(name, broker, workdir, args)
     started = time.monotonic()
     phases = []
     try:
@@ -307,6 +308,7 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
         "sos_share": args.sos_share,
         "sos_max_per_s": args.sos_max,
         "careline_config_extra": args.careline_config,
+        "nodered_decode_function": args.nodered_decode,
         "publisher_processes": args.workers,
         "publisher": args.publisher,
         "runs": runs,
@@ -340,11 +342,25 @@ def main() -> None:
         type=Path,
         help="YAML merged into Careline's generated configuration (e.g. telemetry: {batch_size: 10000})",
     )
+    parser.add_argument(
+        "--nodered-decode", action="store_true", help="a decode function before Node-RED's switches"
+    )
+    parser.add_argument(
+        "--from-results", type=Path, help="measure nothing: summarise and write from a saved results JSON"
+    )
     parser.add_argument("--no-write", action="store_true", help="print only; keep results and docs")
     args = parser.parse_args()
     args.rates = [float(r) for r in args.rates.split(",") if r.strip()]
     args.processors = [p.strip() for p in args.processors.split(",") if p.strip()]
     args.careline_config = yaml.safe_load(args.careline_config.read_text()) if args.careline_config else {}
+    if args.from_results:
+        saved = json.loads(args.from_results.read_text())
+        results = saved.get("results", saved)
+        summary = report.summarise(results)
+        print(report.summary_text(summary), flush=True)
+        if not args.no_write:
+            report.write(results, summary)
+        return
     # SIGTERM ends a run as Ctrl-C does: through every `finally`, so nothing it started outlives it.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
