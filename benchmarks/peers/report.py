@@ -323,7 +323,8 @@ def _section(results: dict[str, Any], summary: dict[str, Any], images: list[Path
         f"Command: `make bench-peers` (= `{results['command']}`; {results['total_s'] / 60:.1f} minutes; raw "
         "figures per repeat, per process and per phase in `benchmarks/results/peers.json`). Measured "
         f"{results['when']} on {results['machine']['cpus']} cores, Python {results['machine']['python']}, "
-        f"Node-RED {nodered}, Mosquitto 2.0.11, InfluxDB 1.6.7.",
+        f"Node-RED {nodered}, Mosquitto 2.0.11, InfluxDB 1.6.7; Careline at "
+        f"{results.get('careline_commit', '?')}.",
         "",
         f"Workload (issue 12): {results['homes']:,} homes × (motion sensor, climate sensor, SOS pendant) = "
         f"{results['devices']:,} devices on `zigbee2mqtt/home-NNNN/<device>`, Zigbee2MQTT-style state "

@@ -22,6 +22,7 @@ import os
 import platform
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 import time
@@ -319,7 +320,24 @@ async def run_all(args: argparse.Namespace) -> dict[str, Any]:
             "platform": platform.platform(),
         },
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "careline_commit": _commit(),
     }
+
+
+def _commit() -> str:
+    """The code measured: the last commit touching Careline itself, and whether it has changes on top."""
+    git = ["git", "-C", str(ROOT)]
+    packages = ["common", "gateway", "devices", "rules", "dashboard", "careline"]
+    try:
+        rev = subprocess.run(
+            [*git, "log", "-1", "--format=%h", "--", *packages], capture_output=True, text=True
+        )
+        dirty = subprocess.run(
+            [*git, "status", "--porcelain", "--", *packages], capture_output=True, text=True
+        )
+    except OSError:
+        return "?"
+    return rev.stdout.strip() + (" with uncommitted changes" if dirty.stdout.strip() else "")
 
 
 def main() -> None:
