@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit bench system-deps check-install screenshots fuzz clean
+.PHONY: demo test lint typecheck unit bench bench-peers system-deps check-install screenshots fuzz clean
 
 $(BIN)/.installed: pyproject.toml
 	./scripts/ensure-python-venv.sh $(PYTHON)
@@ -45,6 +45,18 @@ check-install:
 ## Alarm latency benchmark: SOS publish -> committed incident -> WebSocket frame (writes docs/benchmarks.md).
 bench: $(BIN)/.installed system-deps
 	$(BIN)/python benchmarks/alarm_latency.py
+
+## Side by side (issue 12): a bare paho subscriber, Node-RED 4 (npm, into var/peers/node-red) and Careline on
+## one Zigbee2MQTT stream at 5k-20k msg/s, 2 repeats (~15 min; writes docs/benchmarks.md, its plots and
+## benchmarks/results/peers.json). PEERS_ARGS="--rates 5000 --duration 5 --repeats 1 --no-write" is the quick look.
+PEERS_ARGS ?=
+$(BIN)/.bench-installed: $(BIN)/.installed pyproject.toml
+	$(BIN)/pip install -q -e '.[bench]'
+	touch $@
+
+bench-peers: $(BIN)/.bench-installed
+	./scripts/install-system-deps.sh mosquitto influxdb
+	$(BIN)/python benchmarks/peers/run.py $(PEERS_ARGS)
 
 ## docs/screenshots/: the main screens in English and Chinese, from a live demo (installs fonts-noto-cjk).
 screenshots: $(BIN)/.installed system-deps
