@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -63,6 +64,34 @@ def start_gateway(
     process.kill()
     process.wait()
     raise SystemExit(f"gateway did not start: {log_path.read_text()[-2000:]}")
+
+
+def zigbee2mqtt_homes(homes: int = 1000, per_site: int = 250) -> dict[str, Any]:
+    """The directory of the telemetry benchmarks: `homes` homes of one resident each, `per_site` to a site,
+    each with a motion sensor, a climate sensor and a pendant bound through the zigbee2mqtt profile under
+    their device ids (`motion-N`, `climate-N`, `pendant-N`)."""
+    sites = [
+        {
+            "id": f"area-{s}",
+            "name": f"Area {s}",
+            "rooms": [{"id": f"home-{n}"} for n in _homes_of(s, per_site)],
+        }
+        for s in range((homes + per_site - 1) // per_site)
+    ]
+    residents = [
+        {"id": f"r{n}", "name": f"Resident {n}", "site": f"area-{n // per_site}", "room": f"home-{n}"}
+        for n in range(homes)
+    ]
+    devices = []
+    for n in range(homes):
+        place = {"site": f"area-{n // per_site}", "room": f"home-{n}", "resident": f"r{n}"}
+        for name, kind in (("motion", "motion_sensor"), ("climate", "other"), ("pendant", "sos_button")):
+            devices.append({"id": f"{name}-{n}", "type": kind, "profile": "zigbee2mqtt", **place})
+    return {"sites": sites, "residents": residents, "devices": devices}
+
+
+def _homes_of(site: int, per_site: int) -> range:
+    return range(site * per_site, (site + 1) * per_site)
 
 
 def replace_section(doc: Path, begin: str, end: str, table: str) -> None:

@@ -30,7 +30,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
-from support import replace_section  # noqa: E402
+from support import replace_section, zigbee2mqtt_homes  # noqa: E402
 
 from devices import lenient_json  # noqa: E402
 from devices.decode import decode  # noqa: E402
@@ -49,40 +49,8 @@ BEGIN, END = "<!-- telemetry-stages:begin -->", "<!-- telemetry-stages:end -->"
 
 
 def directory() -> CarelineConfig:
-    sites = [
-        {
-            "id": f"area-{s}",
-            "name": f"Area {s}",
-            "rooms": [{"id": f"home-{n}"} for n in range(s * 250, s * 250 + 250)],
-        }
-        for s in range(HOMES // 250)
-    ]
-    residents = [
-        {"id": f"r{n}", "name": f"Resident {n}", "site": f"area-{n // 250}", "room": f"home-{n}"}
-        for n in range(HOMES)
-    ]
-    devices = []
-    for n in range(HOMES):
-        place = {
-            "site": f"area-{n // 250}",
-            "room": f"home-{n}",
-            "resident": f"r{n}",
-            "profile": "zigbee2mqtt",
-        }
-        devices += [
-            {"id": f"motion-{n}", "type": "motion_sensor", **place},
-            {"id": f"climate-{n}", "type": "other", **place},
-            {"id": f"pendant-{n}", "type": "sos_button", **place},
-        ]
-    return CarelineConfig.model_validate(
-        {
-            "broker": {"url": "mqtt://127.0.0.1:1"},
-            "storage": {"url": "sqlite:///unused.db"},
-            "sites": sites,
-            "residents": residents,
-            "devices": devices,
-        }
-    )
+    settings = {"broker": {"url": "mqtt://127.0.0.1:1"}, "storage": {"url": "sqlite:///unused.db"}}
+    return CarelineConfig.model_validate(settings | zigbee2mqtt_homes(HOMES))
 
 
 def messages(count: int) -> list[RawMessage]:

@@ -32,35 +32,17 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from support import zigbee2mqtt_homes  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results" / "telemetry_threads.json"
 HOMES = 1000
 TICKS_PER_S = os.sysconf("SC_CLK_TCK")
 
 
 def directory() -> dict[str, Any]:
-    sites = [
-        {
-            "id": f"area-{s}",
-            "name": f"Area {s}",
-            "rooms": [{"id": f"home-{n}"} for n in range(s * 250, s * 250 + 250)],
-        }
-        for s in range(HOMES // 250)
-    ]
-    residents = [
-        {"id": f"r{n}", "name": f"R {n}", "site": f"area-{n // 250}", "room": f"home-{n}"}
-        for n in range(HOMES)
-    ]
-    devices = []
-    for n in range(HOMES):
-        place = {
-            "site": f"area-{n // 250}",
-            "room": f"home-{n}",
-            "resident": f"r{n}",
-            "profile": "zigbee2mqtt",
-        }
-        for name, kind in (("motion", "motion_sensor"), ("climate", "other"), ("pendant", "sos_button")):
-            devices.append({"id": f"{name}-{n}", "type": kind, **place})
-    return {"sites": sites, "residents": residents, "devices": devices}
+    return zigbee2mqtt_homes(HOMES)
 
 
 def publish(port: int, rate: float, seconds: float, go: Any) -> None:
