@@ -28,6 +28,7 @@ from gateway.incidents.store import (
     IncidentNotFoundError,
     IncidentStore,
     RuledDecision,
+    under_key,
 )
 from gateway.incidents.views import IncidentView
 from rules.model import AlarmDecision, CancelDecision, Decision, DeviceTestDecision, Severity
@@ -676,3 +677,13 @@ def test_the_writer_serves_a_queued_alarm_before_queued_bookkeeping() -> None:
         future.result(5)
     writer.shutdown()
     assert order == ["alarm", "bookkeeping-0", "bookkeeping-1", "bookkeeping-2"]
+
+
+def test_a_press_finds_its_open_incident_through_the_key_index(engine: Engine) -> None:
+    """The alarm path looks up the open incident under a key on every press; it must be an index search
+    on the key (the partial unique index), not a search of every open incident."""
+    query = select(Incident).where(*under_key("sos:night:resident:li"))
+    sql = str(query.compile(engine, compile_kwargs={"literal_binds": True}))
+    with engine.connect() as connection:
+        plan = " ".join(str(row[-1]) for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+    assert "USING INDEX uq_incidents_active_key (key=?)" in plan, plan

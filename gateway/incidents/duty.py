@@ -13,7 +13,14 @@ from pydantic import BaseModel
 from sqlalchemy import select
 
 from gateway.incidents.schema import DeviceTestMode, Incident, IncidentStatus, Outcome
-from gateway.incidents.store import ACTIVE, TEST_MODE_RULES, IncidentStore, Scope, _stop_escalation
+from gateway.incidents.store import (
+    ACTIVE,
+    TEST_MODE_RULES,
+    IncidentStore,
+    Scope,
+    _stop_escalation,
+    under_key,
+)
 from gateway.incidents.views import IncidentView
 
 #: How long test mode stays armed unless told otherwise, and at most.
@@ -118,9 +125,7 @@ class DutyStore:
     def console_gap_open(self, site: str) -> bool:
         with self._store.reading() as session:
             found = session.scalar(
-                select(Incident.id)
-                .where(Incident.key == console_unstaffed_key(site), Incident.status.in_(ACTIVE))
-                .limit(1)
+                select(Incident.id).where(*under_key(console_unstaffed_key(site))).limit(1)
             )
             return found is not None
 
@@ -129,11 +134,7 @@ class DutyStore:
         escalation stops. None when there was none open."""
         now = self._store.now()
         with self._store.transaction() as session:
-            incident = session.scalar(
-                select(Incident).where(
-                    Incident.key == console_unstaffed_key(site), Incident.status.in_(ACTIVE)
-                )
-            )
+            incident = session.scalar(select(Incident).where(*under_key(console_unstaffed_key(site))))
             if incident is None:
                 return None
             actor = "system:duty"
