@@ -86,6 +86,9 @@ class BrokerConfig(StrictModel):
     #: The telemetry lane's: it uses nothing of MQTT 5 (QoS 0, a clean session), and paho reads the
     #: properties of every MQTT 5 message into an object of their own, a tenth of its time per message.
     telemetry_protocol: Literal["5", "3.1.1"] = "3.1.1"
+    #: How much lower the telemetry process's CPU priority is than the gateway's (Unix nice): when both
+    #: want the CPU, the alarm lane gets it first and a telemetry flood waits, not an SOS.
+    telemetry_nice: int = Field(5, ge=0, le=19)
     keepalive_s: int = Field(30, ge=5, le=3600)
     #: How long the broker keeps the alarm lane's session (and its queued alarms) while we are away.
     session_expiry_s: int = Field(7 * 24 * 3600, ge=60)

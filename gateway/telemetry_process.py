@@ -95,16 +95,27 @@ def telemetry_main(
     # httpx logs every write request at INFO: one line a second says nothing an operator needs.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     die_with_parent(parent_pid)
+    config = CarelineConfig.model_validate_json(config_json)
+    yield_to_alarms(config.broker.telemetry_nice)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
             _run_child(
-                CarelineConfig.model_validate_json(config_json),
+                config,
                 inbox,
                 outbox,
                 directory_version,
                 parsed(rule_state_json) if rule_state_json is not None else None,
             )
         )
+
+
+def yield_to_alarms(nice: int) -> None:
+    """Run at a lower CPU priority than the gateway, whose alarm lane must not wait behind telemetry."""
+    if nice and hasattr(os, "nice"):
+        try:
+            os.nice(nice)
+        except OSError:
+            log.warning("could not lower the telemetry process's priority by %d", nice)
 
 
 def die_with_parent(parent_pid: int) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import time
 from collections import defaultdict
@@ -152,7 +153,7 @@ async def test_every_reading_published_at_a_high_rate_is_stored_exactly_once(
         assert stored_points(influxdb1, database, measurement) == points, measurement
 
 
-async def test_the_telemetry_lane_reconnects_after_the_broker_restarts(
+async def test_the_telemetry_process_yields_to_alarms_and_reconnects_after_the_broker_restarts(
     mosquitto: Mosquitto, influxdb1: InfluxDB1, tmp_path: Path
 ) -> None:
     """The telemetry lane runs paho on the event loop (gateway/ingest.py `PahoOnTheLoop`), with its own
@@ -171,6 +172,9 @@ async def test_the_telemetry_lane_reconnects_after_the_broker_restarts(
     async with live_gateway(config) as live:
         telemetry = live.gateway.telemetry
         await asyncio.wait_for(telemetry.connected.wait(), 20)
+        # The telemetry process yields the CPU to the gateway's alarm lane (broker.telemetry_nice).
+        child = telemetry._process.pid if telemetry._process else 0
+        assert os.getpriority(os.PRIO_PROCESS, child) == os.getpriority(os.PRIO_PROCESS, 0) + 5
         await asyncio.to_thread(publish_battery, mosquitto.port, 1)
         assert await stored_when_settled(influxdb1, database, 1, limit_s=15) >= 1
         await asyncio.to_thread(mosquitto.restart)
