@@ -92,26 +92,37 @@ class PahoOnTheLoop:
             try:
                 # Blocking (TCP connect, TLS handshake): on a thread, so the loop goes on meanwhile.
                 await asyncio.to_thread(self._connect)
-            except OSError as exc:
+            except Exception as exc:  # refused, unreachable, TLS: never the end of the lane
                 log.warning(
-                    "telemetry lane: cannot connect to the broker (%s); retrying in %.1f s", exc, delay
+                    "telemetry lane: cannot connect to the broker (%s: %s); retrying in %.1f s",
+                    type(exc).__name__,
+                    exc,
+                    delay,
                 )
                 await asyncio.sleep(delay)
                 delay = min(self._config.reconnect_max_s, delay * 2)
                 continue
-            delay = self._config.reconnect_min_s
-            await self._keep_alive()
+            # Backing off also when the broker took the connection but refused or dropped the session
+            # (bad credentials): only a session that was up starts the next wait from the shortest.
+            if await self._keep_alive():
+                delay = self._config.reconnect_min_s
+            await asyncio.sleep(delay)
+            delay = min(self._config.reconnect_max_s, delay * 2)
 
     def _connect(self) -> None:
         config = self._config
         self._client.connect(config.host, config.port, keepalive=config.keepalive_s, **self._connect_kwargs)
 
-    async def _keep_alive(self) -> None:
+    async def _keep_alive(self) -> bool:
+        """Until the connection is lost; whether the broker accepted the session meanwhile."""
+        accepted = False
         while not self._lost.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._lost.wait(), 1.0)
+            accepted = accepted or self._client.is_connected()
             if self._client.loop_misc() != mqtt.MQTT_ERR_SUCCESS:
                 self._lost.set()
+        return accepted
 
     # paho's external-loop callbacks: on the loop, except during `_connect` (its thread).
 
