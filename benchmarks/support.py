@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -92,6 +93,17 @@ def zigbee2mqtt_homes(homes: int = 1000, per_site: int = 250) -> dict[str, Any]:
 
 def _homes_of(site: int, per_site: int) -> range:
     return range(site * per_site, (site + 1) * per_site)
+
+
+def prometheus_values(text: str) -> dict[str, float]:
+    """The samples of a `/metrics` page, keyed as the page writes them (`name{label="value"}`)."""
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            with contextlib.suppress(ValueError):
+                values[name] = float(value)
+    return values
 
 
 def replace_section(doc: Path, begin: str, end: str, table: str) -> None:

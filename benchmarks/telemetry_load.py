@@ -47,7 +47,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from harness import Publisher  # noqa: E402
 from services import InfluxDB1, Mosquitto, VictoriaMetrics, free_port  # noqa: E402
-from support import start_gateway  # noqa: E402
+from support import prometheus_values, start_gateway  # noqa: E402
 
 from devices.model import EventKind  # noqa: E402
 from simulators.payloads import careline_event  # noqa: E402
@@ -230,16 +230,6 @@ def _rss_mb(pid: int) -> int | None:
         return None
 
 
-def _parse_metrics(text: str) -> dict[str, float]:
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            with contextlib.suppress(ValueError):
-                values[name] = float(value)
-    return values
-
-
 class Gauges:
     """What the gateway says about itself: `/metrics` and `/api/health/details`."""
 
@@ -254,7 +244,7 @@ class Gauges:
         self.broker_port = broker_port
 
     async def read(self) -> dict[str, Any]:
-        metrics = _parse_metrics((await self.http.get("/metrics")).text)
+        metrics = prometheus_values((await self.http.get("/metrics")).text)
         # The writer's state is among the health details, which need the login this client holds.
         writer = (await self.http.get("/api/health/details")).json().get("telemetry") or {}
         return {

@@ -32,6 +32,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from peer import Peer, PhaseLoad
 from services import InfluxDB1
+from support import prometheus_values
 from workload import MEASUREMENT_OF, MEASUREMENTS, careline_directory
 
 from careline.services import dies_with_this_process, free_port
@@ -77,16 +78,6 @@ def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
             merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
         )
     return out
-
-
-def _metrics(text: str) -> dict[str, float]:
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            with contextlib.suppress(ValueError):
-                values[name] = float(value)
-    return values
 
 
 def _child_label(pid: int, taken: dict[str, int]) -> str:
@@ -259,7 +250,7 @@ class Careline(Peer):
 
     async def gauges(self) -> dict[str, float]:
         assert self.http is not None
-        metrics = _metrics((await self.http.get("/metrics")).text)
+        metrics = prometheus_values((await self.http.get("/metrics")).text)
         return {
             "received": metrics.get(RECEIVED, 0),
             "dropped": metrics.get(DROPPED, 0),
