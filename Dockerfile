@@ -9,6 +9,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 # Copy only what the package needs (not .venv, tests or local databases), install it, drop the sources.
 WORKDIR /src
 COPY pyproject.toml README.md ./
+COPY common ./common
+COPY careline ./careline
 COPY gateway ./gateway
 COPY devices ./devices
 COPY rules ./rules
