@@ -147,6 +147,7 @@ class Gateway:
             self.clock.now,
             dead_letters_max=config.storage.dead_letters_max,
             on_evicted=lambda lane, count: self.metrics.dead_letters_evicted.labels(lane).inc(count),
+            instance=config.broker.client_id,
         )
         #: Free space where incidents (and the telemetry spool) are written; see gateway/headroom.py.
         self.disks = watched_disks(config)
