@@ -659,6 +659,12 @@ class IncidentStore:
             rows = session.scalars(query.order_by(Incident.opened_at.desc()).limit(5000))
             return [IncidentView.of(row, self.directory) for row in rows]
 
+    def incidents_with_ids(self, ids: Sequence[int]) -> list[IncidentView]:
+        """The incidents another gateway instance just committed (gateway/cluster.py)."""
+        with self.reading() as session:
+            rows = session.scalars(select(Incident).where(Incident.id.in_(list(ids))).order_by(Incident.id))
+            return [IncidentView.of(row, self.directory) for row in rows]
+
     def site_of(self, incident_id: int) -> str | None:
         with self.reading() as session:
             return session.scalar(select(Incident.site).where(Incident.id == incident_id))
