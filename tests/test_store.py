@@ -12,6 +12,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, select
+from stores import store_url
 
 from devices.model import DeviceEvent, DeviceType, EventKind, Lane, RawMessage
 from gateway.clock import FakeClock
@@ -50,7 +51,7 @@ def db_path(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def engine(db_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{db_path}")
+    engine = make_engine(store_url(db_path))
     upgrade(engine)
     yield engine
     engine.dispose()
