@@ -39,6 +39,7 @@ from gateway.alarm_lane import AlarmLane
 from gateway.broker import EmbeddedBroker
 from gateway.broker_identity.provisioning import broker_identity
 from gateway.clock import Clock, SystemClock
+from gateway.cluster import Cluster
 from gateway.config import CarelineConfig
 from gateway.directory import (
     Directory,
@@ -57,10 +58,11 @@ from gateway.escalation.store import EscalationStore
 from gateway.escalation.webhooks import WebhookContext, webhook_router
 from gateway.escalation.wiring import build_channels, build_webhooks, twilio_auth_token
 from gateway.headroom import watched_disks
+from gateway.incidents.changes import Change
 from gateway.incidents.db import make_engine
 from gateway.incidents.migrate import upgrade
 from gateway.incidents.service import IncidentService
-from gateway.incidents.store import AlarmBatch, IncidentStore
+from gateway.incidents.store import ACTIVE, AlarmBatch, IncidentStore
 from gateway.incidents.views import IncidentView
 from gateway.ingest import MqttLane
 from gateway.metrics import Metrics
@@ -85,6 +87,8 @@ DIRECTORY_POLL_S = 2.0
 T = TypeVar("T")
 #: How long `apply_directory` waits for the telemetry process to take a new directory.
 CHILD_TAKES_DIRECTORY_S = 5.0
+#: How long /api/readyz waits for the store to answer before calling this instance not ready.
+READY_STORE_S = 2.0
 
 
 def bootstrap(
@@ -147,6 +151,7 @@ class Gateway:
             self.clock.now,
             dead_letters_max=config.storage.dead_letters_max,
             on_evicted=lambda lane, count: self.metrics.dead_letters_evicted.labels(lane).inc(count),
+            instance=config.broker.client_id,
         )
         #: Free space where incidents (and the telemetry spool) are written; see gateway/headroom.py.
         self.disks = watched_disks(config)
@@ -163,9 +168,17 @@ class Gateway:
         self.service.subscribe(self.hub.publish)
         self.device_health = DeviceHealth()
         alarm_inbox: asyncio.Queue[RawMessage] = asyncio.Queue()  # unbounded: alarms are never dropped
+        self._alarm_inbox = alarm_inbox
         self.alarm_mqtt = MqttLane(
-            config.broker, Lane.ALARM, self.alarm_topics(), alarm_inbox.put_nowait, self.metrics
+            config.broker,
+            Lane.ALARM,
+            self.alarm_topics(),
+            alarm_inbox.put_nowait,
+            self.metrics,
+            share_group=config.cluster.share_group,
         )
+        #: Dead peer instances' broker sessions this instance holds (gateway/cluster.py), by instance.
+        self.adopted_sessions: dict[str, MqttLane] = {}
         self.alarm_lane = AlarmLane(
             alarm_inbox,
             self.registry,
@@ -173,7 +186,7 @@ class Gateway:
             self.service,
             self.metrics,
             self.clock,
-            acknowledge=self.alarm_mqtt.ack,
+            acknowledge=self._acknowledge_alarm,
             telemetry_topics=config.broker.telemetry_topics,
             unbound=self.unbound,
         )
@@ -224,6 +237,22 @@ class Gateway:
             max_age=timedelta(hours=config.storage.rule_state_max_age_h),
         )
         self.telemetry_status: dict[str, Any] = {}
+        #: With `cluster.share_group`: this instance among the others on the same store and broker.
+        self.cluster = (
+            Cluster(
+                config.cluster,
+                config.broker.client_id,
+                f"{config.broker.client_id}-{Lane.ALARM.value}",
+                self.service,
+                self.metrics,
+                adopt=self._adopt_peer,
+                release=self._release_peer,
+                changed=self._peer_committed,
+                resync=self._resync_screens,
+            )
+            if config.cluster.shared
+            else None
+        )
         self._telemetry_counted = dict.fromkeys(
             ("received", "dropped", "dead_letters", "left_to_alarm_lane", "spoofed", "disk_refused_points"),
             0.0,
@@ -261,6 +290,7 @@ class Gateway:
                 api_docs=config.http.api_docs,
                 metrics_enabled=config.http.metrics,
                 metrics_token=config.http.metrics_token(),
+                readiness=self.readiness,
             )
         )
         #: The daily reassurance calls (gateway/reassurance, docs/reassurance.md).
@@ -337,6 +367,8 @@ class Gateway:
         if self.broker_identity is not None:
             # Only woken: the broker's logins follow in the background, never holding up this change.
             self.broker_identity.changed()
+        for adopted in self.adopted_sessions.values():
+            self._spawn(adopted.follow(self.alarm_topics()))
         subscribed, child_took = await asyncio.gather(
             self.alarm_mqtt.follow(self.alarm_topics()),
             self.telemetry.taken(self.directory_version, limit_s=CHILD_TAKES_DIRECTORY_S),
@@ -403,6 +435,67 @@ class Gateway:
         site = await self.service.read(self.service.store.site_of, incident_id)
         if site is not None:
             self.hub.publish_escalation(incident_id, site, notifications)
+
+    # -- several instances (gateway/cluster.py) ----------------------------------------------------------
+
+    def _acknowledge_alarm(self, raw: RawMessage) -> None:
+        """On the session the alarm came through: this instance's own, or an adopted peer's."""
+        lane = self.adopted_sessions.get(raw.via) if raw.via else self.alarm_mqtt
+        if lane is not None:
+            lane.ack(raw)
+        # Else that session was handed back already; its owner gets the alarm again and the store
+        # recognises it (a redelivery).
+
+    async def _adopt_peer(self, peer: str) -> None:
+        """A dead peer's alarms: connect its session here; its unsent notifications: send them here."""
+        assert self.cluster is not None  # called by it
+        broker = self.config.broker.model_copy(update={"client_id": peer})
+        lane = MqttLane(
+            broker,
+            Lane.ALARM,
+            self.alarm_topics(),
+            self._alarm_inbox.put_nowait,
+            self.metrics,
+            share_group=self.config.cluster.share_group,
+            via=peer,
+            on_taken_over=lambda: self.cluster.stepped_aside(peer) if self.cluster else None,
+        )
+        self.adopted_sessions[peer] = lane
+        lane.start()
+        if self.config.escalation.enabled:
+            taken = await self.escalator.take_over([peer])
+            log.warning("adopted instance %s: its broker session and %d unsent notifications", peer, taken)
+
+    def _release_peer(self, peer: str) -> None:
+        lane = self.adopted_sessions.pop(peer, None)
+        if lane is not None:
+            lane.stop()
+            log.info("instance %s is back: its broker session is its own again", peer)
+
+    async def _peer_committed(self, change: Change) -> None:
+        """Another instance's commit: this instance's screens see it as if it had been made here."""
+        if change.incidents:
+            views = await self.service.read(self.store.incidents_with_ids, change.incidents)
+            self.hub.publish(views)
+        for incident_id in change.notifications:
+            await self._push_escalation(incident_id)
+
+    async def _resync_screens(self) -> None:
+        """After the change feed was lost for a moment: every active incident again (screens upsert)."""
+        self.hub.publish(await self.service.read(self.store.incidents, ACTIVE))
+
+    async def readiness(self) -> list[str]:
+        reasons = []
+        if not self.alarm_mqtt.connected.is_set():
+            reasons.append("alarm lane not connected to the broker")
+        try:
+            async with asyncio.timeout(READY_STORE_S):
+                await self.service.read(self.store.active_count)
+        except Exception as exc:
+            reasons.append(f"incident store unreachable: {type(exc).__name__}")
+        if self.cluster is not None and not self.cluster.joined:
+            reasons.append("not joined to the cluster yet")
+        return reasons
 
     def alarm_topics(self) -> list[str]:
         return alarm_lane_topics(self.config, self.registry)
@@ -480,6 +573,13 @@ class Gateway:
                     ("reassurance", self.reassurance.run()),
                 )
             ]
+            if self.cluster is not None:
+                # Registered (and no longer adopted by a peer) before this instance takes any alarm.
+                await self.cluster.join()
+                tasks += self._cluster_tasks(self.cluster)
+                # Runs after the lanes stopped: peers adopt this instance's session at once.
+                stack.push_async_callback(self.cluster.leave)
+                stack.callback(self._release_every_peer)
             self._workers = tasks
             stack.callback(self._stop_tasks, tasks)
             self.alarm_mqtt.start()
@@ -491,6 +591,16 @@ class Gateway:
             gc.freeze()
             stack.callback(gc.unfreeze)
             yield self
+
+    def _cluster_tasks(self, cluster: Cluster) -> list[asyncio.Task[None]]:
+        return [
+            asyncio.create_task(cluster.run(), name="cluster"),
+            asyncio.create_task(cluster.follow_changes(self.config.storage.url), name="cluster-changes"),
+        ]
+
+    def _release_every_peer(self) -> None:
+        for peer in list(self.adopted_sessions):
+            self._release_peer(peer)
 
     def _broker_identity_task(self) -> list[tuple[str, Coroutine[Any, Any, None]]]:
         identity = self.broker_identity

@@ -114,6 +114,8 @@ class ServerProcess(ABC):
     name = "server"
     scheme = "http"
     default_startup_timeout_s = 20.0
+    #: What `stop()` sends; a server whose SIGTERM waits for its clients to leave (PostgreSQL) says otherwise.
+    stop_signal = signal.SIGTERM
 
     def __init__(
         self,
@@ -172,6 +174,10 @@ class ServerProcess(ABC):
     def _logs(self) -> str:
         return tail(self.output_path)
 
+    def _user(self) -> str | None:
+        """The user to run the program as (None: this process's); PostgreSQL refuses to run as root."""
+        return None
+
     def start(self) -> None:
         if self.running:
             return
@@ -186,16 +192,17 @@ class ServerProcess(ABC):
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 cwd=self._dir,
+                user=self._user(),
                 preexec_fn=_death_signal_setter(os.getpid()) if self._die_with_parent else None,
             )
         self._wait_until_ready()
 
     def stop(self) -> None:
-        """SIGTERM and wait, so the server writes and closes its files (Mosquitto: persistence) first."""
+        """SIGTERM (`stop_signal`) and wait, so the server writes and closes its files (Mosquitto: persistence) first."""
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return
-        process.send_signal(signal.SIGTERM)
+        process.send_signal(self.stop_signal)
         try:
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:

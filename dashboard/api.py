@@ -91,6 +91,8 @@ class DashboardContext:
     metrics_enabled: bool = True
     #: When set, /metrics needs `Authorization: Bearer <token>`.
     metrics_token: str | None = None
+    #: Why this instance should not take traffic now (empty: ready), for `/api/readyz`.
+    readiness: Callable[[], Awaitable[list[str]]] | None = None
     directory: DirectoryStore | None = None
     #: The configuration in force (sites, their time zones and wings; the reports' shifts).
     current_config: Callable[[], CarelineConfig] | None = None
@@ -170,6 +172,15 @@ class Health(BaseModel):
 
 
 DEGRADED: Responses = {503: {"model": Health, "description": "degraded"}}
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not ready"]
+    #: Nothing secret: which part is missing (store, broker, cluster), for whoever runs the balancer.
+    reasons: list[str]
+
+
+NOT_READY: Responses = {503: {"model": Readiness, "description": "not ready"}}
 
 
 def _me(account: Account, session_token: str) -> Me:
@@ -336,6 +347,17 @@ def create_app(ctx: DashboardContext) -> FastAPI:
         cannot commit promptly or a lane has lost its broker. Details need a login."""
         health = _health(ctx, response)
         return Health(status="ok" if health["status"] == "ok" else "degraded")
+
+    @app.get("/api/readyz", tags=["monitoring"], responses=NOT_READY)
+    async def readyz(response: Response) -> Readiness:
+        """For a load balancer in front of several instances: "ready" once this instance has its store
+        and its broker's alarm lane (and, with a cluster, has joined it); 503 with the reasons until
+        then, so no operator's screen is sent to an instance that cannot show or take alarms.
+        `/api/healthz` is the liveness check: degraded, the process may need a restart."""
+        reasons = await ctx.readiness() if ctx.readiness is not None else []
+        if reasons:
+            response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        return Readiness(status="not ready" if reasons else "ready", reasons=reasons)
 
     @app.get("/api/health/details", tags=["monitoring"], responses=UNAVAILABLE)
     async def health_details(_: Operator, response: Response) -> dict[str, Any]:

@@ -131,6 +131,9 @@ class RawMessage:
     retained: bool = False
     #: The payload's size as received, when `payload` keeps only a prefix of it (see `prefix`).
     received_size: int | None = None
+    #: The broker session it came through when not the lane's own: a dead peer instance's, adopted
+    #: (docs/scaling.md). It is acknowledged on that session.
+    via: str = ""
 
     @property
     def size(self) -> int:

@@ -167,6 +167,30 @@ class StorageConfig(StrictModel):
     rule_state_max_age_h: float = Field(24.0, gt=0, le=24 * 30)
 
 
+class ClusterConfig(StrictModel):
+    """Several gateway instances sharing one site's (or a city's) work (docs/scaling.md). Each instance is
+    named by its `broker.client_id`; all share one PostgreSQL store."""
+
+    #: The MQTT v5 shared-subscription group of the alarm lane (`$share/<group>/<topic>`): each alarm
+    #: goes to one instance of the group. None: this gateway is alone and subscribes directly.
+    share_group: Identifier | None = None
+    #: How often an instance writes that it is alive (its row in `gateway_instances`).
+    heartbeat_s: float = Field(2.0, gt=0, le=60)
+    #: An instance silent this long is taken for dead: a live one adopts its broker session (the alarms
+    #: the broker still holds for it) and its escalation work.
+    peer_timeout_s: float = Field(10.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _heartbeat_within_timeout(self) -> ClusterConfig:
+        if self.heartbeat_s * 2 > self.peer_timeout_s:
+            raise ValueError("cluster.peer_timeout_s must be at least twice cluster.heartbeat_s")
+        return self
+
+    @property
+    def shared(self) -> bool:
+        return self.share_group is not None
+
+
 class HttpConfig(StrictModel):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
@@ -529,6 +553,8 @@ class CarelineConfig(StrictModel):
     telemetry: TelemetryConfig = TelemetryConfig()
     #: The managers' response-time report: its shifts.
     reports: ReportsConfig = ReportsConfig()
+    #: Several instances sharing the work (docs/scaling.md); off by default.
+    cluster: ClusterConfig = ClusterConfig()
     _source: str | None = PrivateAttr(None)
 
     @model_validator(mode="after")
@@ -537,6 +563,16 @@ class CarelineConfig(StrictModel):
         problems = reference_problems(self)
         if problems and not (info.context or {}).get("collect_references"):
             raise ValueError(problems[0].message)
+        return self
+
+    @model_validator(mode="after")
+    def _cluster_shares_a_store_and_a_broker(self) -> CarelineConfig:
+        # Instances share work through PostgreSQL's row locks and a broker's shared subscription; a
+        # SQLite file or the embedded broker belongs to one machine.
+        if self.cluster.shared and not self.storage.url.startswith("postgresql"):
+            raise _refusal("cluster_needs_postgresql")
+        if self.cluster.shared and self.broker.embedded:
+            raise _refusal("cluster_needs_broker")
         return self
 
     @property

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 MessageSink = Callable[[RawMessage], None]
 #: Takes every message that arrived since the last hand-over at once (the telemetry lane).
 BatchSink = Callable[[list[RawMessage]], None]
+#: MQTT 5 reason code of a DISCONNECT the broker sends when another connection takes our session.
+SESSION_TAKEN_OVER = 142
 #: Topics per SUBSCRIBE / UNSUBSCRIBE packet: thousands of exact Zigbee2MQTT topics stay small packets.
 TOPICS_PER_PACKET = 100
 #: How long `follow` waits for the broker to confirm new subscriptions.
@@ -182,8 +184,18 @@ class MqttLane:
         *,
         batch_sink: BatchSink | None = None,
         batch_every_s: float = BATCH_EVERY_S,
+        share_group: str | None = None,
+        via: str = "",
+        on_taken_over: Callable[[], None] | None = None,
     ) -> None:
         self._config = config
+        #: `$share/<group>/` before every subscription: the broker gives each message to one member.
+        self._share = f"$share/{share_group}/" if share_group else ""
+        #: Set on the messages of an adopted session (see RawMessage.via).
+        self._via = via
+        #: Called on the event loop when another client took this session over (an adopted peer came
+        #: back): this connection must then stop, not reconnect and take it back.
+        self._on_taken_over = on_taken_over
         self._lane = lane
         self._topics = list(dict.fromkeys(topics))
         #: Guards the topic set between the event loop (`follow`) and paho's thread (`_on_connect`).
@@ -212,12 +224,16 @@ class MqttLane:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: mqtt.Client | None = None
 
+    @property
+    def _client_name(self) -> str:
+        return f"{self._config.client_id}-{self._lane.value}"
+
     def _make_client(self) -> mqtt.Client:
         config = self._config
         v5 = self._v5
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=f"{config.client_id}-{self._lane.value}",
+            client_id=self._client_name,
             clean_session=None if v5 else not self._alarm,
             protocol=MQTTProtocolVersion.MQTTv5 if v5 else MQTTProtocolVersion.MQTTv311,
             manual_ack=self._alarm,
@@ -324,7 +340,7 @@ class MqttLane:
         sent: dict[int, list[str]] = {}
         for n in range(0, len(topics), TOPICS_PER_PACKET):
             chunk = topics[n : n + TOPICS_PER_PACKET]
-            result, mid = client.subscribe([(topic, qos) for topic in chunk])
+            result, mid = client.subscribe([(self._share + topic, qos) for topic in chunk])
             if result != mqtt.MQTT_ERR_SUCCESS or mid is None:
                 return None
             sent[mid] = chunk
@@ -335,7 +351,8 @@ class MqttLane:
         client = self._client
         for n in range(0, len(topics), TOPICS_PER_PACKET):
             chunk = topics[n : n + TOPICS_PER_PACKET]
-            result = client.unsubscribe(chunk)[0] if client is not None else mqtt.MQTT_ERR_NO_CONN
+            filters = [self._share + topic for topic in chunk]
+            result = client.unsubscribe(filters)[0] if client is not None else mqtt.MQTT_ERR_NO_CONN
             if result != mqtt.MQTT_ERR_SUCCESS:
                 self._stale.update(chunk)
 
@@ -381,6 +398,9 @@ class MqttLane:
     ) -> None:
         if self._stopping:
             log.info("%s lane disconnected", self._lane.value)
+        elif getattr(reason, "value", None) == SESSION_TAKEN_OVER and self._on_taken_over is not None:
+            log.info("%s lane: session %s taken over; stepping aside", self._lane.value, self._client_name)
+            self._call_on_loop(self._on_taken_over)
         else:
             log.warning("%s lane disconnected (%s); paho reconnects with backoff", self._lane.value, reason)
         self._metrics.broker_connected.labels(self._lane.value).set(0)
@@ -423,6 +443,7 @@ class MqttLane:
             mid=message.mid,
             duplicate=bool(message.dup),
             retained=bool(message.retain),
+            via=self._via,
         )
         if raw.size > MAX_PAYLOAD_BYTES:
             # It can only become a dead letter; queued whole, a flood of them would exhaust memory.

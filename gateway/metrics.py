@@ -54,6 +54,21 @@ class Metrics:
             ["store"],
             registry=r,
         )
+        self.cluster_changes_followed = Counter(
+            "careline_cluster_changes_followed",
+            "Commits of other gateway instances whose incidents were pushed to this instance's screens",
+            registry=r,
+        )
+        self.cluster_adopted_sessions = Gauge(
+            "careline_cluster_adopted_sessions",
+            "Broker sessions of dead peer instances this instance has adopted (their alarms come here)",
+            registry=r,
+        )
+        self.cluster_peers_alive = Gauge(
+            "careline_cluster_peers_alive",
+            "Gateway instances (this one included) with a fresh heartbeat",
+            registry=r,
+        )
         self.telemetry_dropped = Counter(
             "careline_telemetry_dropped",
             "Telemetry messages dropped because the lane's queue was full",

@@ -25,6 +25,7 @@ from services import (
     parent_of,
     processes_marked,
 )
+from stores import drop_databases, stop_server
 
 #: A process that is exiting as the last test ends gets this long to finish.
 _SURVIVOR_GRACE_S = 3.0
@@ -35,6 +36,21 @@ def mosquitto() -> Iterator[Mosquitto]:
     """A real Mosquitto broker on a free port of 127.0.0.1, with persistence; stopped afterwards."""
     with Mosquitto() as broker:
         yield broker
+
+
+@pytest.fixture(autouse=True)
+def _fresh_store_databases() -> Iterator[None]:
+    """On PostgreSQL, the databases a test made (tests/stores.py) are dropped after it."""
+    yield
+    drop_databases()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _store_server() -> Iterator[None]:
+    """This worker's PostgreSQL (started by the first test that needs it) stops before the session's
+    leftover-process check."""
+    yield
+    stop_server()
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

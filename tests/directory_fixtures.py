@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography.fernet import Fernet
+from stores import store_url
 
 from gateway.clock import FakeClock
 from gateway.config import CarelineConfig, load_config
@@ -87,7 +88,7 @@ def directory_config(db_path: Path, **storage: Any) -> CarelineConfig:
     """The directory above in a configuration file next to the database (read as a gateway reads it)."""
     path = db_path.parent / "directory.yaml"
     path.write_text(
-        f"storage:\n  url: sqlite:///{db_path}\n  directory_key_env: {KEY_ENV}\n" + DIRECTORY_YAML,
+        f"storage:\n  url: {store_url(db_path)}\n  directory_key_env: {KEY_ENV}\n" + DIRECTORY_YAML,
         encoding="utf-8",
     )
     config = load_config(path)

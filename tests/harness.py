@@ -19,6 +19,7 @@ import paho.mqtt.client as mqtt
 import websockets
 from paho.mqtt.enums import CallbackAPIVersion
 from services import free_port
+from stores import store_url
 
 from careline.bootstrap import Gateway, bootstrap
 from dashboard.auth import Role, UserExistsError
@@ -86,7 +87,7 @@ def site_config(broker_url: str, db_path: Path, http_port: int, **broker: Any) -
             "reconnect_max_s": 1,
             **broker,
         },
-        "storage": {"url": f"sqlite:///{db_path}"},
+        "storage": {"url": store_url(db_path)},
         "http": {"host": "127.0.0.1", "port": http_port},
         "sites": sites,
         "residents": residents,

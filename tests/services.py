@@ -12,6 +12,8 @@ import os
 import pwd
 import secrets
 import shutil
+import signal
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,6 +39,7 @@ __all__ = [
     "InfluxDB1",
     "Mosquitto",
     "MosquittoDynsec",
+    "PostgreSQL",
     "ServerProcess",
     "VictoriaMetrics",
     "alive",
@@ -215,6 +218,141 @@ class VictoriaMetrics(ServerProcess):
         with urllib.request.urlopen(f"{self.url}/api/v1/export?{query}", timeout=10) as response:
             text = response.read().decode("utf-8")
         return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def _postgres_bin() -> Path | None:
+    """Debian's newest PostgreSQL server programs (/usr/lib/postgresql/<major>/bin)."""
+    found = [path for path in Path("/usr/lib/postgresql").glob("*/bin") if (path / "postgres").exists()]
+    return max(found, key=lambda path: int(path.parent.name), default=None)
+
+
+class PostgreSQL(ServerProcess):
+    """A real PostgreSQL (Debian's), its cluster made with initdb in the temporary directory.
+
+    It listens on 127.0.0.1 only (and on a Unix socket inside its directory, so it never meets Debian's
+    own cluster's socket in /var/run/postgresql), with trust authentication for the superuser
+    `careline`. fsync, synchronous commits and full-page writes are off: the tests do not cut the power,
+    and durability across a power loss is tested on SQLite (docs/postgresql.md).
+
+    PostgreSQL refuses to run as root: as root, initdb and the server run as Debian's `postgres` user
+    (the package creates it), and the directory is handed to that user.
+    """
+
+    name = "postgresql"
+    scheme = "postgresql+psycopg"
+    superuser = "careline"
+    # SIGTERM is PostgreSQL's "smart" shutdown, which waits for every client to leave; SIGINT ("fast")
+    # ends the sessions and checkpoints.
+    stop_signal = signal.SIGINT
+
+    def __init__(self, *, port: int | None = None, startup_timeout_s: float | None = None) -> None:
+        super().__init__(port=port, startup_timeout_s=startup_timeout_s)
+        self._initialised = False
+
+    @property
+    def data_dir(self) -> Path:
+        return self._dir / "data"
+
+    def url_of(self, database: str) -> str:
+        return f"{self.scheme}://{self.superuser}@{self.host}:{self._port}/{database}"
+
+    def _user(self) -> str | None:
+        if os.getuid() != 0:
+            return None
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            raise RuntimeError(
+                "running as root, PostgreSQL needs the `postgres` user: `make test` installs the "
+                "Debian package postgresql, which creates it"
+            ) from None
+        return "postgres"
+
+    def _command(self) -> list[str]:
+        programs = _postgres_bin()
+        if programs is None:
+            raise RuntimeError("PostgreSQL is missing: `make test` installs it (Debian package postgresql)")
+        return [
+            str(programs / "postgres"),
+            "-D",
+            str(self.data_dir),
+            "-c",
+            f"listen_addresses={self.host}",
+            "-c",
+            f"port={self._port}",
+            "-c",
+            f"unix_socket_directories={self._dir}",
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+            # Every test's gateway has its pools (writer, readers, the directory's), and a worker's
+            # tests may overlap by a moment while the previous one's connections close.
+            "-c",
+            "max_connections=400",
+            "-c",
+            "log_min_messages=warning",
+        ]
+
+    def _prepare(self) -> None:
+        if self._initialised:
+            return
+        programs = _postgres_bin()
+        assert programs is not None  # _command() ran first
+        user = self._user()
+        if user is not None:
+            # The directory is the server's (it checks); root can still remove it.
+            entry = pwd.getpwnam(user)
+            os.chown(self._dir, entry.pw_uid, entry.pw_gid)
+        subprocess.run(
+            [
+                str(programs / "initdb"),
+                "-D",
+                str(self.data_dir),
+                "-U",
+                self.superuser,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            ],
+            check=True,
+            cwd=self._dir,
+            user=user,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self._initialised = True
+
+    def _ready(self) -> bool:
+        import psycopg
+
+        try:
+            with psycopg.connect(self._dsn("postgres"), connect_timeout=1):
+                return True
+        except psycopg.OperationalError:
+            return False
+
+    def _dsn(self, database: str) -> str:
+        return f"host={self.host} port={self._port} user={self.superuser} dbname={database}"
+
+    def admin(self, statement: str) -> None:
+        """Run one statement outside a transaction (CREATE / DROP DATABASE) in the `postgres` database."""
+        import psycopg
+
+        with psycopg.connect(self._dsn("postgres"), autocommit=True) as connection:
+            connection.execute(statement)  # type: ignore[arg-type]  # ours, not a user's
+
+    def create_database(self, name: str) -> str:
+        self.admin(f'CREATE DATABASE "{name}"')
+        return self.url_of(name)
+
+    def drop_database(self, name: str) -> None:
+        # FORCE: a pool the test left open (or a gateway's last reader) must not keep the database.
+        self.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # --- processes -------------------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from stores import store_url
 from typer.testing import CliRunner
 
 from careline.cli import app
@@ -42,7 +43,7 @@ def config_file(tmp_path: Path, db_path: Path) -> Path:
         "broker:\n"
         "  url: mqtt://127.0.0.1:1883\n"
         "storage:\n"
-        f"  url: sqlite:///{db_path}\n"
+        f"  url: {store_url(db_path)}\n"
         "sites:\n"
         "  - id: sunrise\n"
         "    name: Sunrise\n",
@@ -53,7 +54,7 @@ def config_file(tmp_path: Path, db_path: Path) -> Path:
 
 @pytest.fixture
 def users(db_path: Path) -> Iterator[UserStore]:
-    engine = make_engine(f"sqlite:///{db_path}")
+    engine = make_engine(store_url(db_path))
     yield UserStore(engine, lambda: datetime.now(UTC), 12)
     engine.dispose()
 
@@ -202,7 +203,7 @@ def test_python_dash_m_careline_runs_the_same_command_line(tmp_path: Path) -> No
 
 def _audited_store(db_path: Path, rows: int) -> None:
     """An incident store whose audit trail holds `rows` entries."""
-    engine = make_engine(f"sqlite:///{db_path}")
+    engine = make_engine(store_url(db_path))
     upgrade(engine)
     store = IncidentStore(engine, Directory(CarelineConfig()), lambda: datetime.now(UTC))
     for n in range(rows):

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from alembic import command
 from sqlalchemy import text
+from stores import store_url
 
 from gateway.incidents.db import make_engine
 from gateway.incidents.migrate import alembic_config, upgrade
@@ -16,8 +17,8 @@ from gateway.incidents.migrate import alembic_config, upgrade
 
 def test_upgrading_a_store_with_incidents_keeps_them_and_their_unique_active_key(tmp_path: Path) -> None:
     path = tmp_path / "careline.db"
-    engine = make_engine(f"sqlite:///{path}")
-    config = alembic_config(f"sqlite:///{path}")
+    engine = make_engine(store_url(path))
+    config = alembic_config(store_url(path))
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "0004")
@@ -53,7 +54,7 @@ def test_upgrading_a_store_with_incidents_keeps_them_and_their_unique_active_key
 
 def test_downgrading_below_0005_keeps_the_incidents_and_their_alarm_events(tmp_path: Path) -> None:
     """Dropped in place: a table rebuild would drop `incidents` under its alarm events (foreign keys)."""
-    url = f"sqlite:///{tmp_path / 'careline.db'}"
+    url = store_url(tmp_path / "careline.db")
     engine = make_engine(url)
     upgrade(engine)
     with engine.begin() as connection:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from stores import store_url
 
 from devices.model import DeviceEvent, DeviceType, EventKind
 from gateway.clock import FakeClock
@@ -124,7 +125,7 @@ class Rig:
         self, tmp_path: Path, cfg: CarelineConfig, channels: dict[ChannelKind, RecordingChannel]
     ) -> None:
         self.clock = FakeClock(NIGHT)
-        self.db = make_engine(f"sqlite:///{tmp_path / 'careline.db'}")
+        self.db = make_engine(store_url(tmp_path / "careline.db"))
         upgrade(self.db)
         self.store = IncidentStore(self.db, Directory(cfg), self.clock.now)
         self.service = IncidentService(self.store)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from services import InfluxDB1
 from sqlalchemy import Engine
+from stores import store_url
 
 from dashboard.device_board import TESTED_TYPES
 from devices.model import DeviceType
@@ -42,7 +43,7 @@ SETTINGS = HistorySettings(days=7, seed=5, per_day=14)
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'history.db'}")
+    engine = make_engine(store_url(tmp_path / "history.db"))
     upgrade(engine)
     yield engine
     engine.dispose()

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import Connection, Engine, insert
 from sqlalchemy.orm import Session
+from stores import store_url
 from test_reports import incident, store
 
 from gateway.incidents.audit import AuditTrail
@@ -42,7 +43,7 @@ NOW = datetime(2026, 4, 10, tzinfo=UTC)
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'careline.db'}")
+    engine = make_engine(store_url(tmp_path / "careline.db"))
     upgrade(engine)
     yield engine
     engine.dispose()

@@ -16,6 +16,7 @@ import pytest
 from pydantic import ValidationError
 from sqlalchemy import Engine, insert
 from sqlalchemy.orm import Session
+from stores import store_url
 from test_catalogue import rule_names
 
 from dashboard.api import STATIC
@@ -41,7 +42,7 @@ EAST_ACKS = [5, 10, 20, 30, 40, 50, 60, 61, 90, 180, 181]
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'careline.db'}")
+    engine = make_engine(store_url(tmp_path / "careline.db"))
     upgrade(engine)
     yield engine
     engine.dispose()

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from stores import store_url
 from test_risks_rules import bed, careline, taken
 from test_wellbeing_support import local
 
@@ -22,7 +23,7 @@ from rules.wellbeing import RepositioningRule, WellbeingConfig
 
 def started(db: Path, clock: FakeClock) -> IncidentStore:
     """A gateway's store as it starts: a new engine on the file, migrated."""
-    engine = make_engine(f"sqlite:///{db}")
+    engine = make_engine(store_url(db))
     upgrade(engine)
     return IncidentStore(engine, Directory(careline()), clock.now)
 

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 from devices.model import DeviceEvent, DeviceType, EventKind
@@ -71,6 +71,14 @@ class Escalator:
                     await self._wake.wait()
             self._wake.clear()
 
+    async def take_over(self, owners: Sequence[str]) -> int:
+        """Send what dead instances (adopted by this one) had planned and not sent; returns how many."""
+        planned = await self._service.bookkeeping(self._store.take_over, self._clock.now(), owners)
+        self._dispatch(planned)
+        for incident_id in {p.incident_id for p in planned}:
+            self._on_change(incident_id)
+        return len(planned)
+
     async def run_due(self) -> list[PlannedNotification]:
         planned = await self._service.bookkeeping(self._store.claim_due, self._clock.now())
         self._dispatch(planned)
@@ -102,6 +110,9 @@ class Escalator:
             item.notification_id, item.incident_id, item.recipient, item.alarm, item.ack_token
         )
         for attempt in range(1, self._attempts + 1):
+            await self._service.bookkeeping(
+                self._store.attempt_starting, item.notification_id, self._clock.now()
+            )
             delivery = await self._send_once(channel, replace(notification, attempt=attempt))
             await self._service.bookkeeping(
                 self._store.record_delivery, item.notification_id, delivery, attempt, self._clock.now()

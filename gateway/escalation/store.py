@@ -7,6 +7,7 @@ so a step's notifications, its audit rows and the next timer are durable togethe
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -109,6 +110,11 @@ class EscalationStore:
                 .where(Escalation.state == "active", Escalation.next_step_at <= now)
                 .order_by(Escalation.next_step_at)
                 .limit(CLAIM_LIMIT)
+                # Several instances poll the same store: each step is claimed by one of them, the others
+                # pass over the rows it holds instead of waiting (PostgreSQL; on SQLite, one writer at a
+                # time does the same). The step's notifications, its audit rows and its next timer are
+                # committed together, so a step is taken once, whoever takes it.
+                .with_for_update(skip_locked=True)
             ).all()
             for escalation in due:
                 planned += self._step(session, escalation, now)
@@ -230,6 +236,7 @@ class EscalationStore:
             ack_token=token,
             created_at=now,
             updated_at=now,
+            owner=self._store.instance,
         )
         session.add(row)
         session.flush()
@@ -311,7 +318,7 @@ class EscalationStore:
             row = session.get(Notification, notification_id)
             if row is None:
                 return
-            row.attempts = attempt
+            row.attempts, row.attempt_started_at = attempt, None
             row.status = "sent" if delivery.ok else ("retrying" if delivery.retryable else "failed")
             row.provider_id = delivery.provider_id or row.provider_id
             row.detail, row.updated_at = delivery.detail[:2000], now
@@ -424,13 +431,25 @@ class EscalationStore:
             return row.ack_token if row else None
 
     def requeue_interrupted(self, now: datetime) -> list[PlannedNotification]:
-        """Notifications planned but never sent when the gateway stopped: send them now."""
+        """Notifications this instance planned but never finished sending when it stopped: send them
+        now. (With no owner: planned before instances had names.)"""
+        return self.take_over(now, (self._store.instance,), unowned=True)
+
+    def take_over(
+        self, now: datetime, owners: Sequence[str], *, unowned: bool = False
+    ) -> list[PlannedNotification]:
+        """The unsent notifications of `owners` (this instance after a restart, or dead instances it
+        adopted), made this instance's and planned again. One whose attempt had begun when its owner
+        stopped may have gone out: it is audited as in doubt and sent again, since a responder told
+        twice is safer than one never told (docs/scaling.md)."""
+        owned = Notification.owner.in_(list(owners))
         with self._store.transaction(durable=False) as session:
             rows = session.scalars(
                 select(Notification)
                 .join(Incident, Incident.id == Notification.incident_id)
                 .where(
                     Notification.status.in_(("queued", "retrying")),
+                    or_(owned, Notification.owner.is_(None)) if unowned else owned,
                     or_(
                         Incident.status == IncidentStatus.OPEN.value,
                         # Sent outside the policy (an overdue fault to the technician): an
@@ -438,25 +457,55 @@ class EscalationStore:
                         and_(Notification.tier == 0, Incident.status == IncidentStatus.ACKNOWLEDGED.value),
                     ),
                 )
+                .with_for_update(of=Notification, skip_locked=True)
             ).all()
-            planned = []
-            for row in rows:
-                incident = session.get(Incident, row.incident_id)
-                assert incident is not None
-                reach = self._reach_of(row.responder_id)
-                overdue = row.tier == 0 and session.get(FaultEscalation, incident.id) is not None
-                planned.append(
-                    PlannedNotification(
-                        row.id,
-                        row.incident_id,
-                        ChannelKind(row.channel),
-                        reach.webhook,
-                        self._recipient(reach),
-                        self._summary(incident, FAULT_OVERDUE if overdue else None),
-                        row.ack_token,
-                    )
-                )
-            return planned
+            return [self._take(session, row, now) for row in rows]
+
+    def _take(self, session: Session, row: Notification, now: datetime) -> PlannedNotification:
+        incident = session.get(Incident, row.incident_id)
+        assert incident is not None  # joined above
+        if row.attempt_started_at is not None:
+            self._note(
+                session,
+                now,
+                "notification.in_doubt",
+                row.incident_id,
+                {
+                    "notification": row.id,
+                    "owner": row.owner,
+                    "responder": row.responder_id,
+                    "channel": row.channel,
+                    "attempt_started_at": row.attempt_started_at.isoformat(),
+                },
+            )
+        if row.owner != self._store.instance:
+            self._note(
+                session,
+                now,
+                "notification.taken_over",
+                row.incident_id,
+                {"notification": row.id, "from": row.owner, "by": self._store.instance},
+            )
+        row.owner, row.attempt_started_at, row.updated_at = self._store.instance, None, now
+        reach = self._reach_of(row.responder_id)
+        overdue = row.tier == 0 and session.get(FaultEscalation, incident.id) is not None
+        return PlannedNotification(
+            row.id,
+            row.incident_id,
+            ChannelKind(row.channel),
+            reach.webhook,
+            self._recipient(reach),
+            self._summary(incident, FAULT_OVERDUE if overdue else None),
+            row.ack_token,
+        )
+
+    def attempt_starting(self, notification_id: int, now: datetime) -> None:
+        """Marked before an attempt is handed to its channel, cleared with its outcome: an instance that
+        dies in between leaves the mark, and whoever takes the notification over knows it is in doubt."""
+        with self._store.transaction(durable=False) as session:
+            row = session.get(Notification, notification_id)
+            if row is not None:
+                row.attempt_started_at = now
 
     def _reach_of(self, responder_id: str) -> Reach:
         if responder_id.startswith("webhook:"):

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from gateway.incidents.schema import AuditEntry
 
 GENESIS = "0" * 64
+#: The PostgreSQL advisory lock key of the audit chain's tail ("CLAUDIT" in ASCII, arbitrary but fixed).
+AUDIT_TAIL_LOCK = 0x434C4155444954
 
 
 def entry_hash(
@@ -83,6 +85,11 @@ class AuditTrail:
         if self._tail_session is not session:
             self._tail_session, self._last_hash = session, None
         if self._last_hash is None:
+            if session.get_bind().dialect.name == "postgresql":
+                # SQLite's BEGIN IMMEDIATE already serialises writers. On PostgreSQL several instances
+                # write at once: the chain's tail is read and extended under one lock, held until commit,
+                # so two transactions can never both extend the same tail (a fork in the chain).
+                session.execute(select(func.pg_advisory_xact_lock(AUDIT_TAIL_LOCK)))
             last = session.scalar(select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1))
             self._last_hash = last or GENESIS
         return self._last_hash

@@ -218,6 +218,11 @@ class Notification(Base):
     detail: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    #: The gateway instance that sends it (`broker.client_id`); a live instance takes over a dead one's.
+    owner: Mapped[str | None] = mapped_column(String(64))
+    #: Set as an attempt is handed to its channel, cleared when its outcome is recorded: still set on a
+    #: dead instance's notification, the attempt may or may not have gone out (docs/scaling.md).
+    attempt_started_at: Mapped[datetime | None]
 
 
 # -- The directory (gateway/directory/store.py) ------------------------------------------------------
@@ -513,3 +518,21 @@ class Visit(Base):
     notes: Mapped[str] = mapped_column(Text, default="")
     incident_id: Mapped[int | None] = mapped_column(Integer)
     updated_at: Mapped[datetime]
+
+
+# -- several gateway instances (issue 13, docs/scaling.md) -------------------------------------------------
+
+
+class GatewayInstance(Base):
+    """One gateway instance sharing this store: alive while its heartbeat is fresh. When it falls
+    silent, one live instance adopts it (`adopted_by`): its broker session and its escalation work."""
+
+    __tablename__ = "gateway_instances"
+
+    instance: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: The MQTT client id of its alarm lane, whose persistent session holds the alarms sent to it.
+    alarm_client_id: Mapped[str] = mapped_column(String(128))
+    started_at: Mapped[datetime]
+    heartbeat_at: Mapped[datetime]
+    adopted_by: Mapped[str | None] = mapped_column(String(64))
+    adopted_at: Mapped[datetime | None]

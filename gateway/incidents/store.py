@@ -6,6 +6,7 @@ serialises writers (SQLite has one writer; the audit chain needs one tail).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -13,11 +14,12 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, CursorResult, Engine, delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from devices.model import DEAD_LETTER_PREFIX_BYTES, DeviceEvent, DeviceType, RawMessage
 from gateway.directory import Directory
-from gateway.incidents import fever
+from gateway.incidents import changes, fever
 from gateway.incidents.audit import AuditTrail, ChainBreak, find_break, verify_chain
 from gateway.incidents.db import read_only, relaxed
 from gateway.incidents.schema import (
@@ -40,6 +42,11 @@ from rules.model import (
     Severity,
     TemperatureTaken,
 )
+
+log = logging.getLogger(__name__)
+
+#: Attempts at an alarm batch that meets another instance's commit of the same incident key.
+_UNIQUE_RETRIES = 3
 
 ACTIVE = (IncidentStatus.OPEN.value, IncidentStatus.ACKNOWLEDGED.value)
 
@@ -142,12 +149,18 @@ class IncidentStore:
         *,
         dead_letters_max: int = DEAD_LETTERS_MAX,
         on_evicted: EvictionListener | None = None,
+        instance: str = "careline-gateway",
     ) -> None:
         self._dead_letters_max = dead_letters_max
         self._on_evicted = on_evicted
         self._sessions = sessionmaker(database, expire_on_commit=False)
         self._reads = sessionmaker(read_only(database), expire_on_commit=False)
         self._bookkeeping = sessionmaker(relaxed(database), expire_on_commit=False)
+        #: This gateway instance's name (`broker.client_id`): the other instances' screens follow its
+        #: commits (gateway/incidents/changes.py), and its notifications are its own to send.
+        self.instance = instance
+        for sessions in (self._sessions, self._bookkeeping):
+            changes.track(sessions, instance)
         self.directory = directory
         self._now = clock
         self.audit = AuditTrail()
@@ -170,6 +183,19 @@ class IncidentStore:
     # -- the alarm path -------------------------------------------------------------------------------
 
     def apply(self, batch: AlarmBatch) -> BatchResult:
+        for attempt in range(1, _UNIQUE_RETRIES + 1):
+            try:
+                return self._apply_once(batch)
+            except IntegrityError:
+                # Another instance committed the same key's incident (or the same alarm) between our
+                # look and our insert; the unique index refused ours. Looked at again, it is found and
+                # joined: one incident per alarm whichever instance took it.
+                if attempt == _UNIQUE_RETRIES:
+                    raise
+                log.info("alarm batch met another instance's commit (attempt %d); ruling it again", attempt)
+        raise AssertionError("unreachable")
+
+    def _apply_once(self, batch: AlarmBatch) -> BatchResult:
         result = BatchResult()
         changed: dict[int, Incident] = {}
         with self.transaction() as session:
@@ -631,6 +657,12 @@ class IncidentStore:
                 query = query.where(column == value)
         with self.reading() as session:
             rows = session.scalars(query.order_by(Incident.opened_at.desc()).limit(5000))
+            return [IncidentView.of(row, self.directory) for row in rows]
+
+    def incidents_with_ids(self, ids: Sequence[int]) -> list[IncidentView]:
+        """The incidents another gateway instance just committed (gateway/cluster.py)."""
+        with self.reading() as session:
+            rows = session.scalars(select(Incident).where(Incident.id.in_(list(ids))).order_by(Incident.id))
             return [IncidentView.of(row, self.directory) for row in rows]
 
     def site_of(self, incident_id: int) -> str | None:
