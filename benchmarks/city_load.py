@@ -350,7 +350,10 @@ def _store(instances: int, workdir: Path) -> Iterator[tuple[str, int | None]]:
 
 async def _listen(ws: websockets.ClientConnection, arrived: dict[str, float]) -> None:
     while True:
-        frame = json.loads(await ws.recv())
+        try:
+            frame = json.loads(await ws.recv())
+        except websockets.ConnectionClosed:
+            return
         if frame.get("type") == "incident":
             incident = frame["incident"]
             if incident.get("trigger_count") == 1:
@@ -402,6 +405,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         "city_rates": city,
         "homes_equivalent_at_peak": round(homes_equivalent),
         "argv": sys.argv[1:],
+        "load_average_at_start": os.getloadavg(),
         "phases": {},
     }
     with Mosquitto() as broker, InfluxDB1() as influx, _store(args.instances, workdir) as (store_url, pg_pid):
@@ -498,7 +502,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
                         "doors_sent": alarm_report["doors"],
                         "sos_sent": len(sos_sent),
                         "sos_answered": len(latencies),
-                        "received": {k: m1[k] - m0[k] for k in m1},
+                        "received": {k: m1[k] - m0.get(k, 0.0) for k in m1},
                         "points_written": p1 - p0,
                         "wall_s": round(wall, 2),
                         "cpu_s": {k: round(v, 3) for k, v in cpu.items()},
@@ -536,6 +540,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             for proc, _ in workers:
                 proc.join(5)
             alarm_proc.join(5)
+    results["load_average_at_end"] = os.getloadavg()
     results["devices"] = len(directory(args.homes, inputs["mix"])["devices"])
     if not args.idle_only:
         results["costs"] = costs(results)

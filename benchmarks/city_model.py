@@ -1,0 +1,440 @@
+"""A city on paper: what one core, one machine and 100,000 homes need, from measured inputs.
+
+Reads benchmarks/city_inputs.yaml (every figure with its source) and, where they exist, the measured
+results of benchmarks/city_load.py (results/city_load-1.json, city_load-2.json, city_idle-*.json) and
+benchmarks/pg_writes.py (results/pg_writes.json); prints the tables and writes them into docs/scaling.md
+between `<!-- city-model:begin -->` and `<!-- city-model:end -->`, and the figures into
+benchmarks/results/city_model.json. Nothing here is measured: it is arithmetic on what was.
+
+    .venv/bin/python benchmarks/city_model.py [--homes 100000] [--no-write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "benchmarks")]
+
+from support import replace_section  # noqa: E402
+
+INPUTS = ROOT / "benchmarks" / "city_inputs.yaml"
+RESULTS = ROOT / "benchmarks" / "results"
+DOC = ROOT / "docs" / "scaling.md"
+BEGIN, END = "<!-- city-model:begin -->", "<!-- city-model:end -->"
+LOAD_BEGIN, LOAD_END = "<!-- city-load:begin -->", "<!-- city-load:end -->"
+DAY_S = 86_400.0
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / name
+    if not path.exists():
+        return None
+    loaded: dict[str, Any] = json.loads(path.read_text())
+    return loaded
+
+
+def _v(inputs: dict[str, Any], *path: str) -> float:
+    node: Any = inputs
+    for key in path:
+        node = node[key]
+    return float(node["value"] if isinstance(node, dict) else node)
+
+
+@dataclass(frozen=True)
+class Home:
+    """What one home sends, a day and at the busiest hour (per second)."""
+
+    telemetry_per_day: float
+    doors_per_day: float
+    alarms_per_day: float
+    devices: float
+    peak: float
+
+    def per_s(self, per_day: float) -> float:
+        return per_day / DAY_S * self.peak
+
+
+def home_of(inputs: dict[str, Any], alarms_key: str = "alarms_per_home_per_day") -> Home:
+    mix = inputs["mix"]
+    share = float(mix["bed_sensor_share"])
+    per_device = mix["telemetry_per_device_per_day"]
+    telemetry = sum(float(s["messages"]) * (share if d == "bed" else 1.0) for d, s in per_device.items())
+    return Home(
+        telemetry_per_day=telemetry,
+        doors_per_day=_v(inputs, "mix", "door_events_per_home_per_day"),
+        alarms_per_day=_v(inputs, alarms_key),
+        devices=len(per_device) - 1 + share,
+        peak=_v(inputs, "peak_hour_factor"),
+    )
+
+
+@dataclass(frozen=True)
+class Costs:
+    """CPU seconds per unit, and where each came from."""
+
+    telemetry_s: float  # the telemetry process and the gateway, per telemetry message
+    door_s: float  # per door event on the alarm lane
+    alarm_s: float  # per SOS (the alarm lane's commit, the escalation's start)
+    idle_s_per_device_s: float  # a bound device, doing nothing, per second (status, snapshots, ticks)
+    snapshot_s_per_resident_s: float  # the rule-state snapshot, on the telemetry process's loop
+    rss_mb_base: float
+    rss_mb_per_device: float
+    sources: dict[str, str]
+
+
+def costs_of(inputs: dict[str, Any]) -> Costs:
+    c = inputs["costs"]
+    sources: dict[str, str] = {}
+    telemetry = (
+        c["telemetry_process_us_per_message"]["value"]
+        + c["gateway_process_us_per_telemetry_message"]["value"]
+    ) / 1e6
+    sources["telemetry"] = (
+        "docs/benchmarks.md (Zigbee2MQTT messages): telemetry process 163 µs + gateway 19 µs"
+    )
+    door = float(c["door_event_gateway_ms"]["value"] or 1.0) / 1e3
+    sources["door"] = "benchmarks/city_inputs.yaml door_event_gateway_ms"
+    alarm = c["sos_gateway_ms"]["value"] / 1e3
+    sources["alarm"] = "docs/benchmarks.md What limits it, item 4: 5 ms"
+    idle, rss_base, rss_per_device = 0.0, c["rss_mb_per_instance"]["value"], 10.0 * 2 / 3000
+    sources["rss"] = "docs/benchmarks.md: 324 MB at 3,000 devices; ~10 MB per process per 3,000 devices"
+    snapshot = inputs["costs_care_workflows"]["rule_state_snapshot_ms_per_500_residents"]["value"] / 1e3 / 500
+    snapshot /= inputs["costs_care_workflows"]["rule_state_every_s"]["value"]
+    sources["snapshot"] = (
+        "docs/benchmarks.md Care workflows: rule-state snapshot 166 ms per 500 residents / 30 s"
+    )
+    run = _load("city_load-1.json")
+    if run is not None and "costs" in run:
+        measured = run["costs"]
+        telemetry = (
+            measured["telemetry_us_per_message"]["telemetry_processes"]
+            + measured["telemetry_us_per_message"]["gateway_processes"]
+        ) / 1e6
+        sources["telemetry"] = (
+            f"benchmarks/city_load.py, one instance, {run['when']} (native JSON, the city's mix)"
+        )
+        door = (
+            measured["door_event_ms"]["gateway_processes"] + measured["door_event_ms"]["telemetry_processes"]
+        ) / 1e3
+        sources["door"] = f"benchmarks/city_load.py doors phase, {run['when']}"
+        alarm = (measured["sos_ms"]["gateway_processes"] + measured["sos_ms"]["telemetry_processes"]) / 1e3
+        sources["alarm"] = f"benchmarks/city_load.py sos phase, {run['when']} (docs/benchmarks.md: 5 ms)"
+    idles = sorted(
+        (r for p in RESULTS.glob("city_idle-*.json") if (r := json.loads(p.read_text()))),
+        key=lambda r: int(r["devices"]),
+    )
+    if idles:
+        big = idles[-1]
+        phase = big["phases"]["idle"]
+        busy = sum(v for k, v in phase["cpu_s"].items() if k.startswith("instance"))
+        idle = busy / phase["wall_s"] / big["devices"]
+        sources["idle"] = f"benchmarks/city_load.py --idle-only, {big['devices']:,} devices, {big['when']}"
+        if len(idles) > 1 or run is not None:
+            small_devices, small_rss = (
+                (idles[0]["devices"], idles[0]["phases"]["idle"]["rss_mb"])
+                if len(idles) > 1
+                else (run["devices"], run["phases"]["idle"]["rss_mb"])  # type: ignore[index]
+            )
+            if big["devices"] > small_devices:
+                rss_per_device = (phase["rss_mb"] - small_rss) / (big["devices"] - small_devices)
+                rss_base = phase["rss_mb"] - rss_per_device * big["devices"]
+                sources["rss"] = (
+                    f"benchmarks/city_load.py: RSS at {small_devices:,} and {big['devices']:,} devices"
+                )
+    return Costs(telemetry, door, alarm, idle, snapshot, rss_base, rss_per_device, sources)
+
+
+def _row(*cells: object) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _n(x: float, digits: int = 0) -> str:
+    return f"{x:,.{digits}f}"
+
+
+def model(inputs: dict[str, Any], homes: int) -> dict[str, Any]:
+    home = home_of(inputs)
+    stress = home_of(inputs, "alarms_per_home_per_day_stress")
+    costs = costs_of(inputs)
+    usable = _v(inputs, "machine", "usable_share")
+    cores = _v(inputs, "machine", "cores")
+    memory_gb = _v(inputs, "machine", "memory_gb")
+
+    # One home's CPU at the busiest hour, in core-seconds a second, in the gateway (both processes).
+    per_home = {
+        "telemetry": home.per_s(home.telemetry_per_day) * costs.telemetry_s,
+        "doors": home.per_s(home.doors_per_day) * costs.door_s,
+        "alarms": home.per_s(home.alarms_per_day) * costs.alarm_s,
+        "idle devices": home.devices * costs.idle_s_per_device_s,
+        "rule-state snapshot": costs.snapshot_s_per_resident_s,
+    }
+    core_homes = usable / sum(per_home.values())
+    # An instance is two interpreters (the gateway, the telemetry process): each at most one core. The
+    # telemetry process carries the telemetry, its idle share and the snapshot; the gateway the alarm lane.
+    telemetry_process = per_home["telemetry"] + per_home["rule-state snapshot"] + per_home["idle devices"] / 2
+    gateway_process = per_home["doors"] + per_home["alarms"] + per_home["idle devices"] / 2
+    instance_homes = usable / max(telemetry_process, gateway_process)
+    limit = "telemetry process" if telemetry_process >= gateway_process else "gateway process"
+    rss_instance = costs.rss_mb_base + costs.rss_mb_per_device * home.devices * instance_homes
+    instances_per_machine = max(
+        1, min(math.floor(cores / 2), math.floor(memory_gb * 1024 * usable / rss_instance))
+    )
+    machine_homes = instance_homes * instances_per_machine
+
+    city = {
+        "telemetry_msg_s": homes * home.per_s(home.telemetry_per_day),
+        "door_events_s": homes * home.per_s(home.doors_per_day),
+        "alarms_s": homes * home.per_s(home.alarms_per_day),
+        "alarms_s_stress": homes * stress.per_s(stress.alarms_per_day),
+        "devices": homes * home.devices,
+    }
+    instances = max(2, math.ceil(homes / instance_homes))
+    # Today on main every instance's telemetry process takes ALL telemetry (city_load-2.json): the
+    # telemetry, its snapshot and its devices do not divide between instances.
+    two = _load("city_load-2.json")
+    duplicated = bool(two and two["costs"]["telemetry_us_per_message"]["received_per_sent"] > 1.5)
+    telemetry_core_city = homes * telemetry_process
+    rss_city_instance = costs.rss_mb_base + costs.rss_mb_per_device * city["devices"] / (
+        1 if duplicated else instances
+    )
+
+    emqx = inputs["emqx"]
+    fan_out = 1 + (instances if duplicated else 1)
+    emqx_rate = (city["telemetry_msg_s"]) * fan_out + (city["door_events_s"] + city["alarms_s"]) * 2
+    emqx_nodes_rate = emqx_rate / emqx["node_msgs_per_s_in_plus_out"]["value"]
+    connections = homes * emqx["connections_per_home"]["value"]
+    emqx_nodes = max(
+        2, math.ceil(emqx_nodes_rate), math.ceil(connections / emqx["connections_per_node"]["value"])
+    )
+
+    pg = _load("pg_writes.json")
+    lifecycles_capacity = _v(inputs, "costs", "postgres_lifecycles_per_s_chained")
+    pg_source = "benchmarks/city_inputs.yaml"
+    if pg is not None:
+        chained = [r for r in pg["lifecycles"] if r["chain"] and r["clients"] <= 2]
+        lifecycles_capacity = min(r["lifecycles_per_s"] for r in chained)
+        pg_source = f"benchmarks/pg_writes.py, {pg['when']}"
+    heartbeat_txn = instances / 2.0  # cluster.heartbeat_s = 2
+    snapshot_mb_s = (
+        inputs["costs_care_workflows"]["rule_state_snapshot_mb_per_500_residents"]["value"] * homes / 500
+    )
+    snapshot_mb_s /= inputs["costs_care_workflows"]["rule_state_every_s"]["value"]
+    pg_rows = {
+        "alarm transactions/s (4 per alarm)": city["alarms_s"] * 4,
+        "…at 0.5 alarms a home a day": city["alarms_s_stress"] * 4,
+        "audit rows/s (5 per alarm)": city["alarms_s"] * 5,
+        "instance heartbeats/s": heartbeat_txn,
+    }
+    influx_points = city["telemetry_msg_s"] * (2 if duplicated else 1)
+    influx_cores = influx_points * _v(inputs, "costs", "influxd_us_per_point") / 1e6
+
+    return {
+        "home": home.__dict__,
+        "per_home_core_s": per_home,
+        "costs": costs.__dict__,
+        "one_core_homes": core_homes,
+        "one_instance_homes": instance_homes,
+        "one_instance_limit": limit,
+        "instances_per_machine": instances_per_machine,
+        "one_machine_homes": machine_homes,
+        "city": city,
+        "instances": instances,
+        "gateway_machines": math.ceil(instances / instances_per_machine),
+        "telemetry_duplicated_today": duplicated,
+        "telemetry_process_cores_if_not_shared": telemetry_core_city,
+        "rss_mb_per_instance_city": rss_city_instance,
+        "emqx_msgs_s_in_plus_out": emqx_rate,
+        "emqx_nodes": emqx_nodes,
+        "emqx_connections": connections,
+        "postgres": pg_rows,
+        "postgres_lifecycles_capacity": lifecycles_capacity,
+        "postgres_source": pg_source,
+        "postgres_snapshot_mb_s": snapshot_mb_s,
+        "influx_points_s": influx_points,
+        "influx_cores": influx_cores,
+        "homes": homes,
+    }
+
+
+def tables(m: dict[str, Any]) -> str:
+    home, city, costs = m["home"], m["city"], m["costs"]
+    lines = [
+        BEGIN,
+        "Generated by `.venv/bin/python benchmarks/city_model.py` from `benchmarks/city_inputs.yaml` and the "
+        "results files it names; do not edit by hand.",
+        "",
+        f"**One home** ({home['devices']:.1f} devices): {_n(home['telemetry_per_day'])} telemetry messages, "
+        f"{_n(home['doors_per_day'])} door events and {home['alarms_per_day']:g} alarms a day; "
+        "the busiest hour "
+        f"carries {home['peak']:g}× the day's average.",
+        "",
+        "| what one home costs the gateway at the busiest hour | CPU µs a second | from |",
+        "|---|---|---|",
+    ]
+    names = {
+        "telemetry": "telemetry",
+        "doors": "door",
+        "alarms": "alarm",
+        "idle devices": "idle",
+        "rule-state snapshot": "snapshot",
+    }
+    for part, value in m["per_home_core_s"].items():
+        lines.append(_row(part, _n(value * 1e6, 2), costs["sources"].get(names[part], "")))
+    lines += [
+        "",
+        "| capacity | homes | limited by |",
+        "|---|---|---|",
+        _row("one core (70 % busy)", _n(m["one_core_homes"]), "the sum above"),
+        _row(
+            "one gateway instance (two interpreters, each ≤ one core)",
+            _n(m["one_instance_homes"]),
+            m["one_instance_limit"],
+        ),
+        _row(
+            f"one machine ({m['instances_per_machine']} instances)",
+            _n(m["one_machine_homes"]),
+            "cores (two per instance) and memory",
+        ),
+        "",
+        f"**{_n(m['homes'])} homes** ({_n(city['devices'])} devices) at the busiest hour:",
+        "",
+        "| part | load | needs |",
+        "|---|---|---|",
+        _row("telemetry", f"{_n(city['telemetry_msg_s'])} msg/s", ""),
+        _row("door events (alarm lane, no incident)", f"{_n(city['door_events_s'], 1)} /s", ""),
+        _row("alarms", f"{city['alarms_s']:.2f} /s ({city['alarms_s_stress']:.2f} at 0.5 a home a day)", ""),
+        _row(
+            "gateway instances",
+            f"{_n(m['homes'])} homes ÷ {_n(m['one_instance_homes'])} a instance",
+            f"{m['instances']} (at least 2), on {m['gateway_machines']} machine(s)",
+        ),
+        _row(
+            "…telemetry as on main today (every instance takes all of it)",
+            f"{m['telemetry_process_cores_if_not_shared']:.2f} cores in EACH telemetry process",
+            "**does not fit one interpreter**"
+            if m["telemetry_process_cores_if_not_shared"] > 0.7
+            else "fits",
+        ),
+        _row("…RSS of each instance", f"{_n(m['rss_mb_per_instance_city'])} MB", ""),
+        _row(
+            "EMQX",
+            f"{_n(m['emqx_msgs_s_in_plus_out'])} msg/s in + out, {_n(m['emqx_connections'])} connections",
+            f"{m['emqx_nodes']} nodes (published per-node figures; at least 2)",
+        ),
+    ]
+    for name, value in m["postgres"].items():
+        lines.append(_row(f"PostgreSQL: {name}", f"{value:.2f}", ""))
+    lines += [
+        _row(
+            "PostgreSQL: alarm lifecycles a second it took here (chained audit)",
+            _n(m["postgres_lifecycles_capacity"]),
+            m["postgres_source"],
+        ),
+        _row("PostgreSQL: rule-state snapshots", f"{m['postgres_snapshot_mb_s']:.1f} MB/s of JSON rows", ""),
+        _row("InfluxDB", f"{_n(m['influx_points_s'])} points/s", f"{m['influx_cores']:.2f} cores"),
+        END,
+    ]
+    return "\n".join(lines)
+
+
+def _share(phase: dict[str, Any], suffix: str) -> float:
+    return float(sum(v for k, v in phase["cpu_share_of_a_core"].items() if k.endswith(suffix)))
+
+
+def load_tables(inputs: dict[str, Any]) -> str:
+    """The city_load.py runs: each phase per instance count, then costs measured against the model's."""
+    lines = [
+        LOAD_BEGIN,
+        "Generated by `benchmarks/city_model.py` from the results of `benchmarks/city_load.py`.",
+        "",
+    ]
+    runs = [r for n in (1, 2) if (r := _load(f"city_load-{n}.json")) is not None]
+    if not runs:
+        return "\n".join([*lines, "Not run yet.", LOAD_END])
+    for run in runs:
+        store = "SQLite" if run["instances"] == 1 else "one PostgreSQL 15"
+        lines += [
+            f"**{run['instances']} instance(s)** on {store}, {run['homes']:,} homes / "
+            f"{run['devices']:,} devices, "
+            f"{run['seconds']:g} s a phase, measured {run['when']} at {run['commit'].split()[0]} "
+            f"(load average {run['load_average_at_start'][0]:.1f} at the start, "
+            f"{run['load_average_at_end'][0]:.1f} "
+            f"at the end: the two cores were shared with other work). Command: "
+            f"`.venv/bin/python benchmarks/city_load.py {' '.join(run['argv'])}`.",
+            "",
+            "| phase | telemetry msg/s offered | received by the gateways | door events | SOS "
+            "| gateway % of a core | telemetry process % | Mosquitto % | influxd % | PostgreSQL % "
+            "| SOS → WebSocket p50 / p99 / max ms "
+            "| RSS MB |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for name, phase in run["phases"].items():
+            received = phase["received"].get('careline_messages_received_total{lane="telemetry"}', 0.0)
+            sos = phase.get("sos_ms")
+            lines.append(
+                _row(
+                    name,
+                    _n(phase["rates_offered"]["telemetry"]),
+                    f"{received / max(1.0, phase['wall_s']):,.0f}/s",
+                    f"{phase['doors_sent']:,}",
+                    f"{phase['sos_answered']} of {phase['sos_sent']}",
+                    _n(100 * _share(phase, "-gateway"), 1),
+                    _n(100 * _share(phase, "-telemetry"), 1),
+                    _n(100 * _share(phase, "mosquitto"), 1),
+                    _n(100 * _share(phase, "influxd"), 1),
+                    _n(100 * _share(phase, "postgres"), 1)
+                    if "postgres" in phase["cpu_share_of_a_core"]
+                    else "–",
+                    f"{sos['p50']} / {sos['p99']} / {sos['max']}" if sos else "–",
+                    _n(phase["rss_mb"]),
+                )
+            )
+        c = run["costs"]
+        t, d, s = c["telemetry_us_per_message"], c["door_event_ms"], c["sos_ms"]
+        city = c["city_gateway_cpu_s"]
+        lines += [
+            "",
+            f"Measured costs (CPU over idle, per message sent): telemetry {t['telemetry_processes']} µs "
+            f"in the telemetry process(es) + {t['gateway_processes']} µs in the gateway(s) (each message "
+            f"received {t['received_per_sent']:g} times), Mosquitto {t['mosquitto']} µs, influxd "
+            f"{t['influxd_per_point']} µs a point; a door event {d['gateway_processes']} ms in the gateway + "
+            f"{d['telemetry_processes']} ms in the telemetry process; an SOS {s['gateway_processes']} ms + "
+            f"{s['telemetry_processes']} ms"
+            + (f", PostgreSQL {s['postgres']} ms" if run["instances"] > 1 else "")
+            + f". The city phase: the gateways used {city['measured']} CPU-seconds, the single phases "
+            f"predict {city['predicted_from_phases']}.",
+            "",
+        ]
+    return "\n".join([*lines, LOAD_END])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--homes", type=int, default=None)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    inputs: dict[str, Any] = yaml.safe_load(INPUTS.read_text())
+    homes = args.homes or int(_v(inputs, "city", "homes"))
+    result = model(inputs, homes)
+    text = tables(result)
+    print(text)
+    print(load_tables(inputs))
+    if not args.no_write:
+        (RESULTS / "city_model.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+        replace_section(DOC, BEGIN, END, text)
+        replace_section(DOC, LOAD_BEGIN, LOAD_END, load_tables(inputs))
+
+
+if __name__ == "__main__":
+    main()
