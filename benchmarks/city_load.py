@@ -308,7 +308,7 @@ def _start(
             env=env,
             cwd=workdir,
         )
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None:
         with contextlib.suppress(httpx.TransportError):
             if httpx.get(f"http://127.0.0.1:{http_port}/api/readyz").status_code == 200:

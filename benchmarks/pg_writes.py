@@ -10,9 +10,10 @@ runs, from `--clients` writer connections at once, each alarm's lifecycle as the
   ack       the incident and its escalation updated, an audit row;
   resolve   the incident updated, an audit row.
 
-With `--chain` (the default) every transaction that appends to the audit trail takes the chain's tail
-under a row lock first, as a hash chain shared by several gateways must: those transactions then commit
-one after another. `--no-chain` shows what the same writes cost without that. Also runs pgbench's TPC-B
+Each run is made twice: with the audit chain's lock (every transaction that appends to the audit trail
+first takes the advisory lock gateway/incidents/audit.py takes on PostgreSQL and reads the chain's tail,
+as a hash chain shared by several gateways must: those transactions commit one after another), and
+without it, to show what the lock costs. Also runs pgbench's TPC-B
 for scale, and reports the server's CPU per lifecycle (psutil over the postmaster and its backends).
 
     .venv/bin/python benchmarks/pg_writes.py [--seconds 15] [--clients 1,2,4]
@@ -47,6 +48,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 
 from common.net import free_port  # noqa: E402
+from gateway.incidents.audit import AUDIT_TAIL_LOCK, GENESIS  # noqa: E402
 from gateway.incidents.schema import Base  # noqa: E402
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -129,22 +131,28 @@ class Writer:
         self.chain = chain
         self.lifecycles = 0
         self.transactions = 0
+        self.tail: str | None = None
 
     def _audit(self, cur: psycopg.Cursor[Any], action: str, incident_id: int, now: datetime) -> None:
-        if self.chain:
-            cur.execute("SELECT last_hash FROM audit_chain_tail WHERE id = 1 FOR UPDATE")
+        if self.chain and self.tail is None:
+            # As gateway/incidents/audit.py on PostgreSQL: the chain's tail read under one advisory lock,
+            # held until the commit, once per transaction.
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (AUDIT_TAIL_LOCK,))
+            cur.execute("SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1")
             row = cur.fetchone()
-            prev = row[0] if row else ""
-        else:
-            prev = ""
+            self.tail = row[0] if row else GENESIS
+        prev = self.tail or GENESIS
         digest = _digest(prev, action, incident_id)
         cur.execute(
             "INSERT INTO audit_log (at, actor, action, incident_id, details, prev_hash, hash)"
             " VALUES (%s, 'gateway', %s, %s, %s, %s, %s)",
             (now, action, incident_id, json.dumps({"device": "pendant"}), prev, digest),
         )
-        if self.chain:
-            cur.execute("UPDATE audit_chain_tail SET last_hash = %s WHERE id = 1", (digest,))
+        self.tail = digest if self.chain else None
+
+    def commit(self) -> None:
+        self.conn.commit()
+        self.tail = None
 
     def lifecycle(self) -> None:
         now = datetime.now(UTC)
@@ -173,7 +181,7 @@ class Writer:
             )
             self._audit(cur, "incident.opened", incident_id, now)
             self._audit(cur, "escalation.started", incident_id, now)
-        self.conn.commit()
+        self.commit()
         with self.conn.cursor() as cur:
             cur.execute(
                 "SELECT incident_id FROM escalations WHERE incident_id = %s AND state = 'active'"
@@ -193,7 +201,7 @@ class Writer:
                 (now, now, incident_id),
             )
             self._audit(cur, "escalation.notified", incident_id, now)
-        self.conn.commit()
+        self.commit()
         with self.conn.cursor() as cur:
             cur.execute(
                 "UPDATE incidents SET status = 'acknowledged', acknowledged_at = %s, acknowledged_by ="
@@ -206,7 +214,7 @@ class Writer:
                 (now, incident_id),
             )
             self._audit(cur, "incident.acknowledged", incident_id, now)
-        self.conn.commit()
+        self.commit()
         with self.conn.cursor() as cur:
             cur.execute(
                 "UPDATE incidents SET status = 'resolved', resolved_at = %s, resolved_by = 'operator-1',"
@@ -214,7 +222,7 @@ class Writer:
                 (now, incident_id),
             )
             self._audit(cur, "incident.resolved", incident_id, now)
-        self.conn.commit()
+        self.commit()
         self.lifecycles += 1
         self.transactions += 4
 
@@ -224,9 +232,6 @@ def _schema(port: int) -> str:
     engine = create_engine(f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres")
     Base.metadata.create_all(engine)
     engine.dispose()
-    with psycopg.connect(dsn, autocommit=True) as conn:
-        conn.execute("CREATE TABLE audit_chain_tail (id int PRIMARY KEY, last_hash text NOT NULL)")
-        conn.execute("INSERT INTO audit_chain_tail VALUES (1, '')")
     return dsn
 
 
