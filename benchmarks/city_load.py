@@ -395,6 +395,8 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
     ]
     if args.idle_only:
         phases = phases[:1]
+    elif args.phases:
+        phases = [p for p in phases if p[0] == "idle" or p[0] in args.phases.split(",")]
     results: dict[str, Any] = {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
@@ -542,7 +544,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             alarm_proc.join(5)
     results["load_average_at_end"] = os.getloadavg()
     results["devices"] = len(directory(args.homes, inputs["mix"])["devices"])
-    if not args.idle_only:
+    if not args.idle_only and not args.phases:
         results["costs"] = costs(results)
     return results
 
@@ -609,12 +611,14 @@ def main() -> None:
     parser.add_argument(
         "--idle-only", action="store_true", help="only the idle phase: what a directory costs"
     )
+    parser.add_argument("--phases", default="", help="only these phases (and idle), e.g. telemetry")
+    parser.add_argument("--tag", default="", help="results/city_<tag>-<instances>.json instead of city_load")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     results = asyncio.run(_run(args))
     print(json.dumps(results.get("costs"), indent=2))
     if not args.no_write:
-        name = f"city_idle-{args.homes}" if args.idle_only else f"city_load-{args.instances}"
+        name = f"city_idle-{args.homes}" if args.idle_only else f"city_{args.tag or 'load'}-{args.instances}"
         out = ROOT / "benchmarks" / "results" / f"{name}.json"
         out.write_text(json.dumps(results, indent=2) + "\n")
 

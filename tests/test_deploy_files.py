@@ -7,16 +7,24 @@ the Careline configurations and the load balancer's configuration agree with one
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 import shutil
 import subprocess
+import time
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
+import websockets
+import websockets.asyncio.server
 import yaml
 
+from common.net import free_port
 from gateway.config import CarelineConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -252,3 +260,109 @@ def test_the_image_installs_every_package_the_command_imports() -> None:
     packages = re.search(r"packages = \[(.*?)\]", pyproject)
     assert packages is not None
     assert {p.strip().strip('"') for p in packages.group(1).split(",")} <= copied
+
+
+# -- the balancer's configuration, run: HAProxy in front of two stand-ins of a gateway -------------------
+
+
+class _StandIn:
+    """What the balancer sees of a gateway: /api/readyz (switchable), /api/whoami, the /api/ws WebSocket."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.ready = True
+        self.port = free_port()
+        self.server: Any = None
+
+    async def start(self) -> None:
+        self.server = await websockets.asyncio.server.serve(
+            self._echo, "127.0.0.1", self.port, process_request=self._http
+        )
+
+    def _http(self, connection: Any, request: Any) -> Any:
+        if request.path == "/api/readyz":
+            status = HTTPStatus.OK if self.ready else HTTPStatus.SERVICE_UNAVAILABLE
+            return connection.respond(status, "ready\n" if self.ready else "not ready\n")
+        if request.path == "/api/whoami":
+            return connection.respond(HTTPStatus.OK, self.name)
+        return None  # /api/ws: the WebSocket handshake goes on
+
+    async def _echo(self, ws: Any) -> None:
+        with contextlib.suppress(websockets.ConnectionClosed):
+            async for message in ws:
+                await ws.send(f"{self.name}:{message}")
+
+    async def stop(self) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+
+def _balancer_config(backends: dict[str, int], ports: dict[str, int]) -> str:
+    """deploy/scale/haproxy.cfg with the compose network's names and ports replaced by this machine's."""
+    text = (SCALE / "haproxy.cfg").read_text()
+    text = re.sub(r"resolvers docker\n(    .*\n)+", "", text).replace(" resolvers docker", "")
+    for name, port in backends.items():
+        text = text.replace(f"server {name} {name}:8080", f"server {name} 127.0.0.1:{port}")
+    for bind, port in ports.items():
+        text = text.replace(f"bind :{bind}", f"bind 127.0.0.1:{port}")
+    # This machine's file limit is lower than a container's (compose raises it for `lb`).
+    return text.replace("log stdout format raw local0 info", "").replace("maxconn 20000", "maxconn 2000")
+
+
+@pytest.mark.slow
+async def test_the_balancer_round_robins_without_stickiness_passes_websockets_and_drops_an_unready_gateway(
+    tmp_path: Path,
+) -> None:
+    if shutil.which("haproxy") is None:
+        pytest.skip("haproxy is not installed")
+    stand_ins = {name: _StandIn(name) for name in GATEWAYS}
+    for stand_in in stand_ins.values():
+        await stand_in.start()
+    ports = {"8080": free_port(), "1883": free_port(), "8404": free_port()}
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(_balancer_config({n: s.port for n, s in stand_ins.items()}, ports))
+    balancer = await asyncio.create_subprocess_exec(
+        "haproxy", "-db", "-f", str(config), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{ports['8080']}"
+    try:
+        async with httpx.AsyncClient(base_url=base) as http:
+
+            async def answers(count: int, **kwargs: Any) -> list[str]:
+                return [(await http.get("/api/whoami", **kwargs)).text for _ in range(count)]
+
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                with contextlib.suppress(httpx.TransportError):
+                    if set(await answers(4)) == set(GATEWAYS):
+                        break
+                await asyncio.sleep(0.2)
+            served = await answers(10)
+            assert served.count("gateway1") == served.count("gateway2") == 5
+            # A signed-in operator's cookie changes nothing: sessions are rows in the shared store.
+            with_cookie = await answers(10, headers={"Cookie": "careline_session=abc"})
+            assert with_cookie.count("gateway1") == with_cookie.count("gateway2") == 5
+
+            async with websockets.connect(f"ws://127.0.0.1:{ports['8080']}/api/ws") as ws:
+                await ws.send("ping")
+                reply = await ws.recv()
+                owner = str(reply).split(":")[0]
+                assert owner in GATEWAYS
+                assert reply == f"{owner}:ping"
+
+                stand_ins[owner].ready = False
+                deadline = time.monotonic() + 15
+                while time.monotonic() < deadline and owner in await answers(4):  # noqa: ASYNC110
+                    await asyncio.sleep(0.5)
+                assert set(await answers(6)) == set(GATEWAYS) - {owner}
+                # The unready instance's open WebSocket is ended, so its console reconnects elsewhere.
+                with pytest.raises(websockets.ConnectionClosed):
+                    async with asyncio.timeout(10):
+                        await ws.recv()
+            stats = (await http.get(f"http://127.0.0.1:{ports['8404']}/lb-healthz")).status_code
+            assert stats == 200
+    finally:
+        balancer.terminate()
+        await balancer.wait()
+        for stand_in in stand_ins.values():
+            await stand_in.stop()
