@@ -294,17 +294,24 @@ def tables(m: dict[str, Any]) -> str:
         lines.append(_row(part, _n(value * 1e6, 2), costs["sources"].get(names[part], "")))
     lines += [
         "",
-        "| capacity | homes | limited by |",
-        "|---|---|---|",
-        _row("one core (70 % busy)", _n(m["one_core_homes"]), "the sum above"),
+        "| capacity | homes | devices | limited by |",
+        "|---|---|---|---|",
+        _row(
+            "one core (70 % busy)",
+            _n(m["one_core_homes"]),
+            _n(m["one_core_homes"] * home["devices"]),
+            "the sum above",
+        ),
         _row(
             "one gateway instance (two interpreters, each ≤ one core)",
             _n(m["one_instance_homes"]),
+            _n(m["one_instance_homes"] * home["devices"]),
             m["one_instance_limit"],
         ),
         _row(
-            f"one machine ({m['instances_per_machine']} instances)",
+            f"one machine ({m['instances_per_machine']} instances, telemetry divided between them)",
             _n(m["one_machine_homes"]),
+            _n(m["one_machine_homes"] * home["devices"]),
             "cores (two per instance) and memory",
         ),
         "",
@@ -430,7 +437,42 @@ def load_tables(inputs: dict[str, Any]) -> str:
             "",
         ]
     lines += comparison(inputs, runs[0])
+    lines += ceiling()
     return "\n".join([*lines, LOAD_END])
+
+
+def ceiling() -> list[str]:
+    """Telemetry alone, above one telemetry process's rate (city_load.py --phases telemetry --tag ceiling)."""
+    runs = [r for n in (1, 2) if (r := _load(f"city_ceiling-{n}.json")) is not None]
+    if not runs:
+        return []
+    lines = [
+        "**Telemetry throughput**, telemetry alone at a rate above one telemetry process's ceiling "
+        f"(`.venv/bin/python benchmarks/city_load.py {' '.join(runs[0]['argv'])}`, "
+        "and with `--instances 2`):",
+        "",
+        "| instances | offered msg/s | sent | received by the instances | received per instance a second "
+        "| dropped | points written | telemetry process % of a core (each) | measured |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        phase = run["phases"]["telemetry"]
+        received = phase["received"].get('careline_messages_received_total{lane="telemetry"}', 0.0)
+        each = [f"{100 * v:.0f}" for k, v in phase["cpu_share_of_a_core"].items() if k.endswith("-telemetry")]
+        lines.append(
+            _row(
+                run["instances"],
+                _n(phase["rates_offered"]["telemetry"]),
+                f"{phase['telemetry_sent']:,}",
+                f"{received:,.0f}",
+                _n(received / run["instances"] / run["seconds"]),
+                _n(phase["received"].get("careline_telemetry_dropped_total", 0.0)),
+                f"{phase['points_written']:,.0f}",
+                " / ".join(each),
+                f"{run['when']} (load average {run['load_average_at_start'][0]:.1f})",
+            )
+        )
+    return [*lines, ""]
 
 
 def comparison(inputs: dict[str, Any], run: dict[str, Any]) -> list[str]:

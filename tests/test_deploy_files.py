@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import re
 import shutil
 import subprocess
@@ -200,6 +201,15 @@ def test_the_balancer_spreads_dashboards_round_robin_without_stickiness_and_chec
     assert any(line.startswith("timeout tunnel") for line in sections["defaults"]), "WebSockets need it"
     emqx = [line.split() for line in sections["backend emqx"] if line.startswith("server ")]
     assert {s[2] for s in emqx} == {f"{n}.careline.internal:1883" for n in NODES}
+
+
+def test_the_gateways_trust_the_forwarded_address_of_the_balancer_only() -> None:
+    lb_address = _services()["lb"]["networks"]["careline"]["ipv4_address"]
+    subnet = _compose()["networks"]["careline"]["ipam"]["config"][0]["subnet"]
+    assert ipaddress.ip_address(lb_address) in ipaddress.ip_network(subnet)
+    for name in GATEWAYS:
+        assert _services()[name]["environment"]["FORWARDED_ALLOW_IPS"] == lb_address
+    assert "option forwardfor" in _haproxy_sections()["frontend dashboards"]
 
 
 def test_the_balancer_publishes_the_dashboards_and_mqtt_and_health_checks_its_own_monitor_uri() -> None:
