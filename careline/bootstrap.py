@@ -59,7 +59,7 @@ from gateway.escalation.webhooks import WebhookContext, webhook_router
 from gateway.escalation.wiring import build_channels, build_webhooks, twilio_auth_token
 from gateway.headroom import watched_disks
 from gateway.incidents.changes import Change
-from gateway.incidents.db import make_engine
+from gateway.incidents.db import make_engine, setting_up
 from gateway.incidents.migrate import upgrade
 from gateway.incidents.service import IncidentService
 from gateway.incidents.store import ACTIVE, AlarmBatch, IncidentStore
@@ -201,6 +201,7 @@ class Gateway:
             self.clock,
             attempts=esc.send_attempts,
             failure_alarm_after=esc.channel_failure_alarm_after,
+            in_doubt_wait_s=esc.in_doubt_wait_s,
             on_change=self._escalation_changed,
         )
         self.service.subscribe(self._incidents_changed)
@@ -470,7 +471,7 @@ class Gateway:
         lane = self.adopted_sessions.pop(peer, None)
         if lane is not None:
             lane.stop()
-            log.info("instance %s is back: its broker session is its own again", peer)
+            log.info("instance %s's broker session released", peer)
 
     async def _peer_committed(self, change: Change) -> None:
         """Another instance's commit: this instance's screens see it as if it had been made here."""
@@ -615,8 +616,9 @@ class Gateway:
     def open_store(self) -> None:
         """Bring the incident store to the newest schema and, on first start, seed the directory from the
         configuration file (idempotent; also run by `running`)."""
-        upgrade(self.database)
-        self.directory.seed(self.config)
+        with setting_up(self.database):
+            upgrade(self.database)
+            self.directory.seed(self.config)
 
     # -- what the telemetry process reports back (on the event loop) -------------------------------------
 

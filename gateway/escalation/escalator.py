@@ -44,8 +44,10 @@ class Escalator:
         *,
         attempts: int = 3,
         failure_alarm_after: int = 5,
+        in_doubt_wait_s: float = 15.0,
         on_change: Callable[[int], None] | None = None,
     ) -> None:
+        self._in_doubt_wait_s = in_doubt_wait_s
         self._store = store
         self._service = service
         self._channels = dict(channels)
@@ -105,6 +107,13 @@ class Escalator:
             task.add_done_callback(self._sending.discard)
 
     async def _deliver(self, item: PlannedNotification) -> None:
+        if item.in_doubt:
+            await asyncio.sleep(self._in_doubt_wait_s)
+            if not await self._service.bookkeeping(
+                self._store.settle_in_doubt, item.notification_id, self._clock.now()
+            ):
+                self._on_change(item.incident_id)
+                return
         channel = self._webhooks.get(item.webhook or "") if item.webhook else self._channels.get(item.channel)
         notification = Notification(
             item.notification_id, item.incident_id, item.recipient, item.alarm, item.ack_token

@@ -39,6 +39,8 @@ class PlannedNotification:
     recipient: Recipient
     alarm: AlarmSummary
     ack_token: str
+    #: Its attempt was under way when its owner died: wait for the provider's word before sending.
+    in_doubt: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,8 +442,9 @@ class EscalationStore:
     ) -> list[PlannedNotification]:
         """The unsent notifications of `owners` (this instance after a restart, or dead instances it
         adopted), made this instance's and planned again. One whose attempt had begun when its owner
-        stopped may have gone out: it is audited as in doubt and sent again, since a responder told
-        twice is safer than one never told (docs/scaling.md)."""
+        stopped may have gone out: it is audited as in doubt, and sent again unless the provider's
+        status callback says it went (awaited for `escalation.in_doubt_wait_s`): a responder told twice
+        is safer than one never told (docs/scaling.md)."""
         owned = Notification.owner.in_(list(owners))
         with self._store.transaction(durable=False) as session:
             rows = session.scalars(
@@ -464,7 +467,9 @@ class EscalationStore:
     def _take(self, session: Session, row: Notification, now: datetime) -> PlannedNotification:
         incident = session.get(Incident, row.incident_id)
         assert incident is not None  # joined above
-        if row.attempt_started_at is not None:
+        started = row.attempt_started_at
+        in_doubt = started is not None
+        if started is not None:
             self._note(
                 session,
                 now,
@@ -475,7 +480,7 @@ class EscalationStore:
                     "owner": row.owner,
                     "responder": row.responder_id,
                     "channel": row.channel,
-                    "attempt_started_at": row.attempt_started_at.isoformat(),
+                    "attempt_started_at": started.isoformat(),
                 },
             )
         if row.owner != self._store.instance:
@@ -497,7 +502,26 @@ class EscalationStore:
             self._recipient(reach),
             self._summary(incident, FAULT_OVERDUE if overdue else None),
             row.ack_token,
+            in_doubt=in_doubt,
         )
+
+    def settle_in_doubt(self, notification_id: int, now: datetime) -> bool:
+        """After the wait: True to send it again; False when the provider reported it meanwhile (its
+        status callback was recorded), so it did go out, and once is enough."""
+        with self._store.transaction(durable=False) as session:
+            row = session.get(Notification, notification_id)
+            if row is None:
+                return False
+            if row.status in ("queued", "retrying"):
+                return True
+            self._note(
+                session,
+                now,
+                "notification.in_doubt_settled",
+                row.incident_id,
+                {"notification": row.id, "status": row.status},
+            )
+            return False
 
     def attempt_starting(self, notification_id: int, now: datetime) -> None:
         """Marked before an attempt is handed to its channel, cleared with its outcome: an instance that
