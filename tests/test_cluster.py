@@ -133,14 +133,18 @@ async def test_an_instance_killed_mid_run_loses_no_alarm_and_repeats_no_step(
                     if n == PENDANTS // 2:
                         a.kill()  # mid-run, with alarms in flight to it and its escalations under way
                     await asyncio.sleep(1 / RATE_PER_S)
+                began = time.monotonic()
                 await until(lambda: len(incidents(store)) >= PENDANTS, "every alarm's incident", 120)
+                print(f"incidents: {time.monotonic() - began:.1f} s")
                 # Each incident's two steps: the carer at once, the supervisor 5 s later.
                 await until(lambda: len(notifications(store)) >= 2 * PENDANTS, "every due step", 120)
+                print(f"steps: {time.monotonic() - began:.1f} s")
                 await until(
                     lambda: all(row.status not in ("queued", "retrying") for row in notifications(store)),
                     "every notification sent",
                     120,
                 )
+                print(f"sent: {time.monotonic() - began:.1f} s")
                 await asyncio.sleep(4)  # any second copy (an in-doubt resend) would arrive by now
                 await until(lambda: len(screen.incidents) >= PENDANTS, "the survivor's screen", 30)
             finally:

@@ -18,7 +18,7 @@ from dataclasses import replace
 from devices.model import DeviceEvent, DeviceType, EventKind
 from gateway.clock import Clock
 from gateway.escalation.model import Channel, ChannelKind, Delivery, Notification
-from gateway.escalation.store import EscalationStore, LinkOutcome, PlannedNotification
+from gateway.escalation.store import CLAIM_LIMIT, EscalationStore, LinkOutcome, PlannedNotification
 from gateway.incidents.service import IncidentService
 from gateway.incidents.store import AlarmBatch, IncidentConflictError, RuledDecision
 from rules.model import AlarmDecision, Severity
@@ -67,7 +67,8 @@ class Escalator:
     async def run(self) -> None:
         self._dispatch(await self._service.bookkeeping(self._store.requeue_interrupted, self._clock.now()))
         while True:
-            await self.run_due()
+            if len(await self.run_due()) >= CLAIM_LIMIT:
+                continue  # more are due (a burst of alarms): the next batch now, not after the poll
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(POLL_S):
                     await self._wake.wait()
@@ -119,9 +120,6 @@ class Escalator:
             item.notification_id, item.incident_id, item.recipient, item.alarm, item.ack_token
         )
         for attempt in range(1, self._attempts + 1):
-            await self._service.bookkeeping(
-                self._store.attempt_starting, item.notification_id, self._clock.now()
-            )
             delivery = await self._send_once(channel, replace(notification, attempt=attempt))
             await self._service.bookkeeping(
                 self._store.record_delivery, item.notification_id, delivery, attempt, self._clock.now()

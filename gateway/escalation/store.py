@@ -239,6 +239,10 @@ class EscalationStore:
             created_at=now,
             updated_at=now,
             owner=self._store.instance,
+            # Handed to its channel as soon as this step commits: from here until its outcome is
+            # recorded, an instance that dies leaves it in doubt (`take_over`). Set in the step's own
+            # transaction, so marking costs no write of its own.
+            attempt_started_at=now,
         )
         session.add(row)
         session.flush()
@@ -320,8 +324,10 @@ class EscalationStore:
             row = session.get(Notification, notification_id)
             if row is None:
                 return
-            row.attempts, row.attempt_started_at = attempt, None
+            row.attempts = attempt
             row.status = "sent" if delivery.ok else ("retrying" if delivery.retryable else "failed")
+            # A retry is coming: its attempt is under way (in doubt) as much as the first was.
+            row.attempt_started_at = now if row.status == "retrying" else None
             row.provider_id = delivery.provider_id or row.provider_id
             row.detail, row.updated_at = delivery.detail[:2000], now
             self._note(
@@ -491,7 +497,8 @@ class EscalationStore:
                 row.incident_id,
                 {"notification": row.id, "from": row.owner, "by": self._store.instance},
             )
-        row.owner, row.attempt_started_at, row.updated_at = self._store.instance, None, now
+        # Still marked: it is handed to a channel again now (cleared when that outcome is recorded).
+        row.owner, row.attempt_started_at, row.updated_at = self._store.instance, now, now
         reach = self._reach_of(row.responder_id)
         overdue = row.tier == 0 and session.get(FaultEscalation, incident.id) is not None
         return PlannedNotification(
@@ -522,14 +529,6 @@ class EscalationStore:
                 {"notification": row.id, "status": row.status},
             )
             return False
-
-    def attempt_starting(self, notification_id: int, now: datetime) -> None:
-        """Marked before an attempt is handed to its channel, cleared with its outcome: an instance that
-        dies in between leaves the mark, and whoever takes the notification over knows it is in doubt."""
-        with self._store.transaction(durable=False) as session:
-            row = session.get(Notification, notification_id)
-            if row is not None:
-                row.attempt_started_at = now
 
     def _reach_of(self, responder_id: str) -> Reach:
         if responder_id.startswith("webhook:"):

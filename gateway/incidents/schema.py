@@ -220,8 +220,8 @@ class Notification(Base):
     updated_at: Mapped[datetime]
     #: The gateway instance that sends it (`broker.client_id`); a live instance takes over a dead one's.
     owner: Mapped[str | None] = mapped_column(String(64))
-    #: Set as an attempt is handed to its channel, cleared when its outcome is recorded: still set on a
-    #: dead instance's notification, the attempt may or may not have gone out (docs/scaling.md).
+    #: Set while it is in its sender's hands (planned, or a retry coming), cleared with its final outcome:
+    #: still set on a dead instance's notification, it may or may not have gone out (docs/scaling.md).
     attempt_started_at: Mapped[datetime | None]
 
 
