@@ -623,7 +623,8 @@ class Gateway:
     # -- what the telemetry process reports back (on the event loop) -------------------------------------
 
     def _wellbeing_decided(self, decisions: list[Decision]) -> None:
-        self._spawn(self.alarm_lane.commit_decisions(decisions))
+        # With several instances each one's telemetry process hears all telemetry and decides alike.
+        self._spawn(self.alarm_lane.commit_decisions(decisions, replicated=self.config.cluster.shared))
 
     def _telemetry_rule_state_restored(self, report: dict[str, Any]) -> None:
         count_restore(self.metrics, TELEMETRY, RestoreReport(tuple(report["restored"]), report["ignored"]))

@@ -121,10 +121,15 @@ class AlarmLane:
     async def tick(self) -> None:
         await self.commit_decisions(self._rules.tick(self._clock.now()))
 
-    async def commit_decisions(self, decisions: Sequence[Decision]) -> None:
-        """Decisions made outside a message (timers, the wellbeing rules): committed like any alarm."""
+    async def commit_decisions(self, decisions: Sequence[Decision], *, replicated: bool = False) -> None:
+        """Decisions made outside a message (timers, the wellbeing rules): committed like any alarm.
+        `replicated`: every instance makes them (see RuledDecision)."""
         if decisions:
-            await self._commit(AlarmBatch([RuledDecision(d, check_duplicate=False) for d in decisions]))
+            await self._commit(
+                AlarmBatch(
+                    [RuledDecision(d, check_duplicate=False, replicated=replicated) for d in decisions]
+                )
+            )
 
     async def handle(self, messages: list[RawMessage]) -> BatchResult:
         self._oldest_in_hand = min((raw.received_at for raw in messages), default=None)

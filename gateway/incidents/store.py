@@ -118,6 +118,9 @@ class RuledDecision:
     decision: Decision
     #: True when the message may be a redelivery we already recorded (device-given id or MQTT DUP flag).
     check_duplicate: bool
+    #: Made by every gateway instance alike (the wellbeing rules hear all telemetry on each instance,
+    #: docs/scaling.md): the first instance's commit counts, the others' copies are duplicates.
+    replicated: bool = False
 
 
 @dataclass(slots=True)
@@ -201,7 +204,9 @@ class IncidentStore:
         with self.transaction() as session:
             evicted = self._add_dead_letters(session, batch.dead_letters)
             for ruled in batch.decisions:
-                if ruled.check_duplicate and self._already_recorded(session, ruled.decision.event):
+                if (ruled.check_duplicate and self._already_recorded(session, ruled.decision.event)) or (
+                    ruled.replicated and self._made_elsewhere(session, ruled.decision)
+                ):
                     result.duplicates += 1
                     continue
                 incident = self._decide(session, ruled.decision, result)
@@ -256,6 +261,19 @@ class IncidentStore:
             select(AlarmEvent.id).where(AlarmEvent.message_key == event.message_key).limit(1)
         )
         return found is not None
+
+    def _made_elsewhere(self, session: Session, decision: Decision) -> bool:
+        """A replicated decision another instance has committed already. One made on a message carries
+        that message's key, the same on every instance; one made by a timer carries its own instance's
+        tick time, so it is recognised by the active incident it would join."""
+        if self._already_recorded(session, decision.event):
+            return True
+        timer = decision.event.message_key.startswith(f"rule:{decision.rule}:")
+        return (
+            timer
+            and isinstance(decision, AlarmDecision)
+            and self._active(session, decision.incident_key) is not None
+        )
 
     def _decide(self, session: Session, decision: Decision, result: BatchResult) -> Incident | None:
         if isinstance(decision, AlarmDecision):
