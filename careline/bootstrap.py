@@ -189,6 +189,7 @@ class Gateway:
             acknowledge=self._acknowledge_alarm,
             telemetry_topics=config.broker.telemetry_topics,
             unbound=self.unbound,
+            doors_in_store=config.cluster.shared,
         )
         esc = config.escalation
         # Tiers skip channels that are not configured (audited) rather than failing on them.

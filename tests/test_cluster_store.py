@@ -248,3 +248,79 @@ def test_a_dead_instances_unsent_notifications_are_taken_over_once_and_marked_in
         ]
     assert actions.count("notification.in_doubt") == 5
     assert actions.count("notification.taken_over") == 5
+
+
+def door(kind: EventKind, at: datetime, device: str = "door-r1") -> DeviceEvent:
+    return DeviceEvent(
+        device_id=device,
+        device_type=DeviceType.DOOR_SENSOR,
+        site="sunrise",
+        room="r1",
+        resident=None,
+        kind=kind,
+        value=None,
+        ts=at,
+        received_at=at,
+        message_key=f"careline:{device}:{kind.value}:{at.isoformat()}",
+    )
+
+
+def door_alarm(rule: str, opening: DeviceEvent) -> RuledDecision:
+    key = f"{rule}:sunrise:{opening.device_id}"
+    return RuledDecision(AlarmDecision(rule, Severity.MEDIUM, key, opening, {}), False)
+
+
+def test_a_door_another_instance_saw_close_is_not_reported_left_open(engine: Engine) -> None:
+    a, b = instance(engine, "gw-a"), instance(engine, "gw-b")
+    opened = door(EventKind.DOOR_OPEN, START)
+    a.apply(AlarmBatch(doors=[opened]))
+    b.apply(AlarmBatch(doors=[door(EventKind.DOOR_CLOSED, START + timedelta(minutes=2))]))
+    # A never heard the close: its timer comes due ten minutes after the opening.
+    late = a.apply(AlarmBatch([door_alarm("door_left_open", opened)]))
+    assert (late.opened, late.duplicates) == (0, 1)
+
+
+def test_a_door_still_open_is_reported_once_whichever_instance_times_it(engine: Engine) -> None:
+    a, b = instance(engine, "gw-a"), instance(engine, "gw-b")
+    opened, repeated = (
+        door(EventKind.DOOR_OPEN, START),
+        door(EventKind.DOOR_OPEN, START + timedelta(minutes=1)),
+    )
+    a.apply(AlarmBatch(doors=[opened]))
+    b.apply(AlarmBatch(doors=[repeated]))  # Zigbee2MQTT repeats "open" in its periodic report
+    first = a.apply(AlarmBatch([door_alarm("door_left_open", opened)]))
+    second = b.apply(AlarmBatch([door_alarm("door_left_open", repeated)]))
+    assert (first.opened, second.opened, second.duplicates) == (1, 0, 1)
+
+
+def test_a_repeated_open_report_is_not_a_new_opening_at_night(engine: Engine) -> None:
+    a, b = instance(engine, "gw-a"), instance(engine, "gw-b")
+    opened, repeated = (
+        door(EventKind.DOOR_OPEN, START),
+        door(EventKind.DOOR_OPEN, START + timedelta(minutes=1)),
+    )
+    first = a.apply(AlarmBatch([door_alarm("door_night", opened)], doors=[opened]))
+    second = b.apply(AlarmBatch([door_alarm("door_night", repeated)], doors=[repeated]))
+    assert (first.opened, second.opened, second.duplicates) == (1, 0, 1)
+    # Closed, then opened again: a new opening, reported.
+    a.apply(AlarmBatch(doors=[door(EventKind.DOOR_CLOSED, START + timedelta(minutes=2))]))
+    again = door(EventKind.DOOR_OPEN, START + timedelta(minutes=3))
+    third = b.apply(AlarmBatch([door_alarm("door_night", again)], doors=[again]))
+    assert (third.duplicates, [v.trigger_count for v in third.changed]) == (0, [2])
+
+
+def test_a_door_report_delivered_late_changes_nothing(engine: Engine) -> None:
+    a, b = instance(engine, "gw-a"), instance(engine, "gw-b")
+    opened = door(EventKind.DOOR_OPEN, START)
+    a.apply(AlarmBatch(doors=[door(EventKind.DOOR_CLOSED, START + timedelta(minutes=2))]))
+    b.apply(AlarmBatch(doors=[opened]))  # older than the close A recorded
+    timed = b.apply(AlarmBatch([door_alarm("door_left_open", opened)]))
+    assert timed.opened == 0
+
+
+def test_without_recorded_reports_a_door_rule_is_believed(engine: Engine) -> None:
+    """One instance alone records nothing: its rules' memory is the whole truth."""
+    result = instance(engine, "gw-a").apply(
+        AlarmBatch([door_alarm("door_left_open", door(EventKind.DOOR_OPEN, START))])
+    )
+    assert result.opened == 1

@@ -7,7 +7,19 @@ import enum
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -536,3 +548,18 @@ class GatewayInstance(Base):
     heartbeat_at: Mapped[datetime]
     adopted_by: Mapped[str | None] = mapped_column(String(64))
     adopted_at: Mapped[datetime | None]
+
+
+class DoorState(Base):
+    """A door's last known state, kept in the store when several instances share the alarm lane: each
+    instance's door rules see only the reports the broker gave it, so before their decision counts the
+    store checks it against every instance's reports (gateway/incidents/doors.py)."""
+
+    __tablename__ = "door_states"
+
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    open: Mapped[bool] = mapped_column(Boolean)
+    #: When it last changed between open and closed (the report's own time).
+    changed_at: Mapped[datetime]
+    #: Its newest report: an older one, delivered late through another instance, changes nothing.
+    reported_at: Mapped[datetime]

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from devices.model import DEAD_LETTER_PREFIX_BYTES, DeviceEvent, DeviceType, RawMessage
 from gateway.directory import Directory
-from gateway.incidents import changes, fever
+from gateway.incidents import changes, doors, fever
 from gateway.incidents.audit import AuditTrail, ChainBreak, find_break, verify_chain
 from gateway.incidents.db import read_only, relaxed
 from gateway.incidents.schema import (
@@ -127,9 +127,11 @@ class RuledDecision:
 class AlarmBatch:
     decisions: list[RuledDecision] = field(default_factory=list)
     dead_letters: list[tuple[RawMessage, str, str | None]] = field(default_factory=list)
+    #: Door reports to keep for the other instances' door rules (gateway/incidents/doors.py).
+    doors: list[DeviceEvent] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.decisions or self.dead_letters)
+        return bool(self.decisions or self.dead_letters or self.doors)
 
 
 @dataclass(slots=True)
@@ -204,14 +206,17 @@ class IncidentStore:
         with self.transaction() as session:
             evicted = self._add_dead_letters(session, batch.dead_letters)
             for ruled in batch.decisions:
-                if (ruled.check_duplicate and self._already_recorded(session, ruled.decision.event)) or (
-                    ruled.replicated and self._made_elsewhere(session, ruled.decision)
+                if (
+                    (ruled.check_duplicate and self._already_recorded(session, ruled.decision.event))
+                    or (ruled.replicated and self._made_elsewhere(session, ruled.decision))
+                    or self._door_stale(session, ruled.decision)
                 ):
                     result.duplicates += 1
                     continue
                 incident = self._decide(session, ruled.decision, result)
                 if incident is not None:
                     changed[incident.id] = incident
+            doors.record(session, batch.doors)
         result.changed = [IncidentView.of(incident, self.directory) for incident in changed.values()]
         if self._on_evicted is not None:
             for lane, count in evicted.items():
@@ -274,6 +279,12 @@ class IncidentStore:
             and isinstance(decision, AlarmDecision)
             and self._active(session, decision.incident_key) is not None
         )
+
+    def _door_stale(self, session: Session, decision: Decision) -> bool:
+        if not isinstance(decision, AlarmDecision) or decision.rule not in doors.RULES:
+            return False
+        raised = self._active(session, decision.incident_key) is not None
+        return doors.stale(session, decision, already_raised=raised)
 
     def _decide(self, session: Session, decision: Decision, result: BatchResult) -> Incident | None:
         if isinstance(decision, AlarmDecision):

@@ -1,4 +1,4 @@
-"""cluster: the gateway instances sharing a store, and which instance sends each notification
+"""cluster: the gateway instances sharing a store, which instance sends each notification, doors' states
 
 Revision ID: 0011
 Revises: 0010
@@ -27,6 +27,13 @@ def upgrade() -> None:
     sa.Column('adopted_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('instance')
     )
+    op.create_table('door_states',
+    sa.Column('device_id', sa.String(length=64), nullable=False),
+    sa.Column('open', sa.Boolean(), nullable=False),
+    sa.Column('changed_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('reported_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('device_id')
+    )
     # Native ADD COLUMN on both databases (nullable, no default): no batch rebuild of a busy table.
     op.add_column('notifications', sa.Column('owner', sa.String(length=64), nullable=True))
     op.add_column('notifications', sa.Column('attempt_started_at', sa.DateTime(timezone=True), nullable=True))
@@ -35,4 +42,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_column('notifications', 'attempt_started_at')
     op.drop_column('notifications', 'owner')
+    op.drop_table('door_states')
     op.drop_table('gateway_instances')
