@@ -237,6 +237,7 @@ class Gateway:
             lambda: self.telemetry.rule_state,
             every_s=config.storage.rule_state_every_s,
             max_age=timedelta(hours=config.storage.rule_state_max_age_h),
+            instance=config.broker.client_id if config.cluster.shared else None,
         )
         self.telemetry_status: dict[str, Any] = {}
         #: With `cluster.share_group`: this instance among the others on the same store and broker.

@@ -324,3 +324,16 @@ def test_without_recorded_reports_a_door_rule_is_believed(engine: Engine) -> Non
         AlarmBatch([door_alarm("door_left_open", door(EventKind.DOOR_OPEN, START))])
     )
     assert result.opened == 1
+
+
+def test_each_instance_keeps_and_restores_its_own_rules_state(engine: Engine) -> None:
+    from gateway.rule_state import ALARM, TELEMETRY, load_rule_state, save_rule_state
+
+    store = instance(engine, "gw-a")
+    save_rule_state(store, {ALARM: '{"single": 1}', TELEMETRY: '{"single": 2}'}, START)  # one gateway, before
+    save_rule_state(store, {ALARM: '{"a": 1}'}, START, "gw-a")
+    save_rule_state(store, {ALARM: '{"b": 1}', TELEMETRY: '{"b": 2}'}, START, "gw-b")
+    assert load_rule_state(store, "gw-a") == {ALARM: '{"a": 1}', TELEMETRY: '{"single": 2}'}
+    assert load_rule_state(store, "gw-b") == {ALARM: '{"b": 1}', TELEMETRY: '{"b": 2}'}
+    assert load_rule_state(store, "gw-new") == {ALARM: '{"single": 1}', TELEMETRY: '{"single": 2}'}
+    assert load_rule_state(store) == {ALARM: '{"single": 1}', TELEMETRY: '{"single": 2}'}

@@ -396,7 +396,8 @@ class RuleState(Base):
 
     __tablename__ = "rule_state"
 
-    lane: Mapped[str] = mapped_column(String(32), primary_key=True)
+    #: The lane, and with several instances the instance too ("alarm@gw-a"): each keeps its own.
+    lane: Mapped[str] = mapped_column(String(128), primary_key=True)
     saved_at: Mapped[datetime]
     #: The envelope's format (`rules.state.FORMAT`) when written; each rule's own version is inside.
     format: Mapped[int] = mapped_column(Integer)

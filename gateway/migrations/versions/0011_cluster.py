@@ -34,6 +34,10 @@ def upgrade() -> None:
     sa.Column('reported_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('device_id')
     )
+    # Each instance keeps its own rules' snapshot ("alarm@gw-a"): room for the instance's name. A batch
+    # rebuild on SQLite, harmless for a table of a few rows.
+    with op.batch_alter_table('rule_state') as batch_op:
+        batch_op.alter_column('lane', existing_type=sa.String(length=32), type_=sa.String(length=128))
     # Native ADD COLUMN on both databases (nullable, no default): no batch rebuild of a busy table.
     op.add_column('notifications', sa.Column('owner', sa.String(length=64), nullable=True))
     op.add_column('notifications', sa.Column('attempt_started_at', sa.DateTime(timezone=True), nullable=True))
@@ -42,5 +46,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_column('notifications', 'attempt_started_at')
     op.drop_column('notifications', 'owner')
+    with op.batch_alter_table('rule_state') as batch_op:
+        batch_op.alter_column('lane', existing_type=sa.String(length=128), type_=sa.String(length=32))
     op.drop_table('door_states')
     op.drop_table('gateway_instances')
