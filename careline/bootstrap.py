@@ -59,7 +59,7 @@ from gateway.escalation.webhooks import WebhookContext, webhook_router
 from gateway.escalation.wiring import build_channels, build_webhooks, twilio_auth_token
 from gateway.headroom import watched_disks
 from gateway.incidents.changes import Change
-from gateway.incidents.db import make_engine
+from gateway.incidents.db import make_engine, setting_up
 from gateway.incidents.migrate import upgrade
 from gateway.incidents.service import IncidentService
 from gateway.incidents.store import ACTIVE, AlarmBatch, IncidentStore
@@ -189,6 +189,7 @@ class Gateway:
             acknowledge=self._acknowledge_alarm,
             telemetry_topics=config.broker.telemetry_topics,
             unbound=self.unbound,
+            doors_in_store=config.cluster.shared,
         )
         esc = config.escalation
         # Tiers skip channels that are not configured (audited) rather than failing on them.
@@ -201,6 +202,7 @@ class Gateway:
             self.clock,
             attempts=esc.send_attempts,
             failure_alarm_after=esc.channel_failure_alarm_after,
+            in_doubt_wait_s=esc.in_doubt_wait_s,
             on_change=self._escalation_changed,
         )
         self.service.subscribe(self._incidents_changed)
@@ -235,6 +237,7 @@ class Gateway:
             lambda: self.telemetry.rule_state,
             every_s=config.storage.rule_state_every_s,
             max_age=timedelta(hours=config.storage.rule_state_max_age_h),
+            instance=config.broker.client_id if config.cluster.shared else None,
         )
         self.telemetry_status: dict[str, Any] = {}
         #: With `cluster.share_group`: this instance among the others on the same store and broker.
@@ -470,7 +473,7 @@ class Gateway:
         lane = self.adopted_sessions.pop(peer, None)
         if lane is not None:
             lane.stop()
-            log.info("instance %s is back: its broker session is its own again", peer)
+            log.info("instance %s's broker session released", peer)
 
     async def _peer_committed(self, change: Change) -> None:
         """Another instance's commit: this instance's screens see it as if it had been made here."""
@@ -615,13 +618,15 @@ class Gateway:
     def open_store(self) -> None:
         """Bring the incident store to the newest schema and, on first start, seed the directory from the
         configuration file (idempotent; also run by `running`)."""
-        upgrade(self.database)
-        self.directory.seed(self.config)
+        with setting_up(self.database):
+            upgrade(self.database)
+            self.directory.seed(self.config)
 
     # -- what the telemetry process reports back (on the event loop) -------------------------------------
 
     def _wellbeing_decided(self, decisions: list[Decision]) -> None:
-        self._spawn(self.alarm_lane.commit_decisions(decisions))
+        # With several instances each one's telemetry process hears all telemetry and decides alike.
+        self._spawn(self.alarm_lane.commit_decisions(decisions, replicated=self.config.cluster.shared))
 
     def _telemetry_rule_state_restored(self, report: dict[str, Any]) -> None:
         count_restore(self.metrics, TELEMETRY, RestoreReport(tuple(report["restored"]), report["ignored"]))

@@ -26,6 +26,7 @@ from devices.model import (
 )
 from devices.registry import DeviceRegistry
 from gateway.clock import Clock
+from gateway.incidents.doors import DOOR_KINDS
 from gateway.incidents.service import IncidentService
 from gateway.incidents.store import AlarmBatch, BatchResult, RuledDecision
 from gateway.metrics import Metrics
@@ -61,7 +62,11 @@ class AlarmLane:
         acknowledge: Callable[[RawMessage], None],
         telemetry_topics: Sequence[str] = (),
         unbound: UnboundDevices | None = None,
+        doors_in_store: bool = False,
     ) -> None:
+        #: Several instances share the alarm lane: door reports are kept in the store, where each
+        #: instance's door rules are checked against all of them (gateway/incidents/doors.py).
+        self._doors_in_store = doors_in_store
         #: Filled by the alarm lane's MQTT client; unbounded, because alarms are never dropped.
         self._inbox = inbox
         self._acknowledge = acknowledge
@@ -121,10 +126,15 @@ class AlarmLane:
     async def tick(self) -> None:
         await self.commit_decisions(self._rules.tick(self._clock.now()))
 
-    async def commit_decisions(self, decisions: Sequence[Decision]) -> None:
-        """Decisions made outside a message (timers, the wellbeing rules): committed like any alarm."""
+    async def commit_decisions(self, decisions: Sequence[Decision], *, replicated: bool = False) -> None:
+        """Decisions made outside a message (timers, the wellbeing rules): committed like any alarm.
+        `replicated`: every instance makes them (see RuledDecision)."""
         if decisions:
-            await self._commit(AlarmBatch([RuledDecision(d, check_duplicate=False) for d in decisions]))
+            await self._commit(
+                AlarmBatch(
+                    [RuledDecision(d, check_duplicate=False, replicated=replicated) for d in decisions]
+                )
+            )
 
     async def handle(self, messages: list[RawMessage]) -> BatchResult:
         self._oldest_in_hand = min((raw.received_at for raw in messages), default=None)
@@ -189,6 +199,8 @@ class AlarmLane:
             decoded.append((raw.topic, events))
             self._count_faults(events)
             for event in events:
+                if self._doors_in_store and event.kind in DOOR_KINDS:
+                    batch.doors.append(event)
                 if event.is_alarm_kind:
                     check = may_be_redelivery(raw, event)
                     batch.decisions.extend(RuledDecision(d, check) for d in self._rules.handle(event, now))

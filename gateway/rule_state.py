@@ -33,19 +33,31 @@ log = logging.getLogger(__name__)
 ALARM, TELEMETRY = "alarm", "telemetry"
 
 
-def load_rule_state(store: IncidentStore) -> dict[str, str]:
-    """Lane -> its latest snapshot, as JSON text."""
+def row_name(lane: str, instance: str | None) -> str:
+    """Several instances each keep their own snapshot: an instance's door timers are its own, and two
+    instances writing one row would each restore the other's."""
+    return lane if instance is None else f"{lane}@{instance}"
+
+
+def load_rule_state(store: IncidentStore, instance: str | None = None) -> dict[str, str]:
+    """Lane -> its latest snapshot, as JSON text: this instance's own, else (an instance's first start
+    in a cluster) the one the store kept while a single gateway ran."""
     with store.reading() as session:
-        return {row.lane: row.snapshot for row in session.scalars(select(RuleState))}
+        rows = {row.lane: row.snapshot for row in session.scalars(select(RuleState))}
+    found = {lane: rows.get(row_name(lane, instance)) or rows.get(lane) for lane in (ALARM, TELEMETRY)}
+    return {lane: text for lane, text in found.items() if text is not None}
 
 
-def save_rule_state(store: IncidentStore, snapshots: Mapping[str, str], now: datetime) -> None:
+def save_rule_state(
+    store: IncidentStore, snapshots: Mapping[str, str], now: datetime, instance: str | None = None
+) -> None:
     """Replace the lanes' snapshots (JSON text), all in one transaction (writer thread only)."""
     with store.transaction() as session:
         for lane, snapshot in snapshots.items():
-            row = session.get(RuleState, lane)
+            name = row_name(lane, instance)
+            row = session.get(RuleState, name)
             if row is None:
-                row = RuleState(lane=lane)
+                row = RuleState(lane=name)
                 session.add(row)
             row.saved_at, row.format, row.snapshot = now, FORMAT, snapshot
 
@@ -74,7 +86,10 @@ class RuleStateKeeper:
         *,
         every_s: float,
         max_age: timedelta,
+        instance: str | None = None,
     ) -> None:
+        #: With several instances, this one's name: its snapshots are its own rows.
+        self._instance = instance
         self._service, self._metrics, self._now = service, metrics, now
         self._alarm_rules = tuple(alarm_rules)
         self._telemetry_snapshot = telemetry_snapshot
@@ -82,7 +97,7 @@ class RuleStateKeeper:
 
     async def load(self) -> dict[str, str]:
         try:
-            return await self._service.read(load_rule_state, self._service.store)
+            return await self._service.read(load_rule_state, self._service.store, self._instance)
         except Exception:
             # A store that cannot say is a gateway starting afresh, not one that does not start.
             log.exception("rule state could not be read; the rules start afresh")
@@ -103,7 +118,9 @@ class RuleStateKeeper:
         if telemetry is not None:
             snapshots[TELEMETRY] = telemetry
         try:
-            await self._service.bookkeeping(save_rule_state, self._service.store, snapshots, now)
+            await self._service.bookkeeping(
+                save_rule_state, self._service.store, snapshots, now, self._instance
+            )
         except Exception:
             self._metrics.rule_state_save_failures.inc()
             log.exception("rule state could not be saved; the previous snapshot stays")

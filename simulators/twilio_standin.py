@@ -140,7 +140,14 @@ class TwilioStandIn:
         port: int | None = None,
         gateway_url: str | None = None,
         phone_book: Mapping[str, str] | None = None,
+        report_status: str | None = None,
     ) -> None:
+        #: Like Twilio: a moment after accepting a message, POST this status ("sent") to its
+        #: StatusCallback, signed. None: callbacks only when a test drives them (`drive_callback`).
+        self._report_status = report_status
+        self._reporting: set[asyncio.Task[None]] = set()
+        #: Status callbacks posted (URL, status code or the error's name), for assertions.
+        self.reported: list[tuple[str, str]] = []
         self.account_sid = account_sid or "AC" + secrets.token_hex(16)
         self.auth_token = auth_token or secrets.token_hex(16)
         self._state = _State()
@@ -240,7 +247,31 @@ class TwilioStandIn:
         body = _message_json(sid, record) if resource == "Messages" else _call_json(sid, record)
         if self.phones is not None:
             self.phones.received(resource, record.pairs, body["sid"], sid)
+        callback = record.get("StatusCallback")
+        if resource == "Messages" and self._report_status and callback:
+            task = asyncio.create_task(self._report(callback, body["sid"], record))
+            self._reporting.add(task)
+            task.add_done_callback(self._reporting.discard)
         return JSONResponse(body, status_code=201)
+
+    async def _report(self, url: str, message_sid: str, record: RecordedRequest) -> None:
+        await asyncio.sleep(0.05)
+        params = {
+            "MessageSid": message_sid,
+            "SmsSid": message_sid,
+            "AccountSid": self.account_sid,
+            "MessageStatus": self._report_status or "sent",
+            "To": record.get("To") or "",
+            "From": record.get("From") or "",
+        }
+        try:
+            response = await asyncio.to_thread(self.drive_callback, url, params)
+            outcome = str(response.status_code)
+        except httpx.HTTPError as exc:
+            # Twilio does not retry a status callback that fails either.
+            outcome = type(exc).__name__
+        with self._state.lock:
+            self.reported.append((url, outcome))
 
     def _authorized(self, sid: str, header: str | None) -> bool:
         if not header or not header.startswith("Basic ") or sid != self.account_sid:

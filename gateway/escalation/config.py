@@ -132,6 +132,10 @@ class EscalationConfig(StrictModel):
     send_attempts: int = Field(3, ge=1, le=10)
     #: Consecutive failures after which a channel is reported as a technical alarm.
     channel_failure_alarm_after: int = Field(5, ge=1, le=1000)
+    #: A notification whose attempt was under way when its instance died may have gone out. Its new
+    #: owner waits this long for the provider's status callback (Twilio reports within seconds) before
+    #: sending it again: told once if it went, told late rather than never if it did not.
+    in_doubt_wait_s: float = Field(15.0, ge=0, le=600)
 
     def policy_for(self, severity: str, rule: str, site: str) -> Policy:
         for policy in (*self.policies, *DEFAULT_POLICIES):

@@ -18,7 +18,7 @@ from dataclasses import replace
 from devices.model import DeviceEvent, DeviceType, EventKind
 from gateway.clock import Clock
 from gateway.escalation.model import Channel, ChannelKind, Delivery, Notification
-from gateway.escalation.store import EscalationStore, LinkOutcome, PlannedNotification
+from gateway.escalation.store import CLAIM_LIMIT, EscalationStore, LinkOutcome, PlannedNotification
 from gateway.incidents.service import IncidentService
 from gateway.incidents.store import AlarmBatch, IncidentConflictError, RuledDecision
 from rules.model import AlarmDecision, Severity
@@ -44,8 +44,10 @@ class Escalator:
         *,
         attempts: int = 3,
         failure_alarm_after: int = 5,
+        in_doubt_wait_s: float = 15.0,
         on_change: Callable[[int], None] | None = None,
     ) -> None:
+        self._in_doubt_wait_s = in_doubt_wait_s
         self._store = store
         self._service = service
         self._channels = dict(channels)
@@ -65,7 +67,8 @@ class Escalator:
     async def run(self) -> None:
         self._dispatch(await self._service.bookkeeping(self._store.requeue_interrupted, self._clock.now()))
         while True:
-            await self.run_due()
+            if len(await self.run_due()) >= CLAIM_LIMIT:
+                continue  # more are due (a burst of alarms): the next batch now, not after the poll
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(POLL_S):
                     await self._wake.wait()
@@ -105,14 +108,18 @@ class Escalator:
             task.add_done_callback(self._sending.discard)
 
     async def _deliver(self, item: PlannedNotification) -> None:
+        if item.in_doubt:
+            await asyncio.sleep(self._in_doubt_wait_s)
+            if not await self._service.bookkeeping(
+                self._store.settle_in_doubt, item.notification_id, self._clock.now()
+            ):
+                self._on_change(item.incident_id)
+                return
         channel = self._webhooks.get(item.webhook or "") if item.webhook else self._channels.get(item.channel)
         notification = Notification(
             item.notification_id, item.incident_id, item.recipient, item.alarm, item.ack_token
         )
         for attempt in range(1, self._attempts + 1):
-            await self._service.bookkeeping(
-                self._store.attempt_starting, item.notification_id, self._clock.now()
-            )
             delivery = await self._send_once(channel, replace(notification, attempt=attempt))
             await self._service.bookkeeping(
                 self._store.record_delivery, item.notification_id, delivery, attempt, self._clock.now()

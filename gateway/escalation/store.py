@@ -39,6 +39,8 @@ class PlannedNotification:
     recipient: Recipient
     alarm: AlarmSummary
     ack_token: str
+    #: Its attempt was under way when its owner died: wait for the provider's word before sending.
+    in_doubt: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +239,10 @@ class EscalationStore:
             created_at=now,
             updated_at=now,
             owner=self._store.instance,
+            # Handed to its channel as soon as this step commits: from here until its outcome is
+            # recorded, an instance that dies leaves it in doubt (`take_over`). Set in the step's own
+            # transaction, so marking costs no write of its own.
+            attempt_started_at=now,
         )
         session.add(row)
         session.flush()
@@ -318,8 +324,10 @@ class EscalationStore:
             row = session.get(Notification, notification_id)
             if row is None:
                 return
-            row.attempts, row.attempt_started_at = attempt, None
+            row.attempts = attempt
             row.status = "sent" if delivery.ok else ("retrying" if delivery.retryable else "failed")
+            # A retry is coming: its attempt is under way (in doubt) as much as the first was.
+            row.attempt_started_at = now if row.status == "retrying" else None
             row.provider_id = delivery.provider_id or row.provider_id
             row.detail, row.updated_at = delivery.detail[:2000], now
             self._note(
@@ -440,8 +448,9 @@ class EscalationStore:
     ) -> list[PlannedNotification]:
         """The unsent notifications of `owners` (this instance after a restart, or dead instances it
         adopted), made this instance's and planned again. One whose attempt had begun when its owner
-        stopped may have gone out: it is audited as in doubt and sent again, since a responder told
-        twice is safer than one never told (docs/scaling.md)."""
+        stopped may have gone out: it is audited as in doubt, and sent again unless the provider's
+        status callback says it went (awaited for `escalation.in_doubt_wait_s`): a responder told twice
+        is safer than one never told (docs/scaling.md)."""
         owned = Notification.owner.in_(list(owners))
         with self._store.transaction(durable=False) as session:
             rows = session.scalars(
@@ -464,7 +473,9 @@ class EscalationStore:
     def _take(self, session: Session, row: Notification, now: datetime) -> PlannedNotification:
         incident = session.get(Incident, row.incident_id)
         assert incident is not None  # joined above
-        if row.attempt_started_at is not None:
+        started = row.attempt_started_at
+        in_doubt = started is not None
+        if started is not None:
             self._note(
                 session,
                 now,
@@ -475,7 +486,7 @@ class EscalationStore:
                     "owner": row.owner,
                     "responder": row.responder_id,
                     "channel": row.channel,
-                    "attempt_started_at": row.attempt_started_at.isoformat(),
+                    "attempt_started_at": started.isoformat(),
                 },
             )
         if row.owner != self._store.instance:
@@ -486,7 +497,8 @@ class EscalationStore:
                 row.incident_id,
                 {"notification": row.id, "from": row.owner, "by": self._store.instance},
             )
-        row.owner, row.attempt_started_at, row.updated_at = self._store.instance, None, now
+        # Still marked: it is handed to a channel again now (cleared when that outcome is recorded).
+        row.owner, row.attempt_started_at, row.updated_at = self._store.instance, now, now
         reach = self._reach_of(row.responder_id)
         overdue = row.tier == 0 and session.get(FaultEscalation, incident.id) is not None
         return PlannedNotification(
@@ -497,15 +509,26 @@ class EscalationStore:
             self._recipient(reach),
             self._summary(incident, FAULT_OVERDUE if overdue else None),
             row.ack_token,
+            in_doubt=in_doubt,
         )
 
-    def attempt_starting(self, notification_id: int, now: datetime) -> None:
-        """Marked before an attempt is handed to its channel, cleared with its outcome: an instance that
-        dies in between leaves the mark, and whoever takes the notification over knows it is in doubt."""
+    def settle_in_doubt(self, notification_id: int, now: datetime) -> bool:
+        """After the wait: True to send it again; False when the provider reported it meanwhile (its
+        status callback was recorded), so it did go out, and once is enough."""
         with self._store.transaction(durable=False) as session:
             row = session.get(Notification, notification_id)
-            if row is not None:
-                row.attempt_started_at = now
+            if row is None:
+                return False
+            if row.status in ("queued", "retrying"):
+                return True
+            self._note(
+                session,
+                now,
+                "notification.in_doubt_settled",
+                row.incident_id,
+                {"notification": row.id, "status": row.status},
+            )
+            return False
 
     def _reach_of(self, responder_id: str) -> Reach:
         if responder_id.startswith("webhook:"):

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from gateway.incidents.schema import Incident, Notification
@@ -50,8 +50,15 @@ def _collect(session: Session, _context: Any) -> None:
     for row in (*session.new, *session.dirty):
         if isinstance(row, Incident) and row.id is not None:
             incidents.add(row.id)
-        elif isinstance(row, Notification) and row.incident_id is not None:
+        elif isinstance(row, Notification) and row.incident_id is not None and _shown_changed(row):
             notified.add(row.incident_id)
+
+
+def _shown_changed(row: Notification) -> bool:
+    """Whether the screens would see a difference: a new notification or a new status, not the
+    bookkeeping of an attempt (its mark, its owner)."""
+    state = inspect(row)
+    return state.pending or any(state.attrs[name].history.has_changes() for name in ("status", "attempts"))
 
 
 def _forget(session: Session) -> None:

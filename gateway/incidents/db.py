@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, func, select
 from sqlalchemy.engine import make_url
 
 READ_ONLY = "careline_read_only"
@@ -22,6 +24,27 @@ def make_engine(url: str, *, busy_timeout_s: float = 30.0) -> Engine:
     event.listen(engine, "connect", _sqlite_pragmas)
     event.listen(engine, "begin", _sqlite_begin_immediate)
     return engine
+
+
+#: PostgreSQL advisory lock key held while one instance migrates and seeds the store ("CLSETUP").
+SETUP_LOCK = 0x434C5345545550
+
+
+@contextmanager
+def setting_up(engine: Engine) -> Iterator[None]:
+    """Several instances started together on one PostgreSQL store: one at a time migrates it and seeds
+    its directory; the others wait, then find it done. (SQLite: one gateway per file; nothing to do.)"""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    with engine.connect() as connection:
+        connection.execute(select(func.pg_advisory_lock(SETUP_LOCK)))
+        connection.commit()
+        try:
+            yield
+        finally:
+            connection.execute(select(func.pg_advisory_unlock(SETUP_LOCK)))
+            connection.commit()
 
 
 def sqlite_directory(url: str) -> Path | None:

@@ -7,7 +7,19 @@ import enum
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -220,8 +232,8 @@ class Notification(Base):
     updated_at: Mapped[datetime]
     #: The gateway instance that sends it (`broker.client_id`); a live instance takes over a dead one's.
     owner: Mapped[str | None] = mapped_column(String(64))
-    #: Set as an attempt is handed to its channel, cleared when its outcome is recorded: still set on a
-    #: dead instance's notification, the attempt may or may not have gone out (docs/scaling.md).
+    #: Set while it is in its sender's hands (planned, or a retry coming), cleared with its final outcome:
+    #: still set on a dead instance's notification, it may or may not have gone out (docs/scaling.md).
     attempt_started_at: Mapped[datetime | None]
 
 
@@ -384,7 +396,8 @@ class RuleState(Base):
 
     __tablename__ = "rule_state"
 
-    lane: Mapped[str] = mapped_column(String(32), primary_key=True)
+    #: The lane, and with several instances the instance too ("alarm@gw-a"): each keeps its own.
+    lane: Mapped[str] = mapped_column(String(128), primary_key=True)
     saved_at: Mapped[datetime]
     #: The envelope's format (`rules.state.FORMAT`) when written; each rule's own version is inside.
     format: Mapped[int] = mapped_column(Integer)
@@ -536,3 +549,18 @@ class GatewayInstance(Base):
     heartbeat_at: Mapped[datetime]
     adopted_by: Mapped[str | None] = mapped_column(String(64))
     adopted_at: Mapped[datetime | None]
+
+
+class DoorState(Base):
+    """A door's last known state, kept in the store when several instances share the alarm lane: each
+    instance's door rules see only the reports the broker gave it, so before their decision counts the
+    store checks it against every instance's reports (gateway/incidents/doors.py)."""
+
+    __tablename__ = "door_states"
+
+    device_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    open: Mapped[bool] = mapped_column(Boolean)
+    #: When it last changed between open and closed (the report's own time).
+    changed_at: Mapped[datetime]
+    #: Its newest report: an older one, delivered late through another instance, changes nothing.
+    reported_at: Mapped[datetime]

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from devices.model import DEAD_LETTER_PREFIX_BYTES, DeviceEvent, DeviceType, RawMessage
 from gateway.directory import Directory
-from gateway.incidents import changes, fever
+from gateway.incidents import changes, doors, fever
 from gateway.incidents.audit import AuditTrail, ChainBreak, find_break, verify_chain
 from gateway.incidents.db import read_only, relaxed
 from gateway.incidents.schema import (
@@ -118,15 +118,20 @@ class RuledDecision:
     decision: Decision
     #: True when the message may be a redelivery we already recorded (device-given id or MQTT DUP flag).
     check_duplicate: bool
+    #: Made by every gateway instance alike (the wellbeing rules hear all telemetry on each instance,
+    #: docs/scaling.md): the first instance's commit counts, the others' copies are duplicates.
+    replicated: bool = False
 
 
 @dataclass(slots=True)
 class AlarmBatch:
     decisions: list[RuledDecision] = field(default_factory=list)
     dead_letters: list[tuple[RawMessage, str, str | None]] = field(default_factory=list)
+    #: Door reports to keep for the other instances' door rules (gateway/incidents/doors.py).
+    doors: list[DeviceEvent] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.decisions or self.dead_letters)
+        return bool(self.decisions or self.dead_letters or self.doors)
 
 
 @dataclass(slots=True)
@@ -201,12 +206,17 @@ class IncidentStore:
         with self.transaction() as session:
             evicted = self._add_dead_letters(session, batch.dead_letters)
             for ruled in batch.decisions:
-                if ruled.check_duplicate and self._already_recorded(session, ruled.decision.event):
+                if (
+                    (ruled.check_duplicate and self._already_recorded(session, ruled.decision.event))
+                    or (ruled.replicated and self._made_elsewhere(session, ruled.decision))
+                    or self._door_stale(session, ruled.decision)
+                ):
                     result.duplicates += 1
                     continue
                 incident = self._decide(session, ruled.decision, result)
                 if incident is not None:
                     changed[incident.id] = incident
+            doors.record(session, batch.doors)
         result.changed = [IncidentView.of(incident, self.directory) for incident in changed.values()]
         if self._on_evicted is not None:
             for lane, count in evicted.items():
@@ -256,6 +266,25 @@ class IncidentStore:
             select(AlarmEvent.id).where(AlarmEvent.message_key == event.message_key).limit(1)
         )
         return found is not None
+
+    def _made_elsewhere(self, session: Session, decision: Decision) -> bool:
+        """A replicated decision another instance has committed already. One made on a message carries
+        that message's key, the same on every instance; one made by a timer carries its own instance's
+        tick time, so it is recognised by the active incident it would join."""
+        if self._already_recorded(session, decision.event):
+            return True
+        timer = decision.event.message_key.startswith(f"rule:{decision.rule}:")
+        return (
+            timer
+            and isinstance(decision, AlarmDecision)
+            and self._active(session, decision.incident_key) is not None
+        )
+
+    def _door_stale(self, session: Session, decision: Decision) -> bool:
+        if not isinstance(decision, AlarmDecision) or decision.rule not in doors.RULES:
+            return False
+        raised = self._active(session, decision.incident_key) is not None
+        return doors.stale(session, decision, already_raised=raised)
 
     def _decide(self, session: Session, decision: Decision, result: BatchResult) -> Incident | None:
         if isinstance(decision, AlarmDecision):

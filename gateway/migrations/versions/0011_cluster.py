@@ -1,4 +1,4 @@
-"""cluster: the gateway instances sharing a store, and which instance sends each notification
+"""cluster: the gateway instances sharing a store, which instance sends each notification, doors' states
 
 Revision ID: 0011
 Revises: 0010
@@ -27,6 +27,17 @@ def upgrade() -> None:
     sa.Column('adopted_at', sa.DateTime(timezone=True), nullable=True),
     sa.PrimaryKeyConstraint('instance')
     )
+    op.create_table('door_states',
+    sa.Column('device_id', sa.String(length=64), nullable=False),
+    sa.Column('open', sa.Boolean(), nullable=False),
+    sa.Column('changed_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('reported_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('device_id')
+    )
+    # Each instance keeps its own rules' snapshot ("alarm@gw-a"): room for the instance's name. A batch
+    # rebuild on SQLite, harmless for a table of a few rows.
+    with op.batch_alter_table('rule_state') as batch_op:
+        batch_op.alter_column('lane', existing_type=sa.String(length=32), type_=sa.String(length=128))
     # Native ADD COLUMN on both databases (nullable, no default): no batch rebuild of a busy table.
     op.add_column('notifications', sa.Column('owner', sa.String(length=64), nullable=True))
     op.add_column('notifications', sa.Column('attempt_started_at', sa.DateTime(timezone=True), nullable=True))
@@ -35,4 +46,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_column('notifications', 'attempt_started_at')
     op.drop_column('notifications', 'owner')
+    with op.batch_alter_table('rule_state') as batch_op:
+        batch_op.alter_column('lane', existing_type=sa.String(length=128), type_=sa.String(length=32))
+    op.drop_table('door_states')
     op.drop_table('gateway_instances')
