@@ -438,7 +438,35 @@ def load_tables(inputs: dict[str, Any]) -> str:
         ]
     lines += comparison(inputs, runs[0])
     lines += ceiling()
+    lines += postgres_table()
     return "\n".join([*lines, LOAD_END])
+
+
+def postgres_table() -> list[str]:
+    """benchmarks/pg_writes.py: an alarm's four transactions on a real PostgreSQL 15 (fsync on)."""
+    pg = _load("pg_writes.json")
+    if pg is None:
+        return []
+    lines = [
+        f"**An alarm's writes on PostgreSQL** (`.venv/bin/python benchmarks/pg_writes.py`, {pg['when']}, "
+        f"{pg['postgres']}, fsync and synchronous commits on; the disk: {pg['fdatasync'].split()[0]} "
+        f"{' '.join(pg['fdatasync'].split()[1:])}; pgbench TPC-B with 2 clients: "
+        f"{pg['pgbench_tpcb']['tps_line'].split('(')[0].strip()}):",
+        "",
+        "| writers | audit chain's lock | alarm lifecycles/s | transactions/s | server CPU ms a lifecycle |",
+        "|---|---|---|---|---|",
+    ]
+    for r in pg["lifecycles"]:
+        lines.append(
+            _row(
+                r["clients"],
+                "yes" if r["chain"] else "no",
+                _n(r["lifecycles_per_s"]),
+                _n(r["transactions_per_s"]),
+                r["server_cpu_ms_per_lifecycle"],
+            )
+        )
+    return [*lines, ""]
 
 
 def ceiling() -> list[str]:
