@@ -462,7 +462,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
         for _, conn in workers:
             assert conn.recv() == "ready"
         assert alarm_conn.recv() == "ready"
-        named["generators"] = [alarm_proc.pid, *(p.pid for p, _ in workers)]
+        named["generators"] = [p.pid for p in (alarm_proc, *(w for w, _ in workers)) if p.pid is not None]
         watch = Watch(named)
         gateway_names = [n for n in named if n.startswith("instance")]
         results["rss_mb_after_start"] = watch.rss_mb(gateway_names)
@@ -555,7 +555,7 @@ def costs(results: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
 
     def gateway_cpu(phase: dict[str, Any], part: str) -> float:
-        return sum(v for k, v in phase["cpu_s_over_idle"].items() if k.endswith(part))
+        return float(sum(v for k, v in phase["cpu_s_over_idle"].items() if k.endswith(part)))
 
     t = phases["telemetry"]
     received = t["received"].get('careline_messages_received_total{lane="telemetry"}', 0.0)
