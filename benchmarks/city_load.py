@@ -36,6 +36,7 @@ import multiprocessing as mp
 import os
 import platform
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -542,6 +543,7 @@ async def _run(args: argparse.Namespace) -> dict[str, Any]:
             for proc, _ in workers:
                 proc.join(5)
             alarm_proc.join(5)
+    shutil.rmtree(workdir, ignore_errors=True)
     results["load_average_at_end"] = os.getloadavg()
     results["devices"] = len(directory(args.homes, inputs["mix"])["devices"])
     if not args.idle_only and not args.phases:
