@@ -46,6 +46,7 @@ from gateway.directory import (
     alarm_lane_topics,
     device_registry,
     rule_context,
+    telemetry_lane_topics,
     update_rule_context,
 )
 from gateway.directory.keysafe import KeySafeCipher
@@ -187,7 +188,7 @@ class Gateway:
             self.metrics,
             self.clock,
             acknowledge=self._acknowledge_alarm,
-            telemetry_topics=config.broker.telemetry_topics,
+            telemetry_topics=telemetry_lane_topics(config),
             unbound=self.unbound,
             doors_in_store=config.cluster.shared,
         )

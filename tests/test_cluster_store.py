@@ -383,3 +383,20 @@ def test_two_survivors_never_both_adopt_one_dead_instance(postgres: Engine) -> N
     for thread in threads:
         thread.join()
     assert sorted(found.values()) == [(), ("gw-a",)]
+
+
+def test_every_instances_wellbeing_rules_hear_the_alarm_topics_too() -> None:
+    """Each alarm reaches one instance, but a door opening is a sign of life for every instance's
+    inactivity rule: with a cluster the telemetry lane hears the native alarm topics, unshared."""
+    from gateway.directory import telemetry_lane_topics
+
+    alone = CarelineConfig.model_validate({})
+    shared = CarelineConfig.model_validate(
+        {
+            "broker": {"url": "mqtt://127.0.0.1:1883"},
+            "storage": {"url": "postgresql://careline@127.0.0.1/careline"},
+            "cluster": {"share_group": "careline"},
+        }
+    )
+    assert telemetry_lane_topics(alone) == ["careline/+/+/telemetry", "zigbee2mqtt/#"]
+    assert telemetry_lane_topics(shared) == ["careline/+/+/telemetry", "zigbee2mqtt/#", "careline/+/+/alarm"]
