@@ -46,12 +46,13 @@ from gateway.directory import (
     alarm_lane_topics,
     device_registry,
     rule_context,
+    telemetry_lane_topics,
     update_rule_context,
 )
 from gateway.directory.keysafe import KeySafeCipher
 from gateway.directory.sections import DirectorySections
 from gateway.directory.store import DirectoryStore
-from gateway.duty import DutyWatch
+from gateway.duty import ConsoleSeat, DutyWatch
 from gateway.escalation.escalator import Escalator
 from gateway.escalation.model import Channel, ChannelKind
 from gateway.escalation.store import EscalationStore
@@ -187,7 +188,7 @@ class Gateway:
             self.metrics,
             self.clock,
             acknowledge=self._acknowledge_alarm,
-            telemetry_topics=config.broker.telemetry_topics,
+            telemetry_topics=telemetry_lane_topics(config),
             unbound=self.unbound,
             doors_in_store=config.cluster.shared,
         )
@@ -215,7 +216,7 @@ class Gateway:
             self.escalator,
             self.clock,
             lambda: self.config,
-            self.hub.consoles,
+            self._console_seats,
             self.alarm_lane.commit_decisions,
         )
         # Telemetry, the wellbeing rules and the InfluxDB writer run in a process of their own, so a flood
@@ -252,6 +253,7 @@ class Gateway:
                 release=self._release_peer,
                 changed=self._peer_committed,
                 resync=self._resync_screens,
+                seats=self.hub.consoles,
             )
             if config.cluster.shared
             else None
@@ -486,6 +488,11 @@ class Gateway:
     async def _resync_screens(self) -> None:
         """After the change feed was lost for a moment: every active incident again (screens upsert)."""
         self.hub.publish(await self.service.read(self.store.incidents, ACTIVE))
+
+    def _console_seats(self) -> list[ConsoleSeat]:
+        """Consoles open on this instance and, with several, on the others (their last heartbeat)."""
+        peers = self.cluster.peer_seats if self.cluster is not None else ()
+        return [*self.hub.consoles(), *peers]
 
     async def readiness(self) -> list[str]:
         reasons = []

@@ -14,6 +14,8 @@ What the instances share, and how, without a cluster of our own:
   live instance, chosen by a row lock (`FOR UPDATE SKIP LOCKED`).
 - **Escalations**: due steps are claimed with `SELECT … FOR UPDATE SKIP LOCKED` by whichever instance
   polls first (gateway/escalation/store.py); the adopter sends what the dead instance had planned.
+- **Consoles**: each heartbeat carries the consoles open on its instance, so every instance's duty watch
+  knows a site is watched even when its operator's screen is on another instance.
 - **Screens**: each commit notifies its changed incidents with `pg_notify` in the same transaction
   (gateway/incidents/changes.py); every instance LISTENs and pushes them to its own screens.
 """
@@ -22,15 +24,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from gateway.config import ClusterConfig
+from gateway.duty import ConsoleSeat
 from gateway.incidents.changes import CHANNEL, Change, parse
 from gateway.incidents.schema import GatewayInstance
 from gateway.incidents.service import IncidentService
@@ -51,6 +55,23 @@ class Survey:
     #: Dead peers this instance has adopted (newly or before): their sessions should be connected here.
     adopted: tuple[str, ...]
     alive: int
+    #: The consoles open on the other live instances.
+    peer_seats: tuple[ConsoleSeat, ...] = ()
+
+
+def seats_to_json(seats: Sequence[ConsoleSeat]) -> list[Any]:
+    return [[seat.user, sorted(seat.scope) if seat.scope is not None else None] for seat in seats]
+
+
+def seats_from_json(stored: Any) -> list[ConsoleSeat]:
+    """What a peer wrote; anything unreadable is left out (a peer of another version, say)."""
+    seats = []
+    for item in stored if isinstance(stored, list) else ():
+        if isinstance(item, list) and len(item) == 2 and isinstance(item[0], str):
+            scope = item[1]
+            if scope is None or (isinstance(scope, list) and all(isinstance(s, str) for s in scope)):
+                seats.append(ConsoleSeat(item[0], frozenset(scope) if scope is not None else None))
+    return seats
 
 
 def _db_now(session: Session) -> datetime:
@@ -67,17 +88,17 @@ def register(store: IncidentStore, instance: str, alarm_client_id: str) -> None:
         row = session.get(GatewayInstance, instance, with_for_update=True)
         now = _db_now(session)
         if row is None:
-            row = GatewayInstance(instance=instance, alarm_client_id=alarm_client_id)
+            row = GatewayInstance(instance=instance, alarm_client_id=alarm_client_id, consoles=[])
             session.add(row)
         row.alarm_client_id, row.started_at, row.heartbeat_at = alarm_client_id, now, now
         row.adopted_by, row.adopted_at = None, None
 
 
-def beat(store: IncidentStore, instance: str) -> None:
+def beat(store: IncidentStore, instance: str, seats: Sequence[ConsoleSeat] = ()) -> None:
     with store.transaction(durable=False) as session:
         row = session.get(GatewayInstance, instance)
         if row is not None:
-            row.heartbeat_at = _db_now(session)
+            row.heartbeat_at, row.consoles = _db_now(session), seats_to_json(seats)
 
 
 def leave(store: IncidentStore, instance: str) -> None:
@@ -107,6 +128,8 @@ def survey(store: IncidentStore, instance: str, timeout_s: float) -> Survey:
                 select(GatewayInstance)
                 .where(GatewayInstance.instance == name)
                 .with_for_update(skip_locked=True)
+                # Read again under the lock: another survivor may have adopted it since the look above.
+                .execution_options(populate_existing=True)
             )
             if row is not None and row.adopted_by not in alive:
                 row.adopted_by, row.adopted_at = instance, now
@@ -115,7 +138,13 @@ def survey(store: IncidentStore, instance: str, timeout_s: float) -> Survey:
         adopted = tuple(
             row.instance for row in every if row.adopted_by == instance and row.instance not in alive
         )
-        return Survey(adopted, len(alive | {instance}))
+        seats = (
+            seat
+            for row in every
+            if row.instance in alive and row.instance != instance
+            for seat in seats_from_json(row.consoles)
+        )
+        return Survey(adopted, len(alive | {instance}), tuple(seats))
 
 
 class Cluster:
@@ -133,7 +162,12 @@ class Cluster:
         release: Callable[[str], None],
         changed: Callable[[Change], Awaitable[None]],
         resync: Callable[[], Awaitable[None]],
+        seats: Callable[[], list[ConsoleSeat]] = list,
     ) -> None:
+        #: This instance's open consoles, written with each heartbeat.
+        self._seats = seats
+        #: The other live instances' consoles at the last look (for the duty watch).
+        self.peer_seats: tuple[ConsoleSeat, ...] = ()
         self._config = config
         self.instance = instance
         self._alarm_client_id = alarm_client_id
@@ -155,7 +189,7 @@ class Cluster:
     async def run(self) -> None:
         while True:
             try:
-                await self._service.bookkeeping(beat, self._service.store, self.instance)
+                await self._service.bookkeeping(beat, self._service.store, self.instance, self._seats())
                 found = await self._service.bookkeeping(
                     survey, self._service.store, self.instance, self._config.peer_timeout_s
                 )
@@ -168,6 +202,7 @@ class Cluster:
 
     async def _follow(self, found: Survey) -> None:
         self._metrics.cluster_peers_alive.set(found.alive)
+        self.peer_seats = found.peer_seats
         for peer in sorted(set(found.adopted) - self.adopted):
             self.adopted.add(peer)
             await self._adopt(peer)

@@ -37,6 +37,7 @@ from gateway.directory import (
     alarm_lane_topics,
     device_registry,
     rule_context,
+    telemetry_lane_topics,
     update_rule_context,
 )
 from gateway.ingest import MqttLane
@@ -203,7 +204,7 @@ async def _run_child(
         sinks,
         alarm_topics=alarm_lane_topics(config, registry),
     )
-    topics = list(config.broker.telemetry_topics)
+    topics = telemetry_lane_topics(config)
     mqtt = MqttLane(config.broker, Lane.TELEMETRY, topics, lane.submit, metrics, batch_sink=lane.submit_many)
     stopped = asyncio.Event()
     directory = _ChildDirectory(lane, context, health, clock, outbox)

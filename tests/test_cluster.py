@@ -217,6 +217,16 @@ async def test_one_instance_of_a_cluster_is_ready_and_keeps_door_reports(
             [row] = store_rows(store, "SELECT instance, alarm_client_id, adopted_by FROM gateway_instances")
             name = config["broker"]["client_id"]
             assert tuple(row) == (name, f"{name}-alarm", None)
+            # Without its broker an instance takes no alarm: the load balancer sends nobody to it.
+            mosquitto.stop()
+            await until(lambda: not live.gateway.alarm_mqtt.connected.is_set(), "the lane to notice", 10)
+            not_ready = await live.http.get("/api/readyz")
+            assert (not_ready.status_code, not_ready.json()) == (
+                503,
+                {"status": "not ready", "reasons": ["alarm lane not connected to the broker"]},
+            )
+            mosquitto.start()
+            await until(lambda: live.gateway.alarm_mqtt.connected.is_set(), "the lane back", 15)
         # A clean stop: its peers need not wait for the timeout to adopt its session.
         [(heartbeat,)] = store_rows(store, "SELECT heartbeat_at FROM gateway_instances")
         assert heartbeat.year == 2000

@@ -337,3 +337,66 @@ def test_each_instance_keeps_and_restores_its_own_rules_state(engine: Engine) ->
     assert load_rule_state(store, "gw-b") == {ALARM: '{"b": 1}', TELEMETRY: '{"b": 2}'}
     assert load_rule_state(store, "gw-new") == {ALARM: '{"single": 1}', TELEMETRY: '{"single": 2}'}
     assert load_rule_state(store) == {ALARM: '{"single": 1}', TELEMETRY: '{"single": 2}'}
+
+
+def test_consoles_open_on_one_instance_are_counted_by_the_others(postgres: Engine) -> None:
+    """The duty watch of gw-b must not call a site unstaffed when its operator's screen is on gw-a."""
+    from gateway.cluster import beat, leave, register, survey
+    from gateway.duty import ConsoleSeat
+
+    a, b = instance(postgres, "gw-a"), instance(postgres, "gw-b")
+    register(a, "gw-a", "gw-a-alarm")
+    register(b, "gw-b", "gw-b-alarm")
+    beat(a, "gw-a", [ConsoleSeat("night-operator", frozenset({"sunrise"})), ConsoleSeat("manager", None)])
+    seen = survey(b, "gw-b", timeout_s=10)
+    assert set(seen.peer_seats) == {
+        ConsoleSeat("night-operator", frozenset({"sunrise"})),
+        ConsoleSeat("manager", None),
+    }
+    assert (seen.alive, seen.adopted) == (2, ())
+    # Gone (a clean stop here): its consoles no longer count, and gw-b adopts it.
+    leave(a, "gw-a")
+    after = survey(b, "gw-b", timeout_s=10)
+    assert (after.peer_seats, after.adopted, after.alive) == ((), ("gw-a",), 1)
+    # Back: gw-b lets go of it at its next look.
+    register(a, "gw-a", "gw-a-alarm")
+    assert survey(b, "gw-b", timeout_s=10).adopted == ()
+
+
+def test_two_survivors_never_both_adopt_one_dead_instance(postgres: Engine) -> None:
+    from gateway.cluster import leave, register, survey
+
+    stores = {name: instance(postgres, name) for name in ("gw-a", "gw-b", "gw-c")}
+    for name, store in stores.items():
+        register(store, name, f"{name}-alarm")
+    leave(stores["gw-a"], "gw-a")
+    barrier = threading.Barrier(2)
+    found: dict[str, tuple[str, ...]] = {}
+
+    def look(name: str) -> None:
+        barrier.wait()
+        found[name] = survey(stores[name], name, timeout_s=10).adopted
+
+    threads = [threading.Thread(target=look, args=(name,)) for name in ("gw-b", "gw-c")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(found.values()) == [(), ("gw-a",)]
+
+
+def test_every_instances_wellbeing_rules_hear_the_alarm_topics_too() -> None:
+    """Each alarm reaches one instance, but a door opening is a sign of life for every instance's
+    inactivity rule: with a cluster the telemetry lane hears the native alarm topics, unshared."""
+    from gateway.directory import telemetry_lane_topics
+
+    alone = CarelineConfig.model_validate({})
+    shared = CarelineConfig.model_validate(
+        {
+            "broker": {"url": "mqtt://127.0.0.1:1883"},
+            "storage": {"url": "postgresql://careline@127.0.0.1/careline"},
+            "cluster": {"share_group": "careline"},
+        }
+    )
+    assert telemetry_lane_topics(alone) == ["careline/+/+/telemetry", "zigbee2mqtt/#"]
+    assert telemetry_lane_topics(shared) == ["careline/+/+/telemetry", "zigbee2mqtt/#", "careline/+/+/alarm"]

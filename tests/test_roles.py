@@ -24,6 +24,10 @@ from starlette.routing import BaseRoute
 PUBLIC: dict[tuple[str, str], str] = {
     ("POST", "/api/login"): "signing in",
     ("GET", "/api/healthz"): "load balancers; only ok/degraded is told",
+    (
+        "GET",
+        "/api/readyz",
+    ): "load balancers; ready or not, and which part is missing (store, broker, cluster)",
     ("GET", "/api/catalogue/{language}"): "the sign-in form's words; no text is a secret",
     ("GET", "/"): "the alarm queue is also the sign-in page",
     ("GET", "/metrics"): "off or behind a bearer token by configuration (tests/test_dashboard_hardening.py)",

@@ -80,6 +80,14 @@ def update_rule_context(context: RuleContext, config: CarelineConfig, *, at: dat
     context.update(config.sites, active_residents(config), active_devices(config), at=at)
 
 
+def telemetry_lane_topics(config: CarelineConfig) -> list[str]:
+    """With several instances each alarm goes to one of them, but every instance's wellbeing rules must
+    hear every sign of life (a door opening, a pendant's press) to decide alike (docs/cluster.md): the
+    telemetry lane then also hears the native alarm topics, without sharing."""
+    extra = config.broker.alarm_topics if config.cluster.shared else ()
+    return list(dict.fromkeys([*config.broker.telemetry_topics, *extra]))
+
+
 def alarm_lane_topics(config: CarelineConfig, registry: DeviceRegistry) -> list[str]:
     """What the alarm lane subscribes to: the configured alarm topics and each Zigbee2MQTT alarm device's."""
     return [*config.broker.alarm_topics, *registry.zigbee2mqtt_alarm_topics()]

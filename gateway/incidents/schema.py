@@ -549,6 +549,9 @@ class GatewayInstance(Base):
     heartbeat_at: Mapped[datetime]
     adopted_by: Mapped[str | None] = mapped_column(String(64))
     adopted_at: Mapped[datetime | None]
+    #: The consoles open on it at its last heartbeat, `[[user, [sites] or null], …]`: the duty watch of
+    #: every instance counts them, so a site watched through another instance is not "unstaffed".
+    consoles: Mapped[list[Any]] = mapped_column(JSON, default=list)
 
 
 class DoorState(Base):

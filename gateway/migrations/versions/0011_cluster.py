@@ -25,6 +25,7 @@ def upgrade() -> None:
     sa.Column('heartbeat_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('adopted_by', sa.String(length=64), nullable=True),
     sa.Column('adopted_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('consoles', sa.JSON(), nullable=False),
     sa.PrimaryKeyConstraint('instance')
     )
     op.create_table('door_states',
