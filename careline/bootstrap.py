@@ -587,6 +587,7 @@ class Gateway:
                 # Registered (and no longer adopted by a peer) before this instance takes any alarm.
                 await self.cluster.join()
                 tasks += self._cluster_tasks(self.cluster)
+                tasks.append(asyncio.create_task(self.alarm_lane.run_door_reports(), name="door-reports"))
                 # Runs after the lanes stopped: peers adopt this instance's session at once.
                 stack.push_async_callback(self.cluster.leave)
                 stack.callback(self._release_every_peer)

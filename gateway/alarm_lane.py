@@ -37,6 +37,9 @@ from rules.model import Decision
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 200
+DOOR_REPORTS_EVERY_S = 0.25
+#: Door reports kept while the store refuses them; the newest matter (older ones change nothing).
+DOOR_REPORTS_KEPT = 10_000
 TIMER_PERIOD_S = 1.0
 _RETRY_MAX_S = 5.0
 
@@ -67,6 +70,9 @@ class AlarmLane:
         #: Several instances share the alarm lane: door reports are kept in the store, where each
         #: instance's door rules are checked against all of them (gateway/incidents/doors.py).
         self._doors_in_store = doors_in_store
+        #: Door reports not yet written; written together every DOOR_REPORTS_EVERY_S as bookkeeping, so a
+        #: busy building's doors never put a commit of their own before an SOS.
+        self._door_reports: list[DeviceEvent] = []
         #: Filled by the alarm lane's MQTT client; unbounded, because alarms are never dropped.
         self._inbox = inbox
         self._acknowledge = acknowledge
@@ -117,6 +123,20 @@ class AlarmLane:
             self._metrics.messages_received.labels("alarm").inc(len(messages))
             self._metrics.queue_depth.labels("alarm").set(self._inbox.qsize())
             await self.handle(messages)
+
+    async def run_door_reports(self) -> None:
+        """With several instances: the door reports of the last moment, written in one transaction."""
+        while True:
+            await asyncio.sleep(DOOR_REPORTS_EVERY_S)
+            reports, self._door_reports = self._door_reports, []
+            if not reports:
+                continue
+            try:
+                await self._service.bookkeeping(self._service.store.record_doors, reports)
+            except Exception:
+                # Kept for the next round: a door rule meanwhile trusts its own reports.
+                log.exception("door reports could not be written; trying again")
+                self._door_reports[:0] = reports[-DOOR_REPORTS_KEPT:]
 
     async def run_timers(self) -> None:
         while True:
@@ -200,7 +220,7 @@ class AlarmLane:
             self._count_faults(events)
             for event in events:
                 if self._doors_in_store and event.kind in DOOR_KINDS:
-                    batch.doors.append(event)
+                    self._door_reports.append(event)
                 if event.is_alarm_kind:
                     check = may_be_redelivery(raw, event)
                     batch.decisions.extend(RuledDecision(d, check) for d in self._rules.handle(event, now))

@@ -273,8 +273,8 @@ def door_alarm(rule: str, opening: DeviceEvent) -> RuledDecision:
 def test_a_door_another_instance_saw_close_is_not_reported_left_open(engine: Engine) -> None:
     a, b = instance(engine, "gw-a"), instance(engine, "gw-b")
     opened = door(EventKind.DOOR_OPEN, START)
-    a.apply(AlarmBatch(doors=[opened]))
-    b.apply(AlarmBatch(doors=[door(EventKind.DOOR_CLOSED, START + timedelta(minutes=2))]))
+    a.record_doors([opened])
+    b.record_doors([door(EventKind.DOOR_CLOSED, START + timedelta(minutes=2))])
     # A never heard the close: its timer comes due ten minutes after the opening.
     late = a.apply(AlarmBatch([door_alarm("door_left_open", opened)]))
     assert (late.opened, late.duplicates) == (0, 1)
@@ -286,8 +286,8 @@ def test_a_door_still_open_is_reported_once_whichever_instance_times_it(engine: 
         door(EventKind.DOOR_OPEN, START),
         door(EventKind.DOOR_OPEN, START + timedelta(minutes=1)),
     )
-    a.apply(AlarmBatch(doors=[opened]))
-    b.apply(AlarmBatch(doors=[repeated]))  # Zigbee2MQTT repeats "open" in its periodic report
+    a.record_doors([opened])
+    b.record_doors([repeated])  # Zigbee2MQTT repeats "open" in its periodic report
     first = a.apply(AlarmBatch([door_alarm("door_left_open", opened)]))
     second = b.apply(AlarmBatch([door_alarm("door_left_open", repeated)]))
     assert (first.opened, second.opened, second.duplicates) == (1, 0, 1)
@@ -299,21 +299,23 @@ def test_a_repeated_open_report_is_not_a_new_opening_at_night(engine: Engine) ->
         door(EventKind.DOOR_OPEN, START),
         door(EventKind.DOOR_OPEN, START + timedelta(minutes=1)),
     )
-    first = a.apply(AlarmBatch([door_alarm("door_night", opened)], doors=[opened]))
-    second = b.apply(AlarmBatch([door_alarm("door_night", repeated)], doors=[repeated]))
+    first = a.apply(AlarmBatch([door_alarm("door_night", opened)]))
+    a.record_doors([opened])
+    second = b.apply(AlarmBatch([door_alarm("door_night", repeated)]))
+    b.record_doors([repeated])
     assert (first.opened, second.opened, second.duplicates) == (1, 0, 1)
     # Closed, then opened again: a new opening, reported.
-    a.apply(AlarmBatch(doors=[door(EventKind.DOOR_CLOSED, START + timedelta(minutes=2))]))
+    a.record_doors([door(EventKind.DOOR_CLOSED, START + timedelta(minutes=2))])
     again = door(EventKind.DOOR_OPEN, START + timedelta(minutes=3))
-    third = b.apply(AlarmBatch([door_alarm("door_night", again)], doors=[again]))
+    third = b.apply(AlarmBatch([door_alarm("door_night", again)]))
     assert (third.duplicates, [v.trigger_count for v in third.changed]) == (0, [2])
 
 
 def test_a_door_report_delivered_late_changes_nothing(engine: Engine) -> None:
     a, b = instance(engine, "gw-a"), instance(engine, "gw-b")
     opened = door(EventKind.DOOR_OPEN, START)
-    a.apply(AlarmBatch(doors=[door(EventKind.DOOR_CLOSED, START + timedelta(minutes=2))]))
-    b.apply(AlarmBatch(doors=[opened]))  # older than the close A recorded
+    a.record_doors([door(EventKind.DOOR_CLOSED, START + timedelta(minutes=2))])
+    b.record_doors([opened])  # older than the close A recorded
     timed = b.apply(AlarmBatch([door_alarm("door_left_open", opened)]))
     assert timed.opened == 0
 

@@ -127,11 +127,9 @@ class RuledDecision:
 class AlarmBatch:
     decisions: list[RuledDecision] = field(default_factory=list)
     dead_letters: list[tuple[RawMessage, str, str | None]] = field(default_factory=list)
-    #: Door reports to keep for the other instances' door rules (gateway/incidents/doors.py).
-    doors: list[DeviceEvent] = field(default_factory=list)
 
     def __bool__(self) -> bool:
-        return bool(self.decisions or self.dead_letters or self.doors)
+        return bool(self.decisions or self.dead_letters)
 
 
 @dataclass(slots=True)
@@ -216,7 +214,6 @@ class IncidentStore:
                 incident = self._decide(session, ruled.decision, result)
                 if incident is not None:
                     changed[incident.id] = incident
-            doors.record(session, batch.doors)
         result.changed = [IncidentView.of(incident, self.directory) for incident in changed.values()]
         if self._on_evicted is not None:
             for lane, count in evicted.items():
@@ -279,6 +276,12 @@ class IncidentStore:
             and isinstance(decision, AlarmDecision)
             and self._active(session, decision.incident_key) is not None
         )
+
+    def record_doors(self, reports: Sequence[DeviceEvent]) -> None:
+        """Door reports for every instance's door rules (gateway/incidents/doors.py): bookkeeping, in one
+        transaction for all the reports of a moment, never on an alarm's commit."""
+        with self.transaction(durable=False) as session:
+            doors.record(session, reports)
 
     def _door_stale(self, session: Session, decision: Decision) -> bool:
         if not isinstance(decision, AlarmDecision) or decision.rule not in doors.RULES:
