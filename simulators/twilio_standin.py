@@ -4,8 +4,9 @@ Twilio's cloud is unreachable from this machine, so the real `twilio` client is 
 FastAPI app instead (`client.api.base_url = stand_in.base_url`). It implements only what Careline uses:
 
 - `POST /2010-04-01/Accounts/{AccountSid}/Messages.json` and `.../Calls.json`, form-encoded as the client
-  sends them, behind HTTP Basic auth (account SID + auth token), answering 201 with JSON shaped like
-  Twilio's (sid "SM…"/"CA…", status "queued", ...) or Twilio's error JSON (`code`, `message`, `status`);
+  sends them, and `GET .../Messages.json?To=…` (the newest messages first, one page), behind HTTP Basic
+  auth (account SID + auth token), answering 201 with JSON shaped like Twilio's (sid "SM…"/"CA…",
+  status "queued", ...) or Twilio's error JSON (`code`, `message`, `status`);
 - a record of every request, for assertions;
 - fault injection: fail the next N requests with a status and Twilio error code, or hang them;
 - `drive_callback`, which plays Twilio's part in the other direction: it POSTs a status or gather callback
@@ -125,6 +126,8 @@ class _Fault:
 class _State:
     lock: threading.Lock = field(default_factory=threading.Lock)
     requests: list[RecordedRequest] = field(default_factory=list)
+    #: Every message accepted, as its JSON resource, newest last (what `GET Messages.json` lists).
+    messages: list[dict[str, Any]] = field(default_factory=list)
     faults: list[_Fault] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
 
@@ -219,6 +222,10 @@ class TwilioStandIn:
         async def create_message(sid: str, request: Request) -> JSONResponse:
             return await self._handle("Messages", sid, request)
 
+        @app.get(base + "/Messages.json")
+        async def list_messages(sid: str, request: Request) -> JSONResponse:
+            return self._list_messages(sid, request)
+
         @app.post(base + "/Calls.json")
         async def create_call(sid: str, request: Request) -> JSONResponse:
             return await self._handle("Calls", sid, request)
@@ -245,6 +252,9 @@ class TwilioStandIn:
         if missing is not None:
             return _error(400, *missing)
         body = _message_json(sid, record) if resource == "Messages" else _call_json(sid, record)
+        if resource == "Messages":
+            with self._state.lock:
+                self._state.messages.append(body)
         if self.phones is not None:
             self.phones.received(resource, record.pairs, body["sid"], sid)
         callback = record.get("StatusCallback")
@@ -272,6 +282,28 @@ class TwilioStandIn:
             outcome = type(exc).__name__
         with self._state.lock:
             self.reported.append((url, outcome))
+
+    def _list_messages(self, sid: str, request: Request) -> JSONResponse:
+        """Twilio's message list: newest first, filtered by `To`, one page (`PageSize`, at most 1000)."""
+        if not self._authorized(sid, request.headers.get("authorization")):
+            return _error(401, 20003, "Authenticate")
+        to = request.query_params.get("To")
+        size = min(int(request.query_params.get("PageSize", "50")), 1000)
+        with self._state.lock:
+            found = [m for m in reversed(self._state.messages) if to is None or m["to"] == to][:size]
+        uri = f"/{API_VERSION}/Accounts/{sid}/Messages.json?PageSize={size}&Page=0"
+        page = {
+            "messages": found,
+            "end": max(len(found) - 1, 0),
+            "first_page_uri": uri,
+            "next_page_uri": None,
+            "page": 0,
+            "page_size": size,
+            "previous_page_uri": None,
+            "start": 0,
+            "uri": uri,
+        }
+        return JSONResponse(page)
 
     def _authorized(self, sid: str, header: str | None) -> bool:
         if not header or not header.startswith("Basic ") or sid != self.account_sid:

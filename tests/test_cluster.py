@@ -111,10 +111,14 @@ def notifications(store: str) -> list[Any]:
     return store_rows(store, "SELECT id, incident_id, tier, round, responder_id, status FROM notifications")
 
 
+def _notification_of(url: str) -> int:
+    return int(parse_qs(urlsplit(url).query)["n"][0])
+
+
 def sms_per_notification(twilio: TwilioStandIn) -> Counter[int]:
     """Messages the stand-in accepted, by our notification id (`n` in their StatusCallback URL)."""
     return Counter(
-        int(parse_qs(urlsplit(request.get("StatusCallback") or "").query)["n"][0])
+        _notification_of(request.get("StatusCallback") or "")
         for request in twilio.requests
         if request.resource == "Messages"
     )
@@ -177,7 +181,11 @@ async def test_an_instance_killed_mid_run_loses_no_alarm_and_repeats_no_step(
         assert {(row.tier, row.responder_id) for row in planned} == {(1, "carer"), (2, "boss")}
         sent = sms_per_notification(twilio)
         assert set(sent) == {row.id for row in planned}
-        assert [n for n, copies in sent.items() if copies != 1] == []
+        twice = [n for n, copies in sent.items() if copies != 1]
+        callbacks = [
+            (url, outcome) for url, outcome in twilio.reported if any(f"n={n}" in url for n in twice)
+        ]
+        assert twice == [], f"sent more than once: {twice}; their status callbacks: {callbacks}"
         assert Counter(r.get("To") for r in twilio.requests) == {CARER: PENDANTS, BOSS: PENDANTS}
         # The operator on B saw every incident, the ones A committed before it died included.
         assert set(screen.incidents) == {row.id for row in rows}

@@ -17,7 +17,7 @@ from dataclasses import replace
 
 from devices.model import DeviceEvent, DeviceType, EventKind
 from gateway.clock import Clock
-from gateway.escalation.model import Channel, ChannelKind, Delivery, Notification
+from gateway.escalation.model import Channel, ChannelKind, Delivery, Notification, SentLookup
 from gateway.escalation.store import CLAIM_LIMIT, EscalationStore, LinkOutcome, PlannedNotification
 from gateway.incidents.service import IncidentService
 from gateway.incidents.store import AlarmBatch, IncidentConflictError, RuledDecision
@@ -108,17 +108,13 @@ class Escalator:
             task.add_done_callback(self._sending.discard)
 
     async def _deliver(self, item: PlannedNotification) -> None:
-        if item.in_doubt:
-            await asyncio.sleep(self._in_doubt_wait_s)
-            if not await self._service.bookkeeping(
-                self._store.settle_in_doubt, item.notification_id, self._clock.now()
-            ):
-                self._on_change(item.incident_id)
-                return
         channel = self._webhooks.get(item.webhook or "") if item.webhook else self._channels.get(item.channel)
         notification = Notification(
             item.notification_id, item.incident_id, item.recipient, item.alarm, item.ack_token
         )
+        if item.in_doubt_since is not None and await self._went_out(item, channel, notification):
+            self._on_change(item.incident_id)
+            return
         for attempt in range(1, self._attempts + 1):
             delivery = await self._send_once(channel, replace(notification, attempt=attempt))
             await self._service.bookkeeping(
@@ -129,6 +125,29 @@ class Escalator:
             if delivery.ok or not delivery.retryable:
                 return
             await asyncio.sleep(RETRY_BASE_S * 2 ** (attempt - 1))
+
+    async def _went_out(
+        self, item: PlannedNotification, channel: Channel | None, notification: Notification
+    ) -> bool:
+        """A notification a dead instance had handed to its channel (docs/cluster.md): first the
+        provider's status callback is given time to arrive; then, where the provider can be asked
+        (Twilio SMS), it is asked. True when it did go out, so it is not sent twice."""
+        since = item.in_doubt_since
+        if since is None:
+            return False
+        await asyncio.sleep(self._in_doubt_wait_s)
+        now = self._clock.now()
+        if not await self._service.bookkeeping(self._store.settle_in_doubt, item.notification_id, now):
+            return True
+        if not isinstance(channel, SentLookup):
+            return False
+        found = await channel.sent_since(notification, since)
+        if found is None:
+            return False
+        await self._service.bookkeeping(
+            self._store.found_sent, item.notification_id, found, self._clock.now()
+        )
+        return True
 
     async def _send_once(self, channel: Channel | None, notification: Notification) -> Delivery:
         if channel is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 
 class ChannelKind(enum.StrEnum):
@@ -71,3 +71,11 @@ class Channel(Protocol):
     async def send(self, notification: Notification) -> Delivery:
         """Send once. Never raises for delivery failures: they are reported in `Delivery`."""
         ...
+
+
+@runtime_checkable
+class SentLookup(Protocol):
+    """A channel whose provider can say whether a notification already went out (Twilio SMS): asked
+    before a notification left in doubt by a dead instance is sent again."""
+
+    async def sent_since(self, notification: Notification, since: datetime) -> str | None: ...

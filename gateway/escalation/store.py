@@ -39,8 +39,13 @@ class PlannedNotification:
     recipient: Recipient
     alarm: AlarmSummary
     ack_token: str
-    #: Its attempt was under way when its owner died: wait for the provider's word before sending.
-    in_doubt: bool = False
+    #: Its attempt was under way (since then) when its owner died: wait for the provider's word, and ask
+    #: the provider, before sending it again.
+    in_doubt_since: datetime | None = None
+
+    @property
+    def in_doubt(self) -> bool:
+        return self.in_doubt_since is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -474,7 +479,6 @@ class EscalationStore:
         incident = session.get(Incident, row.incident_id)
         assert incident is not None  # joined above
         started = row.attempt_started_at
-        in_doubt = started is not None
         if started is not None:
             self._note(
                 session,
@@ -509,8 +513,28 @@ class EscalationStore:
             self._recipient(reach),
             self._summary(incident, FAULT_OVERDUE if overdue else None),
             row.ack_token,
-            in_doubt=in_doubt,
+            in_doubt_since=started,
         )
+
+    def found_sent(self, notification_id: int, provider_id: str, now: datetime) -> None:
+        """The provider says a notification in doubt did go out: recorded as sent, not sent again."""
+        with self._store.transaction(durable=False) as session:
+            row = session.get(Notification, notification_id)
+            if row is None:
+                return
+            row.status, row.provider_id, row.attempt_started_at, row.updated_at = (
+                "sent",
+                provider_id,
+                None,
+                now,
+            )
+            self._note(
+                session,
+                now,
+                "notification.in_doubt_found",
+                row.incident_id,
+                {"notification": row.id, "provider_id": provider_id, "channel": row.channel},
+            )
 
     def settle_in_doubt(self, notification_id: int, now: datetime) -> bool:
         """After the wait: True to send it again; False when the provider reported it meanwhile (its

@@ -9,8 +9,10 @@ and around the await (so the caller gets its answer on time even if the thread l
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from twilio.base.exceptions import TwilioRestException  # type: ignore[import-untyped]
@@ -28,6 +30,8 @@ from gateway.escalation.channels.messages import (
 )
 from gateway.escalation.config import TwilioConfig
 from gateway.escalation.model import ChannelKind, Delivery, Notification
+
+log = logging.getLogger(__name__)
 
 #: `language` attribute of `<Say>` per recipient language.
 SAY_LANGUAGES: Final[Mapping[Language, str]] = {"en": "en-US", "zh-CN": "zh-CN"}
@@ -75,6 +79,24 @@ class TwilioSms:
             return Delivery(ok=False, retryable=False, detail="recipient has no phone number")
         callback = sms_status_callback_url(self._public_url, notification.notification_id)
         return await self.text(phone, sms_text(notification), callback)
+
+    async def sent_since(self, notification: Notification, since: datetime) -> str | None:
+        """The sid of an SMS already accepted for this notification (same number, same text, created
+        since `since`), asked of Twilio itself: an instance that died mid-send leaves no other trace.
+        None when there is none, or Twilio cannot say now (the caller then sends it)."""
+        phone = notification.recipient.phone
+        if not phone:
+            return None
+        body = sms_text(notification)
+        try:
+            async with asyncio.timeout(self._config.timeout_s):
+                return await asyncio.to_thread(
+                    _sent_blocking, self._config, self._account, phone, body, since
+                )
+        except Exception as exc:
+            # Not knowing is not a reason to stay silent: the notification is sent again.
+            log.warning("could not ask Twilio whether an SMS went out (%s); sending it", type(exc).__name__)
+            return None
 
     async def text(self, to: str, body: str, status_callback: str) -> Delivery:
         """One SMS of any text through this account (the daily reassurance uses it too)."""
@@ -205,6 +227,29 @@ def _create_blocking(
         collection = client.messages if resource == "messages" else client.calls
         instance = collection.create(**params)
         return str(instance.sid), str(instance.status)
+    finally:
+        http.session.close()
+
+
+#: Twilio's clock and ours may differ by this much when matching a message to the attempt that sent it.
+_CLOCK_SKEW = timedelta(minutes=2)
+#: The newest messages to one number looked through: a responder gets a few an incident, not hundreds.
+_LOOKUP_LIMIT = 50
+
+
+def _sent_blocking(
+    config: TwilioConfig, account: TwilioAccount, to: str, body: str, since: datetime
+) -> str | None:
+    http = TwilioHttpClient(timeout=config.timeout_s)
+    try:
+        client = Client(account.account_sid, account.auth_token, http_client=http)
+        if config.api_base_url:
+            client.api.base_url = config.api_base_url.rstrip("/")
+        for message in client.messages.list(to=to, limit=_LOOKUP_LIMIT):
+            created = message.date_created
+            if message.body == body and created is not None and created >= since - _CLOCK_SKEW:
+                return str(message.sid)
+        return None
     finally:
         http.session.close()
 
