@@ -94,3 +94,31 @@ async def test_an_sms_in_doubt_that_reached_twilio_is_not_sent_again_and_one_tha
     assert ("notification.in_doubt_found", went.notification_id) in audit
     assert ("notification.sent", planned[1].notification_id) in audit
     assert ("notification.sent", went.notification_id) not in audit
+
+
+async def test_a_burst_of_channel_answers_shares_a_few_commits(
+    engine: Engine, twilio: TwilioStandIn, survivor: IncidentService
+) -> None:
+    """After a burst of alarms hundreds of sends end within moments: their outcomes are written in a
+    few transactions, not one each, so the writer is free for the next steps and alarms."""
+    from sqlalchemy import event
+
+    survivor.store.apply(AlarmBatch([RuledDecision(press(n), False) for n in range(40)]))
+    commits = []
+    event.listen(engine, "commit", lambda _connection: commits.append(1))
+    escalator = Escalator(
+        EscalationStore(survivor.store, CONFIG),
+        survivor,
+        {ChannelKind.SMS: sms_channel(twilio)},
+        {},
+        FakeClock(START),
+    )
+    planned = await escalator.run_due()
+    await escalator.drain()
+    assert len(planned) == 40
+    assert len([r for r in twilio.requests if r.resource == "Messages"]) == 40
+    with survivor.store.reading() as session:
+        sent = [e for e in session.scalars(select(AuditEntry)) if e.action == "notification.sent"]
+    assert len(sent) == 40
+    # One commit for the step, then the outcomes: far fewer than one each.
+    assert len(commits) < 20, len(commits)

@@ -33,6 +33,41 @@ SEND_GUARD_S = 30.0
 CHANNEL_FAILING_RULE = "channel_failing"
 
 
+class _Outcomes:
+    """Channels' answers, recorded in batches: one write in flight at a time, and the answers that arrive
+    meanwhile go in the next. Alone, an answer is written at once; after a burst of alarms, hundreds of
+    sends end within moments and share a few commits instead of holding the writer for one each."""
+
+    def __init__(self, service: IncidentService, store: EscalationStore, clock: Clock) -> None:
+        self._service, self._store, self._clock = service, store, clock
+        self._pending: list[tuple[tuple[int, Delivery, int], asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def record(self, notification_id: int, delivery: Delivery, attempt: int) -> None:
+        """Returns once it is committed (raises what the commit raised)."""
+        answered: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append(((notification_id, delivery, attempt), answered))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+        await answered
+
+    async def _write(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await self._service.bookkeeping(
+                    self._store.record_deliveries, [outcome for outcome, _ in batch], self._clock.now()
+                )
+            except Exception as exc:
+                for _, answered in batch:
+                    if not answered.done():
+                        answered.set_exception(exc)
+            else:
+                for _, answered in batch:
+                    if not answered.done():
+                        answered.set_result(None)
+
+
 class Escalator:
     def __init__(
         self,
@@ -57,6 +92,7 @@ class Escalator:
         self._failure_alarm_after = failure_alarm_after
         self._on_change = on_change or (lambda _incident_id: None)
         self._wake = asyncio.Event()
+        self._outcomes = _Outcomes(service, store, clock)
         self._sending: set[asyncio.Task[None]] = set()
         self._consecutive_failures: dict[str, int] = defaultdict(int)
 
@@ -117,9 +153,7 @@ class Escalator:
             return
         for attempt in range(1, self._attempts + 1):
             delivery = await self._send_once(channel, replace(notification, attempt=attempt))
-            await self._service.bookkeeping(
-                self._store.record_delivery, item.notification_id, delivery, attempt, self._clock.now()
-            )
+            await self._outcomes.record(item.notification_id, delivery, attempt)
             self._on_change(item.incident_id)
             await self._track_channel_health(item, delivery)
             if delivery.ok or not delivery.retryable:

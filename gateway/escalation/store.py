@@ -325,29 +325,40 @@ class EscalationStore:
     # -- what channels report --------------------------------------------------------------------------
 
     def record_delivery(self, notification_id: int, delivery: Delivery, attempt: int, now: datetime) -> None:
+        self.record_deliveries([(notification_id, delivery, attempt)], now)
+
+    def record_deliveries(self, outcomes: Sequence[tuple[int, Delivery, int]], now: datetime) -> None:
+        """What channels answered, in one transaction: after a burst of alarms hundreds of sends end
+        within moments, and one commit each would hold the writer (and the next steps) behind them."""
         with self._store.transaction(durable=False) as session:
-            row = session.get(Notification, notification_id)
-            if row is None:
-                return
-            row.attempts = attempt
-            row.status = "sent" if delivery.ok else ("retrying" if delivery.retryable else "failed")
-            # A retry is coming: its attempt is under way (in doubt) as much as the first was.
-            row.attempt_started_at = now if row.status == "retrying" else None
-            row.provider_id = delivery.provider_id or row.provider_id
-            row.detail, row.updated_at = delivery.detail[:2000], now
-            self._note(
-                session,
-                now,
-                "notification.sent" if delivery.ok else "notification.failed",
-                row.incident_id,
-                {
-                    "notification": row.id,
-                    "responder": row.responder_id,
-                    "channel": row.channel,
-                    "attempt": attempt,
-                    "detail": delivery.detail[:300],
-                },
-            )
+            for notification_id, delivery, attempt in outcomes:
+                self._record_one(session, notification_id, delivery, attempt, now)
+
+    def _record_one(
+        self, session: Session, notification_id: int, delivery: Delivery, attempt: int, now: datetime
+    ) -> None:
+        row = session.get(Notification, notification_id)
+        if row is None:
+            return
+        row.attempts = attempt
+        row.status = "sent" if delivery.ok else ("retrying" if delivery.retryable else "failed")
+        # A retry is coming: its attempt is under way (in doubt) as much as the first was.
+        row.attempt_started_at = now if row.status == "retrying" else None
+        row.provider_id = delivery.provider_id or row.provider_id
+        row.detail, row.updated_at = delivery.detail[:2000], now
+        self._note(
+            session,
+            now,
+            "notification.sent" if delivery.ok else "notification.failed",
+            row.incident_id,
+            {
+                "notification": row.id,
+                "responder": row.responder_id,
+                "channel": row.channel,
+                "attempt": attempt,
+                "detail": delivery.detail[:300],
+            },
+        )
 
     def record_status(self, notification_id: int, status: str, now: datetime) -> bool:
         """A provider's status callback. True when the tier should move on at once (nobody answered)."""
