@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -18,6 +17,7 @@ import httpx
 import pytest
 from harness import PASSWORD, LiveGateway, Publisher, live_gateway, new_config
 from services import Mosquitto
+from stores import store_execute
 
 from dashboard.auth import Role
 
@@ -40,8 +40,12 @@ async def signed_in(
 ) -> AsyncIterator[httpx.AsyncClient]:
     live.gateway.users.create(username, PASSWORD, role, language="en")
     if sites is not None:
-        with sqlite3.connect(live.gateway.config.storage.url.removeprefix("sqlite:///")) as db:
-            db.execute("UPDATE users SET sites = ? WHERE username = ?", (json.dumps(sites), username))
+        store_execute(
+            live.gateway.config.storage.url,
+            "UPDATE users SET sites = :sites WHERE username = :username",
+            sites=json.dumps(sites),
+            username=username,
+        )
     async with httpx.AsyncClient(base_url=live.base_url) as client:
         response = await client.post("/api/login", json={"username": username, "password": PASSWORD})
         response.raise_for_status()

@@ -12,8 +12,25 @@ READ_ONLY = "careline_read_only"
 RELAXED = "careline_relaxed_durability"
 
 
+def with_driver(url: str) -> str:
+    """`postgresql://…` (or `postgres://…`) with no driver named means psycopg 3, the one Careline ships;
+    SQLAlchemy alone would pick psycopg2, which is not installed."""
+    for bare in ("postgresql://", "postgres://"):
+        if url.startswith(bare):
+            return "postgresql+psycopg://" + url.removeprefix(bare)
+    return url
+
+
 def make_engine(url: str, *, busy_timeout_s: float = 30.0) -> Engine:
+    url = with_driver(url)
     parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        # The busy timeout's meaning on PostgreSQL: a statement waiting longer than this for a lock
+        # another session holds fails (and the alarm lane retries it), instead of waiting forever.
+        lock_timeout_ms = max(1, round(busy_timeout_s * 1000))
+        return create_engine(
+            url, pool_pre_ping=True, connect_args={"options": f"-c lock_timeout={lock_timeout_ms}"}
+        )
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
