@@ -7,7 +7,19 @@ import enum
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, String, Text, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -50,6 +62,12 @@ class Outcome(enum.StrEnum):
     REPOSITIONED = "repositioned"
 
 
+#: Row ids and the columns naming them: 64-bit on both backends. SQLite's INTEGER PRIMARY KEY is already
+#: 64-bit (and must stay spelled INTEGER to be the rowid); PostgreSQL's INTEGER is 32-bit, which a flood
+#: of dead letters would exhaust, hence BIGINT there.
+ROW_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
 class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UtcDateTime(), dict[str, Any]: JSON()}
 
@@ -71,7 +89,7 @@ class Incident(Base):
         Index("ix_incidents_site_opened", "site", "opened_at"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
     key: Mapped[str] = mapped_column(String(200))
     rule: Mapped[str] = mapped_column(String(64))
     severity: Mapped[str] = mapped_column(String(16))
@@ -102,7 +120,7 @@ class AlarmEvent(Base):
 
     __tablename__ = "alarm_events"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
     message_key: Mapped[str] = mapped_column(String(128), index=True)
     kind: Mapped[str] = mapped_column(String(32))
@@ -119,11 +137,11 @@ class AuditEntry(Base):
 
     __tablename__ = "audit_log"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
     at: Mapped[datetime]
     actor: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(64))
-    incident_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    incident_id: Mapped[int | None] = mapped_column(ROW_ID, index=True)
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
@@ -134,7 +152,7 @@ class DeadLetter(Base):
     #: Each lane's newest rows are found by it when the oldest beyond the cap are deleted.
     __table_args__ = (Index("ix_dead_letters_lane_id", "lane", "id"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
     received_at: Mapped[datetime] = mapped_column(index=True)
     lane: Mapped[str] = mapped_column(String(16))
     topic: Mapped[str] = mapped_column(Text)
@@ -160,7 +178,7 @@ class DeviceTest(Base):
 class User(Base):
     __tablename__ = "users"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))
@@ -202,7 +220,7 @@ class Notification(Base):
 
     __tablename__ = "notifications"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
     tier: Mapped[int] = mapped_column(Integer)
     round: Mapped[int] = mapped_column(Integer)
@@ -311,7 +329,7 @@ class IncidentNote(Base):
 
     __tablename__ = "incident_notes"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
     at: Mapped[datetime]
     author: Mapped[str] = mapped_column(String(64))
@@ -323,7 +341,7 @@ class Dispatch(Base):
 
     __tablename__ = "dispatches"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
     at: Mapped[datetime]
     by: Mapped[str] = mapped_column(String(64))
@@ -341,7 +359,7 @@ class ResponseScript(Base):
     __tablename__ = "response_scripts"
     __table_args__ = (Index("ix_response_scripts_rule_site", "rule", "site"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
     rule: Mapped[str] = mapped_column(String(64))
     site: Mapped[str | None] = mapped_column(String(64))
     #: {"en": [...], "zh-CN": [...]}: the same steps in every language.
@@ -356,7 +374,7 @@ class ShiftHandover(Base):
 
     __tablename__ = "shift_handovers"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
     signed_by: Mapped[str] = mapped_column(String(64), index=True)
     signed_at: Mapped[datetime] = mapped_column(index=True)
     shift_start: Mapped[datetime]
@@ -365,7 +383,7 @@ class ShiftHandover(Base):
     #: The sites the signer saw (None: every site): who else may read it.
     sites: Mapped[list[str] | None] = mapped_column(JSON)
     summary: Mapped[dict[str, Any]] = mapped_column(JSON)
-    audit_id: Mapped[int | None] = mapped_column(Integer)
+    audit_id: Mapped[int | None] = mapped_column(ROW_ID)
     signature: Mapped[str | None] = mapped_column(String(64))
 
 
@@ -430,7 +448,7 @@ class ReassuranceAttempt(Base):
         Index("ix_reassurance_attempts_site_day", "site", "day"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
     resident_id: Mapped[str] = mapped_column(String(64))
     site: Mapped[str] = mapped_column(String(64))
     #: The site-local day, "YYYY-MM-DD".
@@ -452,7 +470,7 @@ class ReassuranceAttempt(Base):
     #: well, needs_help, no_answer: set on the attempt that decided the day.
     outcome: Mapped[str | None] = mapped_column(String(16))
     decided_at: Mapped[datetime | None]
-    incident_id: Mapped[int | None] = mapped_column(Integer)
+    incident_id: Mapped[int | None] = mapped_column(ROW_ID)
     updated_at: Mapped[datetime]
 
 
@@ -466,7 +484,7 @@ class BodyTemperature(Base):
     __tablename__ = "body_temperatures"
     __table_args__ = (Index("ix_body_temperatures_site_taken", "site", "taken_at"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
     site: Mapped[str] = mapped_column(String(64))
     resident: Mapped[str] = mapped_column(String(64))
     celsius: Mapped[float] = mapped_column(Float)
@@ -494,7 +512,7 @@ class Visit(Base):
         Index("ix_visits_status_due", "status", "due_by"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
     site: Mapped[str] = mapped_column(String(64))
     resident: Mapped[str] = mapped_column(String(64))
     plan: Mapped[str] = mapped_column(String(64))
@@ -511,5 +529,5 @@ class Visit(Base):
     #: {item: "yes" | "no" | "concern"} over the catalogue's wellbeing checklist.
     checklist: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     notes: Mapped[str] = mapped_column(Text, default="")
-    incident_id: Mapped[int | None] = mapped_column(Integer)
+    incident_id: Mapped[int | None] = mapped_column(ROW_ID)
     updated_at: Mapped[datetime]
