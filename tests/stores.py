@@ -31,8 +31,12 @@ POSTGRESQL = BACKEND == "postgresql"
 SQLITE = BACKEND == "sqlite"
 
 _server: PostgreSQL | None = None
-#: The databases the running test made: path → database name.
+#: The databases made so far: path → database name.
 _databases: dict[str, str] = {}
+#: Those of them the running test made (dropped after it); the others were made by fixtures of a wider
+#: scope (a module's gateway) and live until the session ends.
+_of_this_test: set[str] = set()
+_in_test = False
 
 
 def server() -> PostgreSQL:
@@ -56,18 +60,31 @@ def store_url(path: Path | str) -> str:
         name = "t_" + hashlib.sha256(f"{os.getpid()}:{key}".encode()).hexdigest()[:24]
         server().create_database(name)
         _databases[key] = name
+        if _in_test:
+            _of_this_test.add(key)
     return server().url_of(name)
 
 
-def drop_databases() -> None:
-    """Drop the databases of the test that just ended (the conftest calls this after each test)."""
-    while _databases:
-        _path, name = _databases.popitem()
+def test_starts() -> None:
+    """From here on, databases made are the test's own (the conftest calls this before each test,
+    after the fixtures of wider scopes are set up)."""
+    global _in_test
+    _in_test = True
+
+
+def test_ended() -> None:
+    """Drop the databases of the test that just ended."""
+    global _in_test
+    _in_test = False
+    while _of_this_test:
+        name = _databases.pop(_of_this_test.pop())
         server().drop_database(name)
 
 
 def stop_server() -> None:
+    """At the end of the session; the server goes with every database on it."""
     global _server
+    _databases.clear()
     if _server is not None:
         _server.cleanup()
         _server = None

@@ -239,7 +239,9 @@ async def test_credentials_are_shown_once_kept_nowhere_rotated_and_refused_to_op
         assert secret.encode() not in tls_broker.dynsec_path.read_bytes()
     rows = store_rows(
         live.gateway.config.storage.url,
-        "SELECT actor, details FROM audit_log WHERE action = 'broker.credentials_issued' ORDER BY id",
+        # As text on either backend (psycopg would decode PostgreSQL's json itself).
+        "SELECT actor, CAST(details AS TEXT) FROM audit_log"
+        " WHERE action = 'broker.credentials_issued' ORDER BY id",
     )
     assert [(actor, json.loads(details)["username"]) for actor, details in rows] == [
         ("user:installer", "careline.device.night-pendant-wang"),

@@ -328,7 +328,7 @@ async def _health(live: LiveGateway, want: str, limit_s: float = 15.0) -> httpx.
         (
             {"busy_timeout_s": 0.2},
             "alarm commits failing: "
-            + ("(psycopg.errors.LockNotAvailable)" if POSTGRESQL else "database is locked"),
+            + ("canceling statement due to lock timeout" if POSTGRESQL else "database is locked"),
         ),
         # The commit waits on the lock (long busy timeout): the SOS waits beyond the health limit.
         ({"busy_timeout_s": 60}, "an alarm has waited"),
