@@ -181,8 +181,3 @@ def writes_blocked(url: str) -> Iterator[None]:
 def only_sqlite(reason: str) -> pytest.MarkDecorator:
     """Skip on PostgreSQL: the test is about SQLite itself (`reason` names what)."""
     return pytest.mark.skipif(POSTGRESQL, reason=f"SQLite only: {reason}")
-
-
-def only_postgresql(reason: str) -> pytest.MarkDecorator:
-    """Skip on SQLite: the PostgreSQL counterpart of a SQLite-only test (`reason` names what)."""
-    return pytest.mark.skipif(SQLITE, reason=f"PostgreSQL only: {reason}")
