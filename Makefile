@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit bench bench-peers system-deps check-install screenshots fuzz clean
+.PHONY: demo test test-store-sqlite test-store-postgresql lint typecheck unit bench bench-peers system-deps check-install screenshots fuzz clean
 
 $(BIN)/.installed: pyproject.toml
 	./scripts/ensure-python-venv.sh $(PYTHON)
@@ -30,13 +30,24 @@ lint: $(BIN)/.installed
 typecheck: $(BIN)/.installed
 	$(BIN)/mypy
 
-## Install what the tests need (pip; apt: mosquitto, influxdb, victoria-metrics, chromium), lint, type-check, test.
-## Two workers (pytest-xdist), one test file per worker at a time: most tests wait on real services, a
-## browser or a broker, so two files run side by side on two cores (16 min instead of 25; TEST_WORKERS=0
-## runs them one after another).
+## Install what the tests need (pip; apt: mosquitto, influxdb, victoria-metrics, chromium, postgresql), lint,
+## type-check, then the suite on each incident-store backend (TEST_STORES): SQLite files and PostgreSQL
+## (CARELINE_TEST_STORE; one server per pytest worker, a fresh database per test). The two runs go side by
+## side, each with TEST_WORKERS pytest-xdist workers, one test file per worker at a time: most tests wait on
+## real services, a browser or a broker, so four files share two cores well (docs/benchmarks.md has the
+## times). Each run's output is printed whole when it ends; TEST_WORKERS=0 runs each run's tests one after
+## another, TEST_STORES=sqlite only one backend.
 TEST_WORKERS ?= 2
+TEST_STORES ?= sqlite postgresql
+PYTEST_ARGS ?=
 test: $(BIN)/.installed system-deps lint typecheck
-	$(BIN)/pytest -q --durations=25 $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
+	$(MAKE) --no-print-directory -j2 --output-sync=target $(addprefix test-store-,$(TEST_STORES))
+
+STORE_RUNS = test-store-sqlite test-store-postgresql
+$(STORE_RUNS): test-store-%: $(BIN)/.installed
+	@echo "=== the suite on $*"
+	CARELINE_TEST_STORE=$* $(BIN)/pytest -q --durations=25 \
+		$(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile) $(PYTEST_ARGS)
 
 ## `pip install .` (no extras) into a fresh virtualenv must give a working `careline` (CI runs this first).
 check-install:

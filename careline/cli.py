@@ -23,6 +23,7 @@ from typing import Annotated
 
 import httpx
 import typer
+from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -441,6 +442,10 @@ def audit_verify(config: ConfigPath) -> None:
     # Read only: a check of the evidence must not migrate or otherwise touch the store.
     engine = make_engine(cfg.storage.url)
     try:
+        # A PostgreSQL database that exists but was never migrated holds no store either.
+        if url.get_backend_name() != "sqlite" and not inspect(engine).has_table("audit_log"):
+            typer.echo(f"no incident store at {url.render_as_string(hide_password=True)}", err=True)
+            raise typer.Exit(2)
         report = IncidentStore(engine, Directory(cfg), lambda: datetime.now(UTC)).audit_chain()
     except SQLAlchemyError as exc:
         typer.echo(f"cannot read the audit trail: {exc}", err=True)

@@ -198,8 +198,7 @@ class ServerProcess(ABC):
         self._wait_until_ready()
 
     def stop(self) -> None:
-        """SIGTERM (`stop_signal`) and wait, so the server writes and closes its files (Mosquitto:
-        persistence) first."""
+        """`stop_signal` and wait, so the server writes and closes its files (Mosquitto: its persistence)."""
         process, self._process = self._process, None
         if process is None or process.poll() is not None:
             return

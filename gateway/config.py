@@ -31,6 +31,7 @@ from common.settings import Identifier, Language, LocalTime, StrictModel, secret
 from devices.model import DeviceType
 from gateway.catalogue import CATALOGUE
 from gateway.escalation.config import EscalationConfig, Shift
+from gateway.incidents.db import with_driver
 from gateway.references import reference_problems
 from gateway.reports.config import ReportsConfig
 from gateway.telemetry.config import TelemetryConfig
@@ -146,13 +147,19 @@ class BrokerConfig(StrictModel):
 class StorageConfig(StrictModel):
     #: SQLAlchemy URL of the incident store: SQLite by default, PostgreSQL for several gateways.
     url: str = "sqlite:///var/careline.db"
-    #: How long a writer waits for a SQLite lock before failing (another process may hold it).
+    #: How long a writer waits for a lock before failing (another process may hold it): SQLite's busy
+    #: timeout, PostgreSQL's lock_timeout.
     busy_timeout_s: float = Field(30.0, gt=0)
     #: Dead letters kept per lane; beyond it the oldest are deleted (and counted).
     dead_letters_max: int = Field(10_000, ge=100, le=10_000_000)
     #: Headroom for incidents: below this much free space on the store's filesystem (and the telemetry
     #: spool's), telemetry dead letters and the spool are refused (and counted); incidents go on.
     min_free_mb: float = Field(200.0, ge=0)
+
+    @field_validator("url")
+    @classmethod
+    def _driver(cls, url: str) -> str:
+        return with_driver(url)
 
     @property
     def min_free_bytes(self) -> int:

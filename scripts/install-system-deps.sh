@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests and benchmarks run for real: Mosquitto (MQTT broker) and
+# Installs the Debian packages the tests and benchmarks run for real: Mosquitto (MQTT broker),
 # Chromium (the dashboard's browser tests, driven by Playwright with executable_path; never
-# `playwright install`). Idempotent: installs only what is missing.
+# `playwright install`) and PostgreSQL (the incident store's second backend). Idempotent: installs only
+# what is missing.
 set -euo pipefail
 
 #
 # With arguments, only those parts: `install-system-deps.sh influxdb` is what `make demo` runs when the
 # demo's telemetry store is missing.
 wanted=("$@")
-[ ${#wanted[@]} -gt 0 ] || wanted=(mosquitto chromium influxdb victoria-metrics)
+[ ${#wanted[@]} -gt 0 ] || wanted=(mosquitto chromium influxdb victoria-metrics postgresql)
 want() { [[ " ${wanted[*]} " == *" $1 "* ]]; }
 
 need=()
@@ -18,6 +19,9 @@ want chromium && { [ -x /usr/bin/chromium ] || need+=(chromium); }
 # telemetry tests start their own on free ports in temporary directories; `careline demo` starts an
 # InfluxDB of its own under its data directory.
 want influxdb && { [ -x /usr/bin/influxd ] || need+=(influxdb); }
+# PostgreSQL: the tests on that backend (`CARELINE_TEST_STORE=postgresql`) run initdb and postgres from
+# /usr/lib/postgresql/<major>/bin in a temporary directory (as the package's `postgres` user when root).
+want postgresql && { compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || need+=(postgresql); }
 want victoria-metrics && { command -v victoria-metrics >/dev/null 2>&1 || need+=(victoria-metrics); }
 [ ${#need[@]} -eq 0 ] && exit 0
 
@@ -31,8 +35,9 @@ DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recomme
 if [[ " ${need[*]} " == *" mosquitto "* ]] && command -v systemctl >/dev/null 2>&1; then
   $sudo systemctl disable --now mosquitto >/dev/null 2>&1 || true
 fi
-# The same for the Debian services of InfluxDB (8086/8088) and VictoriaMetrics (8428): the tests never use them.
-for service in influxdb victoria-metrics; do
+# The same for the Debian services of InfluxDB (8086/8088), VictoriaMetrics (8428) and PostgreSQL (5432,
+# the package's own cluster): the tests never use them.
+for service in influxdb victoria-metrics postgresql; do
   if [[ " ${need[*]} " == *" $service "* ]] && command -v systemctl >/dev/null 2>&1; then
     $sudo systemctl disable --now "$service" >/dev/null 2>&1 || true
   fi

@@ -25,7 +25,7 @@ from services import (
     parent_of,
     processes_marked,
 )
-from stores import drop_databases, stop_server
+from stores import stop_server, test_ended, test_starts
 
 #: A process that is exiting as the last test ends gets this long to finish.
 _SURVIVOR_GRACE_S = 3.0
@@ -41,8 +41,9 @@ def mosquitto() -> Iterator[Mosquitto]:
 @pytest.fixture(autouse=True)
 def _fresh_store_databases() -> Iterator[None]:
     """On PostgreSQL, the databases a test made (tests/stores.py) are dropped after it."""
+    test_starts()
     yield
-    drop_databases()
+    test_ended()
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -350,6 +350,17 @@ class PostgreSQL(ServerProcess):
         self.admin(f'CREATE DATABASE "{name}"')
         return self.url_of(name)
 
+    def dump(self, database: str) -> bytes:
+        """pg_dump of one database, schema and rows, as plain SQL."""
+        programs = _postgres_bin()
+        assert programs is not None
+        return subprocess.run(
+            [str(programs / "pg_dump"), "--no-owner", self._dsn(database)],
+            check=True,
+            capture_output=True,
+            stdin=subprocess.DEVNULL,
+        ).stdout
+
     def drop_database(self, name: str) -> None:
         # FORCE: a pool the test left open (or a gateway's last reader) must not keep the database.
         self.admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

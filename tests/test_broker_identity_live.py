@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import sqlite3
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -20,6 +19,7 @@ import pytest
 from broker_identity_fixtures import NOT_AUTHORIZED, V5Client, admin_client, certs
 from harness import PASSWORD, LiveGateway, live_gateway, new_config
 from services import MosquittoDynsec
+from stores import store_bytes, store_execute, store_rows
 
 from dashboard.auth import Role
 from dashboard.security import CSRF_HEADER
@@ -70,8 +70,12 @@ async def signed_in(
 ) -> AsyncIterator[httpx.AsyncClient]:
     live.gateway.users.create(username, PASSWORD, role, language="en")
     if sites:
-        with sqlite3.connect(live.gateway.config.storage.url.removeprefix("sqlite:///")) as db:
-            db.execute("UPDATE users SET sites = ? WHERE username = ?", (json.dumps(list(sites)), username))
+        store_execute(
+            live.gateway.config.storage.url,
+            "UPDATE users SET sites = :sites WHERE username = :username",
+            sites=json.dumps(list(sites)),
+            username=username,
+        )
     async with httpx.AsyncClient(base_url=live.base_url) as client:
         response = await client.post("/api/login", json={"username": username, "password": PASSWORD})
         response.raise_for_status()
@@ -227,15 +231,18 @@ async def test_credentials_are_shown_once_kept_nowhere_rotated_and_refused_to_op
         finally:
             new.close()
             hub_client.close()
-    # The database, its WAL and the broker's own file hold none of the passwords.
-    stored = await asyncio.to_thread(lambda: b"".join(p.read_bytes() for p in tmp_path.glob("careline.db*")))
+    # The database (its files, or on PostgreSQL a dump of it), its WAL and the broker's own file hold
+    # none of the passwords.
+    stored = await asyncio.to_thread(store_bytes, live.gateway.config.storage.url, tmp_path / "careline.db")
     for secret in (first["password"], second["password"], hub["password"]):
         assert secret.encode() not in stored
         assert secret.encode() not in tls_broker.dynsec_path.read_bytes()
-    with sqlite3.connect(tmp_path / "careline.db") as db:
-        rows = db.execute(
-            "SELECT actor, details FROM audit_log WHERE action = 'broker.credentials_issued' ORDER BY id"
-        ).fetchall()
+    rows = store_rows(
+        live.gateway.config.storage.url,
+        # As text on either backend (psycopg would decode PostgreSQL's json itself).
+        "SELECT actor, CAST(details AS TEXT) FROM audit_log"
+        " WHERE action = 'broker.credentials_issued' ORDER BY id",
+    )
     assert [(actor, json.loads(details)["username"]) for actor, details in rows] == [
         ("user:installer", "careline.device.night-pendant-wang"),
         ("user:installer", "careline.device.night-pendant-wang"),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -10,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from stores import store_url
+from stores import disable_append_only, store_execute, store_url, table_names
 from typer.testing import CliRunner
 
 from careline.cli import app
@@ -60,11 +59,7 @@ def users(db_path: Path) -> Iterator[UserStore]:
 
 
 def tables(db_path: Path) -> set[str]:
-    connection = sqlite3.connect(db_path)
-    try:
-        return {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    finally:
-        connection.close()
+    return table_names(store_url(db_path))
 
 
 def test_config_check_accepts_the_care_home_example_and_prints_its_counts(runner: CliRunner) -> None:
@@ -222,13 +217,8 @@ def test_audit_verify_counts_an_intact_trail_and_names_the_first_tampered_entry(
     assert intact.exit_code == 0, intact.output
     assert "audit trail intact: 5 entries verified" in intact.stdout
 
-    connection = sqlite3.connect(db_path)
-    try:
-        with connection:
-            connection.execute("DROP TRIGGER audit_log_no_update")
-            connection.execute("UPDATE audit_log SET actor = 'user:mallory' WHERE id = 3")
-    finally:
-        connection.close()
+    disable_append_only(store_url(db_path))
+    store_execute(store_url(db_path), "UPDATE audit_log SET actor = 'user:mallory' WHERE id = 3")
     broken = runner.invoke(app, command)
 
     assert broken.exit_code == 1

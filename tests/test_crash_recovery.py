@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 import yaml
 from harness import Publisher, new_config
 from services import Mosquitto, alive, children_of, command_line
+from stores import WriteBlocker, store_rows
 
 from devices.model import EventKind
 
@@ -69,9 +69,8 @@ def _wait_until(condition: object, what: str, limit_s: float = 20) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def _incidents(db: Path) -> list[tuple[str, int, str]]:
-    with sqlite3.connect(db) as conn:
-        return conn.execute("SELECT device_id, trigger_count, status FROM incidents").fetchall()
+def _incidents(url: str) -> list[tuple[str, int, str]]:
+    return [tuple(row) for row in store_rows(url, "SELECT device_id, trigger_count, status FROM incidents")]
 
 
 @pytest.mark.slow
@@ -83,20 +82,18 @@ def test_a_gateway_killed_before_committing_an_sos_gets_it_again_and_records_one
     port = config["http"]["port"]
     config_path = tmp_path / "careline.yaml"
     config_path.write_text(yaml.safe_dump(config, allow_unicode=True))
-    db, log_path = tmp_path / "careline.db", tmp_path / "gateway.log"
+    db, log_path = config["storage"]["url"], tmp_path / "gateway.log"
 
     with gateway_process(config_path, port, log_path) as first:
         # Hold the store's write lock so the gateway receives the SOS but cannot commit it.
-        blocker = sqlite3.connect(db, isolation_level=None)
-        blocker.execute("BEGIN EXCLUSIVE")
+        blocker = WriteBlocker(db)
         device = Publisher(mosquitto.port)
         device.event("night", "night-pendant-wang", EventKind.SOS)
         _wait_until(lambda: _alarm_messages_received(port) == 1, "the gateway to receive the SOS")
         time.sleep(0.3)
         first.send_signal(signal.SIGKILL)
         first.wait(10)
-        blocker.execute("ROLLBACK")
-        blocker.close()
+        blocker.release()
         device.close()
     assert _incidents(db) == []
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 from pathlib import Path
 
 import pytest
 from harness import PASSWORD, Publisher, live_gateway, new_config
 from playwright.async_api import Browser, ConsoleMessage, Page, expect
 from services import Mosquitto
+from stores import disable_append_only, store_execute
 from test_catalogue import rule_names
 
 from gateway.catalogue import CATALOGUE
@@ -135,10 +135,9 @@ async def test_a_manager_sees_whether_the_audit_trail_is_intact_and_where_it_was
         await expect(line).to_have_text(f"Audit trail intact: {len(entries)} entries verified.")
 
         tampered = entries[-1].id
-        with sqlite3.connect(tmp_path / "careline.db") as connection:
-            connection.execute("DROP TRIGGER audit_log_no_update")
-            connection.execute("UPDATE audit_log SET actor = 'user:mallory' WHERE id = ?", (tampered,))
-        connection.close()
+        url = live.gateway.config.storage.url
+        disable_append_only(url)
+        store_execute(url, "UPDATE audit_log SET actor = 'user:mallory' WHERE id = :id", id=tampered)
         report = (await manager.get("/api/audit/verify")).json()
         assert (report["intact"], report["first_broken_id"], report["verified"]) == (
             False,

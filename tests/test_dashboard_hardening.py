@@ -6,10 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import sqlite3
 import threading
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 import websockets
 from harness import PASSWORD, LiveGateway, Publisher, live_gateway, new_config
 from services import Mosquitto, free_port
+from stores import POSTGRESQL, writes_blocked
 from test_sensor_log_review import manager_client
 
 from dashboard.api import MAX_BODY_BYTES
@@ -311,18 +311,6 @@ async def test_metrics_can_be_turned_off(mosquitto: Mosquitto, tmp_path: Path) -
         assert (await live.http.get("/metrics")).status_code == 404
 
 
-@contextmanager
-def write_lock(db: Path) -> Iterator[None]:
-    """Another connection holding SQLite's write lock, as a stuck backup or admin tool would."""
-    blocker = sqlite3.connect(db, isolation_level=None)
-    blocker.execute("BEGIN IMMEDIATE")
-    try:
-        yield
-    finally:
-        blocker.execute("ROLLBACK")
-        blocker.close()
-
-
 async def _health(live: LiveGateway, want: str, limit_s: float = 15.0) -> httpx.Response:
     async with httpx.AsyncClient(base_url=live.base_url) as anonymous:
         for _ in range(int(limit_s / 0.1)):
@@ -337,7 +325,11 @@ async def _health(live: LiveGateway, want: str, limit_s: float = 15.0) -> httpx.
     ("storage", "reason"),
     [
         # The lock outlasts the busy timeout: every commit fails and is retried.
-        ({"busy_timeout_s": 0.2}, "alarm commits failing: database is locked"),
+        (
+            {"busy_timeout_s": 0.2},
+            "alarm commits failing: "
+            + ("canceling statement due to lock timeout" if POSTGRESQL else "database is locked"),
+        ),
         # The commit waits on the lock (long busy timeout): the SOS waits beyond the health limit.
         ({"busy_timeout_s": 60}, "an alarm has waited"),
     ],
@@ -353,7 +345,7 @@ async def test_health_is_degraded_while_an_alarm_cannot_be_committed(
         assert (await _health(live, "ok")).status_code == 200
         device = Publisher(mosquitto.port)
         try:
-            with write_lock(tmp_path / "careline.db"):
+            with writes_blocked(live.gateway.config.storage.url):
                 device.sos("night", "night-pendant-wang")
                 degraded = await _health(live, "degraded")
                 assert degraded.status_code == 503

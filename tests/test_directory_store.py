@@ -5,13 +5,13 @@ key-safe code encrypted at rest and never in the audit log."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from pathlib import Path
 
 import pytest
 from directory_fixtures import KEY_ENV, START, directory_config, directory_store, new_key
 from pydantic import SecretStr
 from sqlalchemy import func, select
+from stores import store_bytes, store_rows
 
 from common.errors import ConfigError, InvalidInputError
 from gateway.clock import FakeClock
@@ -231,14 +231,10 @@ def test_the_key_safe_code_is_encrypted_at_rest_and_never_in_the_audit_log(
         assert store.reveal_key_safe("chen", "user:operator") == "9021"
         assert store.reveal_key_safe("chen", "user:operator", frozenset({"sunrise"})) is None
         entries = [(e.action, e.details) for e in audit(store)]
-        raw = b"".join(path.read_bytes() for path in db_path.parent.glob("careline.db*"))
+        raw = store_bytes(config.storage.url, db_path)
     assert b"4711" not in raw
     assert b"9021" not in raw
-    connection = sqlite3.connect(db_path)
-    try:
-        [(sealed,)] = connection.execute("SELECT key_safe FROM directory_residents WHERE id = 'chen'")
-    finally:
-        connection.close()
+    [(sealed,)] = store_rows(config.storage.url, "SELECT key_safe FROM directory_residents WHERE id = 'chen'")
     assert sealed.startswith("gAAAA")  # a Fernet token
     changed = [d for a, d in entries if a == "directory.resident.changed"]
     assert changed == [

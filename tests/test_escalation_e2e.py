@@ -10,7 +10,6 @@ import os
 import re
 import signal
 import socket
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -23,6 +22,7 @@ import yaml
 from aiosmtpd.controller import Controller
 from harness import Publisher, live_gateway, new_config
 from services import Mosquitto, free_port
+from stores import store_rows
 from test_channels_email import Mailbox
 from test_crash_recovery import gateway_process
 
@@ -266,9 +266,8 @@ async def test_an_email_link_only_shows_the_alarm_and_its_button_acknowledges_on
         assert (refused.labels("used")._value.get(), refused.labels("unknown")._value.get()) == (1, 1)
 
 
-def _notification_statuses(db: Path) -> list[str]:
-    with sqlite3.connect(db) as conn:
-        return [row[0] for row in conn.execute("SELECT status FROM notifications ORDER BY id")]
+def _notification_statuses(url: str) -> list[str]:
+    return [row[0] for row in store_rows(url, "SELECT status FROM notifications ORDER BY id")]
 
 
 class HangingSmtp:
@@ -329,7 +328,7 @@ async def test_a_gateway_killed_mid_escalation_resumes_it_on_restart(
         Publisher(mosquitto.port).sos("night", "night-pendant-wang")
         await until(lambda: sent_to(twilio, CARER), "tier 1's SMS")
         # Kill once the send is on record: a send cut off before that is sent again (at least once).
-        await until(lambda: _notification_statuses(tmp_path / "careline.db") == ["sent"], "tier 1 on record")
+        await until(lambda: _notification_statuses(config["storage"]["url"]) == ["sent"], "tier 1 on record")
         first.send_signal(signal.SIGKILL)
         first.wait(10)
     await asyncio.sleep(6)  # tier 2 falls due while the gateway is dead

@@ -3,11 +3,11 @@ hash is the signature, in an intact chain), reading handovers back, and the next
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 from harness import live_gateway
 from services import Mosquitto
+from stores import store_execute, store_rows
 from test_console_api import client_for, console_config, sos
 
 from dashboard.auth import Role
@@ -40,10 +40,11 @@ async def test_an_operator_signs_the_handover_of_their_shift_and_the_next_one_re
 
         trail = (await manager.get("/api/audit/verify")).json()
         assert trail["intact"] is True
-        with sqlite3.connect(tmp_path / "careline.db") as db:
-            action, entry_hash = db.execute(
-                "SELECT action, hash FROM audit_log WHERE id = ?", (handover["audit_id"],)
-            ).fetchone()
+        [(action, entry_hash)] = store_rows(
+            live.gateway.config.storage.url,
+            "SELECT action, hash FROM audit_log WHERE id = :id",
+            id=handover["audit_id"],
+        )
         assert (action, entry_hash) == ("handover.signed", handover["signature"])
 
         assert (await live.http.get(f"/api/handovers/{handover['id']}")).json() == handover
@@ -67,8 +68,11 @@ async def test_a_handover_changed_after_signing_no_longer_verifies(
 ) -> None:
     async with live_gateway(console_config(mosquitto, tmp_path)) as live:
         handover = (await live.http.post("/api/handovers", json={"notes": "一切正常"})).json()
-        with sqlite3.connect(tmp_path / "careline.db") as db:
-            db.execute("UPDATE shift_handovers SET notes = '什么也没发生' WHERE id = ?", (handover["id"],))
+        store_execute(
+            live.gateway.config.storage.url,
+            "UPDATE shift_handovers SET notes = '什么也没发生' WHERE id = :id",
+            id=handover["id"],
+        )
         reread = (await live.http.get(f"/api/handovers/{handover['id']}")).json()
         assert reread["verified"] is False
 

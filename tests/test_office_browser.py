@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-import sqlite3
 from pathlib import Path
 
 import httpx
@@ -15,6 +14,7 @@ import pytest
 from harness import PASSWORD, LiveGateway, live_gateway
 from playwright.async_api import Browser, ConsoleMessage, Page, expect
 from services import Mosquitto
+from stores import disable_append_only, store_execute
 from test_office_api import config_with_a_wing, three_alarms
 
 from dashboard.auth import Role
@@ -184,9 +184,9 @@ async def test_the_audit_page_shows_the_chain_state_and_filters(
         await no_raw_keys(page)
 
         # Someone edits a row behind the gateway's back: the page says the chain is broken, and where.
-        with sqlite3.connect(live.gateway.config.storage.url.removeprefix("sqlite:///")) as db:
-            db.execute("DROP TRIGGER IF EXISTS audit_log_no_update")
-            db.execute("UPDATE audit_log SET actor = 'user:mallory' WHERE action = 'incident.resolved'")
+        url = live.gateway.config.storage.url
+        disable_append_only(url)
+        store_execute(url, "UPDATE audit_log SET actor = 'user:mallory' WHERE action = 'incident.resolved'")
         await page.reload()
         await expect(chain).to_have_attribute("data-state", "broken", timeout=10_000)
         await expect(chain).to_contain_text("✘")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import sqlite3
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ import pytest_asyncio
 from harness import LiveGateway, live_gateway, new_config
 from pydantic import ValidationError
 from services import Mosquitto, free_port
+from stores import store_execute
 from test_office_api import signed_in
 
 from dashboard.auth import Role
@@ -284,9 +284,8 @@ async def _attempts(live: LiveGateway, resident: str) -> list[AttemptView]:
 
 def _forget_users(config: dict[str, Any]) -> None:
     """The harness makes its operator on each start: the second gateway on the same store needs room."""
-    with sqlite3.connect(config["storage"]["url"].removeprefix("sqlite:///")) as db:
-        db.execute("DELETE FROM user_sessions")
-        db.execute("DELETE FROM users")
+    store_execute(config["storage"]["url"], "DELETE FROM user_sessions")
+    store_execute(config["storage"]["url"], "DELETE FROM users")
 
 
 def _call_entry(twilio: TwilioStandIn, number: str, n: int) -> int:

@@ -3,9 +3,12 @@ transaction, so a gateway restart between two readings changes nothing (docs/ris
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+from sqlalchemy import Engine
 from stores import store_url
 from test_risks_rules import bed, careline, taken
 from test_wellbeing_support import local
@@ -20,10 +23,21 @@ from gateway.incidents.store import AlarmBatch, BatchResult, IncidentStore, Rule
 from rules.model import TemperatureTaken
 from rules.wellbeing import RepositioningRule, WellbeingConfig
 
+_engines: list[Engine] = []
+
+
+@pytest.fixture(autouse=True)
+def _engines_disposed() -> Iterator[None]:
+    """Each "start" below opens an engine, as a gateway would; their pools are closed after the test."""
+    yield
+    while _engines:
+        _engines.pop().dispose()
+
 
 def started(db: Path, clock: FakeClock) -> IncidentStore:
     """A gateway's store as it starts: a new engine on the file, migrated."""
     engine = make_engine(store_url(db))
+    _engines.append(engine)
     upgrade(engine)
     return IncidentStore(engine, Directory(careline()), clock.now)
 

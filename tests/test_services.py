@@ -1,17 +1,21 @@
-"""The test broker is a real Mosquitto: QoS 1 round trips work and persistent sessions survive a restart."""
+"""The test broker is a real Mosquitto: QoS 1 round trips work and persistent sessions survive a restart;
+the test PostgreSQL is a real server of its own."""
 
 from __future__ import annotations
 
+import os
 import queue
 import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
-from services import Mosquitto
+from services import SESSION_MARKER, Mosquitto, PostgreSQL, command_line, processes_marked
+from stores import store_rows
 
 TIMEOUT_S = 5.0
 
@@ -102,3 +106,25 @@ def test_an_alarm_queued_for_a_persistent_session_survives_a_broker_restart(mosq
     assert message.payload == b'{"event": "sos", "seq": 7}'
     assert message.qos == 1
     assert "Saving in-memory database" in mosquitto.log_path.read_text(encoding="utf-8")
+
+
+def test_the_test_postgresql_runs_unprivileged_on_loopback_carries_the_marker_and_leaves_nothing() -> None:
+    """The PostgreSQL the suite runs on (CARELINE_TEST_STORE=postgresql): a database made and dropped,
+    the server not root (initdb refuses root), seen by the leftover-process check, gone after cleanup."""
+    with PostgreSQL() as server:
+        url = server.create_database("probe")
+        assert url.startswith(f"postgresql+psycopg://careline@127.0.0.1:{server.port}/probe")
+        assert store_rows(url, "SELECT current_database()")[0][0] == "probe"
+        [(fsync,)] = store_rows(url, "SHOW fsync")
+        assert fsync == "off"  # the tests never cut the power (docs/postgresql.md)
+        postmaster = [
+            pid for pid in processes_marked(os.environ[SESSION_MARKER]) if "postgres -D" in command_line(pid)
+        ]
+        assert postmaster, "the server does not carry the session marker"
+        assert all(Path(f"/proc/{pid}").stat().st_uid != 0 for pid in postmaster)
+        server.drop_database("probe")
+        directory = server.directory
+    assert not directory.exists()
+    assert not [
+        pid for pid in processes_marked(os.environ[SESSION_MARKER]) if str(directory) in command_line(pid)
+    ]

@@ -12,7 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import DBAPIError
-from stores import BACKEND, POSTGRESQL, store_execute, store_rows, store_url
+from stores import POSTGRESQL, disable_append_only, store_execute, store_rows, store_url
 
 from devices.model import DeviceEvent, DeviceType, EventKind, Lane, RawMessage
 from gateway.clock import FakeClock
@@ -591,17 +591,6 @@ def test_the_database_refuses_to_change_or_delete_audit_rows(
     assert len(store.audit_trail()) == 4
 
 
-#: What a tamperer with the database's owner rights runs first (the trigger refusing UPDATE / DELETE).
-_DROP_APPEND_ONLY = {
-    "sqlite": {"update": "DROP TRIGGER audit_log_no_update", "delete": "DROP TRIGGER audit_log_no_delete"},
-    # One trigger refuses both on PostgreSQL; it is turned off, not dropped, as the same owner could.
-    "postgresql": {
-        "update": "ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only",
-        "delete": "ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only",
-    },
-}
-
-
 def test_an_edited_audit_row_is_found_by_verifying_the_chain(
     store: IncidentStore, clock: FakeClock, db_path: Path
 ) -> None:
@@ -609,7 +598,7 @@ def test_an_edited_audit_row_is_found_by_verifying_the_chain(
     tampered = store.audit_trail()[2].id
 
     url = store_url(db_path)
-    store_execute(url, _DROP_APPEND_ONLY[BACKEND]["update"])
+    disable_append_only(url)
     store_execute(url, "UPDATE audit_log SET actor = 'user:mallory' WHERE id = :id", id=tampered)
 
     assert store.verify_audit_chain() == tampered
@@ -622,7 +611,7 @@ def test_a_deleted_audit_row_is_found_by_verifying_the_chain(
     entries = store.audit_trail()
 
     url = store_url(db_path)
-    store_execute(url, _DROP_APPEND_ONLY[BACKEND]["delete"])
+    disable_append_only(url)
     store_execute(url, "DELETE FROM audit_log WHERE id = :id", id=entries[1].id)
 
     assert store.verify_audit_chain() == entries[2].id

@@ -14,8 +14,27 @@ READ_ONLY = "careline_read_only"
 RELAXED = "careline_relaxed_durability"
 
 
+def with_driver(url: str) -> str:
+    """`postgresql://…` (or `postgres://…`) with no driver named means psycopg 3, the one Careline ships;
+    SQLAlchemy alone would pick psycopg2, which is not installed."""
+    for bare in ("postgresql://", "postgres://"):
+        if url.startswith(bare):
+            return "postgresql+psycopg://" + url.removeprefix(bare)
+    return url
+
+
 def make_engine(url: str, *, busy_timeout_s: float = 30.0) -> Engine:
+    url = with_driver(url)
     parsed = make_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        # The busy timeout's meaning on PostgreSQL: a statement waiting longer than this for a lock
+        # another session holds fails (and the alarm lane retries it), instead of waiting forever.
+        lock_timeout_ms = max(1, round(busy_timeout_s * 1000))
+        engine = create_engine(
+            url, pool_pre_ping=True, connect_args={"options": f"-c lock_timeout={lock_timeout_ms}"}
+        )
+        event.listen(engine, "before_cursor_execute", _postgresql_text_without_nul, retval=True)
+        return engine
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
@@ -53,6 +72,32 @@ def sqlite_directory(url: str) -> Path | None:
     if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
         return None
     return Path(parsed.database).parent
+
+
+#: PostgreSQL's text cannot hold NUL; what a hostile form, payload or login sends with one is kept (or
+#: looked up) with the replacement character instead of failing the whole statement.
+_NUL, _REPLACEMENT = "\x00", "\ufffd"
+
+
+def _without_nul(parameters: Any) -> Any:
+    if isinstance(parameters, dict):
+        if not any(isinstance(v, str) and _NUL in v for v in parameters.values()):
+            return parameters
+        return {k: v.replace(_NUL, _REPLACEMENT) if isinstance(v, str) else v for k, v in parameters.items()}
+    if isinstance(parameters, list | tuple):
+        if not any(isinstance(v, dict | list | tuple | str) for v in parameters):
+            return parameters
+        cleaned = [
+            v.replace(_NUL, _REPLACEMENT) if isinstance(v, str) else _without_nul(v) for v in parameters
+        ]
+        return type(parameters)(cleaned)
+    return parameters
+
+
+def _postgresql_text_without_nul(
+    _connection: Any, _cursor: Any, statement: str, parameters: Any, _context: Any, _many: bool
+) -> tuple[str, Any]:
+    return statement, _without_nul(parameters)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -8,6 +8,7 @@ chain (`careline audit verify`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta
@@ -166,11 +167,13 @@ def _newest_visible(session: Session, scope: Scope, limit: int) -> list[ShiftHan
         return list(session.scalars(query.limit(limit)))
     # Which sites a handover covers is a JSON list: filtered here, read in pages so it stays bounded.
     found: list[ShiftHandover] = []
-    for row in session.scalars(query.execution_options(yield_per=200)):
-        if _visible(row, scope):
-            found.append(row)
-            if len(found) == limit:
-                break
+    # Closed when the loop stops early: on PostgreSQL the pages come through a server-side cursor.
+    with contextlib.closing(session.scalars(query.execution_options(yield_per=200))) as rows:
+        for row in rows:
+            if _visible(row, scope):
+                found.append(row)
+                if len(found) == limit:
+                    break
     return found
 
 

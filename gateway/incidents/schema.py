@@ -9,6 +9,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     DateTime,
     Float,
@@ -62,6 +63,12 @@ class Outcome(enum.StrEnum):
     REPOSITIONED = "repositioned"
 
 
+#: Row ids and the columns naming them: 64-bit on both backends. SQLite's INTEGER PRIMARY KEY is already
+#: 64-bit (and must stay spelled INTEGER to be the rowid); PostgreSQL's INTEGER is 32-bit, which a flood
+#: of dead letters would exhaust, hence BIGINT there.
+ROW_ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
 class Base(DeclarativeBase):
     type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UtcDateTime(), dict[str, Any]: JSON()}
 
@@ -83,7 +90,7 @@ class Incident(Base):
         Index("ix_incidents_site_opened", "site", "opened_at"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
     key: Mapped[str] = mapped_column(String(200))
     rule: Mapped[str] = mapped_column(String(64))
     severity: Mapped[str] = mapped_column(String(16))
@@ -114,7 +121,7 @@ class AlarmEvent(Base):
 
     __tablename__ = "alarm_events"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
     message_key: Mapped[str] = mapped_column(String(128), index=True)
     kind: Mapped[str] = mapped_column(String(32))
@@ -131,11 +138,11 @@ class AuditEntry(Base):
 
     __tablename__ = "audit_log"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
     at: Mapped[datetime]
     actor: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(64))
-    incident_id: Mapped[int | None] = mapped_column(Integer, index=True)
+    incident_id: Mapped[int | None] = mapped_column(ROW_ID, index=True)
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
@@ -146,7 +153,7 @@ class DeadLetter(Base):
     #: Each lane's newest rows are found by it when the oldest beyond the cap are deleted.
     __table_args__ = (Index("ix_dead_letters_lane_id", "lane", "id"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
     received_at: Mapped[datetime] = mapped_column(index=True)
     lane: Mapped[str] = mapped_column(String(16))
     topic: Mapped[str] = mapped_column(Text)
@@ -172,7 +179,7 @@ class DeviceTest(Base):
 class User(Base):
     __tablename__ = "users"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16))
@@ -214,7 +221,7 @@ class Notification(Base):
 
     __tablename__ = "notifications"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
     tier: Mapped[int] = mapped_column(Integer)
     round: Mapped[int] = mapped_column(Integer)
@@ -328,7 +335,7 @@ class IncidentNote(Base):
 
     __tablename__ = "incident_notes"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
     at: Mapped[datetime]
     author: Mapped[str] = mapped_column(String(64))
@@ -340,7 +347,7 @@ class Dispatch(Base):
 
     __tablename__ = "dispatches"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
     at: Mapped[datetime]
     by: Mapped[str] = mapped_column(String(64))
@@ -358,7 +365,7 @@ class ResponseScript(Base):
     __tablename__ = "response_scripts"
     __table_args__ = (Index("ix_response_scripts_rule_site", "rule", "site"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
     rule: Mapped[str] = mapped_column(String(64))
     site: Mapped[str | None] = mapped_column(String(64))
     #: {"en": [...], "zh-CN": [...]}: the same steps in every language.
@@ -373,7 +380,7 @@ class ShiftHandover(Base):
 
     __tablename__ = "shift_handovers"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
     signed_by: Mapped[str] = mapped_column(String(64), index=True)
     signed_at: Mapped[datetime] = mapped_column(index=True)
     shift_start: Mapped[datetime]
@@ -382,7 +389,7 @@ class ShiftHandover(Base):
     #: The sites the signer saw (None: every site): who else may read it.
     sites: Mapped[list[str] | None] = mapped_column(JSON)
     summary: Mapped[dict[str, Any]] = mapped_column(JSON)
-    audit_id: Mapped[int | None] = mapped_column(Integer)
+    audit_id: Mapped[int | None] = mapped_column(ROW_ID)
     signature: Mapped[str | None] = mapped_column(String(64))
 
 
@@ -448,7 +455,7 @@ class ReassuranceAttempt(Base):
         Index("ix_reassurance_attempts_site_day", "site", "day"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
     resident_id: Mapped[str] = mapped_column(String(64))
     site: Mapped[str] = mapped_column(String(64))
     #: The site-local day, "YYYY-MM-DD".
@@ -470,7 +477,7 @@ class ReassuranceAttempt(Base):
     #: well, needs_help, no_answer: set on the attempt that decided the day.
     outcome: Mapped[str | None] = mapped_column(String(16))
     decided_at: Mapped[datetime | None]
-    incident_id: Mapped[int | None] = mapped_column(Integer)
+    incident_id: Mapped[int | None] = mapped_column(ROW_ID)
     updated_at: Mapped[datetime]
 
 
@@ -484,7 +491,7 @@ class BodyTemperature(Base):
     __tablename__ = "body_temperatures"
     __table_args__ = (Index("ix_body_temperatures_site_taken", "site", "taken_at"),)
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
     site: Mapped[str] = mapped_column(String(64))
     resident: Mapped[str] = mapped_column(String(64))
     celsius: Mapped[float] = mapped_column(Float)
@@ -512,7 +519,7 @@ class Visit(Base):
         Index("ix_visits_status_due", "status", "due_by"),
     )
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id: Mapped[int] = mapped_column(ROW_ID, primary_key=True)
     site: Mapped[str] = mapped_column(String(64))
     resident: Mapped[str] = mapped_column(String(64))
     plan: Mapped[str] = mapped_column(String(64))
@@ -529,7 +536,7 @@ class Visit(Base):
     #: {item: "yes" | "no" | "concern"} over the catalogue's wellbeing checklist.
     checklist: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     notes: Mapped[str] = mapped_column(Text, default="")
-    incident_id: Mapped[int | None] = mapped_column(Integer)
+    incident_id: Mapped[int | None] = mapped_column(ROW_ID)
     updated_at: Mapped[datetime]
 
 

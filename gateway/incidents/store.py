@@ -6,6 +6,7 @@ serialises writers (SQLite has one writer; the audit chain needs one tail).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -719,10 +720,12 @@ class IncidentStore:
     def audit_chain(self) -> AuditChainView:
         """The whole chain recomputed, streamed in pages so a long trail is not held in memory at once."""
         with self.reading() as session:
-            entries = session.scalars(
-                select(AuditEntry).order_by(AuditEntry.id).execution_options(yield_per=1000)
-            )
-            found = find_break(entries)
+            # Closed even when the break is found early: on PostgreSQL `yield_per` reads through a
+            # server-side cursor, which must end before its transaction does.
+            with contextlib.closing(
+                session.scalars(select(AuditEntry).order_by(AuditEntry.id).execution_options(yield_per=1000))
+            ) as entries:
+                found = find_break(entries)
             if not isinstance(found, ChainBreak):
                 return AuditChainView(intact=True, verified=found)
             return AuditChainView(

@@ -16,6 +16,9 @@ down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# 64-bit row ids on PostgreSQL (BIGINT); SQLite's INTEGER PRIMARY KEY is 64-bit already and stays INTEGER.
+ROW_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
 
 _APPEND_ONLY = {
     "sqlite": [
@@ -35,11 +38,11 @@ _APPEND_ONLY = {
 
 def upgrade() -> None:
     op.create_table('audit_log',
-    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('id', ROW_ID, nullable=False),
     sa.Column('at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('actor', sa.String(length=64), nullable=False),
     sa.Column('action', sa.String(length=64), nullable=False),
-    sa.Column('incident_id', sa.Integer(), nullable=True),
+    sa.Column('incident_id', ROW_ID, nullable=True),
     sa.Column('details', sa.JSON(), nullable=False),
     sa.Column('prev_hash', sa.String(length=64), nullable=False),
     sa.Column('hash', sa.String(length=64), nullable=False),
@@ -49,7 +52,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_audit_log_incident_id'), ['incident_id'], unique=False)
 
     op.create_table('dead_letters',
-    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('id', ROW_ID, nullable=False),
     sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('lane', sa.String(length=16), nullable=False),
     sa.Column('topic', sa.Text(), nullable=False),
@@ -62,7 +65,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_dead_letters_received_at'), ['received_at'], unique=False)
 
     op.create_table('incidents',
-    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('id', ROW_ID, nullable=False),
     sa.Column('key', sa.String(length=200), nullable=False),
     sa.Column('rule', sa.String(length=64), nullable=False),
     sa.Column('severity', sa.String(length=16), nullable=False),
@@ -88,7 +91,7 @@ def upgrade() -> None:
         batch_op.create_index('uq_incidents_active_key', ['key'], unique=True, sqlite_where=sa.text("status != 'resolved'"), postgresql_where=sa.text("status != 'resolved'"))
 
     op.create_table('users',
-    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('id', ROW_ID, nullable=False),
     sa.Column('username', sa.String(length=64), nullable=False),
     sa.Column('password_hash', sa.String(length=255), nullable=False),
     sa.Column('role', sa.String(length=16), nullable=False),
@@ -99,8 +102,8 @@ def upgrade() -> None:
     sa.UniqueConstraint('username')
     )
     op.create_table('alarm_events',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('incident_id', sa.Integer(), nullable=False),
+    sa.Column('id', ROW_ID, nullable=False),
+    sa.Column('incident_id', ROW_ID, nullable=False),
     sa.Column('message_key', sa.String(length=128), nullable=False),
     sa.Column('kind', sa.String(length=32), nullable=False),
     sa.Column('device_id', sa.String(length=64), nullable=False),
@@ -118,7 +121,7 @@ def upgrade() -> None:
 
     op.create_table('user_sessions',
     sa.Column('token_hash', sa.String(length=64), nullable=False),
-    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('user_id', ROW_ID, nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], ),

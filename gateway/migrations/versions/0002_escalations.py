@@ -16,10 +16,13 @@ down_revision: str | None = '0001'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# 64-bit row ids on PostgreSQL (BIGINT); SQLite's INTEGER PRIMARY KEY is 64-bit already and stays INTEGER.
+ROW_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
 
 def upgrade() -> None:
     op.create_table('escalations',
-    sa.Column('incident_id', sa.Integer(), nullable=False),
+    sa.Column('incident_id', ROW_ID, nullable=False),
     sa.Column('policy_id', sa.String(length=64), nullable=True),
     sa.Column('next_tier', sa.Integer(), nullable=False),
     sa.Column('round', sa.Integer(), nullable=False),
@@ -34,8 +37,8 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_escalations_next_step_at'), ['next_step_at'], unique=False)
 
     op.create_table('notifications',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('incident_id', sa.Integer(), nullable=False),
+    sa.Column('id', ROW_ID, nullable=False),
+    sa.Column('incident_id', ROW_ID, nullable=False),
     sa.Column('tier', sa.Integer(), nullable=False),
     sa.Column('round', sa.Integer(), nullable=False),
     sa.Column('responder_id', sa.String(length=64), nullable=False),

@@ -17,6 +17,9 @@ down_revision: str | None = '0003'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# 64-bit row ids on PostgreSQL (BIGINT); SQLite's INTEGER PRIMARY KEY is 64-bit already and stays INTEGER.
+ROW_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
 
 def _common(*columns: sa.Column[Any]) -> list[sa.schema.SchemaItem]:
     return [
@@ -79,7 +82,7 @@ def upgrade() -> None:
     ))
 
     op.create_table('directory_history',
-    sa.Column('audit_id', sa.Integer(), nullable=False),
+    sa.Column('audit_id', ROW_ID, nullable=False),
     sa.Column('kind', sa.String(length=16), nullable=False),
     sa.Column('entity_id', sa.String(length=64), nullable=False),
     sa.ForeignKeyConstraint(['audit_id'], ['audit_log.id'], ),

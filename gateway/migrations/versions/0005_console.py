@@ -16,6 +16,9 @@ down_revision: str | None = '0004'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# 64-bit row ids on PostgreSQL (BIGINT); SQLite's INTEGER PRIMARY KEY is 64-bit already and stays INTEGER.
+ROW_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
 
 def upgrade() -> None:
     # Plain ALTER TABLE ADD COLUMN, not batch mode: rebuilding `incidents` would put its partial unique
@@ -27,8 +30,8 @@ def upgrade() -> None:
     op.create_index('ix_incidents_site_opened', 'incidents', ['site', 'opened_at'], unique=False)
 
     op.create_table('incident_notes',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('incident_id', sa.Integer(), nullable=False),
+    sa.Column('id', ROW_ID, nullable=False),
+    sa.Column('incident_id', ROW_ID, nullable=False),
     sa.Column('at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('author', sa.String(length=64), nullable=False),
     sa.Column('text', sa.Text(), nullable=False),
@@ -39,8 +42,8 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_incident_notes_incident_id'), ['incident_id'], unique=False)
 
     op.create_table('dispatches',
-    sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('incident_id', sa.Integer(), nullable=False),
+    sa.Column('id', ROW_ID, nullable=False),
+    sa.Column('incident_id', ROW_ID, nullable=False),
     sa.Column('at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('by', sa.String(length=64), nullable=False),
     sa.Column('responder_id', sa.String(length=64), nullable=True),
@@ -54,7 +57,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_dispatches_incident_id'), ['incident_id'], unique=False)
 
     op.create_table('response_scripts',
-    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('id', ROW_ID, nullable=False),
     sa.Column('rule', sa.String(length=64), nullable=False),
     sa.Column('site', sa.String(length=64), nullable=True),
     sa.Column('steps', sa.JSON(), nullable=False),
@@ -66,7 +69,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_response_scripts_rule_site', ['rule', 'site'], unique=False)
 
     op.create_table('shift_handovers',
-    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('id', ROW_ID, nullable=False),
     sa.Column('signed_by', sa.String(length=64), nullable=False),
     sa.Column('signed_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('shift_start', sa.DateTime(timezone=True), nullable=False),
@@ -74,7 +77,7 @@ def upgrade() -> None:
     sa.Column('notes', sa.Text(), nullable=False),
     sa.Column('sites', sa.JSON(), nullable=True),
     sa.Column('summary', sa.JSON(), nullable=False),
-    sa.Column('audit_id', sa.Integer(), nullable=True),
+    sa.Column('audit_id', ROW_ID, nullable=True),
     sa.Column('signature', sa.String(length=64), nullable=True),
     sa.PrimaryKeyConstraint('id')
     )

@@ -16,10 +16,13 @@ down_revision: str | None = '0005'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# 64-bit row ids on PostgreSQL (BIGINT); SQLite's INTEGER PRIMARY KEY is 64-bit already and stays INTEGER.
+ROW_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
 
 def upgrade() -> None:
     op.create_table('visits',
-    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('id', ROW_ID, nullable=False),
     sa.Column('site', sa.String(length=64), nullable=False),
     sa.Column('resident', sa.String(length=64), nullable=False),
     sa.Column('plan', sa.String(length=64), nullable=False),
@@ -34,7 +37,7 @@ def upgrade() -> None:
     sa.Column('checked_out_via', sa.String(length=80), nullable=True),
     sa.Column('checklist', sa.JSON(), nullable=False),
     sa.Column('notes', sa.Text(), nullable=False),
-    sa.Column('incident_id', sa.Integer(), nullable=True),
+    sa.Column('incident_id', ROW_ID, nullable=True),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )

@@ -16,10 +16,13 @@ down_revision: str | None = '0007'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# 64-bit row ids on PostgreSQL (BIGINT); SQLite's INTEGER PRIMARY KEY is 64-bit already and stays INTEGER.
+ROW_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
 
 def upgrade() -> None:
     op.create_table('body_temperatures',
-    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('id', ROW_ID, nullable=False),
     sa.Column('site', sa.String(length=64), nullable=False),
     sa.Column('resident', sa.String(length=64), nullable=False),
     sa.Column('celsius', sa.Float(), nullable=False),

@@ -16,6 +16,9 @@ down_revision: str | None = '0008'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# 64-bit row ids on PostgreSQL (BIGINT); SQLite's INTEGER PRIMARY KEY is 64-bit already and stays INTEGER.
+ROW_ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
 
 def upgrade() -> None:
     op.create_table('device_test_modes',
@@ -27,7 +30,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('device_id')
     )
     op.create_table('fault_escalations',
-    sa.Column('incident_id', sa.Integer(), nullable=False),
+    sa.Column('incident_id', ROW_ID, nullable=False),
     sa.Column('escalated_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('technicians', sa.JSON(), nullable=False),
     sa.ForeignKeyConstraint(['incident_id'], ['incidents.id'], ),
