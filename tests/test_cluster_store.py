@@ -14,18 +14,20 @@ from pathlib import Path
 
 import pytest
 from cluster_fixtures import cluster_database
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
 from stores import store_url
 
 from devices.model import DeviceEvent, DeviceType, EventKind
 from gateway.clock import FakeClock
 from gateway.config import CarelineConfig
 from gateway.directory import Directory
-from gateway.escalation.store import EscalationStore
+from gateway.escalation.store import EscalationStore, PlannedNotification
 from gateway.incidents import changes
+from gateway.incidents.audit import AUDIT_TAIL_LOCK
 from gateway.incidents.db import make_engine
 from gateway.incidents.migrate import upgrade
-from gateway.incidents.schema import AuditEntry, Incident, Notification
+from gateway.incidents.schema import AuditEntry, Escalation, Incident, Notification
 from gateway.incidents.store import AlarmBatch, IncidentStore, RuledDecision
 from rules.model import AlarmDecision, Severity
 
@@ -227,6 +229,35 @@ def test_a_due_step_is_claimed_by_one_instance_only(postgres: Engine) -> None:
         owners = {row.incident_id: row.owner for row in session.scalars(select(Notification))}
     assert {owners[i] for i in claimed["a"]} <= {"gw-a"}
     assert {owners[i] for i in claimed["b"]} <= {"gw-b"}
+
+
+def test_an_escalation_claim_locks_the_audit_chain_only_for_its_commit(
+    postgres: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chain's lock serialises every instance's writer: a claim stepping many escalations must not
+    hold it from its first step's audit row on, or the other instances' alarms wait for all its steps."""
+    a = instance(postgres, "gw-a")
+    a.apply(AlarmBatch([RuledDecision(press(n), False) for n in range(3)]))
+    escalations = EscalationStore(a, CONFIG)
+    step = escalations._step
+    held_at_steps: list[bool] = []
+
+    def watched(session: Session, escalation: Escalation, now: datetime) -> list[PlannedNotification]:
+        with postgres.connect() as other:
+            free = other.scalar(select(func.pg_try_advisory_xact_lock(AUDIT_TAIL_LOCK)))
+            other.rollback()
+        held_at_steps.append(not free)
+        return step(session, escalation, now)
+
+    monkeypatch.setattr(escalations, "_step", watched)
+    planned = escalations.claim_due(START + timedelta(seconds=1))
+    assert len(planned) == 3
+    assert held_at_steps == [False, False, False]
+    chain = a.audit_chain()
+    assert chain.intact, chain
+    with a.reading() as session:
+        tiers = session.scalars(select(AuditEntry).where(AuditEntry.action == "escalation.tier")).all()
+    assert len(tiers) == 3
 
 
 def test_a_dead_instances_unsent_notifications_are_taken_over_once_and_marked_in_doubt(

@@ -7,7 +7,8 @@ so a step's notifications, its audit rows and the next timer are durable togethe
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -76,6 +77,8 @@ class EscalationStore:
         available: frozenset[ChannelKind] = frozenset(ChannelKind),
     ) -> None:
         self._store = store
+        #: The audit rows of the transaction under way, while they are held back (`_audited_last`).
+        self._held_notes: list[dict[str, Any]] | None = None
         #: Channels actually configured; a tier asking for another one skips it (and says so in the audit).
         self._available = available
         self.use(config)
@@ -99,9 +102,35 @@ class EscalationStore:
         actor: str = "escalation",
     ) -> None:
         """One row of the audit trail about this incident's escalation."""
-        self._store.audit.append(
-            session, at=now, actor=actor, action=action, incident_id=incident_id, details=details
-        )
+        note: dict[str, Any] = {
+            "at": now,
+            "actor": actor,
+            "action": action,
+            "incident_id": incident_id,
+            "details": details,
+        }
+        if self._held_notes is not None:
+            self._held_notes.append(note)
+        else:
+            self._store.audit.append(session, **note)
+
+    @contextmanager
+    def _audited_last(self, session: Session) -> Iterator[None]:
+        """Append the audit rows of the work inside at its end, just before the commit.
+
+        Appending takes the audit chain's lock until the commit (on PostgreSQL an advisory lock shared by
+        every instance's writer), so one row appended at the first of fifty steps would hold every
+        instance's alarms behind the rest of the steps' queries. Held back, the rows are appended (in
+        their order) after the work, and the lock is held for their inserts and the commit only.
+        """
+        self._held_notes = []
+        try:
+            yield
+            notes = self._held_notes
+        finally:
+            self._held_notes = None
+        for note in notes:
+            self._store.audit.append(session, **note)
 
     # -- stepping --------------------------------------------------------------------------------------
 
@@ -123,8 +152,9 @@ class EscalationStore:
                 # committed together, so a step is taken once, whoever takes it.
                 .with_for_update(skip_locked=True)
             ).all()
-            for escalation in due:
-                planned += self._step(session, escalation, now)
+            with self._audited_last(session):
+                for escalation in due:
+                    planned += self._step(session, escalation, now)
         return planned
 
     def _anything_due(self, now: datetime) -> bool:
@@ -330,7 +360,7 @@ class EscalationStore:
     def record_deliveries(self, outcomes: Sequence[tuple[int, Delivery, int]], now: datetime) -> None:
         """What channels answered, in one transaction: after a burst of alarms hundreds of sends end
         within moments, and one commit each would hold the writer (and the next steps) behind them."""
-        with self._store.transaction(durable=False) as session:
+        with self._store.transaction(durable=False) as session, self._audited_last(session):
             for notification_id, delivery, attempt in outcomes:
                 self._record_one(session, notification_id, delivery, attempt, now)
 
