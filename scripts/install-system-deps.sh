@@ -9,7 +9,7 @@ set -euo pipefail
 # With arguments, only those parts: `install-system-deps.sh influxdb` is what `make demo` runs when the
 # demo's telemetry store is missing.
 wanted=("$@")
-[ ${#wanted[@]} -gt 0 ] || wanted=(mosquitto chromium influxdb victoria-metrics postgresql)
+[ ${#wanted[@]} -gt 0 ] || wanted=(mosquitto chromium influxdb victoria-metrics postgresql haproxy)
 want() { [[ " ${wanted[*]} " == *" $1 "* ]]; }
 
 need=()
@@ -21,6 +21,9 @@ want chromium && { [ -x /usr/bin/chromium ] || need+=(chromium); }
 want influxdb && { [ -x /usr/bin/influxd ] || need+=(influxdb); }
 # PostgreSQL: the tests on that backend (`CARELINE_TEST_STORE=postgresql`) run initdb and postgres from
 # /usr/lib/postgresql/<major>/bin in a temporary directory (as the package's `postgres` user when root).
+# HAProxy: tests/test_deploy_files.py checks deploy/scale/haproxy.cfg with `haproxy -c` and runs it in front
+# of two stand-in gateways on free ports (round-robin, WebSocket, readiness).
+want haproxy && { command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy); }
 want postgresql && { compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || need+=(postgresql); }
 want victoria-metrics && { command -v victoria-metrics >/dev/null 2>&1 || need+=(victoria-metrics); }
 [ ${#need[@]} -eq 0 ] && exit 0
@@ -37,7 +40,7 @@ if [[ " ${need[*]} " == *" mosquitto "* ]] && command -v systemctl >/dev/null 2>
 fi
 # The same for the Debian services of InfluxDB (8086/8088), VictoriaMetrics (8428) and PostgreSQL (5432,
 # the package's own cluster): the tests never use them.
-for service in influxdb victoria-metrics postgresql; do
+for service in influxdb victoria-metrics postgresql haproxy; do
   if [[ " ${need[*]} " == *" $service "* ]] && command -v systemctl >/dev/null 2>&1; then
     $sudo systemctl disable --now "$service" >/dev/null 2>&1 || true
   fi

@@ -255,7 +255,7 @@ def test_the_gateway_configurations_validate() -> None:
 
 def test_haproxy_accepts_its_configuration() -> None:
     if shutil.which("haproxy") is None:
-        pytest.skip("haproxy is not installed")
+        pytest.fail("haproxy is missing: `make test` installs it (scripts/install-system-deps.sh)")
     result = subprocess.run(
         ["haproxy", "-c", "-f", str(SCALE / "haproxy.cfg")], capture_output=True, text=True, check=False
     )
@@ -324,7 +324,7 @@ async def test_the_balancer_round_robins_without_stickiness_passes_websockets_an
     tmp_path: Path,
 ) -> None:
     if shutil.which("haproxy") is None:
-        pytest.skip("haproxy is not installed")
+        pytest.fail("haproxy is missing: `make test` installs it (scripts/install-system-deps.sh)")
     stand_ins = {name: _StandIn(name) for name in GATEWAYS}
     for stand_in in stand_ins.values():
         await stand_in.start()
