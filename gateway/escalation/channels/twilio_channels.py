@@ -233,8 +233,9 @@ def _create_blocking(
 
 #: Twilio's clock and ours may differ by this much when matching a message to the attempt that sent it.
 _CLOCK_SKEW = timedelta(minutes=2)
-#: The newest messages to one number looked through: a responder gets a few an incident, not hundreds.
-_LOOKUP_LIMIT = 50
+#: The newest messages to one number looked through (one page of Twilio's list): a carer on a night shift
+#: of a busy centre may get hundreds, and the one in doubt may be among the oldest of them.
+_LOOKUP_LIMIT = 1000
 
 
 def _sent_blocking(
@@ -245,7 +246,7 @@ def _sent_blocking(
         client = Client(account.account_sid, account.auth_token, http_client=http)
         if config.api_base_url:
             client.api.base_url = config.api_base_url.rstrip("/")
-        for message in client.messages.list(to=to, limit=_LOOKUP_LIMIT):
+        for message in client.messages.list(to=to, limit=_LOOKUP_LIMIT, page_size=_LOOKUP_LIMIT):
             created = message.date_created
             if message.body == body and created is not None and created >= since - _CLOCK_SKEW:
                 return str(message.sid)
