@@ -217,6 +217,8 @@ class MqttLane:
         self._alarm = lane is Lane.ALARM
         self._v5 = (config.protocol if self._alarm else config.telemetry_protocol) == "5"
         self.connected = asyncio.Event()
+        #: SUBSCRIBE packets of the current connection not yet confirmed (event loop only).
+        self._connect_subacks: set[int] = set()
         self._stopping = False
         self._arrived: deque[RawMessage] = deque()
         self._handoff_scheduled = False
@@ -377,8 +379,7 @@ class MqttLane:
         with self._topics_lock:
             # Under the lock: a `follow` on the event loop either sees this connection or has already
             # changed the set subscribed here.
-            if self._topics:
-                self._subscribe(self._topics)
+            sent = self._subscribe(self._topics) if self._topics else {}
             stale, self._stale = list(self._stale), set()
             if stale:
                 self._unsubscribe(stale)
@@ -391,7 +392,11 @@ class MqttLane:
             count,
         )
         self._metrics.broker_connected.labels(self._lane.value).set(1)
-        self._call_on_loop(self.connected.set)
+        # Connected means listening: set once the broker has confirmed this connection's subscriptions,
+        # so a message published the moment after (a device pressed as the lane came back) is not routed
+        # before our SUBSCRIBE was. Scheduled before any SUBACK can be handled (same thread, FIFO).
+        pending = set(sent) if sent else set()
+        self._call_on_loop(lambda: self._await_connect_subacks(pending))
 
     def _on_disconnect(
         self, _client: mqtt.Client, _userdata: Any, _flags: Any, reason: Any, _props: Any
@@ -417,7 +422,16 @@ class MqttLane:
 
     # -- on the event loop --------------------------------------------------------------------------
 
+    def _await_connect_subacks(self, pending: set[int]) -> None:
+        self._connect_subacks = pending
+        if not pending:
+            self.connected.set()
+
     def _subscribed(self, mid: int, refused: int) -> None:
+        if mid in self._connect_subacks:
+            self._connect_subacks.discard(mid)
+            if not self._connect_subacks:
+                self.connected.set()
         waiting = self._awaiting.pop(mid, None)
         if refused:
             self._metrics.subscriptions_refused.labels(self._lane.value).inc(refused)
