@@ -354,9 +354,6 @@ class EscalationStore:
 
     # -- what channels report --------------------------------------------------------------------------
 
-    def record_delivery(self, notification_id: int, delivery: Delivery, attempt: int, now: datetime) -> None:
-        self.record_deliveries([(notification_id, delivery, attempt)], now)
-
     def record_deliveries(self, outcomes: Sequence[tuple[int, Delivery, int]], now: datetime) -> None:
         """What channels answered, in one transaction: after a burst of alarms hundreds of sends end
         within moments, and one commit each would hold the writer (and the next steps) behind them."""
